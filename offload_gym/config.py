@@ -1,0 +1,433 @@
+"""Typed, validated, frozen scenario configuration.
+
+A scenario is a :class:`ScenarioConfig`: one frozen dataclass per section (``topology``, ``wifi``,
+``phone``, ``edge``, ``workload``, ``planner``, ``reward``, ``episode``) plus the top-level
+``invalid_action`` rule. Build one from nested JSON-able overrides with :func:`make_config`; every
+field carries its unit, its allowed range and a one-line description in its metadata, which is also
+what the README's config table is generated from (``python -m offload_gym.config --markdown``).
+
+Bad input raises :class:`ConfigError` (a ``ValueError``) naming the dotted field and what is allowed,
+and suggesting the closest valid key for a misspelling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "SCENARIOS",
+    "ConfigError",
+    "DeviceClassConfig",
+    "EdgeConfig",
+    "EpisodeConfig",
+    "PhoneConfig",
+    "PlannerConfig",
+    "RewardConfig",
+    "ScenarioConfig",
+    "TopologyConfig",
+    "WifiConfig",
+    "WorkloadConfig",
+    "make_config",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration value or key that is not allowed. The message names the dotted field."""
+
+
+def _f(default: Any, doc: str, unit: str = "", *, lo: float | None = None, hi: float | None = None,
+       lo_open: bool = False, choices: tuple[Any, ...] | None = None) -> Any:
+    """A dataclass field with documentation and range metadata used by validation and the README."""
+    meta = {"doc": doc, "unit": unit, "lo": lo, "hi": hi, "lo_open": lo_open, "choices": choices}
+    if isinstance(default, (list, dict)):
+        raise TypeError("use tuples for sequence defaults")
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class TopologyConfig:
+    """Where the APs and phones are."""
+
+    n_users: int = _f(20, "phones", lo=1, hi=1000)
+    n_aps: int = _f(4, "APs, each with an edge server and its own channel", lo=1, hi=64)
+    area_m: float = _f(30.0, "side of the square area", "m", lo=1.0, hi=10_000.0)
+    ap_positions: tuple[tuple[float, float], ...] | None = _f(
+        None, "AP coordinates [[x, y], ...]; default: centres of a near-square grid (quadrant centres for 4)", "m")
+    user_positions: tuple[tuple[float, float], ...] | None = _f(
+        None, "fixed phone coordinates; default: uniform random per episode", "m")
+
+    def __post_init__(self) -> None:
+        for name, count in (("ap_positions", self.n_aps), ("user_positions", self.n_users)):
+            pos = getattr(self, name)
+            if pos is None:
+                continue
+            if len(pos) != count:
+                what = "n_aps" if name == "ap_positions" else "n_users"
+                raise ConfigError(f"topology.{name}: has {len(pos)} positions but topology.{what} is {count}; "
+                                  f"give exactly one [x, y] per {'AP' if what == 'n_aps' else 'phone'}")
+            for xy in pos:
+                if len(xy) != 2 or not all(0.0 <= float(c) <= self.area_m for c in xy):
+                    raise ConfigError(f"topology.{name}: {list(xy)} is not an [x, y] pair inside the "
+                                      f"[0, {self.area_m}] m square (topology.area_m)")
+
+
+@dataclass(frozen=True)
+class WifiConfig:
+    """802.11ax link and DCF contention parameters (Bianchi 2000, basic access)."""
+
+    background_stations: int = _f(16, "saturated non-LLM stations per AP (the contention level)", lo=0, hi=500)
+    bandwidth_mhz: int = _f(80, "channel width", "MHz", choices=(20, 40, 80, 160))
+    spatial_streams: int = _f(2, "spatial streams", lo=1, hi=8)
+    frequency_ghz: float = _f(5.18, "carrier frequency", "GHz", lo=1.0, hi=7.2)
+    breakpoint_m: float = _f(10.0, "TGax enterprise path-loss breakpoint distance", "m", lo=1.0, hi=100.0)
+    noise_dbm_per_20mhz: float = _f(-94.0, "noise floor per 20 MHz (+3 dB per doubling)", "dBm", lo=-120, hi=-50)
+    phone_tx_dbm: float = _f(15.0, "phone transmit power", "dBm", lo=-10, hi=30)
+    ap_tx_dbm: float = _f(20.0, "AP transmit power", "dBm", lo=-10, hi=36)
+    slot_s: float = _f(9e-6, "slot time", "s", lo=0.0, lo_open=True, hi=1e-3)
+    sifs_s: float = _f(16e-6, "SIFS", "s", lo=0.0, hi=1e-3)
+    difs_s: float = _f(34e-6, "DIFS", "s", lo=0.0, hi=1e-3)
+    cw_min: int = _f(15, "minimum contention window (W = cw_min + 1)", lo=1, hi=1023)
+    cw_max: int = _f(1023, "maximum contention window", lo=1, hi=65535)
+    preamble_s: float = _f(44e-6, "HE PHY preamble and header", "s", lo=0.0, hi=1e-3)
+    symbol_s: float = _f(13.6e-6, "OFDM data symbol with 0.8 us GI", "s", lo=0.0, lo_open=True, hi=1e-3)
+    mac_header_bytes: int = _f(30, "MAC header", "B", lo=0, hi=1000)
+    ack_bytes: int = _f(14, "ACK frame", "B", lo=0, hi=1000)
+    ack_rate_bps: float = _f(24e6, "legacy rate the ACK is sent at", "b/s", lo=0.0, lo_open=True)
+    ack_preamble_s: float = _f(20e-6, "legacy preamble of the ACK", "s", lo=0.0, hi=1e-3)
+    ack_symbol_s: float = _f(4e-6, "legacy OFDM symbol", "s", lo=0.0, lo_open=True, hi=1e-3)
+    frame_bytes: int = _f(1500, "payload per frame; one frame per channel access, no aggregation", "B", lo=1, hi=65535)
+    bytes_per_token: float = _f(4.0, "payload bytes per token", "B", lo=0.0, hi=1000.0)
+    message_overhead_bytes: int = _f(400, "protocol overhead per message", "B", lo=0, hi=100_000)
+    backhaul_delay_s: float = _f(0.5e-3, "wired AP-to-AP latency", "s", lo=0.0, hi=10.0)
+    backhaul_rate_bps: float = _f(1e9, "wired AP-to-AP rate", "b/s", lo=0.0, lo_open=True)
+
+    def __post_init__(self) -> None:
+        if self.cw_max < self.cw_min:
+            raise ConfigError(f"wifi.cw_max: {self.cw_max} is below wifi.cw_min {self.cw_min}; must be >= cw_min")
+        stages = math.log2((self.cw_max + 1) / (self.cw_min + 1))
+        if abs(stages - round(stages)) > 1e-9:
+            raise ConfigError("wifi.cw_max: (cw_max + 1) / (cw_min + 1) must be a power of two "
+                              f"(got {self.cw_max} and cw_min {self.cw_min}), e.g. 15 and 1023")
+
+
+@dataclass(frozen=True)
+class DeviceClassConfig:
+    """One phone class of a heterogeneous mix."""
+
+    share: float = _f(1.0, "share of phones in this class", lo=0.0, hi=1.0)
+    prefill_tps: float = _f(3000.0, "prefill speed", "tok/s", lo=0.0, lo_open=True)
+    decode_tps: float = _f(48.0, "decode speed", "tok/s", lo=0.0, lo_open=True)
+    ability: float = _f(-0.2, "model ability theta (probit IRT scale)", lo=-10, hi=10)
+
+
+@dataclass(frozen=True)
+class PhoneConfig:
+    """The on-device model: one item at a time."""
+
+    prefill_tps: float = _f(3000.0, "prefill speed (1B-class 4-bit on a phone NPU)", "tok/s", lo=0.0, lo_open=True)
+    decode_tps: float = _f(48.0, "decode speed", "tok/s", lo=0.0, lo_open=True)
+    ability: float = _f(-0.2, "model ability theta (probit IRT scale)", lo=-10, hi=10)
+    device_classes: tuple[DeviceClassConfig, ...] = _f(
+        (), "optional heterogeneous mix [{share, prefill_tps, decode_tps, ability}, ...]; empty: all phones as above")
+
+    def __post_init__(self) -> None:
+        if self.device_classes:
+            total = sum(c.share for c in self.device_classes)
+            if abs(total - 1.0) > 1e-6:
+                raise ConfigError(f"phone.device_classes: shares sum to {total:.6g}; they must sum to 1")
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    """The edge server at every AP: continuous batching, r(B) = r1 / (1 + kappa (B - 1))."""
+
+    prefill_tps: float = _f(3000.0, "prefill speed per stream", "tok/s", lo=0.0, lo_open=True)
+    decode_tps: float = _f(78.0, "single-stream decode speed r1 (8B-class INT4)", "tok/s", lo=0.0, lo_open=True)
+    kappa: float = _f(0.3, "batching slowdown per extra stream", lo=0.0, hi=10.0)
+    max_batch: int = _f(16, "streams in the batch; beyond it a FIFO admission queue", lo=1, hi=4096)
+    ability: float = _f(1.4, "model ability theta (3B 1.1, 8B 1.4, 70B 2.3)", lo=-10, hi=10)
+
+
+@dataclass(frozen=True)
+class WorkloadConfig:
+    """Poisson queries, their sizes, difficulty, attachments and decomposition."""
+
+    arrival_rate: float = _f(0.2, "Poisson query rate per phone", "1/s", lo=0.0, lo_open=True, hi=1000.0)
+    prompt_tokens_median: float = _f(150.0, "lognormal prompt length median", "tok", lo=1.0)
+    prompt_tokens_sigma: float = _f(0.5, "lognormal sigma of prompt length (0 = fixed)", lo=0.0, hi=5.0)
+    answer_tokens_median: float = _f(45.0, "lognormal monolithic answer length median", "tok", lo=1.0)
+    answer_tokens_sigma: float = _f(0.6, "lognormal sigma of answer length (0 = fixed)", lo=0.0, hi=5.0)
+    difficulty_mean: float = _f(0.0, "mean query difficulty b", lo=-10, hi=10)
+    difficulty_std: float = _f(1.0, "std of query difficulty b", lo=0.0, hi=10)
+    attachment_prob: float = _f(0.3, "probability that a query carries an attachment", lo=0.0, hi=1.0)
+    attachment_bytes_median: float = _f(200e3, "lognormal attachment size median", "B", lo=1.0)
+    attachment_bytes_sigma: float = _f(1.0, "lognormal sigma of attachment size", lo=0.0, hi=5.0)
+    subtask_count_probs: tuple[float, ...] = _f((0.2, 0.3, 0.3, 0.15, 0.05), "P(K = 1..5); K = 1: not decomposable")
+    structure_probs: tuple[float, ...] = _f((0.5, 0.3, 0.2), "P(fan-out, chain, DAG)")
+    subtask_output_inflation: float = _f(1.2, "subtask output = inflation x answer / K", lo=0.1, hi=10.0)
+    subtask_context_tokens: int = _f(60, "subtask input = this + its predecessors' outputs", "tok", lo=1, hi=100_000)
+    subtask_difficulty_offset: float = _f(-0.5, "subtask difficulty = b + offset + N(0, std^2)", lo=-10, hi=10)
+    subtask_difficulty_std: float = _f(0.5, "std of the subtask difficulty draw", lo=0.0, hi=10)
+    aggregation_output_tokens: int = _f(10, "output of the aggregation step", "tok", lo=1, hi=100_000)
+    aggregation_difficulty: float = _f(-1.0, "difficulty of the aggregation step", lo=-10, hi=10)
+
+    def __post_init__(self) -> None:
+        for name, n in (("subtask_count_probs", None), ("structure_probs", 3)):
+            probs = getattr(self, name)
+            if n is not None and len(probs) != n:
+                raise ConfigError(f"workload.{name}: needs {n} probabilities (fan-out, chain, DAG), got {len(probs)}")
+            if not probs or any(p < 0 for p in probs) or abs(sum(probs) - 1.0) > 1e-6:
+                raise ConfigError(f"workload.{name}: {list(probs)} must be non-negative and sum to 1 "
+                                  f"(they sum to {sum(probs):.6g})")
+        if len(self.subtask_count_probs) > 8:
+            raise ConfigError("workload.subtask_count_probs: at most 8 entries (K = 1..8) are allowed")
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """What the scheduler is told about each query (execution always uses the truth)."""
+
+    kind: str = _f("noisy-oracle", "oracle (exact), noisy-oracle, or learned (the shipped distilled student)",
+                   choices=("oracle", "noisy-oracle", "learned"))
+    length_noise_sigma: float = _f(0.35, "noisy-oracle: predicted tokens = true x exp(N(0, sigma^2))", lo=0.0, hi=5.0)
+    difficulty_noise_sigma: float = _f(0.4, "noisy-oracle: predicted difficulty = true + N(0, sigma^2)", lo=0.0, hi=10)
+    latency_s: float = _f(0.0, "planner time added to every query before its first transfer or compute", "s",
+                          lo=0.0, hi=60.0)
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """Reward per finished query."""
+
+    kind: str = _f("linear", "linear: q - w*latency - penalty*[latency > deadline]; product: q*exp(-latency/scale)",
+                   choices=("linear", "product"))
+    latency_weight: float = _f(0.3, "linear: weight of latency", "1/s", lo=0.0, hi=100.0)
+    deadline_s: float = _f(2.0, "linear: deadline", "s", lo=0.0, lo_open=True, hi=1e6)
+    deadline_penalty: float = _f(0.2, "linear: penalty for missing the deadline", lo=0.0, hi=100.0)
+    latency_scale_s: float = _f(2.0, "product: latency scale", "s", lo=0.0, lo_open=True, hi=1e6)
+
+
+@dataclass(frozen=True)
+class EpisodeConfig:
+    """Episode length."""
+
+    queries: int = _f(200, "queries per episode; then in-flight work drains and the episode truncates", lo=1,
+                      hi=10_000_000)
+
+
+@dataclass(frozen=True)
+class ScenarioConfig:
+    """A complete scenario. ``make_config(overrides, base=...)`` builds one; ``.to_dict()`` round-trips."""
+
+    topology: TopologyConfig = field(default_factory=TopologyConfig)
+    wifi: WifiConfig = field(default_factory=WifiConfig)
+    phone: PhoneConfig = field(default_factory=PhoneConfig)
+    edge: EdgeConfig = field(default_factory=EdgeConfig)
+    workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    episode: EpisodeConfig = field(default_factory=EpisodeConfig)
+    invalid_action: str = _f("fallback", "masked action: fallback (run on the phone, counted) or raise",
+                             choices=("fallback", "raise"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (JSON-able); ``make_config(cfg.to_dict()) == cfg``."""
+        return _to_plain(self)
+
+    @property
+    def max_subtasks(self) -> int:
+        return len(self.workload.subtask_count_probs)
+
+
+def _to_plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, tuple):
+        return [_to_plain(v) for v in obj]
+    return obj
+
+
+_HINTS_CACHE: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS_CACHE:
+        _HINTS_CACHE[cls] = typing.get_type_hints(cls)
+    return _HINTS_CACHE[cls]
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def _coerce(value: Any, tp: Any, path: str, meta: Mapping[str, Any]) -> Any:
+    """Check ``value`` against the annotation ``tp`` and the range metadata; return the typed value."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], path, meta)
+    if origin is tuple:
+        if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
+            raise ConfigError(f"{path}: expected a list, got {type(value).__name__} {value!r}")
+        items = list(value)
+        elem = args[0]
+        return tuple(_coerce(v, elem, f"{path}[{i}]", meta) for i, v in enumerate(items))
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{path}: expected a mapping of {tp.__name__} fields, got {type(value).__name__}")
+        return _build(tp, value, path)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+            raise ConfigError(f"{path}: expected an integer, got {type(value).__name__} {value!r}")
+        value = int(value)
+    elif tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {type(value).__name__} {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{path}: expected a finite number, got {value!r}")
+    elif tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {type(value).__name__} {value!r}")
+    _check_range(value, path, meta)
+    return value
+
+
+def _check_range(value: Any, path: str, meta: Mapping[str, Any]) -> None:
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"{path}: {value!r} is not allowed; choose one of {list(choices)}{hint}")
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if isinstance(value, (int, float)):
+        if lo is not None and (value < lo or (meta.get("lo_open") and value <= lo)):
+            op = ">" if meta.get("lo_open") else ">="
+            bound = f"{op} {lo}" + (f" and <= {hi}" if hi is not None else "")
+            raise ConfigError(f"{path}: {value!r} is out of range; must be {bound}")
+        if hi is not None and value > hi:
+            raise ConfigError(f"{path}: {value!r} is out of range; must be <= {hi}")
+
+
+def _build(cls: type, data: Mapping[str, Any], path: str) -> Any:
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
+            where = f"{path}.{key}" if path else str(key)
+            hint = f" Did you mean {(path + '.' if path else '') + close[0]!r}?" if close else ""
+            raise ConfigError(f"{where}: unknown config key.{hint} Allowed here: {', '.join(names)}")
+    hints = _hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            where = f"{path}.{f.name}" if path else f.name
+            kwargs[f.name] = _coerce(data[f.name], hints[f.name], where, f.metadata)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:  # pragma: no cover - defensive: report the section
+        raise ConfigError(f"{path or 'config'}: {exc}") from exc
+
+
+def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+SCENARIOS: dict[str, dict[str, Any]] = {
+    # The paper scenario: 20 phones, 4 APs, a busy office (DESIGN.md section 2).
+    "paper": {},
+    # Small and short, for tests and smoke runs.
+    "tiny": {"topology": {"n_users": 4, "n_aps": 2}, "episode": {"queries": 20}},
+}
+
+
+def make_config(overrides: Mapping[str, Any] | ScenarioConfig | None = None, *, scenario: str = "paper") -> ScenarioConfig:
+    """Validate nested overrides on top of a named scenario (``paper`` or ``tiny``).
+
+    Dotted keys are accepted at the top level too: ``{"edge.kappa": 0.1}`` equals ``{"edge": {"kappa": 0.1}}``.
+    """
+    if isinstance(overrides, ScenarioConfig):
+        return overrides
+    if scenario not in SCENARIOS:
+        raise ConfigError(f"scenario: {scenario!r} is unknown; choose one of {sorted(SCENARIOS)}")
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise ConfigError(f"config: expected a mapping of sections, got {type(overrides).__name__}")
+    nested = _undot(overrides or {})
+    data = _merge(SCENARIOS[scenario], nested)
+    return _build(ScenarioConfig, data, "")
+
+
+def _undot(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        parts = str(key).split(".")
+        node = out
+        for part in parts[:-1]:
+            nxt = node.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"{key}: conflicts with a non-section value for {part!r}")
+            node = nxt
+        last = parts[-1]
+        if isinstance(value, Mapping) and isinstance(node.get(last), dict):
+            node[last] = _merge(node[last], _undot(value))
+        elif isinstance(value, Mapping):
+            node[last] = _undot(value)
+        else:
+            node[last] = value
+    return out
+
+
+def config_table_markdown() -> str:
+    """The README's config table, generated from the field metadata."""
+    rows = ["| key | default | unit | allowed | meaning |", "|---|---|---|---|---|"]
+    for section in dataclasses.fields(ScenarioConfig):
+        if dataclasses.is_dataclass(_hints(ScenarioConfig)[section.name]):
+            cls = _hints(ScenarioConfig)[section.name]
+            for f in dataclasses.fields(cls):
+                rows.append(_row(f"{section.name}.{f.name}", f))
+        else:
+            rows.append(_row(section.name, section))
+    return "\n".join(rows)
+
+
+def _row(key: str, f: dataclasses.Field[Any]) -> str:
+    meta = f.metadata
+    default = f.default if f.default is not dataclasses.MISSING else "-"
+    allowed = ""
+    if meta.get("choices"):
+        allowed = ", ".join(str(c) for c in meta["choices"])
+    elif meta.get("lo") is not None or meta.get("hi") is not None:
+        lo = meta.get("lo")
+        lo_txt = "" if lo is None else (f"> {lo:g}" if meta.get("lo_open") else f">= {lo:g}")
+        hi_txt = "" if meta.get("hi") is None else f"<= {meta['hi']:g}"
+        allowed = " and ".join(t for t in (lo_txt, hi_txt) if t)
+    default_txt = _to_plain(default)
+    return f"| `{key}` | `{default_txt}` | {meta.get('unit', '')} | {allowed} | {meta.get('doc', '')} |"
+
+
+if __name__ == "__main__":
+    print(config_table_markdown())

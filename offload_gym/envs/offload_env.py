@@ -1,0 +1,451 @@
+"""The Gymnasium adapter around :class:`offload_gym.sim.engine.Simulator`."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from offload_gym.config import ScenarioConfig, make_config
+from offload_gym.envs import observation as obs_layout
+from offload_gym.sim.engine import PHONE, Item, Query, Simulator
+from offload_gym.sim.estimates import Estimate, Estimator, PlanEstimate, subtask_order
+from offload_gym.sim.workload import CHAIN, DAG, FAN_OUT
+
+__all__ = ["OffloadEnv"]
+
+_QUERY, _SUBTASK, _AGGREGATION, _END = "query", "subtask", "aggregation", "end"
+
+
+class OffloadEnv(gym.Env[np.ndarray, np.int64]):
+    """Decomposition-aware LLM inference offloading in a multi-user, multi-AP Wi-Fi network.
+
+    ## Description
+    Phones issue LLM queries (Poisson). A planner predicts each query's difficulty and output length
+    and its decomposition into ``K`` subtasks (fan-out, chain or DAG) plus an aggregation step. The
+    agent is the scheduler: for every query it decides whether to run it whole on the phone, whole on
+    an AP's edge server, or decomposed, and then where each subtask and the aggregation run. Latency
+    comes from Wi-Fi contention (Bianchi DCF, flow level), the backhaul, phone compute and edge
+    continuous batching; quality from the ability of the model that ran each piece (probit IRT).
+    After arXiv 2604.21399 (Han & Sun, 2026). Simulation only, as in the paper.
+
+    ## Steps are decisions
+    The simulator runs events until a decision is due, then returns. All of a query's decisions happen
+    at its arrival instant:
+
+    | decision kind | when | action ``0`` | action ``j = 1..A`` | action ``A + 1`` |
+    |---|---|---|---|---|
+    | ``query`` | a query arrived | whole on the phone | whole on AP ``j - 1`` | decompose (masked if ``K = 1``) |
+    | ``subtask`` | after "decompose", once per subtask in topological order, larger predicted work first within a depth | phone | AP ``j - 1`` | masked |
+    | ``aggregation`` | after the last subtask | phone | AP ``j - 1`` | masked |
+
+    ## Action space
+    ``Discrete(A + 2)``. What is not allowed now is masked: :meth:`action_masks` (bool, for
+    sb3-contrib ``MaskablePPO``) and ``info["action_mask"]`` (int8). APs are masked for a phone out of
+    coverage. A masked action is replaced by the phone (always valid) and counted in
+    ``info["invalid_actions"]``; with ``config={"invalid_action": "raise"}`` it raises ``ValueError``.
+    An action outside the space always raises.
+
+    ## Observation space
+    A flat ``Box(float32)`` in ``[0, 1]`` (difficulty in ``[-1, 1]``), names in
+    :attr:`observation_names`. Global features (20):
+
+    | feature | meaning |
+    |---|---|
+    | ``decision_query/subtask/aggregation`` | decision kind, one-hot (all 0 on the final step) |
+    | ``item_pred_difficulty`` | predicted difficulty of the item / 4 |
+    | ``item_pred_input_tokens``, ``item_pred_output_tokens`` | ``log1p(tokens) / log1p(16384)`` |
+    | ``query_attachment_bytes``, ``item_reads_attachment`` | attachment size (log) and whether this item needs it |
+    | ``query_n_subtasks``, ``structure_fan_out/chain/dag`` | ``(K - 1) / (K_max - 1)``, structure one-hot |
+    | ``item_position``, ``item_n_predecessors`` | subtask's place in the order, its predecessors |
+    | ``can_decompose``, ``plan_pred_latency``, ``plan_pred_quality`` | the list scheduler's decomposed plan (query step) |
+    | ``episode_progress``, ``queries_in_flight``, ``phone_link_rate`` | progress, load, this phone's PHY rate |
+
+    Then 8 features per location (phone, AP 0, ..., AP A-1):
+
+    | feature | meaning |
+    |---|---|
+    | ``reachable`` | 1 if the item may run there |
+    | ``est_time`` | predicted time from now until the answer is on the phone (query, aggregation) or the subtask is done, squashed ``t / (t + 2 s)`` |
+    | ``est_quality`` | ``Phi(theta_L - predicted difficulty)`` |
+    | ``backlog`` | phone: squashed predicted busy time; AP: queued and in-transit items / ``max_batch`` |
+    | ``occupancy`` | phone busy (0/1); AP batch / ``max_batch`` |
+    | ``link_rate`` | predicted Wi-Fi share of this phone towards the location (log Mb/s) |
+    | ``contention`` | contenders in that cell / (background + phones + 1) |
+    | ``is_own_ap`` | the phone's own AP |
+
+    The estimates use predicted tokens only: each edge's batch is projected over the predicted
+    remaining tokens of its running, queued and in-transit streams, and subtask estimates include
+    when already-placed predecessors' outputs arrive and the load this query's earlier subtasks added.
+
+    ## Rewards
+    A step's reward is the sum over queries that finished while the simulator advanced of
+    ``quality - latency_weight * latency_s - deadline_penalty * [latency_s > deadline_s]`` (default
+    ``linear``) or ``quality * exp(-latency_s / latency_scale_s)`` (``product``). Per-query values are in
+    ``info["completed"]``.
+
+    ## Episode end
+    After the episode's last query (``episode.queries``, 200) is placed, in-flight work drains, its
+    reward is paid and the step returns ``truncated=True`` with ``info["episode_metrics"]``. There is no
+    terminal state (``terminated`` is always False). No query is ever lost: arrived = finished.
+
+    ## Arguments
+    ``gym.make("offload_gym/WifiOffload-v0", config={...}, render_mode=None)``. ``config`` takes nested
+    (or dotted) overrides of the scenario, validated into a frozen :class:`~offload_gym.config.ScenarioConfig`
+    at ``env.unwrapped.config``. ``reset(options={"config": {...}})`` changes the scenario from that
+    episode on (the number of APs and subtasks, which fix the spaces, cannot change).
+
+    ## Version history
+    * v0: initial release.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 4, "autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
+
+    def __init__(self, config: dict[str, Any] | ScenarioConfig | None = None, scenario: str = "paper",
+                 render_mode: str | None = None) -> None:
+        self.config = make_config(config, scenario=scenario)
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode: {render_mode!r} is not allowed; choose one of "
+                             f"{self.metadata['render_modes']} or None")
+        self.render_mode = render_mode
+        self.n_aps = self.config.topology.n_aps
+        self.action_space = spaces.Discrete(self.n_aps + 2)
+        low, high = obs_layout.observation_bounds(self.n_aps)
+        self.observation_space = spaces.Box(low, high, dtype=np.float32)
+        self.observation_names: tuple[str, ...] = obs_layout.observation_names(self.n_aps)
+        self._n_global = len(obs_layout.GLOBAL_FEATURES)
+        self._n_loc = len(obs_layout.LOCATION_FEATURES)
+        self.sim: Simulator | None = None
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        self._query: Query | None = None
+        self._kind = _END
+        self._order: list[int] = []
+        self._position = 0
+        self._whole_item: Item | None = None
+        self._estimates: dict[int, Estimate] = {}
+        self._plan: PlanEstimate | None = None
+        self._mask = np.zeros(self.n_aps + 2, dtype=bool)
+        self._invalid_actions = 0
+        self._rewards: list[float] = []
+        self._done = True
+
+    # ------------------------------------------------------------------ Gymnasium API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        if options and "config" in options:
+            self.config = self._merged_config(options["config"])
+        self._reset_state()
+        self.sim = Simulator(self.config, self.np_random)
+        self.estimator = Estimator(self.sim, self.config.reward.latency_weight)
+        self._done = False
+        completed = self._advance()
+        if completed:  # pragma: no cover - nothing can finish before the first decision
+            raise RuntimeError("a query finished before the first decision")
+        return self._observation(), self._info([])
+
+    def _merged_config(self, overrides: Any) -> ScenarioConfig:
+        from offload_gym.config import _merge, _undot
+
+        if not isinstance(overrides, dict):
+            raise ValueError(f"options['config']: expected a mapping of overrides, got {type(overrides).__name__}")
+        new = make_config(_merge(self.config.to_dict(), _undot(overrides)))
+        if new.topology.n_aps != self.config.topology.n_aps:
+            raise ValueError("options['config']: topology.n_aps fixes the spaces and cannot change at reset; "
+                             "make a new env instead")
+        return new
+
+    def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
+        if self._done or self.sim is None:
+            raise RuntimeError("step() called after the episode ended (or before reset()); call reset() first")
+        a = self._check_action(action)
+        if not self._mask[a]:
+            if self.config.invalid_action == "raise":
+                allowed = [int(i) for i in np.flatnonzero(self._mask)]
+                raise ValueError(f"action: {a} is masked at this {self._kind} decision; allowed actions: {allowed}")
+            self._invalid_actions += 1
+            a = PHONE
+        sim, query = self.sim, self._query
+        assert query is not None
+        finished_query = False
+        if self._kind == _QUERY:
+            if a == self.n_aps + 1:
+                sim.begin_decomposition(query)
+                self._order = subtask_order(query)
+                self._position = 0
+                self._kind = _SUBTASK
+            else:
+                item = sim.place_whole(query, a, self._whole_item)
+                self._commit_estimate(item, a)
+                finished_query = True
+        elif self._kind == _SUBTASK:
+            index = self._order[self._position]
+            item = sim.place_subtask(query, index, a)
+            self._commit_estimate(item, a)
+            self._position += 1
+            if self._position == len(self._order):
+                self._kind = _AGGREGATION
+        else:
+            item = sim.place_aggregation(query, a)
+            self._commit_estimate(item, a)
+            finished_query = True
+        completed: list[dict[str, Any]] = []
+        if finished_query:
+            completed = self._advance()
+        else:
+            self.estimator.refresh()
+            self._prepare_decision()
+        reward = float(sum(c["reward"] for c in completed))
+        truncated = self._kind == _END
+        if truncated:
+            self._done = True
+        obs = self._observation()
+        info = self._info(completed)
+        return obs, reward, False, truncated, info
+
+    def action_masks(self) -> np.ndarray:
+        """Bool mask of the actions allowed at the current decision (for sb3-contrib MaskablePPO)."""
+        return self._mask.copy()
+
+    def render(self) -> str | None:  # type: ignore[override]
+        if self.render_mode == "ansi":
+            return self._render_ansi()
+        return None
+
+    def close(self) -> None:
+        pass
+
+    # ------------------------------------------------------------------ internals
+    def _check_action(self, action: Any) -> int:
+        try:
+            arr = np.asarray(action)
+            if arr.size != 1 or (not np.issubdtype(arr.dtype, np.integer) and not (
+                    np.issubdtype(arr.dtype, np.floating) and float(arr.reshape(-1)[0]).is_integer())):
+                raise TypeError
+            a = int(arr.reshape(-1)[0])
+        except (TypeError, ValueError):
+            raise ValueError(f"action: {action!r} is not an integer in Discrete({self.n_aps + 2}); "
+                             f"allowed 0..{self.n_aps + 1}") from None
+        if not 0 <= a <= self.n_aps + 1:
+            raise ValueError(f"action: {a} is outside Discrete({self.n_aps + 2}); allowed 0..{self.n_aps + 1} "
+                             f"(0 phone, 1..{self.n_aps} AP, {self.n_aps + 1} decompose)")
+        return a
+
+    def _commit_estimate(self, item: Item, location: int) -> None:
+        est = self._estimates.get(location)
+        if est is not None:
+            item.est_ready, item.est_finish = est.ready_s, est.finish_s
+        else:  # pragma: no cover - every allowed location has an estimate
+            item.est_ready = item.est_finish = self.sim.now if self.sim else 0.0
+
+    def _advance(self) -> list[dict[str, Any]]:
+        """Run the simulator to the next arrival (or drain) and set up its decision."""
+        sim = self.sim
+        assert sim is not None
+        query = sim.run_until_decision()
+        completed = [self._completed_record(c) for c in sim.pop_completed()]
+        self._query = query
+        self.estimator.refresh()
+        if query is None:
+            self._kind = _END
+            self._mask = np.zeros(self.n_aps + 2, dtype=bool)
+            self._mask[PHONE] = True
+            return completed
+        self._kind = _QUERY
+        self._whole_item = sim.make_whole_item(query)
+        if query.spec.n_subtasks > 1:
+            sim.prepare_decomposition(query)
+        self._prepare_decision()
+        return completed
+
+    def _prepare_decision(self) -> None:
+        sim, query = self.sim, self._query
+        assert sim is not None and query is not None
+        est = self.estimator
+        mask = np.zeros(self.n_aps + 2, dtype=bool)
+        mask[PHONE] = True
+        if sim.reachable(query.user):
+            mask[1:self.n_aps + 1] = True
+        self._plan = None
+        if self._kind == _QUERY:
+            assert self._whole_item is not None
+            self._estimates = est.whole(query, self._whole_item)
+            if query.spec.n_subtasks > 1:
+                mask[self.n_aps + 1] = True
+                self._plan = est.plan(query, subtask_order(query))
+        elif self._kind == _SUBTASK:
+            item = query.subtasks[self._order[self._position]]
+            self._estimates = est.subtask(query, item)
+        else:
+            assert query.aggregation is not None
+            self._estimates = est.aggregation(query, query.aggregation)
+        self._mask = mask
+
+    def _current_item(self) -> Item | None:
+        query = self._query
+        if query is None:
+            return None
+        if self._kind == _QUERY:
+            return self._whole_item
+        if self._kind == _SUBTASK:
+            return query.subtasks[self._order[self._position]]
+        return query.aggregation
+
+    def _completed_record(self, c: Any) -> dict[str, Any]:
+        query = c.query
+        reward = self._query_reward(c.latency_s, c.quality)
+        self._rewards.append(reward)
+        if query.decomposed:
+            placements = [s.location for s in query.subtasks] + [query.aggregation.location]
+        else:
+            placements = [query.whole.location]
+        return {
+            "query_id": query.qid, "user": query.user, "arrival_s": query.arrival_time,
+            "latency_s": c.latency_s, "quality": c.quality, "reward": reward, "decomposed": query.decomposed,
+            "placements": placements, "n_subtasks": query.spec.n_subtasks,
+            "attachment_bytes": query.spec.attachment_bytes,
+            "deadline_missed": c.latency_s > self.config.reward.deadline_s,
+        }
+
+    def _query_reward(self, latency_s: float, quality: float) -> float:
+        r = self.config.reward
+        if r.kind == "product":
+            return quality * math.exp(-latency_s / r.latency_scale_s)
+        return quality - r.latency_weight * latency_s - r.deadline_penalty * float(latency_s > r.deadline_s)
+
+    def _observation(self) -> np.ndarray:
+        obs = np.zeros(self.observation_space.shape, dtype=np.float32)
+        sim, query = self.sim, self._query
+        if sim is None or query is None or self._kind == _END:
+            return obs
+        cfg = self.config
+        g = obs
+        item = self._current_item()
+        assert item is not None
+        kind_index = {_QUERY: 0, _SUBTASK: 1, _AGGREGATION: 2}[self._kind]
+        g[kind_index] = 1.0
+        g[3] = min(max(item.pred_difficulty / obs_layout.DIFFICULTY_SCALE, -1.0), 1.0)
+        g[4] = min(math.log1p(item.pred_input_tokens) / obs_layout.TOKENS_LOG_MAX, 1.0)
+        g[5] = min(math.log1p(item.pred_output_tokens) / obs_layout.TOKENS_LOG_MAX, 1.0)
+        spec = query.spec
+        g[6] = min(math.log1p(spec.attachment_bytes) / obs_layout.BYTES_LOG_MAX, 1.0)
+        reads = self._kind == _QUERY or (self._kind == _SUBTASK and not item.preds)
+        g[7] = 1.0 if reads and spec.attachment_bytes > 0 else 0.0
+        k = spec.n_subtasks
+        k_max = cfg.max_subtasks
+        g[8] = (k - 1) / (k_max - 1) if k_max > 1 else 0.0
+        if k > 1:
+            g[9 + {FAN_OUT: 0, CHAIN: 1, DAG: 2}[spec.structure]] = 1.0
+        if self._kind == _SUBTASK:
+            g[12] = self._position / k
+            g[13] = len(item.preds) / max(k - 1, 1)
+        elif self._kind == _AGGREGATION:
+            g[12] = 1.0
+            g[13] = 1.0
+        if self._plan is not None:
+            g[14] = 1.0
+            g[15] = obs_layout.squash_time(self._plan.latency_s)
+            g[16] = self._plan.quality
+        g[17] = sim.queries_arrived / cfg.episode.queries
+        g[18] = math.tanh((sim.queries_arrived - sim.queries_finished) / sim.n_users)
+        user = query.user
+        phy_mbps = sim.up_rate_bps[user] / 1e6
+        g[19] = math.log1p(phy_mbps) / obs_layout.RATE_LOG_MAX
+        base = self._n_global
+        now = sim.now
+        own = int(sim.own_ap[user])
+        bg = cfg.wifi.background_stations
+        contention_norm = bg + sim.n_users + 1
+        for loc in range(self.n_aps + 1):
+            o = base + loc * self._n_loc
+            est = self._estimates.get(loc)
+            if est is not None:
+                obs[o] = 1.0
+                obs[o + 1] = obs_layout.squash_time(est.finish_s - now)
+                obs[o + 2] = est.quality
+            else:
+                obs[o + 1] = 1.0 - 1e-6
+            if loc == PHONE:
+                phone = sim.phones[user]
+                obs[o + 3] = obs_layout.squash_time(self.estimator.phone_free_at(user) - now)
+                obs[o + 4] = 1.0 if phone.running is not None else 0.0
+                obs[o + 5] = g[19]
+                if own >= 0:
+                    obs[o + 6] = sim.cell_contenders(own) / contention_norm
+            else:
+                e = loc - 1
+                edge = sim.edges[e]
+                max_batch = cfg.edge.max_batch
+                obs[o + 3] = min((len(edge.ready) + len(edge.waiting)) / max_batch, 1.0)
+                obs[o + 4] = edge.batch / max_batch
+                if own >= 0:
+                    share_bps = 8.0 * 1500.0 / max(self.estimator.uplink_s(user, 1500.0), 1e-12)
+                    obs[o + 5] = min(math.log1p(share_bps / 1e6) / obs_layout.RATE_LOG_MAX, 1.0)
+                obs[o + 6] = min(sim.cell_contenders(e) / contention_norm, 1.0)
+                obs[o + 7] = 1.0 if e == own else 0.0
+        return obs
+
+    def _info(self, completed: list[dict[str, Any]]) -> dict[str, Any]:
+        sim = self.sim
+        assert sim is not None
+        info: dict[str, Any] = {
+            "action_mask": self._mask.astype(np.int8),
+            "decision": self._kind,
+            "time_s": sim.now,
+            "invalid_actions": self._invalid_actions,
+            "completed": completed,
+        }
+        if self._kind == _END:
+            info["episode_metrics"] = self.episode_metrics()
+        return info
+
+    def episode_metrics(self) -> dict[str, float]:
+        """Metrics over the queries finished so far in this episode."""
+        sim = self.sim
+        assert sim is not None
+        log = sim.finished_log
+        lat = np.array([c.latency_s for c in log], dtype=float)
+        qual = np.array([c.quality for c in log], dtype=float)
+        rewards = np.array(self._rewards, dtype=float)
+        n = len(log)
+        return {
+            "queries": n,
+            "mean_latency_s": float(lat.mean()) if n else 0.0,
+            "p95_latency_s": float(np.percentile(lat, 95)) if n else 0.0,
+            "mean_quality": float(qual.mean()) if n else 0.0,
+            "mean_reward": float(rewards.mean()) if n else 0.0,
+            "total_reward": float(rewards.sum()),
+            "deadline_miss_rate": float((lat > self.config.reward.deadline_s).mean()) if n else 0.0,
+            "decomposed_share": float(np.mean([c.query.decomposed for c in log])) if n else 0.0,
+            "edge_share": sim.edge_output_tokens / sim.total_output_tokens if sim.total_output_tokens else 0.0,
+            "invalid_actions": self._invalid_actions,
+            "failed_queries": 0,
+            "sim_time_s": sim.now,
+        }
+
+    def _render_ansi(self) -> str:
+        sim = self.sim
+        if sim is None:
+            return "offload_gym: not reset\n"
+        lines = [f"t={sim.now:9.3f}s  arrived={sim.queries_arrived}/{self.config.episode.queries} "
+                 f"finished={sim.queries_finished}  decision={self._kind}"]
+        for e, edge in enumerate(sim.edges):
+            lines.append(f"  AP{e}: batch {edge.batch:2d}/{self.config.edge.max_batch} queued {len(edge.ready):2d} "
+                         f"in-transit {len(edge.waiting):2d}  contenders {sim.cell_contenders(e):3d}")
+        query = self._query
+        if query is not None and self._kind != _END:
+            item = self._current_item()
+            assert item is not None
+            lines.append(f"  query {query.qid} from phone {query.user} (AP{int(sim.own_ap[query.user])}): "
+                         f"K={query.spec.n_subtasks} pred out {item.pred_output_tokens:.0f} tok, "
+                         f"b^={item.pred_difficulty:+.2f}")
+            for loc, est in sorted(self._estimates.items()):
+                name = "phone" if loc == PHONE else f"AP{loc - 1}"
+                lines.append(f"    {name:6s} est {est.finish_s - sim.now:7.3f}s  quality {est.quality:.3f}")
+            if self._plan is not None:
+                lines.append(f"    decomposed plan: {self._plan.latency_s:.3f}s quality {self._plan.quality:.3f}")
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,23 @@
+"""Idempotent registration of the offload_gym environment ids."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+ENV_IDS: dict[str, str] = {
+    "offload_gym/WifiOffload-v0": "paper",
+    "offload_gym/WifiOffload-tiny-v0": "tiny",
+}
+
+
+def register_envs() -> None:
+    """Register every id once; calling again is a no-op."""
+    for env_id, scenario in ENV_IDS.items():
+        if env_id in gym.registry:
+            continue
+        gym.register(
+            id=env_id,
+            entry_point="offload_gym.envs.offload_env:OffloadEnv",
+            kwargs={"scenario": scenario},
+            disable_env_checker=False,
+        )

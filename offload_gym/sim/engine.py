@@ -1,0 +1,733 @@
+"""Event-driven simulator core: phones, APs with edge servers, Wi-Fi cells, backhaul and queries.
+
+No Gymnasium here. :class:`Simulator` is driven by a caller that, at every query arrival, places the
+query (whole on a location, or decomposed with a location per subtask and for the aggregation step).
+Time only advances in :meth:`Simulator.run_until_decision`, which processes events until the next
+query arrives (returned) or everything has drained (``None``).
+
+Locations are numbered ``0`` (the query's own phone) and ``1..A`` (AP ``j - 1``'s edge server).
+
+Model (DESIGN.md section 2):
+
+* Wi-Fi is flow level. In each AP's cell the contenders are the background stations, the phones with
+  an active upload and the AP if it is sending; an upload gets ``S(n, R, frame) / n`` shared over the
+  phone's concurrent uploads and the AP's share ``S(n, R_dl, frame) / n`` is split over its downloads.
+  Every message first waits one access delay ``D(n', R, min(bytes, frame))`` (n' counts itself). Rates
+  are recomputed whenever a transfer starts or ends.
+* The backhaul is a fixed delay plus serialisation; work on a foreign AP goes phone -> own AP ->
+  backhaul -> target and back the same way.
+* A phone runs one item at a time; an edge batches up to ``max_batch`` streams, each prefilling at
+  ``prefill_tps`` then decoding at ``r(B) = r1 / (1 + kappa (B - 1))`` with ``B`` counting every admitted
+  stream. Every location starts the earliest-placed item whose inputs have all arrived.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from offload_gym.config import ScenarioConfig
+from offload_gym.sim import wifi as wifi_model
+from offload_gym.sim.planner import Prediction, predict
+from offload_gym.sim.quality import decomposed_quality, success_prob
+from offload_gym.sim.workload import QuerySpec, draw_query
+
+__all__ = ["AGGREGATION", "PHONE", "SUBTASK", "WHOLE", "Item", "Message", "Query", "Simulator"]
+
+PHONE = 0
+WHOLE, SUBTASK, AGGREGATION = 0, 1, 2
+
+# event kinds
+_ARRIVAL, _PHONE_DONE, _PREFILL_DONE, _DECODE_DONE, _BSS, _BACKHAUL_DONE, _RELEASE = range(7)
+_BYTES_EPS = 1e-6
+_TOKENS_EPS = 1e-9
+
+
+class Item:
+    """One piece of LLM work: a whole query, a subtask or an aggregation step."""
+
+    __slots__ = (
+        "decode_target",
+        "depth",
+        "difficulty",
+        "done",
+        "est_finish",
+        "est_ready",
+        "finish_time",
+        "index",
+        "input_tokens",
+        "kind",
+        "location",
+        "output_tokens",
+        "pending",
+        "pred_difficulty",
+        "pred_duration_s",
+        "pred_input_tokens",
+        "pred_output_tokens",
+        "preds",
+        "query",
+        "ready_time",
+        "seq",
+        "start_time",
+        "succs",
+    )
+
+    def __init__(self, query: Query, kind: int, index: int, input_tokens: float, output_tokens: int,
+                 difficulty: float, pred_input_tokens: float, pred_output_tokens: float, pred_difficulty: float) -> None:
+        self.query = query
+        self.kind = kind
+        self.index = index
+        self.input_tokens = input_tokens
+        self.output_tokens = output_tokens
+        self.difficulty = difficulty
+        self.pred_input_tokens = pred_input_tokens
+        self.pred_output_tokens = pred_output_tokens
+        self.pred_difficulty = pred_difficulty
+        self.preds: tuple[int, ...] = ()
+        self.succs: list[Item] = []
+        self.depth = 0
+        self.location = -1
+        self.seq = -1
+        self.pending = 0
+        self.ready_time = math.nan
+        self.start_time = math.nan
+        self.finish_time = math.nan
+        self.est_ready = math.nan
+        self.est_finish = math.nan
+        self.pred_duration_s = 0.0
+        self.decode_target = 0.0
+        self.done = False
+
+
+class Query:
+    """A query, its truth, its prediction and, once placed, its items."""
+
+    __slots__ = (
+        "aggregation",
+        "arrival_time",
+        "attachment_msgs",
+        "decomposed",
+        "deferred",
+        "finish_time",
+        "items",
+        "prediction",
+        "qid",
+        "quality",
+        "released",
+        "spec",
+        "subtasks",
+        "user",
+        "whole",
+    )
+
+    def __init__(self, qid: int, user: int, arrival_time: float, spec: QuerySpec, prediction: Prediction) -> None:
+        self.qid = qid
+        self.user = user
+        self.arrival_time = arrival_time
+        self.spec = spec
+        self.prediction = prediction
+        self.decomposed = False
+        self.whole: Item | None = None
+        self.subtasks: list[Item] = []
+        self.aggregation: Item | None = None
+        self.items: list[Item] = []
+        self.attachment_msgs: dict[int, Message] = {}
+        self.finish_time = math.nan
+        self.quality = math.nan
+        self.released = True
+        self.deferred: list[Any] = []
+
+
+class Message:
+    """Bytes travelling along a route of hops: ('up', ap, user), ('bh',), ('down', ap, user)."""
+
+    __slots__ = ("access_until", "answer", "delivered", "hop", "hops", "last", "nbytes", "rate_bps", "remaining",
+                 "targets")
+
+    def __init__(self, nbytes: float, hops: list[tuple[Any, ...]], targets: list[Item], answer: Query | None) -> None:
+        self.nbytes = nbytes
+        self.hops = hops
+        self.hop = 0
+        self.targets = targets
+        self.answer = answer
+        self.remaining = nbytes
+        self.access_until = 0.0
+        self.last = 0.0
+        self.rate_bps = 0.0
+        self.delivered = False
+
+
+@dataclass
+class _Cell:
+    """One AP's Wi-Fi contention domain."""
+
+    msgs: list[Message] = field(default_factory=list)
+    uploads: dict[int, int] = field(default_factory=dict)  # user -> active uploads
+    downloads: int = 0
+    version: int = 0
+
+
+@dataclass
+class _Edge:
+    """One AP's edge server with continuous batching."""
+
+    batch: int = 0  # admitted streams (prefilling + decoding)
+    prefilling: dict[int, tuple[Item, float]] = field(default_factory=dict)  # seq -> (item, prefill end)
+    decoding: list[tuple[float, int, Item]] = field(default_factory=list)  # heap of (target V, seq, item)
+    ready: list[tuple[int, Item]] = field(default_factory=list)  # heap by placement seq
+    waiting: dict[int, Item] = field(default_factory=dict)  # placed, inputs not all arrived
+    progress: float = 0.0  # tokens decoded per stream since reset (virtual time)
+    progress_time: float = 0.0
+    rate_tps: float = 0.0
+    version: int = 0
+
+
+@dataclass
+class _Phone:
+    running: Item | None = None
+    run_end: float = 0.0
+    ready: list[tuple[int, Item]] = field(default_factory=list)
+    unstarted_pred_s: float = 0.0  # predicted compute of placed, not yet started items
+    prefill_tps: float = 0.0
+    decode_tps: float = 0.0
+    ability: float = 0.0
+
+
+@dataclass(frozen=True)
+class CompletedQuery:
+    """What the caller learns about a finished query."""
+
+    query: Query
+    latency_s: float
+    quality: float
+
+
+class Simulator:
+    """The whole network for one episode. Build with a config and a seeded generator."""
+
+    def __init__(self, cfg: ScenarioConfig, rng: np.random.Generator) -> None:
+        self.cfg = cfg
+        seeds = [int(x) for x in rng.integers(2**63, size=4)]
+        self.rng_topology = np.random.default_rng(seeds[0])
+        self.rng_arrivals = np.random.default_rng(seeds[1])
+        self.rng_workload = np.random.default_rng(seeds[2])
+        self.rng_planner = np.random.default_rng(seeds[3])
+        self.n_users = cfg.topology.n_users
+        self.n_aps = cfg.topology.n_aps
+        self.now = 0.0
+        self._events: list[tuple[float, int, int, Any, Any]] = []
+        self._event_seq = 0
+        self._place_seq = 0
+        self.queries_arrived = 0
+        self._arrivals_scheduled = 0
+        self.queries_finished = 0
+        self.completed: list[CompletedQuery] = []
+        self.finished_log: list[CompletedQuery] = []
+        self.edge_output_tokens = 0.0
+        self.total_output_tokens = 0.0
+        self.max_event_time = 0.0
+        self._build_topology()
+        self.cells = [_Cell() for _ in range(self.n_aps)]
+        self.edges = [_Edge() for _ in range(self.n_aps)]
+        self._dcf_cache: dict[tuple[int, float, float], wifi_model.DcfResult] = {}
+        w = cfg.wifi
+        self._dcf_kwargs = {
+            "slot_s": w.slot_s, "sifs_s": w.sifs_s, "difs_s": w.difs_s, "cw_min": w.cw_min, "cw_max": w.cw_max,
+            "preamble_s": w.preamble_s, "symbol_s": w.symbol_s, "mac_header_bytes": w.mac_header_bytes,
+            "ack_bytes": w.ack_bytes, "ack_rate_bps": w.ack_rate_bps, "ack_preamble_s": w.ack_preamble_s,
+            "ack_symbol_s": w.ack_symbol_s,
+        }
+        self._schedule_next_arrival()
+
+    # ------------------------------------------------------------------ topology
+    def _build_topology(self) -> None:
+        topo, w = self.cfg.topology, self.cfg.wifi
+        if topo.ap_positions is not None:
+            self.ap_xy = np.array(topo.ap_positions, dtype=float)
+        else:
+            self.ap_xy = grid_positions(self.n_aps, topo.area_m)
+        if topo.user_positions is not None:
+            self.user_xy = np.array(topo.user_positions, dtype=float)
+        else:
+            self.user_xy = self.rng_topology.uniform(0.0, topo.area_m, size=(self.n_users, 2))
+        noise = wifi_model.noise_dbm(w.bandwidth_mhz, w.noise_dbm_per_20mhz)
+        dist = np.linalg.norm(self.user_xy[:, None, :] - self.ap_xy[None, :, :], axis=2)
+        loss = np.vectorize(lambda d: wifi_model.path_loss_db(d, w.frequency_ghz, w.breakpoint_m))(dist)
+        self.distance_m = dist
+        # association by strongest received power (equal AP powers: the smallest path loss)
+        self.own_ap = np.full(self.n_users, -1, dtype=int)
+        self.up_rate_bps = np.zeros(self.n_users)
+        self.down_rate_bps = np.zeros(self.n_users)
+        self.up_mcs = np.full(self.n_users, -1, dtype=int)
+        for u in range(self.n_users):
+            a = int(np.argmin(loss[u]))
+            up_mcs = wifi_model.mcs_for_snr(w.phone_tx_dbm - loss[u, a] - noise)
+            down_mcs = wifi_model.mcs_for_snr(w.ap_tx_dbm - loss[u, a] - noise)
+            if up_mcs < 0 or down_mcs < 0:
+                continue  # out of coverage: this phone can only compute locally
+            self.own_ap[u] = a
+            self.up_mcs[u] = up_mcs
+            self.up_rate_bps[u] = wifi_model.phy_rate_bps(up_mcs, w.bandwidth_mhz, w.spatial_streams)
+            self.down_rate_bps[u] = wifi_model.phy_rate_bps(down_mcs, w.bandwidth_mhz, w.spatial_streams)
+        self.phones = [_Phone() for _ in range(self.n_users)]
+        classes = self.cfg.phone.device_classes
+        if classes:
+            picks = self.rng_topology.choice(len(classes), size=self.n_users, p=[c.share for c in classes])
+        for u, phone in enumerate(self.phones):
+            src: Any = classes[int(picks[u])] if classes else self.cfg.phone
+            phone.prefill_tps, phone.decode_tps, phone.ability = src.prefill_tps, src.decode_tps, src.ability
+
+    # ------------------------------------------------------------------ events
+    def _push(self, time: float, kind: int, a: Any = None, b: Any = None) -> None:
+        self._event_seq += 1
+        heapq.heappush(self._events, (time, self._event_seq, kind, a, b))
+
+    def _schedule_next_arrival(self) -> None:
+        if self._arrivals_scheduled >= self.cfg.episode.queries:
+            return
+        self._arrivals_scheduled += 1
+        rate = self.cfg.workload.arrival_rate * self.n_users
+        t = self.now + float(self.rng_arrivals.exponential(1.0 / rate))
+        user = int(self.rng_arrivals.integers(self.n_users))
+        self._push(t, _ARRIVAL, user)
+
+    def run_until_decision(self) -> Query | None:
+        """Process events until a query arrives (returned, to be placed) or all work has drained (None)."""
+        events = self._events
+        while events:
+            time, _, kind, a, b = heapq.heappop(events)
+            if time < self.now - 1e-9:  # pragma: no cover - an invariant, not an input error
+                raise RuntimeError(f"event time went backwards: {time} < {self.now}")
+            self.now = max(self.now, time)
+            if kind == _ARRIVAL:
+                return self._arrive(a)
+            if kind == _BSS:
+                if b == self.cells[a].version:
+                    self._cell_event(a)
+            elif kind == _DECODE_DONE:
+                if b == self.edges[a].version:
+                    self._decode_done(a)
+            elif kind == _PREFILL_DONE:
+                self._prefill_done(a, b)
+            elif kind == _PHONE_DONE:
+                self._phone_done(a)
+            elif kind == _BACKHAUL_DONE:
+                self._next_hop(a)
+            elif kind == _RELEASE:
+                self._release(a)
+        if self.queries_finished != self.queries_arrived:  # pragma: no cover - conservation invariant
+            raise RuntimeError(f"drained with {self.queries_arrived - self.queries_finished} queries unfinished")
+        return None
+
+    def _arrive(self, user: int) -> Query:
+        spec = draw_query(self.cfg.workload, self.rng_workload)
+        prediction = predict(spec, self.cfg.planner, self.cfg.workload, self.rng_planner)
+        query = Query(self.queries_arrived, user, self.now, spec, prediction)
+        self.queries_arrived += 1
+        if self.cfg.planner.latency_s > 0:
+            query.released = False
+            self._push(self.now + self.cfg.planner.latency_s, _RELEASE, query)
+        self._schedule_next_arrival()
+        return query
+
+    @property
+    def all_arrived(self) -> bool:
+        return self.queries_arrived >= self.cfg.episode.queries
+
+    # ------------------------------------------------------------------ placement
+    def reachable(self, user: int) -> bool:
+        """Whether the phone can reach the APs (it is in coverage of its own AP)."""
+        return bool(self.own_ap[user] >= 0)
+
+    def make_whole_item(self, query: Query) -> Item:
+        spec, pred = query.spec, query.prediction
+        return Item(query, WHOLE, 0, spec.prompt_tokens, spec.answer_tokens, spec.difficulty,
+                    spec.prompt_tokens, pred.answer_tokens, pred.difficulty)
+
+    def make_decomposed_items(self, query: Query) -> tuple[list[Item], Item]:
+        """The subtask items (index order) and the aggregation item of a query, not yet placed."""
+        spec, pred, wl = query.spec, query.prediction, self.cfg.workload
+        subtasks: list[Item] = []
+        for i, deps in enumerate(spec.deps):
+            true_in = wl.subtask_context_tokens + sum(spec.subtask_output_tokens[d] for d in deps)
+            pred_in = wl.subtask_context_tokens + sum(pred.subtask_output_tokens[d] for d in deps)
+            item = Item(query, SUBTASK, i, true_in, spec.subtask_output_tokens[i], spec.subtask_difficulty[i],
+                        pred_in, pred.subtask_output_tokens[i], pred.subtask_difficulty[i])
+            item.preds = deps
+            item.depth = 1 + max((subtasks[d].depth for d in deps), default=-1)
+            for d in deps:
+                subtasks[d].succs.append(item)
+            subtasks.append(item)
+        agg = Item(query, AGGREGATION, len(subtasks), sum(spec.subtask_output_tokens), wl.aggregation_output_tokens,
+                   wl.aggregation_difficulty, sum(pred.subtask_output_tokens), pred.aggregation_output_tokens,
+                   pred.aggregation_difficulty)
+        agg.preds = tuple(range(len(subtasks)))
+        for s in subtasks:
+            s.succs.append(agg)
+        return subtasks, agg
+
+    def place_whole(self, query: Query, location: int, item: Item | None = None) -> Item:
+        """Run the query whole at ``location`` (``item``: one made by :meth:`make_whole_item`, or a new one)."""
+        item = item if item is not None else self.make_whole_item(query)
+        query.whole = item
+        query.subtasks, query.aggregation = [], None
+        query.items = [item]
+        self._assign(item, location)
+        if location == PHONE:
+            self._when_released(query, ("ready", item))
+        else:
+            nbytes = self._token_bytes(query.spec.prompt_tokens) + query.spec.attachment_bytes
+            item.pending = 1
+            self._when_released(query, ("send", self._message(query.user, PHONE, location, nbytes, [item], None)))
+        return item
+
+    def prepare_decomposition(self, query: Query) -> None:
+        """Create the (unplaced) subtask and aggregation items so that estimates can plan with them."""
+        query.subtasks, query.aggregation = self.make_decomposed_items(query)
+
+    def begin_decomposition(self, query: Query) -> None:
+        """Commit to running ``query`` decomposed; its subtasks are then placed one by one."""
+        if not query.subtasks:
+            self.prepare_decomposition(query)
+        subtasks, agg = query.subtasks, query.aggregation
+        assert agg is not None
+        query.decomposed = True
+        query.subtasks = subtasks
+        query.aggregation = agg
+        query.items = [*subtasks, agg]
+
+    def place_subtask(self, query: Query, index: int, location: int) -> Item:
+        """Place subtask ``index``; its predecessors must already be placed."""
+        item = query.subtasks[index]
+        for d in item.preds:
+            if query.subtasks[d].location < 0:
+                raise ValueError(f"subtask {index}: predecessor {d} must be placed first")
+        self._assign(item, location)
+        item.pending = len(item.preds)
+        if location != PHONE:
+            item.pending += 1
+            nbytes = self._token_bytes(self.cfg.workload.subtask_context_tokens)
+            needs_attachment = not item.preds and query.spec.attachment_bytes > 0
+            carrier = query.attachment_msgs.get(location) if needs_attachment else None
+            if needs_attachment and carrier is None:
+                nbytes += query.spec.attachment_bytes  # the attachment travels once per query and location
+            msg = self._message(query.user, PHONE, location, nbytes, [item], None)
+            if needs_attachment and carrier is None:
+                query.attachment_msgs[location] = msg
+            elif carrier is not None and not carrier.delivered:
+                item.pending += 1
+                carrier.targets.append(item)
+            self._when_released(query, ("send", msg))
+        elif not item.preds:
+            self._when_released(query, ("ready", item))
+        return item
+
+    def place_aggregation(self, query: Query, location: int) -> Item:
+        agg = query.aggregation
+        assert agg is not None
+        self._assign(agg, location)
+        agg.pending = len(agg.preds)
+        return agg
+
+    def _assign(self, item: Item, location: int) -> None:
+        if location < 0 or location > self.n_aps:
+            raise ValueError(f"location: {location} is not allowed; 0 (phone) or 1..{self.n_aps} (APs)")
+        if location != PHONE and not self.reachable(item.query.user):
+            raise ValueError(f"location: AP {location} is unreachable for phone {item.query.user} (out of coverage)")
+        item.location = location
+        item.seq = self._place_seq
+        self._place_seq += 1
+        if location == PHONE:
+            phone = self.phones[item.query.user]
+            item.pred_duration_s = (item.pred_input_tokens / phone.prefill_tps
+                                    + item.pred_output_tokens / phone.decode_tps)
+            phone.unstarted_pred_s += item.pred_duration_s
+        else:
+            self.edges[location - 1].waiting[item.seq] = item
+
+    # deferred actions honour the planner latency
+    def _when_released(self, query: Query, action: tuple[Any, ...]) -> None:
+        if query.released:
+            self._do(query, action)
+        else:
+            query.deferred.append(action)
+
+    def _release(self, query: Query) -> None:
+        query.released = True
+        actions, query.deferred = query.deferred, []
+        for action in actions:
+            self._do(query, action)
+
+    def _do(self, query: Query, action: tuple[Any, ...]) -> None:
+        if action[0] == "ready":
+            self._input_arrived(action[1])
+        else:
+            self._start_hop(action[1])
+
+    def _token_bytes(self, tokens: float) -> float:
+        w = self.cfg.wifi
+        return tokens * w.bytes_per_token + w.message_overhead_bytes
+
+    # ------------------------------------------------------------------ routing and messages
+    def route(self, user: int, src: int, dst: int) -> list[tuple[Any, ...]]:
+        """Hops from location ``src`` to ``dst`` for a query of ``user``."""
+        own = int(self.own_ap[user]) + 1
+        if src == PHONE:
+            hops: list[tuple[Any, ...]] = [("up", own - 1, user)]
+            if dst != own:
+                hops.append(("bh",))
+            return hops
+        if dst == PHONE:
+            hops = [("bh",)] if src != own else []
+            hops.append(("down", own - 1, user))
+            return hops
+        return [("bh",)]
+
+    def _message(self, user: int, src: int, dst: int, nbytes: float, targets: list[Item],
+                 answer: Query | None) -> Message:
+        return Message(nbytes, self.route(user, src, dst), targets, answer)
+
+    def _send(self, user: int, src: int, dst: int, nbytes: float, targets: list[Item], answer: Query | None) -> Message:
+        msg = self._message(user, src, dst, nbytes, targets, answer)
+        self._start_hop(msg)
+        return msg
+
+    def _start_hop(self, msg: Message) -> None:
+        hop = msg.hops[msg.hop]
+        if hop[0] == "bh":
+            w = self.cfg.wifi
+            self._push(self.now + w.backhaul_delay_s + 8.0 * msg.nbytes / w.backhaul_rate_bps, _BACKHAUL_DONE, msg)
+            return
+        direction, ap, user = hop
+        cell = self.cells[ap]
+        self._cell_advance(cell)
+        msg.remaining = msg.nbytes
+        msg.last = self.now
+        if direction == "up":
+            cell.uploads[user] = cell.uploads.get(user, 0) + 1
+            rate = self.up_rate_bps[user]
+        else:
+            cell.downloads += 1
+            rate = self.down_rate_bps[user]
+        cell.msgs.append(msg)
+        n_own = self.cell_contenders(ap)
+        access = self.dcf(n_own, rate, min(msg.nbytes, self.cfg.wifi.frame_bytes)).access_delay_s
+        msg.access_until = self.now + access
+        self._cell_reschedule(ap)
+
+    def _next_hop(self, msg: Message) -> None:
+        msg.hop += 1
+        if msg.hop < len(msg.hops):
+            self._start_hop(msg)
+            return
+        msg.delivered = True
+        if msg.answer is not None:
+            self._finish_query(msg.answer)
+        for item in msg.targets:
+            self._input_arrived(item)
+
+    def dcf(self, n: int, rate_bps: float, payload_bytes: float) -> wifi_model.DcfResult:
+        key = (n, rate_bps, payload_bytes)
+        res = self._dcf_cache.get(key)
+        if res is None:
+            res = wifi_model.dcf_saturation(n, phy_rate_bps=rate_bps, payload_bytes=payload_bytes, **self._dcf_kwargs)
+            self._dcf_cache[key] = res
+        return res
+
+    def cell_contenders(self, ap: int) -> int:
+        """Stations contending in AP ``ap``'s cell now: background + uploading phones + the AP if sending."""
+        cell = self.cells[ap]
+        return self.cfg.wifi.background_stations + len(cell.uploads) + (1 if cell.downloads else 0)
+
+    def _cell_advance(self, cell: _Cell) -> None:
+        now = self.now
+        for m in cell.msgs:
+            start = m.last if m.last > m.access_until else m.access_until
+            if now > start:
+                m.remaining -= m.rate_bps * (now - start) / 8.0
+            m.last = now
+
+    def _cell_reschedule(self, ap: int) -> None:
+        """Recompute every transfer's rate in the cell and schedule its next completion or access end."""
+        cell = self.cells[ap]
+        cell.version += 1
+        if not cell.msgs:
+            return
+        n = self.cell_contenders(ap)
+        frame = self.cfg.wifi.frame_bytes
+        next_time = math.inf
+        for m in cell.msgs:
+            _, _, user = m.hops[m.hop]
+            if m.hops[m.hop][0] == "up":
+                m.rate_bps = self.dcf(n, self.up_rate_bps[user], frame).throughput_bps / n / cell.uploads[user]
+            else:
+                m.rate_bps = self.dcf(n, self.down_rate_bps[user], frame).throughput_bps / n / cell.downloads
+            if self.now < m.access_until:
+                t = m.access_until
+            else:
+                t = self.now + 8.0 * max(m.remaining, 0.0) / m.rate_bps
+            next_time = min(next_time, t)
+        self._push(next_time, _BSS, ap, cell.version)
+
+    def _cell_event(self, ap: int) -> None:
+        cell = self.cells[ap]
+        self._cell_advance(cell)
+        finished = [m for m in cell.msgs if self.now >= m.access_until and m.remaining <= _BYTES_EPS]
+        for m in finished:
+            cell.msgs.remove(m)
+            direction, _, user = m.hops[m.hop]
+            if direction == "up":
+                left = cell.uploads[user] - 1
+                if left:
+                    cell.uploads[user] = left
+                else:
+                    del cell.uploads[user]
+            else:
+                cell.downloads -= 1
+        self._cell_reschedule(ap)
+        for m in finished:
+            self._next_hop(m)
+
+    # ------------------------------------------------------------------ compute
+    def _input_arrived(self, item: Item) -> None:
+        item.pending -= 1
+        if item.pending > 0:
+            return
+        item.ready_time = self.now
+        if item.location == PHONE:
+            phone = self.phones[item.query.user]
+            heapq.heappush(phone.ready, (item.seq, item))
+            self._phone_try_start(item.query.user)
+        else:
+            edge = self.edges[item.location - 1]
+            del edge.waiting[item.seq]
+            heapq.heappush(edge.ready, (item.seq, item))
+            self._edge_try_admit(item.location - 1)
+
+    def _phone_try_start(self, user: int) -> None:
+        phone = self.phones[user]
+        if phone.running is not None or not phone.ready:
+            return
+        _, item = heapq.heappop(phone.ready)
+        phone.running = item
+        phone.unstarted_pred_s -= item.pred_duration_s
+        item.start_time = self.now
+        duration = item.input_tokens / phone.prefill_tps + item.output_tokens / phone.decode_tps
+        phone.run_end = self.now + duration
+        self._push(phone.run_end, _PHONE_DONE, user)
+
+    def _phone_done(self, user: int) -> None:
+        phone = self.phones[user]
+        item = phone.running
+        assert item is not None
+        phone.running = None
+        self._item_done(item)
+        self._phone_try_start(user)
+
+    def edge_rate_tps(self, batch: int) -> float:
+        e = self.cfg.edge
+        return e.decode_tps / (1.0 + e.kappa * (batch - 1)) if batch > 0 else 0.0
+
+    def edge_progress_now(self, e: int) -> float:
+        edge = self.edges[e]
+        return edge.progress + edge.rate_tps * (self.now - edge.progress_time)
+
+    def _edge_retime(self, e: int) -> None:
+        """Bring the edge's decode progress to now, set the rate for its batch, reschedule the next finish."""
+        edge = self.edges[e]
+        edge.progress = self.edge_progress_now(e)
+        edge.progress_time = self.now
+        edge.rate_tps = self.edge_rate_tps(edge.batch)
+        edge.version += 1
+        if edge.decoding:
+            target = edge.decoding[0][0]
+            self._push(self.now + max(target - edge.progress, 0.0) / edge.rate_tps, _DECODE_DONE, e, edge.version)
+
+    def _edge_try_admit(self, e: int) -> None:
+        edge = self.edges[e]
+        admitted = False
+        while edge.ready and edge.batch < self.cfg.edge.max_batch:
+            _, item = heapq.heappop(edge.ready)
+            edge.batch += 1
+            item.start_time = self.now
+            end = self.now + item.input_tokens / self.cfg.edge.prefill_tps
+            edge.prefilling[item.seq] = (item, end)
+            self._push(end, _PREFILL_DONE, e, item)
+            admitted = True
+        if admitted:
+            self._edge_retime(e)
+
+    def _prefill_done(self, e: int, item: Item) -> None:
+        edge = self.edges[e]
+        del edge.prefilling[item.seq]
+        item.decode_target = self.edge_progress_now(e) + item.output_tokens
+        heapq.heappush(edge.decoding, (item.decode_target, item.seq, item))
+        self._edge_retime(e)
+
+    def _decode_done(self, e: int) -> None:
+        edge = self.edges[e]
+        progress = self.edge_progress_now(e)
+        done: list[Item] = []
+        while edge.decoding and edge.decoding[0][0] <= progress + _TOKENS_EPS:
+            done.append(heapq.heappop(edge.decoding)[2])
+        edge.batch -= len(done)
+        self._edge_retime(e)
+        for item in done:
+            self.edge_output_tokens += item.output_tokens
+            self._item_done(item)
+        self._edge_try_admit(e)
+
+    def _item_done(self, item: Item) -> None:
+        item.done = True
+        item.finish_time = self.now
+        query = item.query
+        self.total_output_tokens += item.output_tokens
+        if item.kind == SUBTASK:
+            for succ in item.succs:
+                if succ.location == item.location:
+                    self._input_arrived(succ)
+                else:
+                    nbytes = self._token_bytes(item.output_tokens)
+                    self._send(query.user, item.location, succ.location, nbytes, [succ], None)
+            return
+        # a whole query or the aggregation: the answer goes back to the phone
+        if item.location == PHONE:
+            self._finish_query(query)
+        else:
+            self._send(query.user, item.location, PHONE, self._token_bytes(item.output_tokens), [], query)
+
+    def ability(self, user: int, location: int) -> float:
+        return self.phones[user].ability if location == PHONE else self.cfg.edge.ability
+
+    def _finish_query(self, query: Query) -> None:
+        query.finish_time = self.now
+        user = query.user
+        if query.decomposed:
+            assert query.aggregation is not None
+            subs = [success_prob(self.ability(user, s.location), s.difficulty) for s in query.subtasks]
+            agg = query.aggregation
+            quality = decomposed_quality(success_prob(self.ability(user, agg.location), agg.difficulty), subs)
+        else:
+            assert query.whole is not None
+            quality = success_prob(self.ability(user, query.whole.location), query.whole.difficulty)
+        query.quality = quality
+        self.queries_finished += 1
+        record = CompletedQuery(query, self.now - query.arrival_time, quality)
+        self.completed.append(record)
+        self.finished_log.append(record)
+
+    def pop_completed(self) -> list[CompletedQuery]:
+        out, self.completed = self.completed, []
+        return out
+
+
+def grid_positions(n_aps: int, area_m: float) -> np.ndarray:
+    """Centres of a near-square grid of ``n_aps`` cells over the area (quadrant centres for 4 APs)."""
+    cols = math.ceil(math.sqrt(n_aps))
+    rows = math.ceil(n_aps / cols)
+    xy = [((c + 0.5) * area_m / cols, (r + 0.5) * area_m / rows) for r in range(rows) for c in range(cols)]
+    return np.array(xy[:n_aps], dtype=float)

@@ -1,0 +1,51 @@
+"""The planner: what the scheduler is told about a query. Execution always uses the truth.
+
+``oracle`` reports the truth; ``noisy-oracle`` multiplies lengths by ``exp(N(0, s_len^2))`` and adds
+``N(0, s_b^2)`` to difficulties, independently per subtask and for the aggregation step. The number of
+subtasks and their dependencies are exact. The prompt length is known (the prompt is visible).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from offload_gym.config import PlannerConfig, WorkloadConfig
+from offload_gym.sim.workload import QuerySpec
+
+__all__ = ["Prediction", "predict"]
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """Predicted monolithic and per-subtask difficulty and output tokens of one query."""
+
+    difficulty: float
+    answer_tokens: float
+    subtask_difficulty: tuple[float, ...]
+    subtask_output_tokens: tuple[float, ...]
+    aggregation_difficulty: float
+    aggregation_output_tokens: float
+
+
+def predict(spec: QuerySpec, planner: PlannerConfig, workload: WorkloadConfig, rng: np.random.Generator) -> Prediction:
+    """Noisy-oracle (or exact) prediction for one query.
+
+    The draws happen for every kind so that switching ``oracle``/``noisy-oracle`` leaves the random
+    streams aligned.
+    """
+    k = spec.n_subtasks
+    z_len = rng.standard_normal(k + 2)
+    z_b = rng.standard_normal(k + 2)
+    s_len = planner.length_noise_sigma if planner.kind == "noisy-oracle" else 0.0
+    s_b = planner.difficulty_noise_sigma if planner.kind == "noisy-oracle" else 0.0
+    mult = np.exp(s_len * z_len)
+    return Prediction(
+        difficulty=spec.difficulty + s_b * float(z_b[0]),
+        answer_tokens=spec.answer_tokens * float(mult[0]),
+        subtask_difficulty=tuple(float(b + s_b * z) for b, z in zip(spec.subtask_difficulty, z_b[2:], strict=True)),
+        subtask_output_tokens=tuple(float(o * m) for o, m in zip(spec.subtask_output_tokens, mult[2:], strict=True)),
+        aggregation_difficulty=workload.aggregation_difficulty + s_b * float(z_b[1]),
+        aggregation_output_tokens=workload.aggregation_output_tokens * float(mult[1]),
+    )

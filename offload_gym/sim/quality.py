@@ -1,0 +1,20 @@
+"""Probit item-response quality: a model of ability theta solves an item of difficulty b with P = Phi(theta - b)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+__all__ = ["decomposed_quality", "success_prob"]
+
+_SQRT2 = math.sqrt(2.0)
+
+
+def success_prob(ability: float, difficulty: float) -> float:
+    """``Phi(ability - difficulty)``, the standard normal CDF."""
+    return 0.5 * math.erfc(-(ability - difficulty) / _SQRT2)
+
+
+def decomposed_quality(aggregation_success: float, subtask_successes: Sequence[float]) -> float:
+    """Aggregation success times the mean subtask success (partial credit)."""
+    return aggregation_success * (sum(subtask_successes) / len(subtask_successes))

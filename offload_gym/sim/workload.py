@@ -1,0 +1,83 @@
+"""Query workload: Poisson arrivals, sizes, difficulty, attachments and the true decomposition.
+
+Everything here is drawn from generators passed in, so that the workload of an episode depends on
+the seed only, never on the actions taken: every policy meets the same queries for the same seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from offload_gym.config import WorkloadConfig
+
+__all__ = ["CHAIN", "DAG", "FAN_OUT", "STRUCTURE_NAMES", "QuerySpec", "draw_query", "make_deps"]
+
+FAN_OUT, CHAIN, DAG = 0, 1, 2
+STRUCTURE_NAMES = ("fan-out", "chain", "dag")
+
+
+@dataclass(frozen=True, slots=True)
+class QuerySpec:
+    """Ground truth of one query. Subtask ``i`` reads ``context + sum(outputs of deps[i])`` tokens."""
+
+    prompt_tokens: int
+    answer_tokens: int
+    difficulty: float
+    attachment_bytes: float
+    structure: int  #: FAN_OUT, CHAIN or DAG (meaningless when K == 1)
+    deps: tuple[tuple[int, ...], ...]  #: deps[i]: predecessors of subtask i, all < i
+    subtask_output_tokens: tuple[int, ...]
+    subtask_difficulty: tuple[float, ...]
+    text: str = ""
+
+    @property
+    def n_subtasks(self) -> int:
+        return len(self.subtask_output_tokens)
+
+
+def _lognormal_tokens(rng: np.random.Generator, median: float, sigma: float) -> int:
+    if sigma == 0.0:
+        return max(1, round(median))
+    return max(1, round(median * float(np.exp(sigma * rng.standard_normal()))))
+
+
+def make_deps(structure: int, n_subtasks: int, rng: np.random.Generator) -> tuple[tuple[int, ...], ...]:
+    """Dependencies for a structure: fan-out none; chain i <- i-1; DAG: 0 and 1 roots (K = 2: 1 <- 0),
+    each later subtask depends on 1 or 2 distinct earlier ones chosen uniformly."""
+    if n_subtasks == 1 or structure == FAN_OUT:
+        return tuple(() for _ in range(n_subtasks))
+    if structure == CHAIN:
+        return tuple(() if i == 0 else (i - 1,) for i in range(n_subtasks))
+    if n_subtasks == 2:
+        return ((), (0,))
+    deps: list[tuple[int, ...]] = [(), ()]
+    for i in range(2, n_subtasks):
+        count = int(rng.integers(1, 3))
+        chosen = rng.choice(i, size=count, replace=False)
+        deps.append(tuple(sorted(int(c) for c in chosen)))
+    return tuple(deps)
+
+
+def draw_query(cfg: WorkloadConfig, rng: np.random.Generator) -> QuerySpec:
+    """Draw one query from the synthetic workload of DESIGN.md section 2."""
+    prompt = _lognormal_tokens(rng, cfg.prompt_tokens_median, cfg.prompt_tokens_sigma)
+    answer = _lognormal_tokens(rng, cfg.answer_tokens_median, cfg.answer_tokens_sigma)
+    difficulty = cfg.difficulty_mean + cfg.difficulty_std * float(rng.standard_normal())
+    attachment = 0.0
+    if rng.random() < cfg.attachment_prob:
+        size = cfg.attachment_bytes_median * np.exp(cfg.attachment_bytes_sigma * rng.standard_normal())
+        attachment = max(float(round(size)), 1.0)
+    n_subtasks = 1 + int(rng.choice(len(cfg.subtask_count_probs), p=cfg.subtask_count_probs))
+    structure = int(rng.choice(3, p=cfg.structure_probs))
+    deps = make_deps(structure, n_subtasks, rng)
+    out = max(1, round(cfg.subtask_output_inflation * answer / n_subtasks))
+    offsets = rng.standard_normal(n_subtasks)
+    sub_difficulty = tuple(float(difficulty + cfg.subtask_difficulty_offset + cfg.subtask_difficulty_std * z)
+                           for z in offsets)
+    return QuerySpec(
+        prompt_tokens=prompt, answer_tokens=answer, difficulty=difficulty, attachment_bytes=attachment,
+        structure=structure, deps=deps, subtask_output_tokens=(out,) * n_subtasks,
+        subtask_difficulty=sub_difficulty,
+    )
