@@ -312,7 +312,7 @@ def _coerce(value: Any, tp: Any, path: str, meta: Mapping[str, Any]) -> Any:
 def _check_range(value: Any, path: str, meta: Mapping[str, Any]) -> None:
     choices = meta.get("choices")
     if choices is not None and value not in choices:
-        close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+        close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.5)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(f"{path}: {value!r} is not allowed; choose one of {list(choices)}{hint}")
     lo, hi = meta.get("lo"), meta.get("hi")

@@ -43,7 +43,7 @@ GLOBAL_FEATURES: tuple[str, ...] = (
     "plan_pred_quality",
     "episode_progress",  # queries arrived / queries per episode
     "queries_in_flight",  # tanh(unfinished queries / phones)
-    "phone_link_rate",  # log1p(uplink PHY Mb/s) / log1p(10000); 0 out of coverage
+    "own_phy_rate",  # log1p(uplink PHY Mb/s) / log1p(10000); 0 out of coverage
 )
 
 LOCATION_FEATURES: tuple[str, ...] = (

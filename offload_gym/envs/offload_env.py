@@ -62,7 +62,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
     | ``query_n_subtasks``, ``structure_fan_out/chain/dag`` | ``(K - 1) / (K_max - 1)``, structure one-hot |
     | ``item_position``, ``item_n_predecessors`` | subtask's place in the order, its predecessors |
     | ``can_decompose``, ``plan_pred_latency``, ``plan_pred_quality`` | the list scheduler's decomposed plan (query step) |
-    | ``episode_progress``, ``queries_in_flight``, ``phone_link_rate`` | progress, load, this phone's PHY rate |
+    | ``episode_progress``, ``queries_in_flight``, ``own_phy_rate`` | progress, load, this phone's PHY rate |
 
     Then 8 features per location (phone, AP 0, ..., AP A-1):
 

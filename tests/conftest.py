@@ -1,0 +1,50 @@
+"""Shared fixtures and helpers for the offload_gym tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import offload_gym  # noqa: F401  (registers the ids)
+
+
+def deterministic_overrides(**extra: Any) -> dict[str, Any]:
+    """A scenario with fixed token counts, no attachments, no decomposition and an exact planner."""
+    cfg: dict[str, Any] = {
+        "workload": {"prompt_tokens_sigma": 0.0, "answer_tokens_sigma": 0.0, "attachment_prob": 0.0,
+                     "subtask_count_probs": [1.0, 0.0, 0.0, 0.0, 0.0]},
+        "planner": {"kind": "oracle"},
+    }
+    for section, values in extra.items():
+        cfg.setdefault(section, {}).update(values)
+    return cfg
+
+
+def rollout(env: gym.Env, seed: int, choose: Any, max_steps: int = 1_000_000) -> dict[str, Any]:
+    """Run one episode; ``choose(obs, mask, rng) -> action``. Returns observations, rewards, infos."""
+    rng = np.random.default_rng(seed + 12345)
+    obs, info = env.reset(seed=seed)
+    out: dict[str, Any] = {"obs": [obs], "rewards": [], "infos": [info]}
+    for _ in range(max_steps):
+        action = choose(obs, info["action_mask"].astype(bool), rng)
+        obs, reward, terminated, truncated, info = env.step(action)
+        out["obs"].append(obs)
+        out["rewards"].append(reward)
+        out["infos"].append(info)
+        if terminated or truncated:
+            break
+    return out
+
+
+def random_masked(obs: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> int:
+    return int(rng.choice(np.flatnonzero(mask)))
+
+
+@pytest.fixture
+def tiny_env() -> gym.Env:
+    env = gym.make("offload_gym/WifiOffload-tiny-v0")
+    yield env
+    env.close()

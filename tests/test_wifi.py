@@ -1,0 +1,80 @@
+"""Wi-Fi physics against closed forms: Bianchi saturation (DESIGN.md section 8), path loss, MCS."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from offload_gym.sim.wifi import (
+    MCS_SNR_THRESHOLDS_DB,
+    dcf_saturation,
+    mcs_for_snr,
+    noise_dbm,
+    path_loss_db,
+    phy_rate_bps,
+)
+
+# DESIGN.md section 8: 1500 B at 86 Mb/s (HE20 MCS7)
+BIANCHI_REFERENCE = {1: (35.4, 0.34), 5: (35.9, 1.7), 10: (33.9, 3.5), 20: (31.7, 7.6), 50: (28.3, 21.2)}
+
+
+@pytest.mark.parametrize("n", sorted(BIANCHI_REFERENCE))
+def test_dcf_saturation_matches_reference(n: int) -> None:
+    throughput_mbps, delay_ms = BIANCHI_REFERENCE[n]
+    res = dcf_saturation(n, phy_rate_bps=86e6, payload_bytes=1500)
+    assert res.throughput_bps / 1e6 == pytest.approx(throughput_mbps, rel=0.02)
+    assert res.access_delay_s * 1e3 == pytest.approx(delay_ms, rel=0.02)
+
+
+def test_fixed_point_is_consistent() -> None:
+    for n in (2, 7, 30, 120):
+        res = dcf_saturation(n, phy_rate_bps=480e6, payload_bytes=1500)
+        assert res.collision_prob == pytest.approx(1 - (1 - res.tau) ** (n - 1), abs=1e-9)
+        w, m, p = 16, 6, res.collision_prob
+        assert res.tau == pytest.approx(2 / (1 + w + p * w * sum((2 * p) ** i for i in range(m))), rel=1e-9)
+
+
+def test_single_station_closed_form() -> None:
+    # n = 1: tau = 2 / (W + 1), no collisions, E[slot] = (1 - tau) sigma + tau T_s
+    res = dcf_saturation(1, phy_rate_bps=86e6, payload_bytes=1500)
+    tau = 2 / 17
+    assert res.tau == pytest.approx(tau)
+    slot = (1 - tau) * 9e-6 + tau * res.success_time_s
+    assert res.throughput_bps == pytest.approx(tau * 12000 / slot)
+    assert res.access_delay_s == pytest.approx(slot / tau)
+
+
+def test_more_stations_never_faster_per_station() -> None:
+    for rate in (36e6, 480e6, 1204.56e6):
+        previous_share, previous_delay = math.inf, 0.0
+        for n in range(1, 80):
+            res = dcf_saturation(n, phy_rate_bps=rate, payload_bytes=1500)
+            share = res.throughput_bps / n
+            assert share <= previous_share + 1e-9
+            assert res.access_delay_s >= previous_delay - 1e-12
+            previous_share, previous_delay = share, res.access_delay_s
+
+
+def test_dcf_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="n_stations"):
+        dcf_saturation(0, phy_rate_bps=86e6, payload_bytes=1500)
+    with pytest.raises(ValueError, match="phy_rate_bps"):
+        dcf_saturation(3, phy_rate_bps=0.0, payload_bytes=1500)
+
+
+def test_path_loss_tgax_enterprise() -> None:
+    # REFERENCES.md section 2.5 table: 5 m 60.7 dB, 10 m 66.7 dB, 20 m 77.3 dB, 40 m 87.8 dB at 5.18 GHz
+    for d, expected in ((5, 60.7), (10, 66.7), (20, 77.3), (40, 87.8)):
+        assert path_loss_db(d) == pytest.approx(expected, abs=0.1)
+    assert path_loss_db(15) > path_loss_db(10)
+
+
+def test_mcs_thresholds_and_rates() -> None:
+    assert mcs_for_snr(4.9) == -1
+    for mcs, threshold in enumerate(MCS_SNR_THRESHOLDS_DB):
+        assert mcs_for_snr(threshold) == mcs
+    assert phy_rate_bps(11, 20, 1) == pytest.approx(143.4e6)
+    assert phy_rate_bps(11, 80, 2) == pytest.approx(143.4e6 * 4.2 * 2)
+    assert phy_rate_bps(-1) == 0.0
+    assert noise_dbm(80) == pytest.approx(-94 + 10 * math.log10(4))
