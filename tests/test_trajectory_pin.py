@@ -1,0 +1,45 @@
+"""Pins the trajectory of fixed seeds and action sequences, so that speed work cannot silently change the simulation.
+
+If a change is *meant* to alter the model, update the pinned digests in the same commit and say why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import offload_gym  # noqa: F401
+
+PINNED = {
+    ("offload_gym/WifiOffload-v0", 0): "a711f1d679c27d64",
+    ("offload_gym/WifiOffload-v0", 1): "fed05f9aa53eadf9",
+    ("offload_gym/WifiOffload-tiny-v0", 7): "60e2bb69b1ef86fd",
+}
+
+
+def trajectory_digest(env_id: str, seed: int) -> tuple[str, float]:
+    env = gym.make(env_id)
+    rng = random.Random(seed)
+    digest = hashlib.sha256()
+    obs, info = env.reset(seed=seed)
+    total = 0.0
+    done = False
+    while not done:
+        digest.update(np.round(obs.astype(np.float64), 5).tobytes())
+        allowed = np.flatnonzero(info["action_mask"]).tolist()
+        obs, reward, terminated, truncated, info = env.step(rng.choice(allowed))
+        digest.update(f"{reward:.9f}".encode())
+        total += reward
+        done = terminated or truncated
+    digest.update(repr(sorted((k, round(v, 9)) for k, v in info["episode_metrics"].items())).encode())
+    return digest.hexdigest()[:16], total
+
+
+@pytest.mark.parametrize(("env_id", "seed"), sorted(PINNED))
+def test_trajectory_is_pinned(env_id: str, seed: int) -> None:
+    digest, _ = trajectory_digest(env_id, seed)
+    assert digest == PINNED[(env_id, seed)]
