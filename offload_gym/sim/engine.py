@@ -258,11 +258,12 @@ class Simulator:
         dist = np.linalg.norm(self.user_xy[:, None, :] - self.ap_xy[None, :, :], axis=2)
         loss = np.vectorize(lambda d: wifi_model.path_loss_db(d, w.frequency_ghz, w.breakpoint_m))(dist)
         self.distance_m = dist
-        # association by strongest received power (equal AP powers: the smallest path loss)
-        self.own_ap = np.full(self.n_users, -1, dtype=int)
-        self.up_rate_bps = np.zeros(self.n_users)
-        self.down_rate_bps = np.zeros(self.n_users)
-        self.up_mcs = np.full(self.n_users, -1, dtype=int)
+        # association by strongest received power (equal AP powers: the smallest path loss); plain lists,
+        # since they are indexed on every event, where numpy scalar access costs more than the arithmetic
+        self.own_ap: list[int] = [-1] * self.n_users
+        self.up_rate_bps: list[float] = [0.0] * self.n_users
+        self.down_rate_bps: list[float] = [0.0] * self.n_users
+        self.up_mcs: list[int] = [-1] * self.n_users
         for u in range(self.n_users):
             a = int(np.argmin(loss[u]))
             up_mcs = wifi_model.mcs_for_snr(w.phone_tx_dbm - loss[u, a] - noise)
@@ -341,7 +342,7 @@ class Simulator:
     # ------------------------------------------------------------------ placement
     def reachable(self, user: int) -> bool:
         """Whether the phone can reach the APs (it is in coverage of its own AP)."""
-        return bool(self.own_ap[user] >= 0)
+        return self.own_ap[user] >= 0
 
     def make_whole_item(self, query: Query) -> Item:
         spec, pred = query.spec, query.prediction
@@ -475,7 +476,7 @@ class Simulator:
     # ------------------------------------------------------------------ routing and messages
     def route(self, user: int, src: int, dst: int) -> list[tuple[Any, ...]]:
         """Hops from location ``src`` to ``dst`` for a query of ``user``."""
-        own = int(self.own_ap[user]) + 1
+        own = self.own_ap[user] + 1
         if src == PHONE:
             hops: list[tuple[Any, ...]] = [("up", own - 1, user)]
             if dst != own:
@@ -552,25 +553,30 @@ class Simulator:
             m.last = now
 
     def _cell_reschedule(self, ap: int) -> None:
-        """Recompute every transfer's rate in the cell and schedule its next completion or access end."""
+        """Recompute every transfer's rate in the cell and schedule the next completion.
+
+        A message drains only after its access delay, so its completion is
+        ``max(now, access end) + remaining / rate``; access ends need no event of their own.
+        """
         cell = self.cells[ap]
         cell.version += 1
         if not cell.msgs:
             return
         n = self.cell_contenders(ap)
         frame = self.cfg.wifi.frame_bytes
+        now = self.now
         next_time = math.inf
+        up_rate, down_rate, uploads, downloads = self.up_rate_bps, self.down_rate_bps, cell.uploads, cell.downloads
         for m in cell.msgs:
-            _, _, user = m.hops[m.hop]
-            if m.hops[m.hop][0] == "up":
-                m.rate_bps = self.dcf(n, self.up_rate_bps[user], frame).throughput_bps / n / cell.uploads[user]
+            direction, _, user = m.hops[m.hop]
+            if direction == "up":
+                m.rate_bps = self.dcf(n, up_rate[user], frame).throughput_bps / n / uploads[user]
             else:
-                m.rate_bps = self.dcf(n, self.down_rate_bps[user], frame).throughput_bps / n / cell.downloads
-            if self.now < m.access_until:
-                t = m.access_until
-            else:
-                t = self.now + 8.0 * max(m.remaining, 0.0) / m.rate_bps
-            next_time = min(next_time, t)
+                m.rate_bps = self.dcf(n, down_rate[user], frame).throughput_bps / n / downloads
+            start = m.access_until if m.access_until > now else now
+            t = start + 8.0 * (m.remaining if m.remaining > 0.0 else 0.0) / m.rate_bps
+            if t < next_time:
+                next_time = t
         self._push(next_time, _BSS, ap, cell.version)
 
     def _cell_event(self, ap: int) -> None:

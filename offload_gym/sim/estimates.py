@@ -26,11 +26,16 @@ def project_batch_finish(now: float, r1: float, kappa: float, max_batch: int,
                          pending: list[tuple[float, float, float]], target: int) -> float:
     """Finish time of ``pending[target]`` on a continuous-batching server.
 
+    All decoding streams advance at the same per-stream rate ``r(B)``, so the simulation runs in
+    per-stream progress ("virtual time"): a stream admitted at progress ``v`` with ``d`` tokens ends at
+    ``v + d``, and only batch changes are events.
+
     :param prefilling: admitted streams still prefilling, as ``(prefill end time, decode tokens)``.
     :param decoding: remaining decode tokens of the admitted decoding streams.
     :param pending: not yet admitted streams in placement order, ``(ready time, prefill s, decode tokens)``;
         the earliest-placed ready one is admitted whenever the batch has room.
     """
+    heappush, heappop = heapq.heappush, heapq.heappop
     t = now
     progress = 0.0  # tokens decoded per stream since ``now``
     dheap = [(rem, -1) for rem in decoding]
@@ -39,36 +44,41 @@ def project_batch_finish(now: float, r1: float, kappa: float, max_batch: int,
     heapq.heapify(pheap)
     waiting = list(range(len(pending)))
     batch = len(dheap) + len(pheap)
+    inf = math.inf
     while True:
+        next_ready = inf
         if waiting and batch < max_batch:
-            i = 0
-            while i < len(waiting) and batch < max_batch:
-                idx = waiting[i]
-                ready, prefill_s, dec = pending[idx]
-                if ready <= t:
-                    waiting.pop(i)
+            kept = []
+            for idx in waiting:
+                ready = pending[idx][0]
+                if batch < max_batch and ready <= t:
                     batch += 1
-                    heapq.heappush(pheap, (t + prefill_s, dec, idx))
+                    heappush(pheap, (t + pending[idx][1], pending[idx][2], idx))
                 else:
-                    i += 1
-        rate = r1 / (1.0 + kappa * (batch - 1)) if batch else 0.0
-        t_next = math.inf
+                    kept.append(idx)
+                    if ready < next_ready:
+                        next_ready = ready
+            waiting = kept
+            if batch >= max_batch:
+                next_ready = inf
+        t_next = next_ready
         if dheap:
-            t_next = t + (dheap[0][0] - progress) / rate
+            rate = r1 / (1.0 + kappa * (batch - 1))
+            t_dec = t + (dheap[0][0] - progress) / rate
+            if t_dec < t_next:
+                t_next = t_dec
         if pheap and pheap[0][0] < t_next:
             t_next = pheap[0][0]
-        if waiting and batch < max_batch:
-            t_next = min(t_next, min(pending[i][0] for i in waiting))
-        if t_next == math.inf:  # pragma: no cover - the target is always admitted eventually
-            return math.inf
+        if t_next == inf:  # pragma: no cover - the target is always admitted eventually
+            return inf
         if dheap:
             progress += rate * (t_next - t)
         t = t_next
         while pheap and pheap[0][0] <= t:
-            _, dec, idx = heapq.heappop(pheap)
-            heapq.heappush(dheap, (progress + dec, idx))
+            _, dec, idx = heappop(pheap)
+            heappush(dheap, (progress + dec, idx))
         while dheap and dheap[0][0] <= progress + 1e-9:
-            _, idx = heapq.heappop(dheap)
+            idx = heappop(dheap)[1]
             batch -= 1
             if idx == target:
                 return t
@@ -114,10 +124,13 @@ class Estimator:
         self.latency_weight = latency_weight
         self._edge_snap: dict[int, tuple[list[tuple[float, float]], list[float], list[tuple[float, float, float]]]] = {}
         self._phone_free: dict[int, float] = {}
+        self._transfer: dict[tuple[int, int, int, float], float] = {}
 
     def refresh(self) -> None:
+        """Forget the per-state caches (call whenever the simulator's state changed)."""
         self._edge_snap.clear()
         self._phone_free.clear()
+        self._transfer.clear()
 
     # ----------------------------------------------------------------- building blocks
     def phone_free_at(self, user: int) -> float:
@@ -158,15 +171,18 @@ class Estimator:
     def edge_finish(self, e: int, ready_s: float, prefill_s: float, decode_tokens: float,
                     overlay: Overlay | None = None) -> float:
         prefilling, decoding, pending = self._edge_snapshot(e)
-        extra = overlay.edge_extra.get(e, []) if overlay is not None else []
-        items = [*pending, *extra, (ready_s, prefill_s, decode_tokens)]
+        extra = overlay.edge_extra.get(e) if overlay is not None else None
         c = self.sim.cfg.edge
+        if not (prefilling or decoding or pending or extra):  # idle edge: prefill, then decode alone
+            return ready_s + prefill_s + decode_tokens / c.decode_tps
+        items = [*pending, *extra, (ready_s, prefill_s, decode_tokens)] if extra else [
+            *pending, (ready_s, prefill_s, decode_tokens)]
         return project_batch_finish(self.sim.now, c.decode_tps, c.kappa, c.max_batch, prefilling, decoding, items,
                                     len(items) - 1)
 
     def uplink_s(self, user: int, nbytes: float) -> float:
         sim = self.sim
-        ap = int(sim.own_ap[user])
+        ap = sim.own_ap[user]
         cell = sim.cells[ap]
         mine = cell.uploads.get(user, 0)
         n = sim.cell_contenders(ap) + (0 if mine else 1)
@@ -177,7 +193,7 @@ class Estimator:
 
     def downlink_s(self, user: int, nbytes: float) -> float:
         sim = self.sim
-        ap = int(sim.own_ap[user])
+        ap = sim.own_ap[user]
         cell = sim.cells[ap]
         n = sim.cell_contenders(ap) + (0 if cell.downloads else 1)
         rate = sim.down_rate_bps[user]
@@ -189,6 +205,10 @@ class Estimator:
         """Predicted time for ``nbytes`` from location ``src`` to ``dst`` under the current contention."""
         if src == dst:
             return 0.0
+        key = (user, src, dst, nbytes)
+        total = self._transfer.get(key)
+        if total is not None:
+            return total
         w = self.sim.cfg.wifi
         total = 0.0
         for hop in self.sim.route(user, src, dst):
@@ -198,6 +218,7 @@ class Estimator:
                 total += self.uplink_s(user, nbytes)
             else:
                 total += self.downlink_s(user, nbytes)
+        self._transfer[key] = total
         return total
 
     def token_bytes(self, tokens: float) -> float:
