@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from conftest import deterministic_overrides
@@ -79,7 +81,7 @@ def test_more_background_stations_never_make_a_query_faster() -> None:
         sim.place_whole(query, 1)
         sim.run_until_decision()
         latencies.append(sim.finished_log[0].latency_s)
-    assert all(b >= a for a, b in zip(latencies, latencies[1:], strict=False))
+    assert all(b >= a for a, b in itertools.pairwise(latencies))
     assert latencies[-1] > latencies[0]
 
 

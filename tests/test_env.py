@@ -159,7 +159,7 @@ def test_completed_records_are_plain_and_complete(tiny_env: gym.Env) -> None:
 
 def test_masked_action_falls_back_to_phone_or_raises() -> None:
     env = gym.make("offload_gym/WifiOffload-v0", config={"workload": {"subtask_count_probs": [1, 0, 0, 0, 0]}})
-    obs, info = env.reset(seed=0)
+    _obs, info = env.reset(seed=0)
     assert info["action_mask"][-1] == 0
     _, _, _, _, info = env.step(env.action_space.n - 1)  # decompose, masked for K = 1
     assert info["invalid_actions"] == 1
