@@ -4,7 +4,7 @@ A scenario is a :class:`ScenarioConfig`: one frozen dataclass per section (``top
 ``phone``, ``edge``, ``workload``, ``planner``, ``reward``, ``episode``) plus the top-level
 ``invalid_action`` rule. Build one from nested JSON-able overrides with :func:`make_config`; every
 field carries its unit, its allowed range and a one-line description in its metadata, which is also
-what the README's config table is generated from (``python -m offload_gym.config --markdown``).
+what the README's config table is generated from (:func:`config_table_markdown`).
 
 Bad input raises :class:`ConfigError` (a ``ValueError``) naming the dotted field and what is allowed,
 and suggesting the closest valid key for a misspelling.
@@ -427,7 +427,3 @@ def _row(key: str, f: dataclasses.Field[Any]) -> str:
         allowed = " and ".join(t for t in (lo_txt, hi_txt) if t)
     default_txt = _to_plain(default)
     return f"| `{key}` | `{default_txt}` | {meta.get('unit', '')} | {allowed} | {meta.get('doc', '')} |"
-
-
-if __name__ == "__main__":
-    print(config_table_markdown())

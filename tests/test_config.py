@@ -80,3 +80,10 @@ def test_config_table_lists_every_field() -> None:
     for key in ("topology.n_users", "wifi.background_stations", "edge.kappa", "workload.subtask_output_inflation",
                 "planner.kind", "reward.deadline_s", "episode.queries", "invalid_action"):
         assert f"`{key}`" in table
+
+
+def test_readme_config_table_is_current() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert config_table_markdown() in readme
