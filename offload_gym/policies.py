@@ -9,7 +9,7 @@ largest subtask count (to read ``K`` back from the observation); :func:`make_pol
 |---|---|
 | ``local-only`` | always whole on the phone |
 | ``nearest-edge`` | whole on the phone's own AP (the phone if out of coverage) |
-| ``random-split`` | decompose when possible and place every subtask and the aggregation uniformly over valid locations; a K = 1 query goes whole to a uniformly chosen valid location |
+| ``random-split`` | decompose when possible; place every piece uniformly over valid locations (K = 1: whole) |
 | ``greedy`` | the paper's decomposition-aware scheduler (see :class:`GreedyPolicy`) |
 | ``greedy-no-split`` | greedy, never decomposing |
 """

@@ -98,11 +98,16 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
     at ``env.unwrapped.config``. ``reset(options={"config": {...}})`` changes the scenario from that
     episode on (the number of APs and subtasks, which fix the spaces, cannot change).
 
+    ## Rendering
+    ``render_mode="ansi"`` (text), ``"rgb_array"`` (uint8 picture: map with associations, link rates and
+    in-flight transfers; per-AP batch, queue and contention; the current decision and its estimates) or
+    ``"human"`` (the same picture in a matplotlib window, drawn at every step; nothing without a display).
+
     ## Version history
     * v0: initial release.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 4, "autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "rgb_array", "human"], "render_fps": 4, "autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
 
     def __init__(self, config: dict[str, Any] | ScenarioConfig | None = None, scenario: str = "paper",
                  render_mode: str | None = None) -> None:
@@ -146,6 +151,8 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         completed = self._advance()
         if completed:  # pragma: no cover - nothing can finish before the first decision
             raise RuntimeError("a query finished before the first decision")
+        if self.render_mode == "human":
+            self.render()
         return self._observation(), self._info([])
 
     def _merged_config(self, overrides: Any) -> ScenarioConfig:
@@ -205,19 +212,33 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
             self._done = True
         obs = self._observation()
         info = self._info(completed)
+        if self.render_mode == "human":
+            self.render()
         return obs, reward, False, truncated, info
 
     def action_masks(self) -> np.ndarray:
         """Bool mask of the actions allowed at the current decision (for sb3-contrib MaskablePPO)."""
         return self._mask.copy()
 
-    def render(self) -> str | None:  # type: ignore[override]
+    def render(self) -> str | np.ndarray | None:  # type: ignore[override]
+        """``ansi``: text state; ``rgb_array``: uint8 (H, W, 3) picture; ``human``: matplotlib window (no-op headless)."""
         if self.render_mode == "ansi":
             return self._render_ansi()
+        if self.render_mode == "rgb_array":
+            from offload_gym.render import render_rgb
+
+            return render_rgb(self)
+        if self.render_mode == "human":
+            from offload_gym.render import render_human
+
+            render_human(self)
         return None
 
     def close(self) -> None:
-        pass
+        if self.render_mode in ("rgb_array", "human"):
+            from offload_gym.render import close_render
+
+            close_render(self)
 
     # ------------------------------------------------------------------ internals
     def _check_action(self, action: Any) -> int:
