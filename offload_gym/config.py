@@ -27,6 +27,7 @@ __all__ = [
     "DeviceClassConfig",
     "EdgeConfig",
     "EpisodeConfig",
+    "FaultsConfig",
     "PhoneConfig",
     "PlannerConfig",
     "RewardConfig",
@@ -212,6 +213,8 @@ class RewardConfig:
     deadline_s: float = _f(2.0, "linear: deadline", "s", lo=0.0, lo_open=True, hi=1e6)
     deadline_penalty: float = _f(0.2, "linear: penalty for missing the deadline", lo=0.0, hi=100.0)
     latency_scale_s: float = _f(2.0, "product: latency scale", "s", lo=0.0, lo_open=True, hi=1e6)
+    failure_penalty: float = _f(1.0, "reward of a failed query is minus this (faults.on_outage = fail)", lo=0.0,
+                                hi=100.0)
 
 
 @dataclass(frozen=True)
@@ -220,6 +223,51 @@ class EpisodeConfig:
 
     queries: int = _f(200, "queries per episode; then in-flight work drains and the episode truncates", lo=1,
                       hi=10_000_000)
+
+
+@dataclass(frozen=True)
+class ApOutageConfig:
+    """One AP (and its edge server) down for a while."""
+
+    ap: int = _f(0, "AP index (0-based)", lo=0, hi=63)
+    start_s: float = _f(0.0, "outage start (simulation time)", "s", lo=0.0)
+    duration_s: float = _f(1.0, "outage length", "s", lo=0.0, lo_open=True)
+
+
+@dataclass(frozen=True)
+class BackgroundChangeConfig:
+    """From ``start_s`` on, a cell (or every cell) has this many saturated background stations."""
+
+    start_s: float = _f(0.0, "when the change happens", "s", lo=0.0)
+    stations: int = _f(16, "background stations from then on", lo=0, hi=500)
+    ap: int = _f(-1, "AP index, or -1 for every AP", lo=-1, hi=63)
+
+
+@dataclass(frozen=True)
+class BackhaulChangeConfig:
+    """From ``start_s`` on, backhaul hops that start use this delay and rate."""
+
+    start_s: float = _f(0.0, "when the change happens", "s", lo=0.0)
+    delay_s: float = _f(0.5e-3, "AP-to-AP latency from then on", "s", lo=0.0, hi=10.0)
+    rate_bps: float = _f(1e9, "AP-to-AP rate from then on", "b/s", lo=0.0, lo_open=True)
+
+
+@dataclass(frozen=True)
+class FaultsConfig:
+    """Scheduled faults (none by default).
+
+    While an AP is down it is masked for every decision, the phones it served re-associate to the next
+    best AP that is up (or to none: local only), and every query with unfinished work at it or data
+    travelling through it is, per ``on_outage``, re-run whole on its own phone from the outage time
+    (``redispatch``) or reported failed (``fail``). Either way the query is reported exactly once.
+    """
+
+    ap_outages: tuple[ApOutageConfig, ...] = _f((), "AP outages [{ap, start_s, duration_s}, ...]")
+    on_outage: str = _f("redispatch", "affected queries: redispatch (re-run whole on the phone) or fail",
+                        choices=("redispatch", "fail"))
+    background_changes: tuple[BackgroundChangeConfig, ...] = _f(
+        (), "bursts of background traffic [{start_s, stations, ap}, ...]")
+    backhaul_changes: tuple[BackhaulChangeConfig, ...] = _f((), "backhaul degradation [{start_s, delay_s, rate_bps}, ...]")
 
 
 @dataclass(frozen=True)
@@ -234,8 +282,20 @@ class ScenarioConfig:
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     episode: EpisodeConfig = field(default_factory=EpisodeConfig)
+    faults: FaultsConfig = field(default_factory=FaultsConfig)
     invalid_action: str = _f("fallback", "masked action: fallback (run on the phone, counted) or raise",
                              choices=("fallback", "raise"))
+
+    def __post_init__(self) -> None:
+        n_aps = self.topology.n_aps
+        for i, outage in enumerate(self.faults.ap_outages):
+            if outage.ap >= n_aps:
+                raise ConfigError(f"faults.ap_outages[{i}].ap: AP {outage.ap} does not exist; allowed 0..{n_aps - 1} "
+                                  f"(topology.n_aps is {n_aps})")
+        for i, change in enumerate(self.faults.background_changes):
+            if change.ap >= n_aps:
+                raise ConfigError(f"faults.background_changes[{i}].ap: AP {change.ap} does not exist; allowed -1 "
+                                  f"(every AP) or 0..{n_aps - 1}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (JSON-able); ``make_config(cfg.to_dict()) == cfg``."""

@@ -89,6 +89,7 @@ def _manual_stream(sim: Simulator, qid: int, prompt: int, answer: int) -> Query:
     """Put a whole query straight into AP 0's edge at the current time (bypassing Wi-Fi)."""
     spec = QuerySpec(prompt, answer, 0.0, 0.0, FAN_OUT, ((),), (answer,), (0.0,))
     query = Query(qid, 0, sim.now, spec, Prediction(0.0, answer, (0.0,), (answer,), -1.0, 10.0))
+    sim.in_flight[qid] = query
     item = sim.make_whole_item(query)
     query.whole = item
     sim._assign(item, 1)
@@ -99,7 +100,7 @@ def _manual_stream(sim: Simulator, qid: int, prompt: int, answer: int) -> Query:
 
 @pytest.mark.parametrize("streams", [1, 2, 5])
 def test_concurrent_streams_decode_at_batched_rate(streams: int) -> None:
-    cfg = make_config(one_phone_config(workload__arrival_rate=1e-6, edge__kappa=0.3))
+    cfg = make_config(one_phone_config(workload__arrival_rate=1e-6, episode__queries=100, edge__kappa=0.3))
     sim = Simulator(cfg, np.random.default_rng(0))
     queries = [_manual_stream(sim, i, 300, 78) for i in range(streams)]
     sim.run_until_decision()  # runs the edge until the far-away first arrival
@@ -110,7 +111,7 @@ def test_concurrent_streams_decode_at_batched_rate(streams: int) -> None:
 
 
 def test_admission_queue_beyond_max_batch_is_fifo() -> None:
-    cfg = make_config(one_phone_config(workload__arrival_rate=1e-6, edge__max_batch=2, edge__kappa=0.0))
+    cfg = make_config(one_phone_config(workload__arrival_rate=1e-6, episode__queries=100, edge__max_batch=2, edge__kappa=0.0))
     sim = Simulator(cfg, np.random.default_rng(0))
     queries = [_manual_stream(sim, i, 300, 78) for i in range(3)]
     sim.run_until_decision()
@@ -139,7 +140,7 @@ def test_project_batch_finish_matches_engine() -> None:
     for _ in range(20):
         max_batch = int(rng.integers(1, 5))
         kappa = float(rng.uniform(0, 1))
-        cfg = make_config(one_phone_config(workload__arrival_rate=1e-6, edge__max_batch=max_batch,
+        cfg = make_config(one_phone_config(workload__arrival_rate=1e-6, episode__queries=100, edge__max_batch=max_batch,
                                            edge__kappa=kappa))
         sim = Simulator(cfg, np.random.default_rng(0))
         jobs = [(int(rng.integers(10, 900)), int(rng.integers(1, 200))) for _ in range(int(rng.integers(1, 7)))]

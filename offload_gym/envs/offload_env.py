@@ -288,9 +288,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         assert sim is not None and query is not None
         est = self.estimator
         mask = np.zeros(self.n_aps + 2, dtype=bool)
-        mask[PHONE] = True
-        if sim.reachable(query.user):
-            mask[1:self.n_aps + 1] = True
+        mask[sim.usable_locations(query.user)] = True
         self._plan = None
         if self._kind == _QUERY:
             assert self._whole_item is not None
@@ -318,18 +316,21 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
 
     def _completed_record(self, c: Any) -> dict[str, Any]:
         query = c.query
-        reward = self._query_reward(c.latency_s, c.quality)
+        reward = -self.config.reward.failure_penalty if query.failed else self._query_reward(c.latency_s, c.quality)
         self._rewards.append(reward)
-        if query.decomposed:
+        if query.redispatched:
+            placements = [PHONE]
+        elif query.decomposed and query.aggregation is not None:
             placements = [s.location for s in query.subtasks] + [query.aggregation.location]
         else:
-            placements = [query.whole.location]
+            placements = [query.whole.location] if query.whole is not None else []
         return {
             "query_id": query.qid, "user": query.user, "arrival_s": query.arrival_time,
             "latency_s": c.latency_s, "quality": c.quality, "reward": reward, "decomposed": query.decomposed,
             "placements": placements, "n_subtasks": query.spec.n_subtasks,
             "attachment_bytes": query.spec.attachment_bytes,
             "deadline_missed": c.latency_s > self.config.reward.deadline_s,
+            "failed": query.failed, "fail_reason": query.fail_reason, "redispatched": query.redispatched,
         }
 
     def _query_reward(self, latency_s: float, quality: float) -> float:
@@ -396,7 +397,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
                 obs[o + 4] = 1.0 if phone.running is not None else 0.0
                 obs[o + 5] = g[19]
                 if own >= 0:
-                    obs[o + 6] = sim.cell_contenders(own) / contention_norm
+                    obs[o + 6] = min(sim.cell_contenders(own) / contention_norm, 1.0)
             else:
                 e = loc - 1
                 edge = sim.edges[e]
@@ -444,7 +445,8 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
             "decomposed_share": float(np.mean([c.query.decomposed for c in log])) if n else 0.0,
             "edge_share": sim.edge_output_tokens / sim.total_output_tokens if sim.total_output_tokens else 0.0,
             "invalid_actions": self._invalid_actions,
-            "failed_queries": 0,
+            "failed_queries": sim.failed_queries,
+            "redispatched_queries": sim.redispatched_queries,
             "sim_time_s": sim.now,
         }
 

@@ -42,7 +42,7 @@ PHONE = 0
 WHOLE, SUBTASK, AGGREGATION = 0, 1, 2
 
 # event kinds
-_ARRIVAL, _PHONE_DONE, _PREFILL_DONE, _DECODE_DONE, _BSS, _BACKHAUL_DONE, _RELEASE = range(7)
+_ARRIVAL, _PHONE_DONE, _PREFILL_DONE, _DECODE_DONE, _BSS, _BACKHAUL_DONE, _RELEASE, _FAULT = range(8)
 _BYTES_EPS = 1e-6
 _TOKENS_EPS = 1e-9
 
@@ -51,6 +51,7 @@ class Item:
     """One piece of LLM work: a whole query, a subtask or an aggregation step."""
 
     __slots__ = (
+        "cancelled",
         "decode_target",
         "depth",
         "difficulty",
@@ -101,6 +102,7 @@ class Item:
         self.pred_duration_s = 0.0
         self.decode_target = 0.0
         self.done = False
+        self.cancelled = False
 
 
 class Query:
@@ -112,11 +114,15 @@ class Query:
         "attachment_msgs",
         "decomposed",
         "deferred",
+        "fail_reason",
+        "failed",
         "finish_time",
         "items",
+        "messages",
         "prediction",
         "qid",
         "quality",
+        "redispatched",
         "released",
         "spec",
         "subtasks",
@@ -140,16 +146,25 @@ class Query:
         self.quality = math.nan
         self.released = True
         self.deferred: list[Any] = []
+        self.messages: list[Message] = []
+        self.redispatched = False
+        self.failed = False
+        self.fail_reason = ""
 
 
 class Message:
     """Bytes travelling along a route of hops: ('up', ap, user), ('bh',), ('down', ap, user)."""
 
-    __slots__ = ("access_until", "answer", "delivered", "hop", "hops", "last", "nbytes", "rate_bps", "remaining",
-                 "targets")
+    __slots__ = ("access_until", "answer", "cancelled", "delivered", "dst", "hop", "hops", "last", "nbytes", "phy_rate",
+                 "rate_bps", "remaining", "src", "targets")
 
-    def __init__(self, nbytes: float, hops: list[tuple[Any, ...]], targets: list[Item], answer: Query | None) -> None:
+    def __init__(self, nbytes: float, hops: list[tuple[Any, ...]], targets: list[Item], answer: Query | None,
+                 src: int = 0, dst: int = 0) -> None:
         self.nbytes = nbytes
+        self.src = src
+        self.dst = dst
+        self.phy_rate = 0.0
+        self.cancelled = False
         self.hops = hops
         self.hop = 0
         self.targets = targets
@@ -189,6 +204,7 @@ class _Edge:
 @dataclass
 class _Phone:
     running: Item | None = None
+    version: int = 0  # bumped when a running item is aborted (its completion event goes stale)
     run_end: float = 0.0
     ready: list[tuple[int, Item]] = field(default_factory=list)
     unstarted_pred_s: float = 0.0  # predicted compute of placed, not yet started items
@@ -229,7 +245,13 @@ class Simulator:
         self.finished_log: list[CompletedQuery] = []
         self.edge_output_tokens = 0.0
         self.total_output_tokens = 0.0
-        self.max_event_time = 0.0
+        self.in_flight: dict[int, Query] = {}
+        self.ap_up = [True] * cfg.topology.n_aps
+        self.background = [cfg.wifi.background_stations] * cfg.topology.n_aps
+        self.backhaul_delay_s = cfg.wifi.backhaul_delay_s
+        self.backhaul_rate_bps = cfg.wifi.backhaul_rate_bps
+        self.redispatched_queries = 0
+        self.failed_queries = 0
         self._build_topology()
         self.cells = [_Cell() for _ in range(self.n_aps)]
         self.edges = [_Edge() for _ in range(self.n_aps)]
@@ -242,6 +264,7 @@ class Simulator:
             "ack_symbol_s": w.ack_symbol_s,
         }
         self._schedule_next_arrival()
+        self._schedule_faults()
 
     # ------------------------------------------------------------------ topology
     def _build_topology(self) -> None:
@@ -258,22 +281,15 @@ class Simulator:
         dist = np.linalg.norm(self.user_xy[:, None, :] - self.ap_xy[None, :, :], axis=2)
         loss = np.vectorize(lambda d: wifi_model.path_loss_db(d, w.frequency_ghz, w.breakpoint_m))(dist)
         self.distance_m = dist
-        # association by strongest received power (equal AP powers: the smallest path loss); plain lists,
-        # since they are indexed on every event, where numpy scalar access costs more than the arithmetic
+        self._loss_db = loss
+        self._noise_dbm = noise
+        # plain lists: indexed on every event, where numpy scalar access costs more than the arithmetic
         self.own_ap: list[int] = [-1] * self.n_users
         self.up_rate_bps: list[float] = [0.0] * self.n_users
         self.down_rate_bps: list[float] = [0.0] * self.n_users
         self.up_mcs: list[int] = [-1] * self.n_users
         for u in range(self.n_users):
-            a = int(np.argmin(loss[u]))
-            up_mcs = wifi_model.mcs_for_snr(w.phone_tx_dbm - loss[u, a] - noise)
-            down_mcs = wifi_model.mcs_for_snr(w.ap_tx_dbm - loss[u, a] - noise)
-            if up_mcs < 0 or down_mcs < 0:
-                continue  # out of coverage: this phone can only compute locally
-            self.own_ap[u] = a
-            self.up_mcs[u] = up_mcs
-            self.up_rate_bps[u] = wifi_model.phy_rate_bps(up_mcs, w.bandwidth_mhz, w.spatial_streams)
-            self.down_rate_bps[u] = wifi_model.phy_rate_bps(down_mcs, w.bandwidth_mhz, w.spatial_streams)
+            self._associate(u)
         self.phones = [_Phone() for _ in range(self.n_users)]
         classes = self.cfg.phone.device_classes
         if classes:
@@ -281,6 +297,23 @@ class Simulator:
         for u, phone in enumerate(self.phones):
             src: Any = classes[int(picks[u])] if classes else self.cfg.phone
             phone.prefill_tps, phone.decode_tps, phone.ability = src.prefill_tps, src.decode_tps, src.ability
+
+    def _associate(self, u: int) -> None:
+        """Associate phone ``u`` with the strongest AP that is up, or none when out of coverage."""
+        w = self.cfg.wifi
+        self.own_ap[u], self.up_mcs[u], self.up_rate_bps[u], self.down_rate_bps[u] = -1, -1, 0.0, 0.0
+        candidates = [a for a in range(self.n_aps) if self.ap_up[a]]
+        if not candidates:
+            return
+        a = min(candidates, key=lambda ap: (self._loss_db[u, ap], ap))
+        up_mcs = wifi_model.mcs_for_snr(w.phone_tx_dbm - self._loss_db[u, a] - self._noise_dbm)
+        down_mcs = wifi_model.mcs_for_snr(w.ap_tx_dbm - self._loss_db[u, a] - self._noise_dbm)
+        if up_mcs < 0 or down_mcs < 0:
+            return  # out of coverage: this phone can only compute locally
+        self.own_ap[u] = a
+        self.up_mcs[u] = up_mcs
+        self.up_rate_bps[u] = wifi_model.phy_rate_bps(up_mcs, w.bandwidth_mhz, w.spatial_streams)
+        self.down_rate_bps[u] = wifi_model.phy_rate_bps(down_mcs, w.bandwidth_mhz, w.spatial_streams)
 
     # ------------------------------------------------------------------ events
     def _push(self, time: float, kind: int, a: Any = None, b: Any = None) -> None:
@@ -299,7 +332,10 @@ class Simulator:
     def run_until_decision(self) -> Query | None:
         """Process events until a query arrives (returned, to be placed) or all work has drained (None)."""
         events = self._events
+        total = self.cfg.episode.queries
         while events:
+            if self.queries_finished == total:
+                break  # all work done: what remains are stale events and faults after the episode
             time, _, kind, a, b = heapq.heappop(events)
             if time < self.now - 1e-9:  # pragma: no cover - an invariant, not an input error
                 raise RuntimeError(f"event time went backwards: {time} < {self.now}")
@@ -315,11 +351,15 @@ class Simulator:
             elif kind == _PREFILL_DONE:
                 self._prefill_done(a, b)
             elif kind == _PHONE_DONE:
-                self._phone_done(a)
+                if b == self.phones[a].version:
+                    self._phone_done(a)
             elif kind == _BACKHAUL_DONE:
-                self._next_hop(a)
+                if not a.cancelled:
+                    self._next_hop(a)
             elif kind == _RELEASE:
                 self._release(a)
+            elif kind == _FAULT:
+                self._fault(a, b)
         if self.queries_finished != self.queries_arrived:  # pragma: no cover - conservation invariant
             raise RuntimeError(f"drained with {self.queries_arrived - self.queries_finished} queries unfinished")
         return None
@@ -329,6 +369,7 @@ class Simulator:
         prediction = predict(spec, self.cfg.planner, self.cfg.workload, self.rng_planner)
         query = Query(self.queries_arrived, user, self.now, spec, prediction)
         self.queries_arrived += 1
+        self.in_flight[query.qid] = query
         if self.cfg.planner.latency_s > 0:
             query.released = False
             self._push(self.now + self.cfg.planner.latency_s, _RELEASE, query)
@@ -341,8 +382,14 @@ class Simulator:
 
     # ------------------------------------------------------------------ placement
     def reachable(self, user: int) -> bool:
-        """Whether the phone can reach the APs (it is in coverage of its own AP)."""
+        """Whether the phone can reach the APs (it is in coverage of an AP that is up)."""
         return self.own_ap[user] >= 0
+
+    def usable_locations(self, user: int) -> list[int]:
+        """Locations a new item of ``user`` may go to now: the phone, and every AP that is up if reachable."""
+        if self.own_ap[user] < 0:
+            return [PHONE]
+        return [PHONE, *(a + 1 for a in range(self.n_aps) if self.ap_up[a])]
 
     def make_whole_item(self, query: Query) -> Item:
         spec, pred = query.spec, query.prediction
@@ -439,6 +486,8 @@ class Simulator:
             raise ValueError(f"location: {location} is not allowed; 0 (phone) or 1..{self.n_aps} (APs)")
         if location != PHONE and not self.reachable(item.query.user):
             raise ValueError(f"location: AP {location} is unreachable for phone {item.query.user} (out of coverage)")
+        if location != PHONE and not self.ap_up[location - 1]:
+            raise ValueError(f"location: AP {location} is down (faults.ap_outages)")
         item.location = location
         item.seq = self._place_seq
         self._place_seq += 1
@@ -490,7 +539,10 @@ class Simulator:
 
     def _message(self, user: int, src: int, dst: int, nbytes: float, targets: list[Item],
                  answer: Query | None) -> Message:
-        return Message(nbytes, self.route(user, src, dst), targets, answer)
+        msg = Message(nbytes, self.route(user, src, dst), targets, answer, src, dst)
+        query = answer if answer is not None else targets[0].query
+        query.messages.append(msg)
+        return msg
 
     def _send(self, user: int, src: int, dst: int, nbytes: float, targets: list[Item], answer: Query | None) -> Message:
         msg = self._message(user, src, dst, nbytes, targets, answer)
@@ -500,8 +552,7 @@ class Simulator:
     def _start_hop(self, msg: Message) -> None:
         hop = msg.hops[msg.hop]
         if hop[0] == "bh":
-            w = self.cfg.wifi
-            self._push(self.now + w.backhaul_delay_s + 8.0 * msg.nbytes / w.backhaul_rate_bps, _BACKHAUL_DONE, msg)
+            self._push(self.now + self.backhaul_delay_s + 8.0 * msg.nbytes / self.backhaul_rate_bps, _BACKHAUL_DONE, msg)
             return
         direction, ap, user = hop
         cell = self.cells[ap]
@@ -514,6 +565,7 @@ class Simulator:
         else:
             cell.downloads += 1
             rate = self.down_rate_bps[user]
+        msg.phy_rate = rate  # the link rate when the hop started (a later re-association does not change it)
         cell.msgs.append(msg)
         n_own = self.cell_contenders(ap)
         access = self.dcf(n_own, rate, min(msg.nbytes, self.cfg.wifi.frame_bytes)).access_delay_s
@@ -542,7 +594,7 @@ class Simulator:
     def cell_contenders(self, ap: int) -> int:
         """Stations contending in AP ``ap``'s cell now: background + uploading phones + the AP if sending."""
         cell = self.cells[ap]
-        return self.cfg.wifi.background_stations + len(cell.uploads) + (1 if cell.downloads else 0)
+        return self.background[ap] + len(cell.uploads) + (1 if cell.downloads else 0)
 
     def _cell_advance(self, cell: _Cell) -> None:
         now = self.now
@@ -566,13 +618,13 @@ class Simulator:
         frame = self.cfg.wifi.frame_bytes
         now = self.now
         next_time = math.inf
-        up_rate, down_rate, uploads, downloads = self.up_rate_bps, self.down_rate_bps, cell.uploads, cell.downloads
+        uploads, downloads = cell.uploads, cell.downloads
         for m in cell.msgs:
             direction, _, user = m.hops[m.hop]
             if direction == "up":
-                m.rate_bps = self.dcf(n, up_rate[user], frame).throughput_bps / n / uploads[user]
+                m.rate_bps = self.dcf(n, m.phy_rate, frame).throughput_bps / n / uploads[user]
             else:
-                m.rate_bps = self.dcf(n, down_rate[user], frame).throughput_bps / n / downloads
+                m.rate_bps = self.dcf(n, m.phy_rate, frame).throughput_bps / n / downloads
             start = m.access_until if m.access_until > now else now
             t = start + 8.0 * (m.remaining if m.remaining > 0.0 else 0.0) / m.rate_bps
             if t < next_time:
@@ -584,22 +636,28 @@ class Simulator:
         self._cell_advance(cell)
         finished = [m for m in cell.msgs if self.now >= m.access_until and m.remaining <= _BYTES_EPS]
         for m in finished:
-            cell.msgs.remove(m)
-            direction, _, user = m.hops[m.hop]
-            if direction == "up":
-                left = cell.uploads[user] - 1
-                if left:
-                    cell.uploads[user] = left
-                else:
-                    del cell.uploads[user]
-            else:
-                cell.downloads -= 1
+            self._cell_remove(cell, m)
         self._cell_reschedule(ap)
         for m in finished:
             self._next_hop(m)
 
+    @staticmethod
+    def _cell_remove(cell: _Cell, m: Message) -> None:
+        cell.msgs.remove(m)
+        direction, _, user = m.hops[m.hop]
+        if direction == "up":
+            left = cell.uploads[user] - 1
+            if left:
+                cell.uploads[user] = left
+            else:
+                del cell.uploads[user]
+        else:
+            cell.downloads -= 1
+
     # ------------------------------------------------------------------ compute
     def _input_arrived(self, item: Item) -> None:
+        if item.cancelled:
+            return
         item.pending -= 1
         if item.pending > 0:
             return
@@ -624,7 +682,7 @@ class Simulator:
         item.start_time = self.now
         duration = item.input_tokens / phone.prefill_tps + item.output_tokens / phone.decode_tps
         phone.run_end = self.now + duration
-        self._push(phone.run_end, _PHONE_DONE, user)
+        self._push(phone.run_end, _PHONE_DONE, user, phone.version)
 
     def _phone_done(self, user: int) -> None:
         phone = self.phones[user]
@@ -669,6 +727,8 @@ class Simulator:
 
     def _prefill_done(self, e: int, item: Item) -> None:
         edge = self.edges[e]
+        if item.cancelled:
+            return  # removed by a fault while prefilling
         del edge.prefilling[item.seq]
         item.decode_target = self.edge_progress_now(e) + item.output_tokens
         heapq.heappush(edge.decoding, (item.decode_target, item.seq, item))
@@ -712,7 +772,7 @@ class Simulator:
     def _finish_query(self, query: Query) -> None:
         query.finish_time = self.now
         user = query.user
-        if query.decomposed:
+        if query.decomposed and not query.redispatched:
             assert query.aggregation is not None
             subs = [success_prob(self.ability(user, s.location), s.difficulty) for s in query.subtasks]
             agg = query.aggregation
@@ -720,11 +780,173 @@ class Simulator:
         else:
             assert query.whole is not None
             quality = success_prob(self.ability(user, query.whole.location), query.whole.difficulty)
+        self._record(query, quality)
+
+    def _record(self, query: Query, quality: float) -> None:
         query.quality = quality
+        del self.in_flight[query.qid]
         self.queries_finished += 1
         record = CompletedQuery(query, self.now - query.arrival_time, quality)
         self.completed.append(record)
         self.finished_log.append(record)
+
+    # ------------------------------------------------------------------ invariants
+    def _compute_lower_bound_s(self, item: Item, user: int, location: int) -> float:
+        if location == PHONE:
+            phone = self.phones[user]
+            return item.input_tokens / phone.prefill_tps + item.output_tokens / phone.decode_tps
+        edge = self.cfg.edge
+        return item.input_tokens / edge.prefill_tps + item.output_tokens / edge.decode_tps
+
+    def _wifi_lower_bound_s(self, nbytes: float) -> float:
+        """One message alone on the channel at the fastest PHY rate of the configuration."""
+        w = self.cfg.wifi
+        best = wifi_model.phy_rate_bps(len(wifi_model.HE_RATES_20MHZ_MBPS) - 1, w.bandwidth_mhz, w.spatial_streams)
+        alone = self.dcf(1, best, w.frame_bytes)
+        return self.dcf(1, best, min(nbytes, w.frame_bytes)).access_delay_s + 8.0 * nbytes / alone.throughput_bps
+
+    def latency_lower_bound_s(self, query: Query) -> float:
+        """A no-contention, no-queue lower bound of the query's latency for where it ran (0 if it failed)."""
+        if query.failed:
+            return 0.0
+        bound = self.cfg.planner.latency_s
+        if query.redispatched or not query.decomposed:
+            item = query.whole
+            assert item is not None
+            bound += self._compute_lower_bound_s(item, query.user, item.location)
+            if item.location != PHONE and not query.redispatched:
+                bound += self._wifi_lower_bound_s(self._token_bytes(item.input_tokens) + query.spec.attachment_bytes)
+                bound += self._wifi_lower_bound_s(self._token_bytes(item.output_tokens))
+            return bound
+        agg = query.aggregation
+        assert agg is not None
+        slowest = max(self._compute_lower_bound_s(s, query.user, s.location) for s in query.subtasks)
+        return bound + slowest + self._compute_lower_bound_s(agg, query.user, agg.location)
+
+    # ------------------------------------------------------------------ faults
+    def _schedule_faults(self) -> None:
+        faults = self.cfg.faults
+        for outage in faults.ap_outages:
+            self._push(outage.start_s, _FAULT, "ap_down", outage.ap)
+            self._push(outage.start_s + outage.duration_s, _FAULT, "ap_up", outage.ap)
+        for change in faults.background_changes:
+            self._push(change.start_s, _FAULT, "background", change)
+        for change in faults.backhaul_changes:
+            self._push(change.start_s, _FAULT, "backhaul", change)
+
+    def _fault(self, kind: str, data: Any) -> None:
+        if kind == "ap_down":
+            self._ap_down(int(data))
+        elif kind == "ap_up":
+            self._ap_up(int(data))
+        elif kind == "background":
+            aps = range(self.n_aps) if data.ap < 0 else (data.ap,)
+            for ap in aps:
+                self._cell_advance(self.cells[ap])
+                self.background[ap] = data.stations
+                self._cell_reschedule(ap)
+        else:  # backhaul: hops that start from now on
+            self.backhaul_delay_s, self.backhaul_rate_bps = data.delay_s, data.rate_bps
+
+    def _ap_down(self, ap: int) -> None:
+        """AP ``ap`` fails: its work and the data through it are lost; its phones re-associate."""
+        self.ap_up[ap] = False
+        for query in [q for q in self.in_flight.values() if self._touches(q, ap)]:
+            self._cancel_work(query)
+            if self.cfg.faults.on_outage == "fail":
+                query.failed = True
+                query.fail_reason = f"ap_outage:{ap}"
+                query.finish_time = self.now
+                self.failed_queries += 1
+                self._record(query, 0.0)
+            else:
+                self._redispatch(query)
+        for u in range(self.n_users):
+            if self.own_ap[u] == ap:
+                self._associate(u)
+
+    def _ap_up(self, ap: int) -> None:
+        self.ap_up[ap] = True
+        for u in range(self.n_users):  # back to the strongest AP
+            self._associate(u)
+
+    def _touches(self, query: Query, ap: int) -> bool:
+        """Whether the query has unfinished work at AP ``ap`` or undelivered data routed through it."""
+        loc = ap + 1
+        if any(item.location == loc and not item.done for item in query.items):
+            return True
+        for m in query.messages:
+            if m.delivered or m.cancelled:
+                continue
+            if m.src == loc or m.dst == loc or any(h[0] != "bh" and h[1] == ap for h in m.hops[m.hop:]):
+                return True
+        return False
+
+    def _cancel_work(self, query: Query) -> None:
+        """Remove every unfinished item and undelivered message of ``query`` from the network."""
+        for m in query.messages:
+            if m.delivered or m.cancelled:
+                continue
+            m.cancelled = True
+            if m.hop < len(m.hops) and m.hops[m.hop][0] != "bh":
+                ap = m.hops[m.hop][1]
+                cell = self.cells[ap]
+                if m in cell.msgs:
+                    self._cell_advance(cell)
+                    self._cell_remove(cell, m)
+                    self._cell_reschedule(ap)
+        query.deferred = []
+        query.released = True
+        for item in query.items:
+            if item.done or item.location < 0:
+                continue
+            item.cancelled = True
+            if item.location == PHONE:
+                self._cancel_on_phone(item)
+            else:
+                self._cancel_on_edge(item)
+
+    def _cancel_on_phone(self, item: Item) -> None:
+        user = item.query.user
+        phone = self.phones[user]
+        if phone.running is item:
+            phone.running = None
+            phone.version += 1
+            self._phone_try_start(user)
+            return
+        phone.unstarted_pred_s -= item.pred_duration_s
+        phone.ready = [entry for entry in phone.ready if entry[1] is not item]
+        heapq.heapify(phone.ready)
+
+    def _cancel_on_edge(self, item: Item) -> None:
+        e = item.location - 1
+        edge = self.edges[e]
+        edge.waiting.pop(item.seq, None)
+        if any(entry[1] is item for entry in edge.ready):
+            edge.ready = [entry for entry in edge.ready if entry[1] is not item]
+            heapq.heapify(edge.ready)
+            return
+        if item.seq in edge.prefilling:
+            del edge.prefilling[item.seq]
+        elif any(entry[2] is item for entry in edge.decoding):
+            edge.decoding = [entry for entry in edge.decoding if entry[2] is not item]
+            heapq.heapify(edge.decoding)
+        else:
+            return
+        edge.batch -= 1
+        self._edge_retime(e)
+        self._edge_try_admit(e)
+
+    def _redispatch(self, query: Query) -> None:
+        """Run the query again, whole, on its own phone from now (the prompt is still there)."""
+        self.redispatched_queries += 1
+        query.redispatched = True
+        item = self.make_whole_item(query)
+        query.whole = item
+        query.items = [*query.items, item]
+        self._assign(item, PHONE)
+        item.pending = 1
+        self._input_arrived(item)
 
     def pop_completed(self) -> list[CompletedQuery]:
         out, self.completed = self.completed, []

@@ -225,9 +225,9 @@ class Estimator:
         w = self.sim.cfg.wifi
         return tokens * w.bytes_per_token + w.message_overhead_bytes
 
-    def locations(self, user: int) -> range:
-        """Locations the phone can use now (0 always; the APs if it is in coverage)."""
-        return range(self.sim.n_aps + 1) if self.sim.reachable(user) else range(1)
+    def locations(self, user: int) -> list[int]:
+        """Locations the phone can use now (0 always; the APs that are up if it is in coverage)."""
+        return self.sim.usable_locations(user)
 
     def release_s(self, query: Query) -> float:
         return query.arrival_time + self.sim.cfg.planner.latency_s
