@@ -178,6 +178,9 @@ class WorkloadConfig:
     subtask_difficulty_std: float = _f(0.5, "std of the subtask difficulty draw", lo=0.0, hi=10)
     aggregation_output_tokens: int = _f(10, "output of the aggregation step", "tok", lo=1, hi=100_000)
     aggregation_difficulty: float = _f(-1.0, "difficulty of the aggregation step", lo=-10, hi=10)
+    source: str = _f("auto", "synthetic (the lognormal model above), corpus (templated query texts with ground truth, "
+                     "needed by the learned planner; sizes, K and structure then come from the corpus), or auto "
+                     "(corpus when planner.kind is learned)", choices=("auto", "synthetic", "corpus"))
 
     def __post_init__(self) -> None:
         for name, n in (("subtask_count_probs", None), ("structure_probs", 3)):
@@ -201,6 +204,7 @@ class PlannerConfig:
     difficulty_noise_sigma: float = _f(0.4, "noisy-oracle: predicted difficulty = true + N(0, sigma^2)", lo=0.0, hi=10)
     latency_s: float = _f(0.0, "planner time added to every query before its first transfer or compute", "s",
                           lo=0.0, hi=60.0)
+    checkpoint: str = _f("", "learned: a planner checkpoint (file or folder); empty: the student shipped in the package")
 
 
 @dataclass(frozen=True)
@@ -287,6 +291,9 @@ class ScenarioConfig:
                              choices=("fallback", "raise"))
 
     def __post_init__(self) -> None:
+        if self.planner.kind == "learned" and self.workload.source == "synthetic":
+            raise ConfigError("workload.source: 'synthetic' queries carry no text for planner.kind 'learned'; "
+                              "use 'corpus' or 'auto'")
         n_aps = self.topology.n_aps
         for i, outage in enumerate(self.faults.ap_outages):
             if outage.ap >= n_aps:
@@ -300,6 +307,11 @@ class ScenarioConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (JSON-able); ``make_config(cfg.to_dict()) == cfg``."""
         return _to_plain(self)
+
+    @property
+    def uses_corpus(self) -> bool:
+        """Whether queries come from the text corpus (``workload.source``, ``auto`` follows the planner)."""
+        return self.workload.source == "corpus" or (self.workload.source == "auto" and self.planner.kind == "learned")
 
     @property
     def max_subtasks(self) -> int:

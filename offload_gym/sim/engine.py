@@ -32,9 +32,9 @@ import numpy as np
 
 from offload_gym.config import ScenarioConfig
 from offload_gym.sim import wifi as wifi_model
-from offload_gym.sim.planner import Prediction, predict
+from offload_gym.sim.planner import Prediction, predict, predict_learned
 from offload_gym.sim.quality import decomposed_quality, success_prob
-from offload_gym.sim.workload import QuerySpec, draw_query
+from offload_gym.sim.workload import QuerySpec, draw_corpus_query, draw_query
 
 __all__ = ["AGGREGATION", "PHONE", "SUBTASK", "WHOLE", "Item", "Message", "Query", "Simulator"]
 
@@ -246,6 +246,7 @@ class Simulator:
         self.edge_output_tokens = 0.0
         self.total_output_tokens = 0.0
         self.in_flight: dict[int, Query] = {}
+        self._prefetched: list[tuple[QuerySpec, Prediction]] = []
         self.ap_up = [True] * cfg.topology.n_aps
         self.background = [cfg.wifi.background_stations] * cfg.topology.n_aps
         self.backhaul_delay_s = cfg.wifi.backhaul_delay_s
@@ -364,9 +365,23 @@ class Simulator:
             raise RuntimeError(f"drained with {self.queries_arrived - self.queries_finished} queries unfinished")
         return None
 
+    def _next_query_truth(self) -> tuple[QuerySpec, Prediction]:
+        cfg = self.cfg
+        if not cfg.uses_corpus:
+            spec = draw_query(cfg.workload, self.rng_workload)
+        elif cfg.planner.kind != "learned":
+            spec = draw_corpus_query(cfg.workload, self.rng_workload)
+        else:
+            if not self._prefetched:  # draw ahead and annotate in one batch (the workload ignores actions)
+                n = min(64, cfg.episode.queries - self.queries_arrived)
+                specs = [draw_corpus_query(cfg.workload, self.rng_workload) for _ in range(n)]
+                preds = predict_learned(specs, cfg.workload, cfg.planner.checkpoint)
+                self._prefetched = list(zip(specs, preds, strict=True))[::-1]
+            return self._prefetched.pop()
+        return spec, predict(spec, cfg.planner, cfg.workload, self.rng_planner)
+
     def _arrive(self, user: int) -> Query:
-        spec = draw_query(self.cfg.workload, self.rng_workload)
-        prediction = predict(spec, self.cfg.planner, self.cfg.workload, self.rng_planner)
+        spec, prediction = self._next_query_truth()
         query = Query(self.queries_arrived, user, self.now, spec, prediction)
         self.queries_arrived += 1
         self.in_flight[query.qid] = query

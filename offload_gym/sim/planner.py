@@ -3,6 +3,11 @@
 ``oracle`` reports the truth; ``noisy-oracle`` multiplies lengths by ``exp(N(0, s_len^2))`` and adds
 ``N(0, s_b^2)`` to difficulties, independently per subtask and for the aggregation step. The number of
 subtasks and their dependencies are exact. The prompt length is known (the prompt is visible).
+
+``learned`` runs the distilled student of :mod:`offload_gym.planner` on the query text. Its subtask
+count and structure predictions are reported by the planner's own report; in the environment the
+decomposition (K, dependencies) is the corpus's, and the student supplies every difficulty and length
+the scheduler sees. The aggregation step's size and difficulty are the configured values.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import numpy as np
 from offload_gym.config import PlannerConfig, WorkloadConfig
 from offload_gym.sim.workload import QuerySpec
 
-__all__ = ["Prediction", "predict"]
+__all__ = ["Prediction", "predict", "predict_learned"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,3 +54,23 @@ def predict(spec: QuerySpec, planner: PlannerConfig, workload: WorkloadConfig, r
         aggregation_difficulty=workload.aggregation_difficulty + s_b * float(z_b[1]),
         aggregation_output_tokens=workload.aggregation_output_tokens * float(mult[1]),
     )
+
+
+def predict_learned(specs: list[QuerySpec], workload: WorkloadConfig, checkpoint: str = "") -> list[Prediction]:
+    """Predictions of the learned planner for a batch of corpus queries (one forward pass)."""
+    from offload_gym.planner.learned import LearnedPlanner
+
+    planner = LearnedPlanner.load(checkpoint) if checkpoint else LearnedPlanner.load_default()
+    outputs = planner.predict_arrays([spec.text for spec in specs])
+    preds = []
+    for i, spec in enumerate(specs):
+        k = spec.n_subtasks
+        preds.append(Prediction(
+            difficulty=float(outputs["difficulty"][i]),
+            answer_tokens=float(outputs["answer_tokens"][i]),
+            subtask_difficulty=tuple(float(x) for x in outputs["subtask_difficulty"][i][:k]),
+            subtask_output_tokens=tuple(max(float(x), 1.0) for x in outputs["subtask_output_tokens"][i][:k]),
+            aggregation_difficulty=workload.aggregation_difficulty,
+            aggregation_output_tokens=float(workload.aggregation_output_tokens),
+        ))
+    return preds

@@ -12,7 +12,7 @@ import numpy as np
 
 from offload_gym.config import WorkloadConfig
 
-__all__ = ["CHAIN", "DAG", "FAN_OUT", "STRUCTURE_NAMES", "QuerySpec", "draw_query", "make_deps"]
+__all__ = ["CHAIN", "DAG", "FAN_OUT", "STRUCTURE_NAMES", "QuerySpec", "draw_corpus_query", "draw_query", "make_deps"]
 
 FAN_OUT, CHAIN, DAG = 0, 1, 2
 STRUCTURE_NAMES = ("fan-out", "chain", "dag")
@@ -80,4 +80,28 @@ def draw_query(cfg: WorkloadConfig, rng: np.random.Generator) -> QuerySpec:
         prompt_tokens=prompt, answer_tokens=answer, difficulty=difficulty, attachment_bytes=attachment,
         structure=structure, deps=deps, subtask_output_tokens=(out,) * n_subtasks,
         subtask_difficulty=sub_difficulty,
+    )
+
+
+def _draw_attachment(cfg: WorkloadConfig, rng: np.random.Generator) -> float:
+    if rng.random() >= cfg.attachment_prob:
+        return 0.0
+    size = cfg.attachment_bytes_median * np.exp(cfg.attachment_bytes_sigma * rng.standard_normal())
+    return max(float(round(size)), 1.0)
+
+
+def draw_corpus_query(cfg: WorkloadConfig, rng: np.random.Generator) -> QuerySpec:
+    """Draw one query from the templated text corpus (:mod:`offload_gym.planner.corpus`).
+
+    Sizes, difficulty, K, structure and subtask truths come from the corpus; attachments from ``cfg``.
+    """
+    from offload_gym.planner.corpus import generate_query
+
+    q = generate_query(rng)
+    attachment = _draw_attachment(cfg, rng)
+    structure = STRUCTURE_NAMES.index(q.structure) if q.subtask_count > 1 else FAN_OUT
+    return QuerySpec(
+        prompt_tokens=q.prompt_tokens, answer_tokens=q.answer_tokens, difficulty=q.difficulty,
+        attachment_bytes=attachment, structure=structure, deps=q.deps,
+        subtask_output_tokens=q.subtask_output_tokens, subtask_difficulty=q.subtask_difficulty, text=q.text,
     )
