@@ -1,0 +1,205 @@
+"""Policies for evaluation: the built-in heuristics and trained Stable-Baselines3 models behind one interface.
+
+Everything the evaluation harness runs is a :class:`Predictor`: an object with SB3's
+``predict(observation, state=None, episode_start=None, deterministic=True, action_masks=None)``.
+
+* The built-in heuristics (``local-only``, ``nearest-edge``, ``random-split``, ``greedy``,
+  ``greedy-no-split``) live in :mod:`offload_gym.policies` and are re-exported here.
+* A trained model saved by SB3 (``model.save("x.zip")``) is wrapped in :class:`SB3Predictor`. The
+  algorithm (MaskablePPO, PPO, A2C or DQN) is read from the zip's ``data`` JSON; when that is
+  inconclusive each class is tried in turn. Action masks are passed to MaskablePPO only (the other
+  algorithms have no notion of them; the env replaces a masked action by the phone and counts it).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import zipfile
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from offload_gym.config import ScenarioConfig
+from offload_gym.envs.observation import GLOBAL_FEATURES, LOCATION_FEATURES
+from offload_gym.policies import POLICIES, Policy, make_policy
+
+__all__ = [
+    "BUILTIN_POLICIES",
+    "POLICIES",
+    "SB3_ALGORITHMS",
+    "Policy",
+    "PolicyLoadError",
+    "Predictor",
+    "SB3Predictor",
+    "detect_sb3_algorithm",
+    "is_model_path",
+    "load_sb3_predictor",
+    "make_policy",
+    "unknown_policy_message",
+]
+
+_TABLE_ORDER = ("local-only", "nearest-edge", "random-split", "greedy", "greedy-no-split")
+#: Built-in policy names, in the order the results tables list them.
+BUILTIN_POLICIES: tuple[str, ...] = (tuple(n for n in _TABLE_ORDER if n in POLICIES)
+                                     + tuple(n for n in POLICIES if n not in _TABLE_ORDER))
+
+#: SB3 algorithms a saved model may come from: name -> (module, class name).
+SB3_ALGORITHMS: dict[str, tuple[str, str]] = {
+    "MaskablePPO": ("sb3_contrib", "MaskablePPO"),
+    "PPO": ("stable_baselines3", "PPO"),
+    "A2C": ("stable_baselines3", "A2C"),
+    "DQN": ("stable_baselines3", "DQN"),
+}
+
+
+class PolicyLoadError(ValueError):
+    """A policy spec that is neither a built-in name nor a loadable SB3 model. The message says which."""
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """Anything with SB3's ``predict`` signature (plus ``action_masks``, used by MaskablePPO)."""
+
+    def predict(self, observation: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
+                deterministic: bool = True, action_masks: np.ndarray | None = None) -> tuple[np.ndarray, Any]:
+        ...  # pragma: no cover - protocol
+
+
+def _allowed_text() -> str:
+    return f"a built-in policy ({', '.join(BUILTIN_POLICIES)}) or a path to a trained Stable-Baselines3 .zip"
+
+
+def is_model_path(spec: str) -> bool:
+    """Whether ``spec`` names a model file rather than a built-in policy (a path, or anything ending in .zip)."""
+    if spec in POLICIES:
+        return False
+    p = Path(spec)
+    return spec.lower().endswith(".zip") or "/" in spec or "\\" in spec or p.exists() or Path(spec + ".zip").exists()
+
+
+def _resolve_model_path(spec: str) -> Path:
+    p = Path(spec)
+    if not p.exists() and not spec.lower().endswith(".zip") and Path(spec + ".zip").exists():
+        p = Path(spec + ".zip")  # SB3 appends .zip on save; accept the name without it
+    if not p.exists():
+        raise PolicyLoadError(f"policy: model file {spec!r} does not exist; expected {_allowed_text()}")
+    if not p.is_file():
+        raise PolicyLoadError(f"policy: {spec!r} is not a file; expected {_allowed_text()}")
+    return p
+
+
+def _read_sb3_data(path: Path) -> dict[str, Any]:
+    """The ``data`` JSON of an SB3 zip, or a :class:`PolicyLoadError` saying why it cannot be read."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            if "data" not in zf.namelist():
+                raise PolicyLoadError(f"policy: {str(path)!r} is a zip but not a Stable-Baselines3 model "
+                                      "(no 'data' entry); expected a file written by model.save()")
+            raw = zf.read("data")
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise PolicyLoadError(f"policy: cannot read model file {str(path)!r} ({exc}); expected {_allowed_text()}") from None
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PolicyLoadError(f"policy: model file {str(path)!r} has a corrupt 'data' entry ({exc})") from None
+    if not isinstance(data, dict):
+        raise PolicyLoadError(f"policy: model file {str(path)!r} has a corrupt 'data' entry (not a JSON object)")
+    return data
+
+
+def detect_sb3_algorithm(path: str | Path) -> str | None:
+    """The SB3 algorithm that saved ``path`` (a key of :data:`SB3_ALGORITHMS`), or None when unsure.
+
+    Reads ``data["policy_class"]["__module__"]``: ``sb3_contrib.common.maskable`` means MaskablePPO,
+    ``stable_baselines3.dqn`` DQN; an actor-critic policy is PPO when PPO-only hyperparameters
+    (``clip_range``, ``n_epochs``) were saved with it, else A2C.
+    """
+    data = _read_sb3_data(Path(path))
+    policy_class = data.get("policy_class")
+    module = policy_class.get("__module__", "") if isinstance(policy_class, dict) else ""
+    if not isinstance(module, str) or not module:
+        return None
+    if module.startswith("sb3_contrib.common.maskable"):
+        return "MaskablePPO"
+    if module.startswith("stable_baselines3.dqn"):
+        return "DQN"
+    if module.startswith("stable_baselines3.common.policies"):
+        return "PPO" if ("clip_range" in data or "n_epochs" in data) else "A2C"
+    return None
+
+
+def _algorithm_class(name: str) -> Any:
+    import importlib
+
+    module, cls = SB3_ALGORITHMS[name]
+    return getattr(importlib.import_module(module), cls)
+
+
+class SB3Predictor:
+    """A trained SB3 model behind the :class:`Predictor` interface.
+
+    ``action_masks`` reach the model only for MaskablePPO; other algorithms ignore them.
+    """
+
+    def __init__(self, model: Any, name: str = "sb3-model") -> None:
+        self.model = model
+        self.name = name
+        self.algorithm = type(model).__name__
+        self.uses_masks = self.algorithm == "MaskablePPO"
+
+    def predict(self, observation: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
+                deterministic: bool = True, action_masks: np.ndarray | None = None) -> tuple[np.ndarray, Any]:
+        if self.uses_masks:
+            masks = None if action_masks is None else np.asarray(action_masks, dtype=bool)
+            action, state = self.model.predict(observation, state=state, episode_start=episode_start,
+                                               deterministic=deterministic, action_masks=masks)
+        else:
+            action, state = self.model.predict(observation, state=state, episode_start=episode_start,
+                                               deterministic=deterministic)
+        return np.asarray(action), state
+
+    def reset(self, seed: int | None = None) -> None:
+        """Seed the model's sampling (only matters with ``deterministic=False``; SB3 seeds the global RNGs)."""
+        if seed is not None:
+            self.model.set_random_seed(seed)
+
+
+def _expected_spaces(config: ScenarioConfig) -> tuple[tuple[int, ...], int]:
+    n_aps = config.topology.n_aps
+    return (len(GLOBAL_FEATURES) + (n_aps + 1) * len(LOCATION_FEATURES),), n_aps + 2
+
+
+def load_sb3_predictor(spec: str, config: ScenarioConfig | None = None) -> SB3Predictor:
+    """Load a saved SB3 model (detecting its algorithm) and check it fits ``config``'s spaces."""
+    path = _resolve_model_path(spec)
+    algorithm = detect_sb3_algorithm(path)
+    candidates = [algorithm] if algorithm is not None else list(SB3_ALGORITHMS)
+    model: Any = None
+    errors: list[str] = []
+    for name in candidates:
+        try:
+            model = _algorithm_class(name).load(str(path), device="cpu")
+            break
+        except Exception as exc:  # any load failure means "not this algorithm"
+            errors.append(f"{name}: {type(exc).__name__}: {exc}")
+    if model is None:
+        raise PolicyLoadError(f"policy: cannot load {str(path)!r} as any of {candidates} "
+                              f"({'; '.join(errors)[:400]})")
+    if config is not None:
+        obs_shape, n_actions = _expected_spaces(config)
+        got_obs = tuple(getattr(model.observation_space, "shape", ()) or ())
+        got_n = int(getattr(model.action_space, "n", -1))
+        if got_obs != obs_shape or got_n != n_actions:
+            raise PolicyLoadError(
+                f"policy: model {str(path)!r} was trained for observations {got_obs} and {got_n} actions, but this "
+                f"scenario ({config.topology.n_aps} APs) has observations {obs_shape} and {n_actions} actions; "
+                "evaluate it on the scenario it was trained on")
+    return SB3Predictor(model, name=path.stem)
+
+
+def unknown_policy_message(spec: str) -> str:
+    close = difflib.get_close_matches(spec, list(BUILTIN_POLICIES), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"policy: {spec!r} is not a built-in policy{hint} nor an existing model file; expected {_allowed_text()}"
