@@ -1,0 +1,339 @@
+"""Train a Stable-Baselines3 / sb3-contrib agent on offload_gym (RL-Zoo-style command line).
+
+    python train.py                                   # MaskablePPO on the paper scenario, ~15 min on 2 cores
+    python train.py --algo ppo --env offload_gym/WifiOffload-tiny-v0 --timesteps 20000
+    python train.py --config '{"edge": {"kappa": 0.1}}' --seed 3 --n-envs 4
+    python train.py --resume logs/maskable_ppo/WifiOffload-v0_1/checkpoints/rl_model_100000_steps.zip
+
+Each run gets ``<log-folder>/<algo>/<env-name>_<n>/`` with ``config.yml`` (resolved scenario and
+hyperparameters), ``args.yml``, ``command.txt``, TensorBoard logs (``tb/``), ``checkpoints/``,
+``monitor/``, ``best_model.zip`` (best mean reward on the held-out seeds), ``final_model.zip``,
+``evaluations.json`` and ``comparison.{md,json}`` (the agent against the built-in policies on the
+same held-out seeds). Bad arguments print one ``train.py: error: ...`` line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A bad command-line value: reported as one line, exit code 2."""
+
+
+# ---------------------------------------------------------------------------------------------- arguments
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Train an RL scheduler on offload_gym (SB3 / sb3-contrib).",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--algo", default="maskable_ppo", help="maskable_ppo, ppo, a2c or dqn")
+    p.add_argument("--env", default="offload_gym/WifiOffload-v0", help="registered env id")
+    p.add_argument("--config", default=None,
+                   help="scenario overrides: inline JSON or a JSON/YAML file (e.g. '{\"edge\": {\"kappa\": 0.1}}')")
+    p.add_argument("--hyperparams", "-params", default=None,
+                   help="hyperparameter overrides on top of agents/hyperparams/<algo>.yml: inline JSON/YAML or a file")
+    p.add_argument("--timesteps", "-n", type=int, default=None,
+                   help="env decisions to train for (default: n_timesteps of the YAML; with --resume: additional steps)")
+    p.add_argument("--n-envs", type=int, default=None, help="parallel envs (default: n_envs of the YAML)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (-1: draw one and print it)")
+    p.add_argument("--vec-env", default="dummy", choices=["dummy", "subproc"], help="VecEnv kind")
+    p.add_argument("--start-method", default=None, help="multiprocessing start method for subproc (default forkserver)")
+    p.add_argument("--eval-freq", type=int, default=20_000,
+                   help="evaluate on the held-out seeds every N env decisions (all envs together); <=0: only at the end")
+    p.add_argument("--eval-episodes", type=int, default=10, help="held-out seeds per evaluation (first N of 1000..)")
+    p.add_argument("--save-freq", type=int, default=100_000, help="checkpoint every N env decisions; <=0: none")
+    p.add_argument("--log-folder", "-f", default="logs", help="root of the run folders")
+    p.add_argument("--tensorboard", "-tb", default=None, help="TensorBoard log dir (default: <run folder>/tb)")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, auto)")
+
+    p.add_argument("--num-threads", type=int, default=1,
+                   help="torch threads (1 is fastest for these small networks, and far faster on a busy machine)")
+    p.add_argument("--resume", default=None, metavar="PATH",
+                   help="continue from a saved model / checkpoint zip (num_timesteps keeps counting)")
+    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="stop training gracefully after this much wall clock (models are still saved)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar (default: on when stdout is a terminal)")
+    p.add_argument("--compare", action=argparse.BooleanOptionalAction, default=True,
+                   help="at the end, evaluate the agent and the built-in policies on the held-out seeds and print a table")
+    p.add_argument("--verbose", "-v", type=int, default=1, help="0 quiet, 1 evaluations, 2 also SB3's training tables")
+    return p
+
+
+def load_mapping(text: str | None, flag: str) -> dict[str, Any]:
+    """``text`` as a mapping: a JSON/YAML file path, or inline JSON (YAML flow syntax accepted too)."""
+    if text is None or not text.strip():
+        return {}
+    import yaml
+
+    path = Path(text)
+    source = f"file {text!r}"
+    try:
+        is_file = path.is_file()
+    except OSError:
+        is_file = False
+    if is_file:
+        raw = path.read_text(encoding="utf-8")
+    elif path.suffix.lower() in (".json", ".yaml", ".yml"):
+        raise UsageError(f"{flag}: file {text!r} does not exist")
+    elif text.lstrip().startswith(("{", "[")) or ":" in text:
+        raw, source = text, "inline value"
+    else:
+        raise UsageError(f"{flag}: {text!r} is neither an existing JSON/YAML file nor inline JSON such as '{{\"a\": 1}}'")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UsageError(f"{flag}: cannot parse {source} as JSON or YAML ({first})") from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UsageError(f"{flag}: expected a mapping of overrides, got {type(value).__name__} from {source}")
+    return value
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def make_run_dir(log_folder: str | Path, algo: str, env_name: str) -> Path:
+    """Create ``<log_folder>/<algo>/<env_name>_<n>`` with the next free ``n`` (safe against parallel runs)."""
+    parent = Path(log_folder) / algo
+    parent.mkdir(parents=True, exist_ok=True)
+    taken = []
+    for d in parent.glob(f"{env_name}_*"):
+        suffix = d.name[len(env_name) + 1:]
+        if suffix.isdigit():
+            taken.append(int(suffix))
+    n = max(taken, default=0) + 1
+    while True:
+        run_dir = parent / f"{env_name}_{n}"
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            n += 1
+
+
+def _plain(value: Any) -> Any:
+    """JSON round trip: tuples to lists, everything YAML-safe."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _write_yaml(path: Path, data: Any) -> None:
+    import yaml
+
+    path.write_text(yaml.safe_dump(_plain(data), sort_keys=False, default_flow_style=False), encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------------- setup
+def _resolve(args: argparse.Namespace) -> dict[str, Any]:
+    """Validate algo, env, hyperparameters and scenario config; raise UsageError with one line otherwise."""
+    import gymnasium as gym
+
+    from agents.algorithms import HyperparamError, algo_kwargs, check_algo, load_hyperparams
+    from agents.sb3_setup import check_env_id
+
+    try:
+        check_algo(args.algo)
+        spec = check_env_id(args.env)
+        entry = load_hyperparams(args.algo, args.env, load_mapping(args.hyperparams, "--hyperparams"))
+        kwargs = algo_kwargs(args.algo, entry)
+    except (HyperparamError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    env_kwargs = dict(entry.get("env_kwargs") or {})
+    overrides = load_mapping(args.config, "--config")
+    if overrides:
+        env_kwargs["config"] = _deep_merge(dict(env_kwargs.get("config") or {}), overrides)
+    try:
+        probe = gym.make(spec, **env_kwargs)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"--config: {exc}") from None
+    scenario = probe.unwrapped.config.to_dict()  # type: ignore[attr-defined]
+    probe.close()
+    n_envs = args.n_envs if args.n_envs is not None else int(entry.get("n_envs", 1))
+    timesteps = args.timesteps if args.timesteps is not None else int(entry.get("n_timesteps", 100_000))
+    if n_envs < 1:
+        raise UsageError(f"--n-envs: must be at least 1, got {n_envs}")
+    if timesteps < 1:
+        raise UsageError(f"--timesteps: must be at least 1, got {timesteps}")
+    if args.eval_episodes < 1:
+        raise UsageError(f"--eval-episodes: must be at least 1, got {args.eval_episodes}")
+    if args.resume is not None and not Path(args.resume).is_file():
+        if Path(args.resume + ".zip").is_file():
+            args.resume = args.resume + ".zip"
+        else:
+            raise UsageError(f"--resume: no such file {args.resume!r}; expected a model or checkpoint .zip")
+    if args.resume is not None:
+        _check_resume_file(args.resume, args.algo)
+    return {"spec": spec, "entry": entry, "kwargs": kwargs, "env_kwargs": env_kwargs, "scenario": scenario,
+            "n_envs": n_envs, "timesteps": timesteps}
+
+
+def _check_resume_file(path: str, algo: str) -> None:
+    """A readable SB3 zip saved by ``algo``'s class; UsageError naming what is wrong otherwise."""
+    import zipfile
+
+    from agents.algorithms import ALGOS
+    from agents.policies import detect_sb3_algorithm
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            if "data" not in zf.namelist():
+                raise UsageError(f"--resume: {path!r} is a zip but not a Stable-Baselines3 model (no 'data' entry)")
+        saved_by = detect_sb3_algorithm(path)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        msg = str(exc).removeprefix("policy: ").split("; expected")[0]
+        raise UsageError(f"--resume: {path!r} is not a readable Stable-Baselines3 model ({msg})") from None
+    expected = ALGOS[algo].__name__
+    if saved_by is not None and saved_by != expected:
+        hint = next((k for k, v in ALGOS.items() if v.__name__ == saved_by), saved_by)
+        raise UsageError(f"--resume: {path!r} was saved by {saved_by}, not {expected}; pass --algo {hint}")
+
+
+def _load_for_resume(args: argparse.Namespace, env: Any, tb_dir: str) -> Any:
+    from agents.algorithms import ALGOS
+
+    algo_cls = ALGOS[args.algo]
+    try:
+        return algo_cls.load(args.resume, env=env, device=args.device, tensorboard_log=tb_dir)
+    except Exception as exc:
+        msg = " ".join(str(exc).split())[:300]
+        raise UsageError(f"--resume: cannot load {args.resume!r} as {algo_cls.__name__} for {args.env} "
+                         f"({type(exc).__name__}: {msg})") from None
+
+
+def _compare(args: argparse.Namespace, run_dir: Path, config: dict[str, Any] | None, seeds: tuple[int, ...]) -> str:
+    """Agent (best and final model) vs the built-ins on the held-out seeds; writes comparison.{md,json}."""
+    from agents.evaluation import evaluate_many, markdown_table, write_json
+    from agents.policies import BUILTIN_POLICIES
+
+    agents = {f"{args.algo} (best)": run_dir / "best_model.zip", f"{args.algo} (final)": run_dir / "final_model.zip"}
+    specs = [*BUILTIN_POLICIES, *(str(p) for p in agents.values() if p.is_file())]
+    raw = evaluate_many(specs, env_id=args.env, config=config, seeds=seeds, progress=bool(args.progress))
+    names = {str(p): label for label, p in agents.items()}
+    results = {names.get(k, k): v for k, v in raw.items()}
+    table = markdown_table(results)
+    header = (f"{args.env}, {len(seeds)} held-out seeds {seeds[0]}..{seeds[-1]} (the seeds that also picked "
+              "best_model), deterministic policies\n\n")
+    (run_dir / "comparison.md").write_text(header + table + "\n", encoding="utf-8")
+    write_json(run_dir / "comparison.json", results)
+    return table
+
+
+def train(args: argparse.Namespace) -> Path:
+    """Run one training as described by the parsed ``args``; returns the run folder."""
+    import numpy as np
+    import torch
+
+    if args.num_threads is not None and args.num_threads > 0:
+        torch.set_num_threads(args.num_threads)
+    if args.seed is None or args.seed < 0:
+        args.seed = int(np.random.SeedSequence().entropy % (2**31))
+        print(f"seed: {args.seed}")
+    if args.progress is None:
+        args.progress = sys.stdout.isatty()
+    r = _resolve(args)
+
+    from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
+
+    from agents.algorithms import ALGOS
+    from agents.callbacks import EpisodeMetricsCallback, HarnessEvalCallback, TimeLimitCallback, heldout_seeds
+    from agents.sb3_setup import env_name, make_vec_env
+
+    run_dir = make_run_dir(args.log_folder, args.algo, env_name(args.env))
+    tb_dir = str(Path(args.tensorboard) if args.tensorboard else run_dir / "tb")
+    (run_dir / "command.txt").write_text(shlex.join([sys.executable, *sys.argv]) + "\n", encoding="utf-8")
+    _write_yaml(run_dir / "args.yml", vars(args))
+    _write_yaml(run_dir / "config.yml", {
+        "algo": args.algo, "env_id": args.env, "n_envs": r["n_envs"], "n_timesteps": r["timesteps"], "seed": args.seed,
+        "resumed_from": args.resume, "hyperparams": r["entry"], "env_kwargs": r["env_kwargs"], "scenario": r["scenario"],
+    })
+    if args.verbose:
+        print(f"run folder: {run_dir}")
+
+    config = r["env_kwargs"].get("config")
+    seeds = heldout_seeds(args.eval_episodes)
+    env = make_vec_env(r["spec"], r["n_envs"], seed=args.seed, env_kwargs=r["env_kwargs"], vec_env=args.vec_env,
+                       start_method=args.start_method, monitor_dir=run_dir / "monitor")
+    try:
+        if args.resume is not None:
+            try:
+                model = _load_for_resume(args, env, tb_dir)
+            except UsageError:
+                shutil.rmtree(run_dir, ignore_errors=True)  # nothing was trained: leave no empty run folder
+                for parent in (run_dir.parent, run_dir.parent.parent):
+                    with contextlib.suppress(OSError):
+                        parent.rmdir()  # only if empty
+                raise
+        else:
+            model = ALGOS[args.algo](env=env, seed=args.seed, device=args.device, tensorboard_log=tb_dir,
+                                     verbose=1 if args.verbose >= 2 else 0, **r["kwargs"])
+        eval_calls = max(args.eval_freq // r["n_envs"], 1) if args.eval_freq > 0 else 0
+        callbacks = [
+            EpisodeMetricsCallback(),
+            HarnessEvalCallback(env_id=args.env, config=config, seeds=seeds, eval_freq=eval_calls, run_dir=run_dir,
+                                verbose=args.verbose),
+            TimeLimitCallback(args.time_limit, verbose=args.verbose),
+        ]
+        if args.save_freq > 0:
+            callbacks.append(CheckpointCallback(save_freq=max(args.save_freq // r["n_envs"], 1),
+                                                save_path=str(run_dir / "checkpoints"), name_prefix="rl_model"))
+        start = time.time()
+        interrupted = False
+        try:
+            model.learn(total_timesteps=r["timesteps"], callback=CallbackList(callbacks),
+                        progress_bar=bool(args.progress), tb_log_name=args.algo, reset_num_timesteps=args.resume is None)
+        except KeyboardInterrupt:  # zoo behaviour: Ctrl-C stops training, the model is still saved
+            interrupted = True
+            print(f"train.py: interrupted at {model.num_timesteps} steps; saving the model", file=sys.stderr)
+        elapsed = time.time() - start
+        model.save(run_dir / "final_model")
+    finally:
+        env.close()
+    if args.verbose:
+        rate = model.num_timesteps / max(elapsed, 1e-9)
+        print(f"trained {model.num_timesteps} steps in {elapsed:.0f} s ({rate:.0f} steps/s incl. evaluations); "
+              f"saved {run_dir / 'final_model.zip'}")
+    if interrupted:
+        raise KeyboardInterrupt
+    if args.compare:
+        table = _compare(args, run_dir, config, seeds)
+        print(f"\n{args.env}, held-out seeds {seeds[0]}..{seeds[-1]}:\n")
+        print(table)
+    return run_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        train(args)
+    except UsageError as exc:
+        print(f"train.py: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("train.py: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
