@@ -33,6 +33,7 @@ from offload_gym.planner.models import distillation_loss, load_checkpoint
 from offload_gym.planner.train import encode_split, teacher_outputs, train_student
 
 K_TARGET = np.array([0.20, 0.30, 0.30, 0.15, 0.05])
+torch.set_num_threads(1)  # small models; extra threads only contend on a shared CPU
 
 
 @pytest.fixture(scope="module")
@@ -193,9 +194,9 @@ def test_tiny_distillation_lowers_student_loss(sample: list[CorpusQuery]) -> Non
         return float(loss)
 
     before = loss_now()
-    hist = train_student(student, split, soft, epochs=8, batch_size=32, lr=3e-3, seed=0, progress=False)
+    hist = train_student(student, split, soft, epochs=10, batch_size=16, lr=3e-3, seed=0, progress=False)
     after = loss_now()
-    assert hist["steps"] == 16
+    assert hist["steps"] == 40 and hist["complete"]
     assert after < 0.8 * before, (before, after)
 
 
