@@ -205,3 +205,20 @@ def test_ansi_render(tiny_env: gym.Env) -> None:
     env.reset(seed=0)
     text = env.render()
     assert isinstance(text, str) and "AP0" in text and "query" in text
+
+
+def test_common_random_numbers_across_decomposition_settings() -> None:
+    """Each query's size, difficulty and attachment depend on the seed only, not on K or structure settings."""
+    from offload_gym.policies import make_policy
+
+    latencies = []
+    for overrides in ({}, {"workload": {"structure_probs": [0.7, 0.2, 0.1]}},
+                      {"workload": {"subtask_count_probs": [0.5, 0.5, 0, 0, 0]}}):
+        env = gym.make("offload_gym/WifiOffload-v0", config={**overrides, "episode": {"queries": 60}})
+        policy = make_policy("nearest-edge", env.unwrapped.config)
+        out = rollout(env, 3, lambda obs, mask, rng, p=policy: int(p.predict(obs, action_masks=mask)[0]))
+        latencies.append([c["latency_s"] for info in out["infos"] for c in info["completed"]])
+        specs = sorted((c.query.qid, c.query.spec.prompt_tokens, c.query.spec.answer_tokens)
+                       for c in env.unwrapped.sim.finished_log)
+        latencies[-1].append(specs)
+    assert latencies[0] == latencies[1] == latencies[2]

@@ -20,9 +20,9 @@ PINNED_METRICS = ("decomposed_share", "deadline_miss_rate", "edge_share", "faile
                   "total_reward")
 
 PINNED = {
-    ("offload_gym/WifiOffload-v0", 0): "a711f1d679c27d64",
-    ("offload_gym/WifiOffload-v0", 1): "fed05f9aa53eadf9",
-    ("offload_gym/WifiOffload-tiny-v0", 7): "60e2bb69b1ef86fd",
+    ("offload_gym/WifiOffload-v0", 0): "ab9386f9995fa285",
+    ("offload_gym/WifiOffload-v0", 1): "5fd672204135e189",
+    ("offload_gym/WifiOffload-tiny-v0", 7): "cb724c91742f8b96",
 }
 
 

@@ -227,11 +227,10 @@ class Simulator:
 
     def __init__(self, cfg: ScenarioConfig, rng: np.random.Generator) -> None:
         self.cfg = cfg
-        seeds = [int(x) for x in rng.integers(2**63, size=4)]
+        seeds = [int(x) for x in rng.integers(2**63, size=3)]
         self.rng_topology = np.random.default_rng(seeds[0])
         self.rng_arrivals = np.random.default_rng(seeds[1])
         self.rng_workload = np.random.default_rng(seeds[2])
-        self.rng_planner = np.random.default_rng(seeds[3])
         self.n_users = cfg.topology.n_users
         self.n_aps = cfg.topology.n_aps
         self.now = 0.0
@@ -365,20 +364,29 @@ class Simulator:
             raise RuntimeError(f"drained with {self.queries_arrived - self.queries_finished} queries unfinished")
         return None
 
+    def _query_rngs(self) -> tuple[np.random.Generator, np.random.Generator]:
+        """Fresh generators for the next query's truth and its planner noise.
+
+        One seed per query keeps common random numbers across scenarios: a query's size, difficulty and
+        attachment are drawn first from its own stream, so changing the decomposition settings (K or
+        structure probabilities) changes only the decomposition, never later queries.
+        """
+        seed = int(self.rng_workload.integers(2**63))
+        return np.random.default_rng([seed, 0]), np.random.default_rng([seed, 1])
+
     def _next_query_truth(self) -> tuple[QuerySpec, Prediction]:
         cfg = self.cfg
-        if not cfg.uses_corpus:
-            spec = draw_query(cfg.workload, self.rng_workload)
-        elif cfg.planner.kind != "learned":
-            spec = draw_corpus_query(cfg.workload, self.rng_workload)
-        else:
+        if cfg.uses_corpus and cfg.planner.kind == "learned":
             if not self._prefetched:  # draw ahead and annotate in one batch (the workload ignores actions)
                 n = min(64, cfg.episode.queries - self.queries_arrived)
-                specs = [draw_corpus_query(cfg.workload, self.rng_workload) for _ in range(n)]
+                specs = [draw_corpus_query(cfg.workload, self._query_rngs()[0]) for _ in range(n)]
                 preds = predict_learned(specs, cfg.workload, cfg.planner.checkpoint)
                 self._prefetched = list(zip(specs, preds, strict=True))[::-1]
             return self._prefetched.pop()
-        return spec, predict(spec, cfg.planner, cfg.workload, self.rng_planner)
+        truth_rng, planner_rng = self._query_rngs()
+        draw = draw_corpus_query if cfg.uses_corpus else draw_query
+        spec = draw(cfg.workload, truth_rng)
+        return spec, predict(spec, cfg.planner, cfg.workload, planner_rng)
 
     def _arrive(self, user: int) -> Query:
         spec, prediction = self._next_query_truth()
