@@ -155,7 +155,8 @@ class Query:
 class Message:
     """Bytes travelling along a route of hops: ('up', ap, user), ('bh',), ('down', ap, user)."""
 
-    __slots__ = ("access_until", "answer", "cancelled", "delivered", "dst", "hop", "hops", "last", "nbytes", "phy_rate",
+    __slots__ = ("access_until", "answer", "cancelled", "delivered", "dst", "finish_at", "hop", "hops", "last", "nbytes",
+                 "phy_rate",
                  "rate_bps", "remaining", "src", "targets")
 
     def __init__(self, nbytes: float, hops: list[tuple[Any, ...]], targets: list[Item], answer: Query | None,
@@ -164,6 +165,7 @@ class Message:
         self.src = src
         self.dst = dst
         self.phy_rate = 0.0
+        self.finish_at = math.inf  # scheduled completion of the current Wi-Fi hop
         self.cancelled = False
         self.hops = hops
         self.hop = 0
@@ -650,6 +652,7 @@ class Simulator:
                 m.rate_bps = self.dcf(n, m.phy_rate, frame).throughput_bps / n / downloads
             start = m.access_until if m.access_until > now else now
             t = start + 8.0 * (m.remaining if m.remaining > 0.0 else 0.0) / m.rate_bps
+            m.finish_at = t
             if t < next_time:
                 next_time = t
         self._push(next_time, _BSS, ap, cell.version)
@@ -657,7 +660,11 @@ class Simulator:
     def _cell_event(self, ap: int) -> None:
         cell = self.cells[ap]
         self._cell_advance(cell)
-        finished = [m for m in cell.msgs if self.now >= m.access_until and m.remaining <= _BYTES_EPS]
+        # done when its scheduled completion has come: comparing times, not leftover bytes, guarantees progress
+        # when a few bytes would take less than the clock's resolution
+        now = self.now
+        finished = [m for m in cell.msgs
+                    if m.finish_at <= now or (now >= m.access_until and m.remaining <= _BYTES_EPS)]
         for m in finished:
             self._cell_remove(cell, m)
         self._cell_reschedule(ap)
@@ -760,7 +767,9 @@ class Simulator:
     def _decode_done(self, e: int) -> None:
         edge = self.edges[e]
         progress = self.edge_progress_now(e)
-        done: list[Item] = []
+        # the event was scheduled for the stream on top (its version matched): it is done even when the
+        # clock's resolution left a sliver of tokens, which would otherwise reschedule the same event forever
+        done: list[Item] = [heapq.heappop(edge.decoding)[2]] if edge.decoding else []
         while edge.decoding and edge.decoding[0][0] <= progress + _TOKENS_EPS:
             done.append(heapq.heappop(edge.decoding)[2])
         edge.batch -= len(done)
@@ -875,23 +884,38 @@ class Simulator:
         """AP ``ap`` fails: its work and the data through it are lost; its phones re-associate."""
         self.ap_up[ap] = False
         for query in [q for q in self.in_flight.values() if self._touches(q, ap)]:
-            self._cancel_work(query)
-            if self.cfg.faults.on_outage == "fail":
-                query.failed = True
-                query.fail_reason = f"ap_outage:{ap}"
-                query.finish_time = self.now
-                self.failed_queries += 1
-                self._record(query, 0.0)
-            else:
-                self._redispatch(query)
+            self._outage_hit(query, ap)
+        stranded = []
         for u in range(self.n_users):
             if self.own_ap[u] == ap:
                 self._associate(u)
+                if self.own_ap[u] < 0:
+                    stranded.append(u)
+        # a phone left out of coverage cannot get back what still runs or travels on the APs
+        for query in [q for q in self.in_flight.values() if q.user in stranded and self._uses_network(q)]:
+            self._outage_hit(query, ap)
 
     def _ap_up(self, ap: int) -> None:
         self.ap_up[ap] = True
         for u in range(self.n_users):  # back to the strongest AP
             self._associate(u)
+
+    def _outage_hit(self, query: Query, ap: int) -> None:
+        self._cancel_work(query)
+        if self.cfg.faults.on_outage == "fail":
+            query.failed = True
+            query.fail_reason = f"ap_outage:{ap}"
+            query.finish_time = self.now
+            self.failed_queries += 1
+            self._record(query, 0.0)
+        else:
+            self._redispatch(query)
+
+    @staticmethod
+    def _uses_network(query: Query) -> bool:
+        """Whether the query has unfinished work off the phone or undelivered messages."""
+        return (any(i.location != PHONE and not i.done and not i.cancelled for i in query.items)
+                or any(not m.delivered and not m.cancelled for m in query.messages))
 
     def _touches(self, query: Query, ap: int) -> bool:
         """Whether the query has unfinished work at AP ``ap`` or undelivered data routed through it."""
@@ -918,8 +942,7 @@ class Simulator:
                     self._cell_advance(cell)
                     self._cell_remove(cell, m)
                     self._cell_reschedule(ap)
-        query.deferred = []
-        query.released = True
+        query.deferred = []  # a query still in its planner time keeps its release event
         for item in query.items:
             if item.done or item.location < 0:
                 continue
@@ -969,7 +992,7 @@ class Simulator:
         query.items = [*query.items, item]
         self._assign(item, PHONE)
         item.pending = 1
-        self._input_arrived(item)
+        self._when_released(query, ("ready", item))
 
     def pop_completed(self) -> list[CompletedQuery]:
         out, self.completed = self.completed, []

@@ -104,7 +104,7 @@ def _fixed_point(n_stations: int, window: int, stages: int) -> tuple[float, floa
     return tau_of(p), p
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=8192)  # bounded: a full cache is a few MiB per process
 def dcf_saturation(
     n_stations: int,
     *,
