@@ -340,76 +340,98 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         return quality - r.latency_weight * latency_s - r.deadline_penalty * float(latency_s > r.deadline_s)
 
     def _observation(self) -> np.ndarray:
-        obs = np.zeros(self.observation_space.shape, dtype=np.float32)
-        sim, query = self.sim, self._query
-        if sim is None or query is None or self._kind == _END:
-            return obs
+        # Filled as a Python list and converted once (same float32 values as item stores, a fraction of the cost).
+        sim, query, kind = self.sim, self._query, self._kind
+        size = len(self.observation_names)
+        if sim is None or query is None or kind == _END:
+            return np.zeros(size, dtype=np.float32)
         cfg = self.config
-        g = obs
-        item = self._current_item()
+        spec = query.spec
+        k = spec.n_subtasks
+        g = [0.0] * size
+        item: Item | None
+        if kind == _QUERY:
+            item = self._whole_item
+            g[0] = 1.0
+        elif kind == _SUBTASK:
+            item = query.subtasks[self._order[self._position]]
+            g[1] = 1.0
+            g[12] = self._position / k
+            g[13] = len(item.preds) / max(k - 1, 1)
+        else:
+            item = query.aggregation
+            g[2] = 1.0
+            g[12] = 1.0
+            g[13] = 1.0
         assert item is not None
-        kind_index = {_QUERY: 0, _SUBTASK: 1, _AGGREGATION: 2}[self._kind]
-        g[kind_index] = 1.0
         g[3] = min(max(item.pred_difficulty / obs_layout.DIFFICULTY_SCALE, -1.0), 1.0)
         g[4] = min(math.log1p(item.pred_input_tokens) / obs_layout.TOKENS_LOG_MAX, 1.0)
         g[5] = min(math.log1p(item.pred_output_tokens) / obs_layout.TOKENS_LOG_MAX, 1.0)
-        spec = query.spec
         g[6] = min(math.log1p(spec.attachment_bytes) / obs_layout.BYTES_LOG_MAX, 1.0)
-        reads = self._kind == _QUERY or (self._kind == _SUBTASK and not item.preds)
+        reads = kind == _QUERY or (kind == _SUBTASK and not item.preds)
         g[7] = 1.0 if reads and spec.attachment_bytes > 0 else 0.0
-        k = spec.n_subtasks
         k_max = cfg.max_subtasks
         g[8] = (k - 1) / (k_max - 1) if k_max > 1 else 0.0
         if k > 1:
-            g[9 + {FAN_OUT: 0, CHAIN: 1, DAG: 2}[spec.structure]] = 1.0
-        if self._kind == _SUBTASK:
-            g[12] = self._position / k
-            g[13] = len(item.preds) / max(k - 1, 1)
-        elif self._kind == _AGGREGATION:
-            g[12] = 1.0
-            g[13] = 1.0
-        if self._plan is not None:
+            g[9 + (FAN_OUT, CHAIN, DAG).index(spec.structure)] = 1.0
+        time_scale = obs_layout.TIME_SCALE_S
+        plan = self._plan
+        if plan is not None:
             g[14] = 1.0
-            g[15] = obs_layout.squash_time(self._plan.latency_s)
-            g[16] = self._plan.quality
+            t = plan.latency_s
+            if t < 0.0:
+                t = 0.0
+            g[15] = t / (t + time_scale)
+            g[16] = plan.quality
         g[17] = sim.queries_arrived / cfg.episode.queries
         g[18] = math.tanh((sim.queries_arrived - sim.queries_finished) / sim.n_users)
         user = query.user
         phy_mbps = sim.up_rate_bps[user] / 1e6
         g[19] = math.log1p(phy_mbps) / obs_layout.RATE_LOG_MAX
-        base = self._n_global
         now = sim.now
         own = int(sim.own_ap[user])
-        bg = cfg.wifi.background_stations
-        contention_norm = bg + sim.n_users + 1
-        for loc in range(self.n_aps + 1):
-            o = base + loc * self._n_loc
-            est = self._estimates.get(loc)
+        contention_norm = cfg.wifi.background_stations + sim.n_users + 1
+        estimates = self._estimates
+        n_loc = self._n_loc
+        o = self._n_global
+        # the phone
+        est = estimates.get(PHONE)
+        if est is not None:
+            t = est.finish_s - now
+            if t < 0.0:
+                t = 0.0
+            g[o], g[o + 1], g[o + 2] = 1.0, t / (t + time_scale), est.quality
+        else:
+            g[o + 1] = 1.0 - 1e-6
+        t = self.estimator.phone_free_at(user) - now
+        if t < 0.0:
+            t = 0.0
+        g[o + 3] = t / (t + time_scale)
+        g[o + 4] = 1.0 if sim.phones[user].running is not None else 0.0
+        g[o + 5] = g[19]
+        link_rate = 0.0
+        if own >= 0:
+            g[o + 6] = min(sim.cell_contenders(own) / contention_norm, 1.0)
+            share_bps = 8.0 * 1500.0 / max(self.estimator.uplink_s(user, 1500.0), 1e-12)
+            link_rate = min(math.log1p(share_bps / 1e6) / obs_layout.RATE_LOG_MAX, 1.0)
+        # the APs
+        max_batch = cfg.edge.max_batch
+        for e, edge in enumerate(sim.edges):
+            o += n_loc
+            est = estimates.get(e + 1)
             if est is not None:
-                obs[o] = 1.0
-                obs[o + 1] = obs_layout.squash_time(est.finish_s - now)
-                obs[o + 2] = est.quality
+                t = est.finish_s - now
+                if t < 0.0:
+                    t = 0.0
+                g[o], g[o + 1], g[o + 2] = 1.0, t / (t + time_scale), est.quality
             else:
-                obs[o + 1] = 1.0 - 1e-6
-            if loc == PHONE:
-                phone = sim.phones[user]
-                obs[o + 3] = obs_layout.squash_time(self.estimator.phone_free_at(user) - now)
-                obs[o + 4] = 1.0 if phone.running is not None else 0.0
-                obs[o + 5] = g[19]
-                if own >= 0:
-                    obs[o + 6] = min(sim.cell_contenders(own) / contention_norm, 1.0)
-            else:
-                e = loc - 1
-                edge = sim.edges[e]
-                max_batch = cfg.edge.max_batch
-                obs[o + 3] = min((len(edge.ready) + len(edge.waiting)) / max_batch, 1.0)
-                obs[o + 4] = edge.batch / max_batch
-                if own >= 0:
-                    share_bps = 8.0 * 1500.0 / max(self.estimator.uplink_s(user, 1500.0), 1e-12)
-                    obs[o + 5] = min(math.log1p(share_bps / 1e6) / obs_layout.RATE_LOG_MAX, 1.0)
-                obs[o + 6] = min(sim.cell_contenders(e) / contention_norm, 1.0)
-                obs[o + 7] = 1.0 if e == own else 0.0
-        return obs
+                g[o + 1] = 1.0 - 1e-6
+            g[o + 3] = min((len(edge.ready) + len(edge.waiting)) / max_batch, 1.0)
+            g[o + 4] = edge.batch / max_batch
+            g[o + 5] = link_rate
+            g[o + 6] = min(sim.cell_contenders(e) / contention_norm, 1.0)
+            g[o + 7] = 1.0 if e == own else 0.0
+        return np.array(g, dtype=np.float32)
 
     def _info(self, completed: list[dict[str, Any]]) -> dict[str, Any]:
         sim = self.sim

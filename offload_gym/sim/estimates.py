@@ -7,6 +7,23 @@ in-transit streams) and the placements already made for the same query. :meth:`E
 runs the list scheduler over a query's subtasks on a scratch overlay, without committing anything.
 
 The estimates never read true token counts of work that has not run yet.
+
+Speed notes (the estimates are most of an env step). Every number is computed with the same
+floating-point expressions, in the same order, as the straightforward formulation, so trajectories
+are bit-for-bit unchanged; what changed is how often things are computed:
+
+* per state (cleared by :meth:`Estimator.refresh`): each edge's snapshot, each phone's free time and
+  the deciding phone's uplink/downlink share;
+* per estimator (never stale): Wi-Fi access delays keyed by ``(contenders, PHY rate, OFDM symbols of
+  the frame)``, because the access delay depends on the payload only through the symbol count (a
+  plain ``(n, rate, bytes)`` key misses on almost every predicted, fractional message size);
+* :func:`project_batch_finish` takes a heap-light path when the batch cannot fill up (the usual case),
+  and each edge's part of it (its streams' fixed events) is prepared once per state;
+* a predecessor's output transfer legs are computed once for all locations;
+* :meth:`Estimator.plan` skips projecting an edge whose lower bound (inputs there, prefill, then
+  decoding alone at full speed, less a rounding margin) already loses to a location computed exactly.
+
+``tests/test_benchmarks.py`` checks the fast paths against the reference ones.
 """
 
 from __future__ import annotations
@@ -14,11 +31,18 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from offload_gym.sim.engine import PHONE, Item, Query, Simulator
 from offload_gym.sim.quality import decomposed_quality, success_prob
 
 __all__ = ["Estimate", "Estimator", "Overlay", "PlanEstimate", "project_batch_finish", "subtask_order"]
+
+_EPS_TOKENS = 1e-9
+_MPDU_DELIMITER_BYTES = 4  # wifi.dcf_saturation's default (the simulator does not override it)
+_PHY_TAIL_BITS = 22  # 16 service + 6 tail bits, as in wifi.dcf_saturation
+
+EdgeSnapshot = tuple[list[tuple[float, float]], list[float], list[tuple[float, float, float]]]
 
 
 def project_batch_finish(now: float, r1: float, kappa: float, max_batch: int,
@@ -35,6 +59,91 @@ def project_batch_finish(now: float, r1: float, kappa: float, max_batch: int,
     :param pending: not yet admitted streams in placement order, ``(ready time, prefill s, decode tokens)``;
         the earliest-placed ready one is admitted whenever the batch has room.
     """
+    if len(prefilling) + len(decoding) + len(pending) <= max_batch:
+        return _project_roomy(now, r1, kappa, prefilling, decoding, pending, target)
+    return _project_general(now, r1, kappa, max_batch, prefilling, decoding, pending, target)
+
+
+def _project_roomy(now: float, r1: float, kappa: float, prefilling: list[tuple[float, float]],
+                   decoding: list[float], pending: list[tuple[float, float, float]], target: int) -> float:
+    """:func:`project_batch_finish` when every stream fits in the batch at once.
+
+    Then each pending stream is admitted when it is ready (at ``now`` if it already is), whatever its
+    place in the FIFO, so admissions and prefill ends are known in advance (:func:`_fixed_events`) and
+    only decode ends are found on the way (:func:`_roomy_loop`).
+    """
+    events: list[_Event] = [(end, 1, dec, False) for end, dec in prefilling]
+    batch = len(prefilling) + len(decoding) + _fixed_events(now, pending, events, target)
+    events.sort()
+    dheap = list(decoding)
+    heapq.heapify(dheap)
+    return _roomy_loop(now, r1, kappa, batch, events, dheap)
+
+
+#: a fixed event of a roomy projection: (time, 0 = admission | 1 = prefill end, decode tokens, is the target)
+_Event = tuple[float, int, float, bool]
+
+
+def _fixed_events(now: float, pending: list[tuple[float, float, float]], events: list[_Event], target: int = -1) -> int:
+    """Append the admissions and prefill ends of ``pending`` to ``events``; return how many are admitted now."""
+    admitted_now = 0
+    for i, (ready, prefill_s, dec) in enumerate(pending):
+        if ready <= now:
+            admitted_now += 1
+            events.append((now + prefill_s, 1, dec, i == target))
+        else:
+            events.append((ready, 0, 0.0, False))
+            events.append((ready + prefill_s, 1, dec, i == target))
+    return admitted_now
+
+
+def _roomy_loop(now: float, r1: float, kappa: float, batch: int, events: list[_Event], dheap: list[float]) -> float:
+    """Run a roomy projection: ``events`` sorted, ``dheap`` a heap of the decoding streams' remaining tokens.
+
+    The loop visits the same event times as :func:`_project_general` and does the same arithmetic at
+    each (batch changes are applied before the next rate is computed in both), so the result is the
+    same float.
+    """
+    heappush, heappop = heapq.heappush, heapq.heappop
+    n_events = len(events)
+    j = 0
+    t = now
+    progress = 0.0
+    target_v = math.inf
+    while True:
+        t_next = events[j][0] if j < n_events else math.inf
+        if dheap:
+            rate = r1 / (1.0 + kappa * (batch - 1))
+            t_dec = t + (dheap[0] - progress) / rate
+            if t_dec < t_next:
+                t_next = t_dec
+            progress += rate * (t_next - t)
+        elif j == n_events:  # pragma: no cover - the target is always admitted eventually
+            return math.inf
+        t = t_next
+        admitted = 0
+        while j < n_events and events[j][0] <= t:
+            _, kind, dec, is_target = events[j]
+            j += 1
+            if kind:
+                v = progress + dec
+                heappush(dheap, v)
+                if is_target:
+                    target_v = v
+            else:
+                admitted += 1
+        limit = progress + _EPS_TOKENS
+        while dheap and dheap[0] <= limit:
+            heappop(dheap)
+            batch -= 1
+        if target_v <= limit:
+            return t
+        batch += admitted
+
+
+def _project_general(now: float, r1: float, kappa: float, max_batch: int, prefilling: list[tuple[float, float]],
+                     decoding: list[float], pending: list[tuple[float, float, float]], target: int) -> float:
+    """:func:`project_batch_finish` with a full batch possible: FIFO admission among the ready streams."""
     heappush, heappop = heapq.heappush, heapq.heappop
     t = now
     progress = 0.0  # tokens decoded per stream since ``now``
@@ -45,6 +154,7 @@ def project_batch_finish(now: float, r1: float, kappa: float, max_batch: int,
     waiting = list(range(len(pending)))
     batch = len(dheap) + len(pheap)
     inf = math.inf
+    rate = 0.0
     while True:
         next_ready = inf
         if waiting and batch < max_batch:
@@ -77,7 +187,7 @@ def project_batch_finish(now: float, r1: float, kappa: float, max_batch: int,
         while pheap and pheap[0][0] <= t:
             _, dec, idx = heappop(pheap)
             heappush(dheap, (progress + dec, idx))
-        while dheap and dheap[0][0] <= progress + 1e-9:
+        while dheap and dheap[0][0] <= progress + _EPS_TOKENS:
             idx = heappop(dheap)[1]
             batch -= 1
             if idx == target:
@@ -90,8 +200,7 @@ def subtask_order(query: Query) -> list[int]:
     return sorted(range(len(subs)), key=lambda i: (subs[i].depth, -subs[i].pred_output_tokens, i))
 
 
-@dataclass(frozen=True, slots=True)
-class Estimate:
+class Estimate(NamedTuple):
     """Per-location prediction for one item: absolute times (s) and success probability."""
 
     ready_s: float  #: inputs all at the location
@@ -116,21 +225,70 @@ class PlanEstimate:
     locations: tuple[int, ...]  #: per subtask index, then the aggregation's
 
 
+class _Link(NamedTuple):
+    """One direction of the deciding phone's Wi-Fi link in the current state."""
+
+    n: int  #: contenders, counting this transfer
+    rate_bps: float  #: PHY rate
+    share_bps: float  #: this transfer's share of the cell's throughput
+    frame_access_s: float  #: access delay of a full frame
+
+
+class _EdgeState:
+    """An edge's streams in the current state, and what every roomy projection on it starts from."""
+
+    __slots__ = ("batch", "decoding", "dheap", "events", "idle", "n_streams", "pending", "prefilling")
+
+    def __init__(self, prefilling: list[tuple[float, float]], decoding: list[float],
+                 pending: list[tuple[float, float, float]]) -> None:
+        self.prefilling = prefilling
+        self.decoding = decoding
+        self.pending = pending
+        self.n_streams = len(prefilling) + len(decoding) + len(pending)
+        self.idle = self.n_streams == 0
+        self.events: list[_Event] = []  # fixed events of the streams above, sorted
+        self.batch = 0  # streams admitted once the ones ready now are in
+        self.dheap: list[float] = []  # decoding streams' remaining tokens, sorted (a heap)
+
+
 class Estimator:
     """Estimates over a :class:`Simulator`'s current state. Call :meth:`refresh` after time moved."""
 
     def __init__(self, sim: Simulator, latency_weight: float) -> None:
         self.sim = sim
         self.latency_weight = latency_weight
-        self._edge_snap: dict[int, tuple[list[tuple[float, float]], list[float], list[tuple[float, float, float]]]] = {}
+        cfg = sim.cfg
+        w, e = cfg.wifi, cfg.edge
+        self._frame = w.frame_bytes
+        self._bytes_per_token = w.bytes_per_token
+        self._overhead_bytes = w.message_overhead_bytes
+        self._backhaul_delay_s = w.backhaul_delay_s
+        self._backhaul_rate_bps = w.backhaul_rate_bps
+        self._frame_header_bytes = w.mac_header_bytes + _MPDU_DELIMITER_BYTES
+        self._symbol_s = w.symbol_s
+        self._edge_prefill_tps = e.prefill_tps
+        self._edge_decode_tps = e.decode_tps
+        self._kappa = e.kappa
+        self._max_batch = e.max_batch
+        self._edge_ability = e.ability
+        self._planner_latency_s = cfg.planner.latency_s
+        self._context_tokens = cfg.workload.subtask_context_tokens
+        self._edge_state: dict[int, _EdgeState] = {}
         self._phone_free: dict[int, float] = {}
         self._transfer: dict[tuple[int, int, int, float], float] = {}
+        self._up: dict[int, _Link] = {}
+        self._down: dict[int, _Link] = {}
+        self._access: dict[tuple[int, float, int], float] = {}  # (n, rate, OFDM symbols) -> access delay
+        self._locations: dict[int, list[int]] = {}
 
     def refresh(self) -> None:
         """Forget the per-state caches (call whenever the simulator's state changed)."""
-        self._edge_snap.clear()
+        self._edge_state.clear()
         self._phone_free.clear()
         self._transfer.clear()
+        self._up.clear()
+        self._down.clear()
+        self._locations.clear()
 
     # ----------------------------------------------------------------- building blocks
     def phone_free_at(self, user: int) -> float:
@@ -146,60 +304,140 @@ class Estimator:
             self._phone_free[user] = free
         return free
 
-    def _edge_snapshot(self, e: int) -> tuple[list[tuple[float, float]], list[float], list[tuple[float, float, float]]]:
-        snap = self._edge_snap.get(e)
-        if snap is None:
-            sim = self.sim
-            edge = sim.edges[e]
-            now = sim.now
-            prefill_tps = sim.cfg.edge.prefill_tps
-            prefilling = [(end, item.pred_output_tokens) for item, end in edge.prefilling.values()]
+    def _edge_snapshot(self, e: int) -> EdgeSnapshot:
+        """Edge ``e`` now: prefilling ``(end, predicted decode tokens)``, decoding streams' predicted remaining
+        tokens, and the queued and in-transit items ``(ready, prefill s, predicted decode tokens)`` in FIFO order."""
+        state = self._edge_state.get(e)
+        if state is None:
+            state = self._build_edge_state(e)
+        return state.prefilling, state.decoding, state.pending
+
+    def _build_edge_state(self, e: int) -> _EdgeState:
+        sim = self.sim
+        edge = sim.edges[e]
+        now = sim.now
+        prefill_tps = self._edge_prefill_tps
+        prefilling = [(end, item.pred_output_tokens) for item, end in edge.prefilling.values()]
+        decoding = []
+        if edge.decoding:
             progress = sim.edge_progress_now(e)
-            decoding = []
             for target, _, item in edge.decoding:
                 decoded = item.output_tokens - (target - progress)
-                decoding.append(max(item.pred_output_tokens - decoded, 1.0))
+                rem = item.pred_output_tokens - decoded
+                decoding.append(rem if rem > 1.0 else 1.0)
+        pending: list[tuple[float, float, float]]
+        if edge.waiting:
             queued = [(item.seq, now, item.input_tokens / prefill_tps, item.pred_output_tokens)
                       for _, item in edge.ready]
             queued += [(item.seq, max(now, item.est_ready), item.pred_input_tokens / prefill_tps,
                         item.pred_output_tokens) for item in edge.waiting.values()]
             queued.sort()
-            snap = (prefilling, decoding, [(r, p, d) for _, r, p, d in queued])
-            self._edge_snap[e] = snap
-        return snap
+            pending = [(r, p, d) for _, r, p, d in queued]
+        elif edge.ready:
+            pending = [(now, item.input_tokens / prefill_tps, item.pred_output_tokens)
+                       for _, item in sorted(edge.ready, key=_seq_key)]
+        else:
+            pending = []
+        state = _EdgeState(prefilling, decoding, pending)
+        if not state.idle:
+            state.events = [(end, 1, dec, False) for end, dec in prefilling]
+            state.batch = len(prefilling) + len(decoding) + _fixed_events(now, pending, state.events)
+            state.events.sort()
+            state.dheap = sorted(decoding)
+        self._edge_state[e] = state
+        return state
 
     def edge_finish(self, e: int, ready_s: float, prefill_s: float, decode_tokens: float,
                     overlay: Overlay | None = None) -> float:
-        prefilling, decoding, pending = self._edge_snapshot(e)
-        extra = overlay.edge_extra.get(e) if overlay is not None else None
-        c = self.sim.cfg.edge
-        if not (prefilling or decoding or pending or extra):  # idle edge: prefill, then decode alone
-            return ready_s + prefill_s + decode_tokens / c.decode_tps
-        items = [*pending, *extra, (ready_s, prefill_s, decode_tokens)] if extra else [
-            *pending, (ready_s, prefill_s, decode_tokens)]
-        return project_batch_finish(self.sim.now, c.decode_tps, c.kappa, c.max_batch, prefilling, decoding, items,
-                                    len(items) - 1)
+        return self._edge_finish(e, ready_s, prefill_s, decode_tokens,
+                                 overlay.edge_extra.get(e) if overlay is not None else None)
+
+    def _edge_finish(self, e: int, ready_s: float, prefill_s: float, decode_tokens: float,
+                     extra: list[tuple[float, float, float]] | None) -> float:
+        """Predicted finish on edge ``e`` of a stream placed after its current items and ``extra`` (the plan's)."""
+        state = self._edge_state.get(e)
+        if state is None:
+            state = self._build_edge_state(e)
+        if state.idle and not extra:  # idle edge: prefill, then decode alone
+            return ready_s + prefill_s + decode_tokens / self._edge_decode_tps
+        now = self.sim.now
+        if state.n_streams + (len(extra) if extra else 0) >= self._max_batch:  # the batch may fill up: FIFO matters
+            items = [*state.pending, *extra, (ready_s, prefill_s, decode_tokens)] if extra else [
+                *state.pending, (ready_s, prefill_s, decode_tokens)]
+            return _project_general(now, self._edge_decode_tps, self._kappa, self._max_batch, state.prefilling,
+                                    state.decoding, items, len(items) - 1)
+        batch = state.batch
+        if ready_s <= now:
+            batch += 1
+            events = [(now + prefill_s, 1, decode_tokens, True)]
+        else:
+            events = [(ready_s, 0, 0.0, False), (ready_s + prefill_s, 1, decode_tokens, True)]
+        if extra:
+            batch += _fixed_events(now, extra, events)
+        if state.events or extra:
+            events += state.events
+            events.sort()
+        return _roomy_loop(now, self._edge_decode_tps, self._kappa, batch, events, state.dheap.copy())
+
+    def _access_s(self, n: int, rate: float, nbytes: float) -> float:
+        """Access delay ``D(n, rate, min(nbytes, frame))``; it depends on the bytes only via the OFDM symbols."""
+        payload = nbytes if nbytes < self._frame else self._frame
+        symbols = self._symbols(rate, payload)
+        key = (n, rate, symbols)
+        access = self._access.get(key)
+        if access is None:
+            # ask the model with a whole number of bytes that fills the same symbols, as the simulator's own
+            # messages do, so that the model's caches do not fill up with one entry per fractional size
+            largest = math.floor((symbols * rate * self._symbol_s - _PHY_TAIL_BITS) / 8 - self._frame_header_bytes)
+            whole = float(min(largest, self._frame))
+            if whole < 1 or self._symbols(rate, whole) != symbols:  # pragma: no cover - rounding at a boundary
+                whole = payload
+            access = self.sim.dcf(n, rate, whole).access_delay_s
+            self._access[key] = access
+        return access
+
+    def _symbols(self, rate: float, payload: float) -> int:
+        """OFDM symbols of a data frame carrying ``payload`` bytes (as in ``wifi.dcf_saturation``)."""
+        return math.ceil((8 * (self._frame_header_bytes + payload) + _PHY_TAIL_BITS) / (rate * self._symbol_s))
+
+    def _uplink(self, user: int) -> _Link:
+        link = self._up.get(user)
+        if link is None:
+            sim = self.sim
+            ap = sim.own_ap[user]
+            mine = sim.cells[ap].uploads.get(user, 0)
+            n = sim.cell_contenders(ap) + (0 if mine else 1)
+            rate = sim.up_rate_bps[user]
+            full = sim.dcf(n, rate, self._frame)
+            link = _Link(n, rate, full.throughput_bps / n / (mine + 1), full.access_delay_s)
+            self._up[user] = link
+        return link
+
+    def _downlink(self, user: int) -> _Link:
+        link = self._down.get(user)
+        if link is None:
+            sim = self.sim
+            ap = sim.own_ap[user]
+            downloads = sim.cells[ap].downloads
+            n = sim.cell_contenders(ap) + (0 if downloads else 1)
+            rate = sim.down_rate_bps[user]
+            full = sim.dcf(n, rate, self._frame)
+            link = _Link(n, rate, full.throughput_bps / n / (downloads + 1), full.access_delay_s)
+            self._down[user] = link
+        return link
+
+    def _link_s(self, link: _Link, nbytes: float) -> float:
+        access = link.frame_access_s if nbytes >= self._frame else self._access_s(link.n, link.rate_bps, nbytes)
+        return access + 8.0 * nbytes / link.share_bps
 
     def uplink_s(self, user: int, nbytes: float) -> float:
-        sim = self.sim
-        ap = sim.own_ap[user]
-        cell = sim.cells[ap]
-        mine = cell.uploads.get(user, 0)
-        n = sim.cell_contenders(ap) + (0 if mine else 1)
-        rate = sim.up_rate_bps[user]
-        share = sim.dcf(n, rate, sim.cfg.wifi.frame_bytes).throughput_bps / n / (mine + 1)
-        access = sim.dcf(n, rate, min(nbytes, sim.cfg.wifi.frame_bytes)).access_delay_s
-        return access + 8.0 * nbytes / share
+        return self._link_s(self._uplink(user), nbytes)
 
     def downlink_s(self, user: int, nbytes: float) -> float:
-        sim = self.sim
-        ap = sim.own_ap[user]
-        cell = sim.cells[ap]
-        n = sim.cell_contenders(ap) + (0 if cell.downloads else 1)
-        rate = sim.down_rate_bps[user]
-        share = sim.dcf(n, rate, sim.cfg.wifi.frame_bytes).throughput_bps / n / (cell.downloads + 1)
-        access = sim.dcf(n, rate, min(nbytes, sim.cfg.wifi.frame_bytes)).access_delay_s
-        return access + 8.0 * nbytes / share
+        return self._link_s(self._downlink(user), nbytes)
+
+    def _backhaul_s(self, nbytes: float) -> float:
+        return self._backhaul_delay_s + 8.0 * nbytes / self._backhaul_rate_bps
 
     def transfer_s(self, user: int, src: int, dst: int, nbytes: float) -> float:
         """Predicted time for ``nbytes`` from location ``src`` to ``dst`` under the current contention."""
@@ -207,56 +445,83 @@ class Estimator:
             return 0.0
         key = (user, src, dst, nbytes)
         total = self._transfer.get(key)
-        if total is not None:
-            return total
-        w = self.sim.cfg.wifi
-        total = 0.0
-        for hop in self.sim.route(user, src, dst):
-            if hop[0] == "bh":
-                total += w.backhaul_delay_s + 8.0 * nbytes / w.backhaul_rate_bps
-            elif hop[0] == "up":
-                total += self.uplink_s(user, nbytes)
-            else:
-                total += self.downlink_s(user, nbytes)
-        self._transfer[key] = total
+        if total is None:
+            total = self._transfer_s(user, src, dst, nbytes)
+            self._transfer[key] = total
         return total
 
+    def _transfer_s(self, user: int, src: int, dst: int, nbytes: float) -> float:
+        """Uncached :meth:`transfer_s` (``src != dst``): the hops of ``Simulator.route``, summed in order."""
+        own = self.sim.own_ap[user] + 1
+        if src == PHONE:
+            up = self._link_s(self._uplink(user), nbytes)
+            return up if dst == own else up + self._backhaul_s(nbytes)
+        if dst == PHONE:
+            down = self._link_s(self._downlink(user), nbytes)
+            return down if src == own else self._backhaul_s(nbytes) + down
+        return self._backhaul_s(nbytes)
+
     def token_bytes(self, tokens: float) -> float:
-        w = self.sim.cfg.wifi
-        return tokens * w.bytes_per_token + w.message_overhead_bytes
+        return tokens * self._bytes_per_token + self._overhead_bytes
 
     def locations(self, user: int) -> list[int]:
         """Locations the phone can use now (0 always; the APs that are up if it is in coverage)."""
         return self.sim.usable_locations(user)
 
+    def _usable(self, user: int) -> list[int]:
+        """:meth:`locations`, once per state (not to be modified)."""
+        usable = self._locations.get(user)
+        if usable is None:
+            usable = self._locations[user] = self.sim.usable_locations(user)
+        return usable
+
     def release_s(self, query: Query) -> float:
-        return query.arrival_time + self.sim.cfg.planner.latency_s
+        return query.arrival_time + self._planner_latency_s
+
+    def _qualities(self, user: int, difficulty: float) -> tuple[float, float]:
+        """Success probability on the phone and on any edge."""
+        return (success_prob(self.sim.phones[user].ability, difficulty),
+                success_prob(self._edge_ability, difficulty))
 
     def _compute_finish(self, user: int, location: int, ready_s: float, item: Item, input_tokens: float,
                         overlay: Overlay | None) -> float:
-        sim = self.sim
         if location == PHONE:
-            phone = sim.phones[user]
-            extra = overlay.phone_extra_s if overlay is not None else 0.0
-            start = max(ready_s, self.phone_free_at(user) + extra)
-            return start + input_tokens / phone.prefill_tps + item.pred_output_tokens / phone.decode_tps
-        prefill_s = input_tokens / sim.cfg.edge.prefill_tps
-        return self.edge_finish(location - 1, ready_s, prefill_s, item.pred_output_tokens, overlay)
+            return self._phone_finish(user, ready_s, item, input_tokens, overlay.phone_extra_s if overlay else 0.0)
+        return self._edge_finish(location - 1, ready_s, input_tokens / self._edge_prefill_tps,
+                                 item.pred_output_tokens, overlay.edge_extra.get(location - 1) if overlay else None)
+
+    def _phone_finish(self, user: int, ready_s: float, item: Item, input_tokens: float, extra_s: float) -> float:
+        phone = self.sim.phones[user]
+        free = self._phone_free.get(user)
+        if free is None:
+            free = self.phone_free_at(user)
+        start = max(ready_s, free + extra_s)
+        return start + input_tokens / phone.prefill_tps + item.pred_output_tokens / phone.decode_tps
 
     # ----------------------------------------------------------------- per decision
     def whole(self, query: Query, item: Item) -> dict[int, Estimate]:
         """Answer-at-phone time and quality of running ``query`` whole at each usable location."""
-        user, sim = query.user, self.sim
-        release = self.release_s(query)
-        out: dict[int, Estimate] = {}
-        up_bytes = self.token_bytes(query.spec.prompt_tokens) + query.spec.attachment_bytes
-        down_bytes = self.token_bytes(item.pred_output_tokens)
-        for loc in self.locations(user):
-            ready = release if loc == PHONE else release + self.transfer_s(user, PHONE, loc, up_bytes)
-            finish = self._compute_finish(user, loc, ready, item, item.pred_input_tokens, None)
-            if loc != PHONE:
-                finish += self.transfer_s(user, loc, PHONE, down_bytes)
-            out[loc] = Estimate(ready, finish, success_prob(sim.ability(user, loc), item.pred_difficulty))
+        user = query.user
+        release = query.arrival_time + self._planner_latency_s
+        q_phone, q_edge = self._qualities(user, item.pred_difficulty)
+        pred_in, pred_out = item.pred_input_tokens, item.pred_output_tokens
+        ready = release
+        out = {PHONE: Estimate(ready, self._phone_finish(user, ready, item, pred_in, 0.0), q_phone)}
+        locations = self._usable(user)
+        if len(locations) > 1:
+            up_bytes = self.token_bytes(query.spec.prompt_tokens) + query.spec.attachment_bytes
+            down_bytes = self.token_bytes(pred_out)
+            up = self._link_s(self._uplink(user), up_bytes)
+            down = self._link_s(self._downlink(user), down_bytes)
+            up_bh = up + self._backhaul_s(up_bytes)
+            bh_down = self._backhaul_s(down_bytes) + down
+            own = self.sim.own_ap[user] + 1
+            prefill_s = pred_in / self._edge_prefill_tps
+            for loc in locations[1:]:
+                ready = release + (up if loc == own else up_bh)
+                finish = self._edge_finish(loc - 1, ready, prefill_s, pred_out, None)
+                finish += down if loc == own else bh_down
+                out[loc] = Estimate(ready, finish, q_edge)
         return out
 
     def _pred_location_finish(self, query: Query, index: int, overlay: Overlay | None) -> tuple[int, float]:
@@ -265,29 +530,101 @@ class Estimator:
         item = query.subtasks[index]
         return item.location, item.est_finish
 
+    def _latest_arrivals(self, query: Query, indices: range | tuple[int, ...], locations: list[int], own: int,
+                         overlay: Overlay | None) -> list[float]:
+        """Per location (a list indexed by location), the latest predicted arrival there of the outputs of
+        subtasks ``indices`` (-inf if none; only ``locations`` are filled in)."""
+        # Each output's transfer legs are computed once and shared by the locations (the same sums as
+        # transfer_s: phone -> own AP is the uplink, another AP adds the backhaul; AP -> AP the backhaul).
+        user = query.user
+        subtasks = query.subtasks
+        placed = overlay.placed if overlay is not None else None
+        latest = [-math.inf] * (self.sim.n_aps + 1)
+        aps = locations[1:]
+        bytes_per_token, overhead = self._bytes_per_token, self._overhead_bytes
+        for d in indices:
+            if placed is not None and d in placed:
+                d_loc, d_finish = placed[d]
+            else:
+                sub = subtasks[d]
+                d_loc, d_finish = sub.location, sub.est_finish
+            nbytes = subtasks[d].pred_output_tokens * bytes_per_token + overhead
+            if d_loc == PHONE:
+                arrival = d_finish + 0.0
+                if arrival > latest[0]:
+                    latest[0] = arrival
+                if aps:
+                    up = self._link_s(self._uplink(user), nbytes)
+                    up_bh = up + self._backhaul_s(nbytes)
+                    for loc in aps:
+                        arrival = d_finish + (up if loc == own else up_bh)
+                        if arrival > latest[loc]:
+                            latest[loc] = arrival
+            else:
+                bh = self._backhaul_s(nbytes)
+                down = self._link_s(self._downlink(user), nbytes)
+                arrival = d_finish + (down if d_loc == own else bh + down)
+                if arrival > latest[0]:
+                    latest[0] = arrival
+                for loc in aps:
+                    arrival = d_finish + (0.0 if loc == d_loc else bh)
+                    if arrival > latest[loc]:
+                        latest[loc] = arrival
+        return latest
+
     def subtask(self, query: Query, item: Item, overlay: Overlay | None = None) -> dict[int, Estimate]:
         """Finish time at each location of a subtask, given where its predecessors went."""
-        user, sim = query.user, self.sim
-        release = self.release_s(query)
-        context_bytes = self.token_bytes(sim.cfg.workload.subtask_context_tokens)
-        attachment = query.spec.attachment_bytes if not item.preds else 0.0
-        out: dict[int, Estimate] = {}
-        for loc in self.locations(user):
-            ready = release
-            if loc != PHONE:
-                carried = self._attachment_eta(query, loc, overlay) if attachment else None
-                if carried is None:
-                    ready = release + self.transfer_s(user, PHONE, loc, context_bytes + attachment)
-                else:
-                    ready = max(release + self.transfer_s(user, PHONE, loc, context_bytes), carried)
-            pred_in = item.pred_input_tokens
-            for d in item.preds:
-                d_loc, d_finish = self._pred_location_finish(query, d, overlay)
-                d_out = query.subtasks[d].pred_output_tokens
-                ready = max(ready, d_finish + self.transfer_s(user, d_loc, loc, self.token_bytes(d_out)))
-            finish = self._compute_finish(user, loc, ready, item, pred_in, overlay)
-            out[loc] = Estimate(ready, finish, success_prob(sim.ability(user, loc), item.pred_difficulty))
+        phone_est, ap_ready, prefill_s, q_edge = self._subtask_ready(query, item, overlay)
+        out = {PHONE: phone_est}
+        edge_extra = overlay.edge_extra if overlay is not None else None
+        pred_out = item.pred_output_tokens
+        for loc, ready in ap_ready:
+            finish = self._edge_finish(loc - 1, ready, prefill_s, pred_out,
+                                       edge_extra.get(loc - 1) if edge_extra is not None else None)
+            out[loc] = Estimate(ready, finish, q_edge)
         return out
+
+    def _subtask_ready(self, query: Query, item: Item,
+                       overlay: Overlay | None) -> tuple[Estimate, list[tuple[int, float]], float, float]:
+        """A subtask's phone estimate, when its inputs are at each usable AP, its prefill time and edge quality."""
+        user = query.user
+        release = query.arrival_time + self._planner_latency_s
+        q_phone, q_edge = self._qualities(user, item.pred_difficulty)
+        preds = item.preds
+        pred_in = item.pred_input_tokens
+        own = self.sim.own_ap[user] + 1
+        locations = self._usable(user)
+        latest = self._latest_arrivals(query, preds, locations, own, overlay) if preds else None
+        # the phone: no transfer of the context
+        ready = release
+        if latest is not None and latest[0] > ready:
+            ready = latest[0]
+        extra_s = overlay.phone_extra_s if overlay is not None else 0.0
+        phone_est = Estimate(ready, self._phone_finish(user, ready, item, pred_in, extra_s), q_phone)
+        prefill_s = pred_in / self._edge_prefill_tps
+        if len(locations) == 1:
+            return phone_est, [], prefill_s, q_edge
+        context_bytes = self._context_tokens * self._bytes_per_token + self._overhead_bytes
+        attachment = query.spec.attachment_bytes if not preds else 0.0
+        up_link = self._uplink(user)
+        send_all = self._link_s(up_link, context_bytes + attachment)
+        send_all_bh = send_all + self._backhaul_s(context_bytes + attachment)
+        if attachment:
+            send_ctx = self._link_s(up_link, context_bytes)
+            send_ctx_bh = send_ctx + self._backhaul_s(context_bytes)
+        ap_ready = []
+        for loc in locations[1:]:
+            carried = self._attachment_eta(query, loc, overlay) if attachment else None
+            if carried is None:
+                ready = release + (send_all if loc == own else send_all_bh)
+            else:
+                ready = release + (send_ctx if loc == own else send_ctx_bh)
+                if carried > ready:
+                    ready = carried
+            if latest is not None and latest[loc] > ready:
+                ready = latest[loc]
+            ap_ready.append((loc, ready))
+        return phone_est, ap_ready, prefill_s, q_edge
 
     def _attachment_eta(self, query: Query, loc: int, overlay: Overlay | None) -> float | None:
         if overlay is not None and loc in overlay.attachment_eta:
@@ -301,52 +638,112 @@ class Estimator:
 
     def aggregation(self, query: Query, item: Item, overlay: Overlay | None = None) -> dict[int, Estimate]:
         """Answer-at-phone time at each location of the aggregation step."""
-        user, sim = query.user, self.sim
-        out: dict[int, Estimate] = {}
-        down_bytes = self.token_bytes(item.pred_output_tokens)
-        for loc in self.locations(user):
-            ready = self.release_s(query)
-            for d in range(len(query.subtasks)):
-                d_loc, d_finish = self._pred_location_finish(query, d, overlay)
-                d_out = query.subtasks[d].pred_output_tokens
-                ready = max(ready, d_finish + self.transfer_s(user, d_loc, loc, self.token_bytes(d_out)))
-            finish = self._compute_finish(user, loc, ready, item, item.pred_input_tokens, overlay)
-            finish += self.transfer_s(user, loc, PHONE, down_bytes)
-            out[loc] = Estimate(ready, finish, success_prob(sim.ability(user, loc), item.pred_difficulty))
+        phone_est, ap_ready, prefill_s, q_edge, down, bh_down, own = self._aggregation_ready(query, item, overlay)
+        out = {PHONE: phone_est}
+        edge_extra = overlay.edge_extra if overlay is not None else None
+        pred_out = item.pred_output_tokens
+        for loc, ready in ap_ready:
+            finish = self._edge_finish(loc - 1, ready, prefill_s, pred_out,
+                                       edge_extra.get(loc - 1) if edge_extra is not None else None)
+            finish += down if loc == own else bh_down
+            out[loc] = Estimate(ready, finish, q_edge)
         return out
+
+    def _aggregation_ready(self, query: Query, item: Item, overlay: Overlay | None
+                           ) -> tuple[Estimate, list[tuple[int, float]], float, float, float, float, int]:
+        """The aggregation's phone estimate, input arrival per usable AP, prefill time, edge quality, and the
+        answer's trip to the phone from the own AP and from another AP; and the own AP's location."""
+        user = query.user
+        release = query.arrival_time + self._planner_latency_s
+        q_phone, q_edge = self._qualities(user, item.pred_difficulty)
+        pred_in, pred_out = item.pred_input_tokens, item.pred_output_tokens
+        own = self.sim.own_ap[user] + 1
+        locations = self._usable(user)
+        latest = self._latest_arrivals(query, range(len(query.subtasks)), locations, own, overlay)
+        ready = latest[0] if latest[0] > release else release
+        extra_s = overlay.phone_extra_s if overlay is not None else 0.0
+        phone_est = Estimate(ready, self._phone_finish(user, ready, item, pred_in, extra_s), q_phone)
+        prefill_s = pred_in / self._edge_prefill_tps
+        if len(locations) == 1:
+            return phone_est, [], prefill_s, q_edge, 0.0, 0.0, own
+        down_bytes = pred_out * self._bytes_per_token + self._overhead_bytes
+        down = self._link_s(self._downlink(user), down_bytes)
+        bh_down = self._backhaul_s(down_bytes) + down
+        ap_ready = [(loc, latest[loc] if latest[loc] > release else release) for loc in locations[1:]]
+        return phone_est, ap_ready, prefill_s, q_edge, down, bh_down, own
 
     def subtask_score(self, est: Estimate, n_subtasks: int) -> float:
         """Greedy's subtask objective: quality share minus weighted time to finish."""
         return est.quality / n_subtasks - self.latency_weight * (est.finish_s - self.sim.now)
 
     def plan(self, query: Query, order: list[int]) -> PlanEstimate:
-        """The list scheduler's decomposed plan for ``query``: predicted latency and quality, not committed."""
+        """The list scheduler's decomposed plan for ``query``: predicted latency and quality, not committed.
+
+        The same choices as taking the best of :meth:`subtask` (and the soonest of :meth:`aggregation`) at
+        every step, but an edge whose lower bound (inputs there, prefill, then decoding alone at full speed)
+        already loses to a location computed exactly is not projected: it cannot be chosen.
+        """
         overlay = Overlay()
-        sim = self.sim
+        now = self.sim.now
+        weight = self.latency_weight
+        phone = self.sim.phones[query.user]
+        edge_prefill_tps = self._edge_prefill_tps
+        r1 = self._edge_decode_tps
+        has_attachment = query.spec.attachment_bytes > 0
+        prune = weight >= 0.0  # scores fall as finish times grow
         k = len(query.subtasks)
         locations = [0] * (k + 1)
         qualities = []
         for i in order:
             item = query.subtasks[i]
-            ests = self.subtask(query, item, overlay)
-            loc = max(ests, key=lambda L: (self.subtask_score(ests[L], k), -L))
-            est = ests[loc]
+            phone_est, ap_ready, prefill_s, q_edge = self._subtask_ready(query, item, overlay)
+            pred_out = item.pred_output_tokens
+            loc, est = PHONE, phone_est
+            best = phone_est.quality / k - weight * (phone_est.finish_s - now)
+            alone = prefill_s + pred_out / r1
+            for bound, L, ready in sorted([(ready + alone, L, ready) for L, ready in ap_ready]):
+                # a lower bound of the finish (with room for rounding) gives an upper bound of the score
+                if prune and q_edge / k - weight * (bound - _bound_margin(bound) - now) < best:
+                    continue
+                finish = self._edge_finish(L - 1, ready, prefill_s, pred_out, overlay.edge_extra.get(L - 1))
+                score = q_edge / k - weight * (finish - now)
+                if score > best or (score == best and L < loc):  # the best score; the lowest location among equals
+                    loc, best, est = L, score, Estimate(ready, finish, q_edge)
             locations[i] = loc
             qualities.append(est.quality)
             overlay.placed[i] = (loc, est.finish_s)
             if loc == PHONE:
-                phone = sim.phones[query.user]
                 overlay.phone_extra_s += (item.pred_input_tokens / phone.prefill_tps
                                           + item.pred_output_tokens / phone.decode_tps)
             else:
-                overlay.edge_extra.setdefault(loc - 1, []).append(
-                    (est.ready_s, item.pred_input_tokens / sim.cfg.edge.prefill_tps, item.pred_output_tokens))
-                if not item.preds and query.spec.attachment_bytes > 0 and loc not in overlay.attachment_eta:
+                extra = overlay.edge_extra.get(loc - 1)
+                if extra is None:
+                    extra = overlay.edge_extra[loc - 1] = []
+                extra.append((est.ready_s, item.pred_input_tokens / edge_prefill_tps, item.pred_output_tokens))
+                if not item.preds and has_attachment and loc not in overlay.attachment_eta:
                     overlay.attachment_eta[loc] = est.ready_s
         agg = query.aggregation
         assert agg is not None
-        ests = self.aggregation(query, agg, overlay)
-        loc = min(ests, key=lambda L: (ests[L].finish_s, L))
+        phone_est, ap_ready, prefill_s, q_edge, down, bh_down, own = self._aggregation_ready(query, agg, overlay)
+        loc, finish_best, quality_best = PHONE, phone_est.finish_s, phone_est.quality
+        alone = prefill_s + agg.pred_output_tokens / r1
+        for bound, L, ready in sorted([(ready + alone, L, ready) for L, ready in ap_ready]):
+            back = down if L == own else bh_down
+            if bound - _bound_margin(bound) + back > finish_best:
+                continue  # cannot be the soonest
+            finish = self._edge_finish(L - 1, ready, prefill_s, agg.pred_output_tokens, overlay.edge_extra.get(L - 1))
+            finish += back
+            if finish < finish_best or (finish == finish_best and L < loc):
+                loc, finish_best, quality_best = L, finish, q_edge
         locations[k] = loc
-        quality = decomposed_quality(ests[loc].quality, qualities)
-        return PlanEstimate(ests[loc].finish_s - query.arrival_time, quality, tuple(locations))
+        quality = decomposed_quality(quality_best, qualities)
+        return PlanEstimate(finish_best - query.arrival_time, quality, tuple(locations))
+
+
+def _bound_margin(t: float) -> float:
+    """Slack for rounding in a projected time near ``t`` (s): far above the accumulated float error."""
+    return 1e-9 * (1.0 + abs(t))
+
+
+def _seq_key(entry: tuple[int, Item]) -> int:
+    return entry[0]
