@@ -242,6 +242,10 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
 
     # ------------------------------------------------------------------ internals
     def _check_action(self, action: Any) -> int:
+        if isinstance(action, (int, np.integer)) and not isinstance(action, bool):  # the common case, fast
+            a = int(action)
+            if 0 <= a <= self.n_aps + 1:
+                return a
         try:
             arr = np.asarray(action)
             if arr.size != 1 or (not np.issubdtype(arr.dtype, np.integer) and not (

@@ -262,8 +262,6 @@ class Estimator:
         self._frame = w.frame_bytes
         self._bytes_per_token = w.bytes_per_token
         self._overhead_bytes = w.message_overhead_bytes
-        self._backhaul_delay_s = w.backhaul_delay_s
-        self._backhaul_rate_bps = w.backhaul_rate_bps
         self._frame_header_bytes = w.mac_header_bytes + _MPDU_DELIMITER_BYTES
         self._symbol_s = w.symbol_s
         self._edge_prefill_tps = e.prefill_tps
@@ -437,7 +435,8 @@ class Estimator:
         return self._link_s(self._downlink(user), nbytes)
 
     def _backhaul_s(self, nbytes: float) -> float:
-        return self._backhaul_delay_s + 8.0 * nbytes / self._backhaul_rate_bps
+        sim = self.sim  # live values: backhaul faults change them
+        return sim.backhaul_delay_s + 8.0 * nbytes / sim.backhaul_rate_bps
 
     def transfer_s(self, user: int, src: int, dst: int, nbytes: float) -> float:
         """Predicted time for ``nbytes`` from location ``src`` to ``dst`` under the current contention."""

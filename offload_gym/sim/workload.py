@@ -6,7 +6,9 @@ the seed only, never on the actions taken: every policy meets the same queries f
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -60,6 +62,18 @@ def make_deps(structure: int, n_subtasks: int, rng: np.random.Generator) -> tupl
     return tuple(deps)
 
 
+@lru_cache(maxsize=64)
+def _cdf(probs: tuple[float, ...]) -> list[float]:
+    cdf = np.cumsum(probs)
+    cdf /= cdf[-1]
+    return [float(c) for c in cdf]
+
+
+def _categorical(probs: tuple[float, ...], rng: np.random.Generator) -> int:
+    """``rng.choice(len(probs), p=probs)`` without its overhead: the same uniform draw and the same index."""
+    return bisect.bisect_right(_cdf(probs), rng.random())
+
+
 def draw_query(cfg: WorkloadConfig, rng: np.random.Generator) -> QuerySpec:
     """Draw one query from the synthetic workload of DESIGN.md section 2."""
     prompt = _lognormal_tokens(rng, cfg.prompt_tokens_median, cfg.prompt_tokens_sigma)
@@ -69,8 +83,8 @@ def draw_query(cfg: WorkloadConfig, rng: np.random.Generator) -> QuerySpec:
     if rng.random() < cfg.attachment_prob:
         size = cfg.attachment_bytes_median * np.exp(cfg.attachment_bytes_sigma * rng.standard_normal())
         attachment = max(float(round(size)), 1.0)
-    n_subtasks = 1 + int(rng.choice(len(cfg.subtask_count_probs), p=cfg.subtask_count_probs))
-    structure = int(rng.choice(3, p=cfg.structure_probs))
+    n_subtasks = 1 + _categorical(cfg.subtask_count_probs, rng)
+    structure = _categorical(cfg.structure_probs, rng)
     deps = make_deps(structure, n_subtasks, rng)
     out = max(1, round(cfg.subtask_output_inflation * answer / n_subtasks))
     offsets = rng.standard_normal(n_subtasks)
