@@ -1,4 +1,4 @@
-"""Every row of docs/errors.md: the mistake gives one clear error naming the field and what is allowed.
+"""Every row of the README's Errors table: the mistake gives one clear error naming the field and what is allowed.
 
 Config and env rows: the exception type and a pattern for the message (field named, allowed values
 named). Command-line rows (evaluate.py, train.py): exit code 2, one ``error:`` line on stderr, no
@@ -27,7 +27,7 @@ from offload_gym.config import ConfigError, make_config
 from offload_gym.policies import make_policy
 
 ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "errors.md"
+DOC = ROOT / "README.md"  # the "Errors" section
 PAPER = "offload_gym/WifiOffload-v0"
 TINY = "offload_gym/WifiOffload-tiny-v0"
 NO_SPLIT = {"workload": {"subtask_count_probs": [1, 0, 0, 0, 0]}}
@@ -203,7 +203,7 @@ def test_cli_error(row: str, tmp_path: Path) -> None:
 
 
 def _doc_rows() -> dict[str, str]:
-    """Row id -> example message (the last column, without backticks) of every table row in docs/errors.md."""
+    """Row id -> example message (the last column, without backticks) of every table row in the README's Errors section."""
     rows: dict[str, str] = {}
     for line in DOC.read_text().splitlines():
         m = re.match(r"^\| ([CEX]\d\d) \|", line)
