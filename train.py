@@ -104,16 +104,6 @@ def load_mapping(text: str | None, flag: str) -> dict[str, Any]:
     return value
 
 
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def make_run_dir(log_folder: str | Path, algo: str, env_name: str) -> Path:
     """Create ``<log_folder>/<algo>/<env_name>_<n>`` with the next free ``n`` (safe against parallel runs)."""
     parent = Path(log_folder) / algo
@@ -151,6 +141,7 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
 
     from agents.algorithms import HyperparamError, algo_kwargs, check_algo, load_hyperparams
     from agents.sb3_setup import check_env_id
+    from offload_gym.config import merge_overrides
 
     try:
         check_algo(args.algo)
@@ -162,7 +153,7 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
     env_kwargs = dict(entry.get("env_kwargs") or {})
     overrides = load_mapping(args.config, "--config")
     if overrides:
-        env_kwargs["config"] = _deep_merge(dict(env_kwargs.get("config") or {}), overrides)
+        env_kwargs["config"] = merge_overrides(env_kwargs.get("config") or {}, overrides)
     try:
         probe = gym.make(spec, **env_kwargs)
     except (ValueError, TypeError) as exc:

@@ -15,7 +15,6 @@ reproducible too.
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import math
@@ -43,7 +42,7 @@ from agents.policies import (
     make_policy,
     unknown_policy_message,
 )
-from offload_gym.config import ScenarioConfig
+from offload_gym.config import ScenarioConfig, merge_overrides
 
 __all__ = [
     "CI_METRICS",
@@ -431,34 +430,12 @@ def parse_sweep(spec: str) -> tuple[str, list[Any]]:
     return key, [_parse_value(t) for t in texts]
 
 
-def _nest(key: str, value: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    node = out
-    parts = key.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = value
-    return out
-
-
-def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(dict(base))
-    for k, v in over.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
-            out[k] = _deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
 def sweep_overrides(base: Mapping[str, Any] | None, key: str, value: Any) -> dict[str, Any]:
     """``base`` overrides with the swept ``key`` set to ``value`` (the swept value wins)."""
-    nested_base: dict[str, Any] = {}
-    for k, v in (base or {}).items():  # accept dotted keys in the base too
-        nested_base = _deep_merge(nested_base, _nest(k, v))
+    nested_base = merge_overrides({}, base or {})  # dotted keys in the base too
     if key == EDGE_MODEL_KEY:
-        return _deep_merge(nested_base, {"edge": dict(EDGE_MODELS[str(value)])})
-    return _deep_merge(nested_base, _nest(key, value))
+        return merge_overrides(nested_base, {"edge": dict(EDGE_MODELS[str(value)])})
+    return merge_overrides(nested_base, {key: value})
 
 
 def _value_label(value: Any) -> str:

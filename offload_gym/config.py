@@ -36,6 +36,7 @@ __all__ = [
     "WifiConfig",
     "WorkloadConfig",
     "make_config",
+    "merge_overrides",
 ]
 
 
@@ -451,6 +452,12 @@ def make_config(overrides: Mapping[str, Any] | ScenarioConfig | None = None, *, 
     nested = _undot(overrides or {})
     data = _merge(SCENARIOS[scenario], nested)
     return _build(ScenarioConfig, data, "")
+
+
+def merge_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` merged in, section by section (dotted keys like ``"edge.kappa"`` allowed on
+    both sides); ``overrides`` wins. Plain dicts in and out: validate the result with :func:`make_config`."""
+    return _merge(_undot(base), _undot(overrides))
 
 
 def _undot(overrides: Mapping[str, Any]) -> dict[str, Any]:

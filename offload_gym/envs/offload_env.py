@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from offload_gym.config import ScenarioConfig, make_config
+from offload_gym.config import ScenarioConfig, make_config, merge_overrides
 from offload_gym.envs import observation as obs_layout
 from offload_gym.sim.engine import PHONE, Item, Query, Simulator
 from offload_gym.sim.estimates import Estimate, Estimator, PlanEstimate, subtask_order
@@ -156,11 +156,9 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         return self._observation(), self._info([])
 
     def _merged_config(self, overrides: Any) -> ScenarioConfig:
-        from offload_gym.config import _merge, _undot
-
         if not isinstance(overrides, dict):
             raise ValueError(f"options['config']: expected a mapping of overrides, got {type(overrides).__name__}")
-        new = make_config(_merge(self.config.to_dict(), _undot(overrides)))
+        new = make_config(merge_overrides(self.config.to_dict(), overrides))
         if new.topology.n_aps != self.config.topology.n_aps:
             raise ValueError("options['config']: topology.n_aps fixes the spaces and cannot change at reset; "
                              "make a new env instead")
