@@ -43,6 +43,18 @@ def random_masked(obs: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -
     return int(rng.choice(np.flatnonzero(mask)))
 
 
+def single_query_latency(cfg: Any, location: int, seed: int = 0) -> float:
+    """Latency of an episode's first query placed whole at ``location`` (the episode must hold one query)."""
+    from offload_gym.sim.engine import Simulator
+
+    sim = Simulator(cfg, np.random.default_rng(seed))
+    query = sim.run_until_decision()
+    assert query is not None
+    sim.place_whole(query, location)
+    assert sim.run_until_decision() is None
+    return sim.finished_log[0].latency_s
+
+
 @pytest.fixture
 def tiny_env() -> gym.Env:
     env = gym.make("offload_gym/WifiOffload-tiny-v0")

@@ -6,7 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import deterministic_overrides
+from conftest import deterministic_overrides, single_query_latency
 
 from offload_gym.config import make_config
 from offload_gym.sim.engine import PHONE, Query, Simulator
@@ -75,12 +75,7 @@ def test_more_background_stations_never_make_a_query_faster() -> None:
     latencies = []
     for background in range(0, 41, 4):
         cfg = make_config(one_phone_config(wifi__background_stations=background, workload__attachment_prob=1.0))
-        sim = Simulator(cfg, np.random.default_rng(1))
-        query = sim.run_until_decision()
-        assert query is not None
-        sim.place_whole(query, 1)
-        sim.run_until_decision()
-        latencies.append(sim.finished_log[0].latency_s)
+        latencies.append(single_query_latency(cfg, 1, seed=1))
     assert all(b >= a for a, b in itertools.pairwise(latencies))
     assert latencies[-1] > latencies[0]
 
@@ -192,10 +187,5 @@ def test_planner_latency_delays_every_query() -> None:
     slow = make_config(one_phone_config(planner__latency_s=0.25))
     lat = []
     for cfg in (base, slow):
-        sim = Simulator(cfg, np.random.default_rng(0))
-        query = sim.run_until_decision()
-        assert query is not None
-        sim.place_whole(query, 1)
-        sim.run_until_decision()
-        lat.append(sim.finished_log[0].latency_s)
+        lat.append(single_query_latency(cfg, 1, seed=0))
     assert lat[1] - lat[0] == pytest.approx(0.25, rel=1e-9)

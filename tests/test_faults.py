@@ -7,7 +7,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
-from conftest import deterministic_overrides
+from conftest import deterministic_overrides, single_query_latency
 
 from offload_gym.config import make_config
 from offload_gym.policies import make_policy
@@ -101,12 +101,7 @@ def test_background_burst_slows_transfers() -> None:
         cfg = make_config(deterministic_overrides(topology=topo, episode={"queries": 1},
                                                   workload={"attachment_prob": 1.0},
                                                   faults={"background_changes": changes}))
-        sim = Simulator(cfg, np.random.default_rng(0))
-        query = sim.run_until_decision()
-        assert query is not None
-        sim.place_whole(query, 1)
-        sim.run_until_decision()
-        latencies.append(sim.finished_log[0].latency_s)
+        latencies.append(single_query_latency(cfg, 1, seed=0))
     assert latencies[1] > latencies[0] and latencies[2] == latencies[0]
 
 

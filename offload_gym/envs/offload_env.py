@@ -397,14 +397,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         n_loc = self._n_loc
         o = self._n_global
         # the phone
-        est = estimates.get(PHONE)
-        if est is not None:
-            t = est.finish_s - now
-            if t < 0.0:
-                t = 0.0
-            g[o], g[o + 1], g[o + 2] = 1.0, t / (t + time_scale), est.quality
-        else:
-            g[o + 1] = 1.0 - 1e-6
+        _put_estimate(g, o, estimates.get(PHONE), now, time_scale)
         t = self.estimator.phone_free_at(user) - now
         if t < 0.0:
             t = 0.0
@@ -420,14 +413,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         max_batch = cfg.edge.max_batch
         for e, edge in enumerate(sim.edges):
             o += n_loc
-            est = estimates.get(e + 1)
-            if est is not None:
-                t = est.finish_s - now
-                if t < 0.0:
-                    t = 0.0
-                g[o], g[o + 1], g[o + 2] = 1.0, t / (t + time_scale), est.quality
-            else:
-                g[o + 1] = 1.0 - 1e-6
+            _put_estimate(g, o, estimates.get(e + 1), now, time_scale)
             g[o + 3] = min((len(edge.ready) + len(edge.waiting)) / max_batch, 1.0)
             g[o + 4] = edge.batch / max_batch
             g[o + 5] = link_rate
@@ -496,3 +482,14 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
             if self._plan is not None:
                 lines.append(f"    decomposed plan: {self._plan.latency_s:.3f}s quality {self._plan.quality:.3f}")
         return "\n".join(lines) + "\n"
+
+
+def _put_estimate(g: list[float], o: int, est: Estimate | None, now: float, time_scale: float) -> None:
+    """A location's ``reachable``, squashed ``est_time`` and ``est_quality`` features at offset ``o``."""
+    if est is None:
+        g[o + 1] = 1.0 - 1e-6  # unreachable: the worst time
+        return
+    t = est.finish_s - now
+    if t < 0.0:
+        t = 0.0
+    g[o], g[o + 1], g[o + 2] = 1.0, t / (t + time_scale), est.quality

@@ -403,12 +403,7 @@ class Estimator:
         if link is None:
             sim = self.sim
             ap = sim.own_ap[user]
-            mine = sim.cells[ap].uploads.get(user, 0)
-            n = sim.cell_contenders(ap) + (0 if mine else 1)
-            rate = sim.up_rate_bps[user]
-            full = sim.dcf(n, rate, self._frame)
-            link = _Link(n, rate, full.throughput_bps / n / (mine + 1), full.access_delay_s)
-            self._up[user] = link
+            link = self._up[user] = self._cell_link(ap, sim.up_rate_bps[user], sim.cells[ap].uploads.get(user, 0))
         return link
 
     def _downlink(self, user: int) -> _Link:
@@ -416,13 +411,14 @@ class Estimator:
         if link is None:
             sim = self.sim
             ap = sim.own_ap[user]
-            downloads = sim.cells[ap].downloads
-            n = sim.cell_contenders(ap) + (0 if downloads else 1)
-            rate = sim.down_rate_bps[user]
-            full = sim.dcf(n, rate, self._frame)
-            link = _Link(n, rate, full.throughput_bps / n / (downloads + 1), full.access_delay_s)
-            self._down[user] = link
+            link = self._down[user] = self._cell_link(ap, sim.down_rate_bps[user], sim.cells[ap].downloads)
         return link
+
+    def _cell_link(self, ap: int, rate_bps: float, sharing: int) -> _Link:
+        """A new transfer in ``ap``'s cell that shares its sender's airtime with ``sharing`` others."""
+        n = self.sim.cell_contenders(ap) + (0 if sharing else 1)  # the sender joins unless already contending
+        full = self.sim.dcf(n, rate_bps, self._frame)
+        return _Link(n, rate_bps, full.throughput_bps / n / (sharing + 1), full.access_delay_s)
 
     def _link_s(self, link: _Link, nbytes: float) -> float:
         access = link.frame_access_s if nbytes >= self._frame else self._access_s(link.n, link.rate_bps, nbytes)
