@@ -297,6 +297,14 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _stopped(writer: Any, stage: str, history: dict[str, Any]) -> dict[str, Any]:
+    """Close the log and report a stage stopped by the time limit (a rerun resumes it)."""
+    if writer is not None:
+        writer.close()
+    print(f"{stage} stopped at the time limit after epoch {len(history['val_loss'])}; rerun to resume")
+    return {"complete": False, "stage": stage}
+
+
 def _remaining_s(args: argparse.Namespace, t_start: float) -> float | None:
     if args.time_limit_min is None:
         return None
@@ -333,10 +341,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         state_path=out_dir / "teacher_state.pt", time_limit_s=_remaining_s(args, t_start), **common,
     )
     if not teacher_hist["complete"]:
-        if writer is not None:
-            writer.close()
-        print(f"teacher stopped at the time limit after epoch {len(teacher_hist['val_loss'])}; rerun to resume")
-        return {"complete": False, "stage": "teacher"}
+        return _stopped(writer, "teacher", teacher_hist)
     save_checkpoint(teacher, out_dir / "teacher.pt", role="teacher")
 
     torch.manual_seed(args.seed + 1)
@@ -350,10 +355,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         time_limit_s=_remaining_s(args, t_start), **common,
     )
     if not student_hist["complete"]:
-        if writer is not None:
-            writer.close()
-        print(f"student stopped at the time limit after epoch {len(student_hist['val_loss'])}; rerun to resume")
-        return {"complete": False, "stage": "student"}
+        return _stopped(writer, "student", student_hist)
     save_checkpoint(student, out_dir / "student.pt", role="student")
 
     test_texts = [q.text for q in splits["test"]]

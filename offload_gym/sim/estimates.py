@@ -570,14 +570,7 @@ class Estimator:
     def subtask(self, query: Query, item: Item, overlay: Overlay | None = None) -> dict[int, Estimate]:
         """Finish time at each location of a subtask, given where its predecessors went."""
         phone_est, ap_ready, prefill_s, q_edge = self._subtask_ready(query, item, overlay)
-        out = {PHONE: phone_est}
-        edge_extra = overlay.edge_extra if overlay is not None else None
-        pred_out = item.pred_output_tokens
-        for loc, ready in ap_ready:
-            finish = self._edge_finish(loc - 1, ready, prefill_s, pred_out,
-                                       edge_extra.get(loc - 1) if edge_extra is not None else None)
-            out[loc] = Estimate(ready, finish, q_edge)
-        return out
+        return self._with_edges(phone_est, ap_ready, prefill_s, item.pred_output_tokens, q_edge, overlay)
 
     def _subtask_ready(self, query: Query, item: Item,
                        overlay: Overlay | None) -> tuple[Estimate, list[tuple[int, float]], float, float]:
@@ -634,13 +627,20 @@ class Estimator:
     def aggregation(self, query: Query, item: Item, overlay: Overlay | None = None) -> dict[int, Estimate]:
         """Answer-at-phone time at each location of the aggregation step."""
         phone_est, ap_ready, prefill_s, q_edge, down, bh_down, own = self._aggregation_ready(query, item, overlay)
+        return self._with_edges(phone_est, ap_ready, prefill_s, item.pred_output_tokens, q_edge, overlay,
+                                own, down, bh_down)
+
+    def _with_edges(self, phone_est: Estimate, ap_ready: list[tuple[int, float]], prefill_s: float, pred_out: float,
+                    q_edge: float, overlay: Overlay | None, own: int = -1, down_s: float = 0.0,
+                    bh_down_s: float = 0.0) -> dict[int, Estimate]:
+        """The phone's estimate plus each usable AP's projected finish, and the answer's trip back when the
+        item answers the phone (``down_s`` from the own AP ``own``, ``bh_down_s`` from another)."""
         out = {PHONE: phone_est}
         edge_extra = overlay.edge_extra if overlay is not None else None
-        pred_out = item.pred_output_tokens
         for loc, ready in ap_ready:
             finish = self._edge_finish(loc - 1, ready, prefill_s, pred_out,
                                        edge_extra.get(loc - 1) if edge_extra is not None else None)
-            finish += down if loc == own else bh_down
+            finish += down_s if loc == own else bh_down_s
             out[loc] = Estimate(ready, finish, q_edge)
         return out
 
