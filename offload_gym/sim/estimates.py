@@ -117,8 +117,15 @@ def _roomy_loop(now: float, r1: float, kappa: float, batch: int, events: list[_E
             t_dec = t + (dheap[0] - progress) / rate
             if t_dec < t_next:
                 t_next = t_dec
-            progress += rate * (t_next - t)
+                if t_dec <= t:  # the clock cannot resolve what is left of the top stream (large t): it ends now
+                    progress = dheap[0]
+                else:
+                    progress += rate * (t_next - t)
+            else:
+                progress += rate * (t_next - t)
         elif j == n_events:  # pragma: no cover - the target is always admitted eventually
+            return math.inf
+        if t_next == math.inf:  # nothing left that ends in finite time (overflowed times)
             return math.inf
         t = t_next
         admitted = 0
@@ -143,7 +150,12 @@ def _roomy_loop(now: float, r1: float, kappa: float, batch: int, events: list[_E
 
 def _project_general(now: float, r1: float, kappa: float, max_batch: int, prefilling: list[tuple[float, float]],
                      decoding: list[float], pending: list[tuple[float, float, float]], target: int) -> float:
-    """:func:`project_batch_finish` with a full batch possible: FIFO admission among the ready streams."""
+    """:func:`project_batch_finish` with a full batch possible: FIFO admission among the ready streams.
+
+    The pending streams wait in two heaps, not yet ready ``(ready time, index)`` and ready ``index``, so
+    that an event costs ``O(log W)`` for ``W`` waiting streams, not a scan of them all; the admissions
+    (the earliest-placed ready streams while the batch has room) and their arithmetic are the same as a scan's.
+    """
     heappush, heappop = heapq.heappush, heapq.heappop
     t = now
     progress = 0.0  # tokens decoded per stream since ``now``
@@ -151,37 +163,39 @@ def _project_general(now: float, r1: float, kappa: float, max_batch: int, prefil
     heapq.heapify(dheap)
     pheap = [(end, dec, -1) for end, dec in prefilling]
     heapq.heapify(pheap)
-    waiting = list(range(len(pending)))
+    later = [(p[0], idx) for idx, p in enumerate(pending)]  # not ready at t
+    heapq.heapify(later)
+    ready_now: list[int] = []  # ready at t, not admitted (the batch is full)
     batch = len(dheap) + len(pheap)
     inf = math.inf
     rate = 0.0
     while True:
         next_ready = inf
-        if waiting and batch < max_batch:
-            kept = []
-            for idx in waiting:
-                ready = pending[idx][0]
-                if batch < max_batch and ready <= t:
-                    batch += 1
-                    heappush(pheap, (t + pending[idx][1], pending[idx][2], idx))
-                else:
-                    kept.append(idx)
-                    if ready < next_ready:
-                        next_ready = ready
-            waiting = kept
-            if batch >= max_batch:
-                next_ready = inf
+        if batch < max_batch and (later or ready_now):
+            while later and later[0][0] <= t:
+                heappush(ready_now, heappop(later)[1])
+            while ready_now and batch < max_batch:
+                idx = heappop(ready_now)
+                batch += 1
+                heappush(pheap, (t + pending[idx][1], pending[idx][2], idx))
+            if batch < max_batch and later:
+                next_ready = later[0][0]
         t_next = next_ready
+        stalled = False
         if dheap:
             rate = r1 / (1.0 + kappa * (batch - 1))
             t_dec = t + (dheap[0][0] - progress) / rate
             if t_dec < t_next:
                 t_next = t_dec
-        if pheap and pheap[0][0] < t_next:
+                stalled = t_dec <= t  # the clock cannot resolve what is left of the top stream (large t)
+        if pheap and pheap[0][0] <= t_next:
             t_next = pheap[0][0]
-        if t_next == inf:  # pragma: no cover - the target is always admitted eventually
+            stalled = False  # a prefill ends first (or now, then the stall is handled next time)
+        if t_next == inf:  # nothing left that ends in finite time (the target is always admitted eventually)
             return inf
-        if dheap:
+        if stalled:
+            progress = dheap[0][0]  # the top stream ends now
+        elif dheap:
             progress += rate * (t_next - t)
         t = t_next
         while pheap and pheap[0][0] <= t:
