@@ -16,6 +16,8 @@ Model (DESIGN.md section 2):
   are recomputed whenever a transfer starts or ends.
 * The backhaul is a fixed delay plus serialisation; work on a foreign AP goes phone -> own AP ->
   backhaul -> target and back the same way.
+* Faults (``faults``): an AP that is down loses its work and the data through it; outages of one AP that
+  overlap (or touch) are merged, so the AP is down over the union of their intervals.
 * A phone runs one item at a time; an edge batches up to ``max_batch`` streams, each prefilling at
   ``prefill_tps`` then decoding at ``r(B) = r1 / (1 + kappa (B - 1))`` with ``B`` counting every admitted
   stream. Every location starts the earliest-placed item whose inputs have all arrived.
@@ -858,9 +860,9 @@ class Simulator:
     # ------------------------------------------------------------------ faults
     def _schedule_faults(self) -> None:
         faults = self.cfg.faults
-        for outage in faults.ap_outages:
-            self._push(outage.start_s, _FAULT, "ap_down", outage.ap)
-            self._push(outage.start_s + outage.duration_s, _FAULT, "ap_up", outage.ap)
+        for ap, start, end in merged_outages([(o.ap, o.start_s, o.start_s + o.duration_s) for o in faults.ap_outages]):
+            self._push(start, _FAULT, "ap_down", ap)
+            self._push(end, _FAULT, "ap_up", ap)
         for change in faults.background_changes:
             self._push(change.start_s, _FAULT, "background", change)
         for change in faults.backhaul_changes:
@@ -918,9 +920,15 @@ class Simulator:
                 or any(not m.delivered and not m.cancelled for m in query.messages))
 
     def _touches(self, query: Query, ap: int) -> bool:
-        """Whether the query has unfinished work at AP ``ap`` or undelivered data routed through it."""
+        """Whether the query has unfinished work at AP ``ap`` or undelivered data routed through it.
+
+        Cancelled items and messages (an earlier outage's) are not work: a redispatched query runs on its
+        phone only, so a later outage never restarts it (a query is redispatched at most once).
+        """
+        if query.redispatched:
+            return False
         loc = ap + 1
-        if any(item.location == loc and not item.done for item in query.items):
+        if any(item.location == loc and not item.done and not item.cancelled for item in query.items):
             return True
         for m in query.messages:
             if m.delivered or m.cancelled:
@@ -984,7 +992,9 @@ class Simulator:
         self._edge_try_admit(e)
 
     def _redispatch(self, query: Query) -> None:
-        """Run the query again, whole, on its own phone from now (the prompt is still there)."""
+        """Run the query again, whole, on its own phone from now (the prompt is still there); at most once."""
+        if query.redispatched:  # pragma: no cover - _touches and _uses_network exclude redispatched queries
+            raise RuntimeError(f"query {query.qid} redispatched twice")
         self.redispatched_queries += 1
         query.redispatched = True
         item = self.make_whole_item(query)
@@ -997,6 +1007,31 @@ class Simulator:
     def pop_completed(self) -> list[CompletedQuery]:
         out, self.completed = self.completed, []
         return out
+
+
+def merged_outages(outages: list[tuple[int, float, float]]) -> list[tuple[int, float, float]]:
+    """``(ap, start, end)`` outages with the overlapping (or touching) ones of each AP merged into their union.
+
+    Each merged interval keeps the place of its earliest-listed member, so that outages that do not overlap
+    are scheduled in the order given.
+    """
+    by_ap: dict[int, list[tuple[float, float, int]]] = {}
+    for order, (ap, start, end) in enumerate(outages):
+        by_ap.setdefault(ap, []).append((start, end, order))
+    merged: list[tuple[int, int, float, float]] = []  # (first order, ap, start, end)
+    for ap, spans in by_ap.items():
+        spans.sort()
+        first, start, end = spans[0][2], spans[0][0], spans[0][1]
+        for s, e, order in spans[1:]:
+            if s <= end:
+                end = max(end, e)
+                first = min(first, order)
+            else:
+                merged.append((first, ap, start, end))
+                first, start, end = order, s, e
+        merged.append((first, ap, start, end))
+    merged.sort()
+    return [(ap, start, end) for _, ap, start, end in merged]
 
 
 def grid_positions(n_aps: int, area_m: float) -> np.ndarray:
