@@ -132,14 +132,15 @@ def dcf_saturation(
 
     :param n_stations: contending stations (>= 1).
     :param phy_rate_bps: PHY rate every station is assumed to use.
-    :param payload_bytes: payload per frame.
+    :param payload_bytes: payload per frame; 0 is a header-only (null data) frame: it still contends for the
+        channel and is acknowledged, so it has an access delay, but it carries no throughput.
     """
     if n_stations < 1:
         raise ValueError(f"n_stations: {n_stations} is not allowed; must be >= 1")
     if phy_rate_bps <= 0:
         raise ValueError(f"phy_rate_bps: {phy_rate_bps} is not allowed; must be > 0")
-    if payload_bytes <= 0:
-        raise ValueError(f"payload_bytes: {payload_bytes} is not allowed; must be > 0")
+    if not payload_bytes >= 0:
+        raise ValueError(f"payload_bytes: {payload_bytes} is not allowed; must be >= 0")
     window = cw_min + 1
     stages = round(math.log2((cw_max + 1) / window))
     tau, p = _fixed_point(int(n_stations), window, stages)

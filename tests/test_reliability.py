@@ -1,0 +1,224 @@
+"""Regressions of issue 15: hangs at large or extreme times, redispatch counting, merged outages,
+zero-byte messages and the simulator's bounded memory.
+
+Every test runs under a wall-clock guard (:func:`time_limit`), so that a hang fails instead of stalling.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import pytest
+
+from offload_gym import OffloadEnv
+from offload_gym.config import make_config
+from offload_gym.policies import make_policy
+from offload_gym.sim.engine import Simulator, merged_outages
+from offload_gym.sim.estimates import project_batch_finish
+from offload_gym.sim.wifi import dcf_saturation
+
+GUARD_S = 10.0
+
+
+class Hang(Exception):
+    """The guarded code ran past its wall-clock limit."""
+
+
+@contextmanager
+def time_limit(seconds: float = GUARD_S) -> Iterator[None]:
+    """Raise :class:`Hang` in the body after ``seconds`` of wall time (SIGALRM; Linux and macOS)."""
+
+    def _raise(signum: int, frame: Any) -> None:
+        raise Hang(f"ran past {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, _raise)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0.0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def own_edge_action(env: OffloadEnv, info: dict[str, Any]) -> int:
+    """Nearest-edge-like: the phone's own AP when allowed, else the phone (1 AP: action 1 when allowed)."""
+    sim = env.sim
+    assert sim is not None and env._query is not None
+    mask = info["action_mask"]
+    own = sim.own_ap[env._query.user] + 1
+    return own if own > 0 and mask[own] else 0
+
+
+def run_episode(config: dict[str, Any], policy: str = "own-edge", seed: int = 0,
+                max_steps: int = 100_000) -> tuple[OffloadEnv, list[dict[str, Any]], int]:
+    """One episode (or ``max_steps`` steps); returns the env, the completed records and the steps taken."""
+    env = OffloadEnv(config=config)
+    obs, info = env.reset(seed=seed)
+    pol = None if policy == "own-edge" else make_policy(policy, env.config, seed=seed)
+    completed: list[dict[str, Any]] = []
+    steps = 0
+    while steps < max_steps:
+        action = own_edge_action(env, info) if pol is None else pol.decide(obs, info["action_mask"])
+        obs, _, _, truncated, info = env.step(action)
+        completed += info["completed"]
+        steps += 1
+        if truncated:
+            break
+    return env, completed, steps
+
+
+# ---------------------------------------------------------------------------------------------- 1. hangs
+def test_batch_projection_terminates_when_the_clock_cannot_resolve_a_stream() -> None:
+    # at t = 1e17 s one clock step is 16 s: what is left of a decoding stream (5 tokens at 78 tok/s) rounds
+    # to no time at all; the projection must still end that stream and go on
+    for max_batch in (8, 1):  # the roomy path and the general (full-batch) path
+        with time_limit():
+            t = project_batch_finish(1e17, 78.0, 0.05, max_batch, [], [5.0], [(1e17, 0.01, 40.0)], 0)
+        assert t >= 1e17 and math.isfinite(t)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_low_arrival_rate_steps_do_not_hang(seed: int) -> None:
+    # issue 15: seeds 0-3 hung at steps 51, 41, 25, 46 (simulated time about 1.3e5 s)
+    with time_limit():
+        env, completed, steps = run_episode({"workload.arrival_rate": 1e-5, "episode.queries": 60}, seed=seed)
+    assert steps >= 60 and env.sim is not None and env.sim.now > 1e5
+    assert sorted(c["query_id"] for c in completed) == list(range(60))
+
+
+@pytest.mark.parametrize("policy", ["greedy", "local-only"])
+def test_one_phone_at_a_low_rate_does_not_hang(policy: str) -> None:
+    cfg = {"workload.arrival_rate": 0.001, "topology.n_users": 1, "episode.queries": 400}
+    with time_limit():
+        _, completed, _ = run_episode(cfg, policy)
+    assert len(completed) == 400
+
+
+@pytest.mark.parametrize("overrides", [
+    {"wifi.backhaul_rate_bps": 1.0},
+    {"edge.decode_tps": 1e300}, {"edge.decode_tps": 1e-300},
+    {"edge.prefill_tps": 1e300}, {"edge.prefill_tps": 1e-300},
+    {"phone.decode_tps": 1e300}, {"phone.decode_tps": 1e-300},
+    {"phone.prefill_tps": 1e300}, {"phone.prefill_tps": 1e-300},
+    {"workload.prompt_tokens_median": 1e300}, {"workload.answer_tokens_median": 1e300},
+    {"workload.attachment_bytes_median": 1e300},
+    {"wifi.cw_min": 1, "wifi.cw_max": 1},
+], ids=lambda o: ",".join(f"{k}={v:g}" for k, v in o.items()))
+@pytest.mark.parametrize("policy", ["greedy", "own-edge", "random-split"])
+def test_extreme_parameters_finish_the_episode(overrides: dict[str, Any], policy: str) -> None:
+    cfg = {**overrides, "episode.queries": 30}
+    with time_limit():
+        env, completed, _ = run_episode(cfg, policy)
+    assert env.sim is not None
+    assert sorted(c["query_id"] for c in completed) == list(range(30))
+
+
+@pytest.mark.parametrize("policy", ["greedy", "local-only"])
+def test_astronomically_low_arrival_rate_terminates(policy: str) -> None:
+    # inter-arrival times of about 1e300 s: reset() hung; every arrived query must still finish
+    with time_limit():
+        env, completed, _ = run_episode({"workload.arrival_rate": 1e-300, "episode.queries": 20}, policy)
+    assert env.sim is not None
+    assert sorted(c["query_id"] for c in completed) == list(range(20))
+
+
+# ---------------------------------------------------------------------------------------------- 2. redispatch
+def _check_counts(env: OffloadEnv, completed: list[dict[str, Any]]) -> None:
+    sim = env.sim
+    assert sim is not None
+    ids = [c["query_id"] for c in completed]
+    assert len(ids) == len(set(ids)) == sim.queries_arrived  # every arrived query finishes exactly once
+    metrics = env.episode_metrics()
+    assert metrics["redispatched_queries"] == sum(c["redispatched"] for c in completed)
+
+
+def test_a_redispatched_query_is_not_restarted_by_a_later_outage() -> None:
+    two = {"topology.n_aps": 1, "faults": {"ap_outages": [{"ap": 0, "start_s": 5.0, "duration_s": 0.2},
+                                                           {"ap": 0, "start_s": 5.4, "duration_s": 0.2}]}}
+    one = {"topology.n_aps": 1, "faults": {"ap_outages": [{"ap": 0, "start_s": 5.0, "duration_s": 0.2}]}}
+    with time_limit():
+        env, completed, _ = run_episode(two)
+        _, first_only, _ = run_episode(one)
+    _check_counts(env, completed)
+    # queries hit by the first outage run on their phones from 5.0 s: the second outage does not touch them
+    hit = {c["query_id"]: c["latency_s"] for c in first_only if c["redispatched"]}
+    again = {c["query_id"]: c["latency_s"] for c in completed if c["query_id"] in hit}
+    assert hit and again == hit
+
+
+def test_a_flapping_ap_redispatches_each_query_at_most_once() -> None:
+    flap = {"topology.n_aps": 1, "episode.queries": 100,
+            "faults": {"ap_outages": [{"ap": 0, "start_s": 1.0 + i, "duration_s": 0.3} for i in range(200)]}}
+    with time_limit():
+        env, completed, _ = run_episode(flap)
+    _check_counts(env, completed)
+    assert env.episode_metrics()["mean_latency_s"] < 5.0  # it was 14-21 s when queries restarted again and again
+
+
+@pytest.mark.parametrize("case", range(8))
+def test_redispatch_count_matches_the_records_under_random_faults(case: int) -> None:
+    rng = np.random.default_rng(1000 + case)
+    n_aps = int(rng.integers(1, 5))
+    outages = [{"ap": int(rng.integers(n_aps)), "start_s": float(rng.uniform(0.0, 30.0)),
+                "duration_s": float(rng.uniform(0.05, 4.0))} for _ in range(int(rng.integers(1, 12)))]
+    cfg = {"topology.n_aps": n_aps, "episode.queries": 80,
+           "faults": {"ap_outages": outages, "on_outage": "fail" if case % 4 == 3 else "redispatch"}}
+    policy = ("own-edge", "greedy", "random-split", "own-edge")[case % 4]
+    with time_limit():
+        env, completed, _ = run_episode(cfg, policy, seed=case)
+    _check_counts(env, completed)
+    assert all(c["placements"] == [0] for c in completed if c["redispatched"])
+
+
+def test_all_aps_down_at_once_counts_each_query_once() -> None:
+    cfg = {"faults": {"ap_outages": [{"ap": a, "start_s": 5.0, "duration_s": 1.0} for a in range(4)]}}
+    with time_limit():
+        env, completed, _ = run_episode(cfg, "greedy")
+    _check_counts(env, completed)
+
+
+# ---------------------------------------------------------------------------------------------- 3. outages merge
+def test_overlapping_outages_merge_into_their_union() -> None:
+    assert merged_outages([(0, 5.0, 15.0), (0, 7.0, 9.0)]) == [(0, 5.0, 15.0)]
+    assert merged_outages([(0, 1.0, 3.0), (1, 2.0, 4.0), (0, 2.0, 5.0), (0, 6.0, 7.0)]) == [
+        (0, 1.0, 5.0), (1, 2.0, 4.0), (0, 6.0, 7.0)]
+    assert merged_outages([(0, 1.0, 2.0), (0, 2.0, 3.0)]) == [(0, 1.0, 3.0)]  # touching: no up instant
+
+
+def test_an_ap_stays_down_over_overlapping_outages() -> None:
+    cfg = make_config({"faults": {"ap_outages": [{"ap": 0, "start_s": 5.0, "duration_s": 10.0},
+                                                 {"ap": 0, "start_s": 7.0, "duration_s": 2.0}]}})
+    sim = Simulator(cfg, np.random.default_rng(0))
+    seen_down = seen_up_after = False
+    with time_limit():
+        while (query := sim.run_until_decision()) is not None:
+            if 5.0 <= sim.now < 15.0:
+                assert not sim.ap_up[0] and 1 not in sim.usable_locations(query.user)
+                seen_down = True
+            elif sim.now >= 15.0:
+                seen_up_after = seen_up_after or sim.ap_up[0]
+            sim.place_whole(query, 0)
+    assert seen_down and seen_up_after
+
+
+# ---------------------------------------------------------------------------------------------- 4. zero bytes
+def test_a_header_only_frame_has_an_access_delay_and_no_throughput() -> None:
+    empty = dcf_saturation(3, phy_rate_bps=86e6, payload_bytes=0.0)
+    small = dcf_saturation(3, phy_rate_bps=86e6, payload_bytes=100.0)
+    assert empty.throughput_bps == 0.0 and 0.0 < empty.access_delay_s <= small.access_delay_s
+    with pytest.raises(ValueError, match="payload_bytes"):
+        dcf_saturation(3, phy_rate_bps=86e6, payload_bytes=-1.0)
+
+
+@pytest.mark.parametrize("policy", ["greedy", "own-edge", "random-split"])
+def test_zero_byte_messages_take_their_access_delay(policy: str) -> None:
+    cfg = {"wifi.bytes_per_token": 0, "wifi.message_overhead_bytes": 0, "episode.queries": 40}
+    with time_limit():
+        env, completed, _ = run_episode(cfg, policy)
+    assert sorted(c["query_id"] for c in completed) == list(range(40))
+    assert env.sim is not None and env.sim.edge_output_tokens > 0  # the edges were used
