@@ -25,7 +25,7 @@ class UsageError(Exception):
 
 
 def _edge_models_help() -> str:
-    from agents.evaluation import EDGE_MODELS
+    from offload_gym.config import EDGE_MODELS
 
     return "; ".join(f"{name}: ability {p['ability']}, decode {p['decode_tps']:g} tok/s, prefill {p['prefill_tps']:g} tok/s"
                      for name, p in EDGE_MODELS.items())
@@ -130,11 +130,10 @@ def _check_env_and_policies(env_id: str, configs: list[tuple[str, dict[str, Any]
     """Build each env and load each policy once, so bad input fails before any episode runs."""
     import gymnasium as gym
 
-    from agents.evaluation import load_predictor
+    from agents.evaluation import load_predictor, policy_env
     from offload_gym.config import ScenarioConfig, make_config
     from offload_gym.registration import ENV_IDS
 
-    scenarios: list[ScenarioConfig] = []
     for flag, cfg in configs:
         try:
             env = gym.make(env_id) if cfg is None else gym.make(env_id, config=cfg)
@@ -146,14 +145,18 @@ def _check_env_and_policies(env_id: str, configs: list[tuple[str, dict[str, Any]
             _fail(f"{flag}: environment {env_id!r} does not accept config overrides ({exc})")
         except ValueError as exc:
             _fail(f"{flag}: {exc}")
-        scenario = getattr(env.unwrapped, "config", None)
-        scenarios.append(scenario if isinstance(scenario, ScenarioConfig) else make_config())
         env.close()
-    by_aps = {s.topology.n_aps: s for s in scenarios}  # model files are checked against each space size
-    for spec in policies:
-        for scenario in by_aps.values():
+    for _flag, cfg in configs:  # each policy on the env it runs on (a model's own, from its sidecar)
+        for spec in policies:
             try:
+                pol_env_id, pol_cfg = policy_env(spec, env_id, cfg)
+                env = gym.make(pol_env_id) if pol_cfg is None else gym.make(pol_env_id, config=pol_cfg)
+                scenario = env.unwrapped.config if isinstance(getattr(env.unwrapped, "config", None),
+                                                              ScenarioConfig) else make_config()
+                env.close()
                 load_predictor(spec, scenario)
+            except gym.error.Error as exc:
+                _fail(f"--policies: {spec!r} names an env that is not registered ({exc})")
             except ValueError as exc:
                 _fail(f"--policies: {str(exc).removeprefix('policy: ')}")
 

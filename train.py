@@ -5,11 +5,20 @@
     python train.py --config '{"edge": {"kappa": 0.1}}' --seed 3 --n-envs 4
     python train.py --resume logs/maskable_ppo/WifiOffload-v0_1/checkpoints/rl_model_100000_steps.zip
 
+    python train.py --env offload_gym/WifiOffload-residual-v0   # the recipe that matches greedy (README)
+
 Each run gets ``<log-folder>/<algo>/<env-name>_<n>/`` with ``config.yml`` (resolved scenario and
 hyperparameters), ``args.yml``, ``command.txt``, TensorBoard logs (``tb/``), ``checkpoints/``,
-``monitor/``, ``best_model.zip`` (best mean reward on the held-out seeds), ``final_model.zip``,
-``evaluations.json`` and ``comparison.{md,json}`` (the agent against the built-in policies on the
-same held-out seeds). Bad arguments print one ``train.py: error: ...`` line and exit with code 2.
+``monitor/``, ``best_model.zip`` (best mean reward on the validation seeds 2000..),
+``final_model.zip``, each with a ``.json`` sidecar naming the env it was trained on (``env_id``,
+``config``: ``evaluate.py`` reads it), ``evaluations.json`` and ``comparison.{md,json}`` (the agent
+against the built-in policies on the held-out seeds 1000.., which selected nothing). Bad arguments print
+one ``train.py: error: ...`` line and exit with code 2.
+
+Credit and warm start (flags, or the same keys in the hyperparameter YAML): ``--credit query`` scores
+each decision by the reward of the query it placed; ``--gamma-per-s G`` discounts by simulated time
+(:mod:`agents.credit`); ``--bc-decisions N`` clones the built-in scheduler from N of its decisions
+(policy and critic) before PPO starts (:mod:`agents.imitation`).
 """
 
 from __future__ import annotations
@@ -48,12 +57,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vec-env", default="dummy", choices=["dummy", "subproc"], help="VecEnv kind")
     p.add_argument("--start-method", default=None, help="multiprocessing start method for subproc (default forkserver)")
     p.add_argument("--eval-freq", type=int, default=20_000,
-                   help="evaluate on the held-out seeds every N env decisions (all envs together); <=0: only at the end")
-    p.add_argument("--eval-episodes", type=int, default=10, help="held-out seeds per evaluation (first N of 1000..)")
+                   help="evaluate on the validation seeds (2000..) every N env decisions (all envs together); "
+                        "<=0: only at the end")
+    p.add_argument("--eval-episodes", type=int, default=10,
+                   help="episodes per evaluation: validation seeds 2000.. during training, held-out 1000.. "
+                        "in the final comparison")
     p.add_argument("--save-freq", type=int, default=100_000, help="checkpoint every N env decisions; <=0: none")
     p.add_argument("--log-folder", "-f", default="logs", help="root of the run folders")
     p.add_argument("--tensorboard", "-tb", default=None, help="TensorBoard log dir (default: <run folder>/tb)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, auto)")
+    p.add_argument("--credit", default=None, choices=["step", "query"],
+                   help="step: the env's reward per step; query: each decision scored by the reward of the query it "
+                        "placed (default: credit of the YAML, else step)")
+    p.add_argument("--gamma-per-s", type=float, default=None, metavar="G",
+                   help="discount per simulated second instead of gamma per decision (default: gamma_per_s of the "
+                        "YAML, else per-decision gamma)")
+    p.add_argument("--bc-decisions", type=int, default=None, metavar="N",
+                   help="warm start: behaviour-clone the built-in scheduler from N of its decisions before training "
+                        "(default: bc_decisions of the YAML, else 0 = off)")
+    p.add_argument("--bc-dataset", default=None, metavar="PATH",
+                   help="warm start from a dataset written by python -m agents.imitation instead of collecting one")
+    p.add_argument("--bc-epochs", type=int, default=None, help="behaviour-cloning epochs (default: YAML bc_epochs, else 10)")
 
     p.add_argument("--num-threads", type=int, default=1,
                    help="torch threads (1 is fastest for these small networks, and far faster on a busy machine)")
@@ -175,8 +199,43 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
             raise UsageError(f"--resume: no such file {args.resume!r}; expected a model or checkpoint .zip")
     if args.resume is not None:
         _check_resume_file(args.resume, args.algo)
+    learning = _resolve_learning(args, entry)
     return {"spec": spec, "entry": entry, "kwargs": kwargs, "env_kwargs": env_kwargs, "scenario": scenario,
-            "n_envs": n_envs, "timesteps": timesteps}
+            "n_envs": n_envs, "timesteps": timesteps, **learning}
+
+
+def _resolve_learning(args: argparse.Namespace, entry: dict[str, Any]) -> dict[str, Any]:
+    """Credit, time discount and warm start: the flag, else the YAML key, else off; UsageError when bad."""
+    credit = args.credit if args.credit is not None else str(entry.get("credit", "step"))
+    if credit not in ("step", "query"):
+        raise UsageError(f"hyperparams: credit: {credit!r} is not allowed; choose step or query")
+    gamma_per_s = args.gamma_per_s if args.gamma_per_s is not None else entry.get("gamma_per_s")
+    if gamma_per_s is not None:
+        try:
+            gamma_per_s = float(gamma_per_s)
+        except (TypeError, ValueError):
+            raise UsageError(f"--gamma-per-s: {gamma_per_s!r} is not a number") from None
+        if not 0.0 <= gamma_per_s <= 1.0:
+            raise UsageError(f"--gamma-per-s: {gamma_per_s!r} is out of range; must be in [0, 1]")
+    bc_decisions = args.bc_decisions if args.bc_decisions is not None else int(entry.get("bc_decisions", 0) or 0)
+    bc_epochs = args.bc_epochs if args.bc_epochs is not None else int(entry.get("bc_epochs", 10))
+    bc_smoothing = float(entry.get("bc_smoothing", 0.0))
+    if not 0.0 <= bc_smoothing < 1.0:
+        raise UsageError(f"hyperparams: bc_smoothing: {bc_smoothing!r} is out of range; must be in [0, 1)")
+    if bc_decisions < 0:
+        raise UsageError(f"--bc-decisions: must be >= 0, got {bc_decisions}")
+    if bc_epochs < 1:
+        raise UsageError(f"--bc-epochs: must be at least 1, got {bc_epochs}")
+    if args.bc_dataset is not None and not Path(args.bc_dataset).is_file():
+        raise UsageError(f"--bc-dataset: no such file {args.bc_dataset!r}; write one with python -m agents.imitation")
+    warm = bc_decisions > 0 or args.bc_dataset is not None
+    if args.algo == "dqn" and (credit != "step" or gamma_per_s is not None or warm):
+        raise UsageError("--algo dqn: credit, gamma_per_s and behaviour cloning need an on-policy actor-critic "
+                         "(maskable_ppo, ppo, a2c)")
+    if warm and args.resume is not None:
+        raise UsageError("--bc-decisions / --bc-dataset: a resumed model is already trained; drop the warm start")
+    return {"credit": credit, "gamma_per_s": gamma_per_s, "bc_decisions": bc_decisions, "bc_epochs": bc_epochs,
+            "bc_smoothing": bc_smoothing}
 
 
 def _check_resume_file(path: str, algo: str) -> None:
@@ -212,6 +271,36 @@ def _load_for_resume(args: argparse.Namespace, env: Any, tb_dir: str) -> Any:
                          f"({type(exc).__name__}: {msg})") from None
 
 
+def _warm_start(args: argparse.Namespace, r: dict[str, Any], model: Any, run_dir: Path) -> None:
+    """Behaviour-clone the built-in scheduler into ``model`` (actor and critic); writes ``bc.json``."""
+    from agents.imitation import collect, load_dataset, pretrain, value_targets
+
+    start = time.time()
+    if args.bc_dataset is not None:
+        try:
+            data, meta = load_dataset(args.bc_dataset)
+            if meta.get("env_id") not in (None, args.env):
+                raise ValueError(f"it was collected on {meta.get('env_id')!r}, not on --env {args.env!r}")
+        except ValueError as exc:
+            raise UsageError(f"--bc-dataset: {exc}") from None
+        source = f"dataset {args.bc_dataset}"
+    else:
+        # seeds 10_000.. : clear of the training envs' first seeds, the held-out 1000.. and validation 2000..
+        data = collect(args.env, r["bc_decisions"], config=r["env_kwargs"].get("config"), seed=10_000 + args.seed)
+        source = f"{len(data['actions'])} decisions of the built-in scheduler"
+    targets = value_targets(data, credit=r["credit"], gamma=float(model.gamma), gamma_per_s=r["gamma_per_s"])
+    try:
+        stats = pretrain(model, data, epochs=r["bc_epochs"], value_targets=targets, smoothing=r["bc_smoothing"],
+                         seed=args.seed, verbose=int(args.verbose >= 2))
+    except ValueError as exc:
+        raise UsageError(f"--bc-dataset: {exc}") from None
+    stats.update(source=source, decisions=len(data["actions"]), seconds=time.time() - start)
+    (run_dir / "bc.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+    if args.verbose:
+        print(f"warm start: cloned {source} in {stats['seconds']:.0f} s, accuracy {stats['accuracy']:.3f}, "
+              f"critic MSE {stats['value_loss']:.4f}")
+
+
 def _compare(args: argparse.Namespace, run_dir: Path, config: dict[str, Any] | None, seeds: tuple[int, ...]) -> str:
     """Agent (best and final model) vs the built-ins on the held-out seeds; writes comparison.{md,json}."""
     from agents.evaluation import evaluate_many, markdown_table, write_json
@@ -223,8 +312,8 @@ def _compare(args: argparse.Namespace, run_dir: Path, config: dict[str, Any] | N
     names = {str(p): label for label, p in agents.items()}
     results = {names.get(k, k): v for k, v in raw.items()}
     table = markdown_table(results)
-    header = (f"{args.env}, {len(seeds)} held-out seeds {seeds[0]}..{seeds[-1]} (the seeds that also picked "
-              "best_model), deterministic policies\n\n")
+    header = (f"{args.env}, {len(seeds)} held-out seeds {seeds[0]}..{seeds[-1]} (best_model was picked on the "
+              "validation seeds 2000.., not these), deterministic policies\n\n")
     (run_dir / "comparison.md").write_text(header + table + "\n", encoding="utf-8")
     write_json(run_dir / "comparison.json", results)
     return table
@@ -247,7 +336,14 @@ def train(args: argparse.Namespace) -> Path:
     from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
 
     from agents.algorithms import ALGOS
-    from agents.callbacks import EpisodeMetricsCallback, HarnessEvalCallback, TimeLimitCallback, heldout_seeds
+    from agents.callbacks import (
+        EpisodeMetricsCallback,
+        HarnessEvalCallback,
+        TimeLimitCallback,
+        heldout_seeds,
+        validation_seeds,
+    )
+    from agents.credit import CreditCallback
     from agents.sb3_setup import env_name, make_vec_env
 
     run_dir = make_run_dir(args.log_folder, args.algo, env_name(args.env))
@@ -257,12 +353,19 @@ def train(args: argparse.Namespace) -> Path:
     _write_yaml(run_dir / "config.yml", {
         "algo": args.algo, "env_id": args.env, "n_envs": r["n_envs"], "n_timesteps": r["timesteps"], "seed": args.seed,
         "resumed_from": args.resume, "hyperparams": r["entry"], "env_kwargs": r["env_kwargs"], "scenario": r["scenario"],
+        "credit": r["credit"], "gamma_per_s": r["gamma_per_s"], "bc_decisions": r["bc_decisions"],
+        "bc_dataset": args.bc_dataset, "validation_seeds": list(validation_seeds(args.eval_episodes)),
     })
+    sidecar = {"env_id": args.env, "config": r["env_kwargs"].get("config") or {}, "algo": args.algo,
+               "command": shlex.join(["python", *sys.argv])}
+    for name in ("best_model", "final_model"):  # evaluate.py runs a model on the env its sidecar names
+        (run_dir / f"{name}.json").write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
     if args.verbose:
         print(f"run folder: {run_dir}")
 
     config = r["env_kwargs"].get("config")
     seeds = heldout_seeds(args.eval_episodes)
+    val_seeds = validation_seeds(args.eval_episodes)
     env = make_vec_env(r["spec"], r["n_envs"], seed=args.seed, env_kwargs=r["env_kwargs"], vec_env=args.vec_env,
                        start_method=args.start_method, monitor_dir=run_dir / "monitor")
     try:
@@ -278,10 +381,14 @@ def train(args: argparse.Namespace) -> Path:
         else:
             model = ALGOS[args.algo](env=env, seed=args.seed, device=args.device, tensorboard_log=tb_dir,
                                      verbose=1 if args.verbose >= 2 else 0, **r["kwargs"])
+            if r["bc_decisions"] > 0 or args.bc_dataset is not None:
+                _warm_start(args, r, model, run_dir)
         eval_calls = max(args.eval_freq // r["n_envs"], 1) if args.eval_freq > 0 else 0
         callbacks = [
+            # first, so that the buffer is relabelled before any other callback reads it
+            CreditCallback(r["credit"], r["gamma_per_s"]),
             EpisodeMetricsCallback(),
-            HarnessEvalCallback(env_id=args.env, config=config, seeds=seeds, eval_freq=eval_calls, run_dir=run_dir,
+            HarnessEvalCallback(env_id=args.env, config=config, seeds=val_seeds, eval_freq=eval_calls, run_dir=run_dir,
                                 verbose=args.verbose),
             TimeLimitCallback(args.time_limit, verbose=args.verbose),
         ]

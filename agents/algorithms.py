@@ -45,7 +45,8 @@ ALGOS: dict[str, type[BaseAlgorithm]] = {
 HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
 
 #: Keys of a hyperparameter entry that are not constructor kwargs of the algorithm.
-META_KEYS = ("n_envs", "n_timesteps", "policy", "env_kwargs")
+META_KEYS = ("n_envs", "n_timesteps", "policy", "env_kwargs", "credit", "gamma_per_s", "bc_decisions", "bc_epochs",
+             "bc_smoothing")
 
 #: Constructor kwargs that accept a schedule (``lin_<value>``).
 SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf")

@@ -33,6 +33,7 @@ __all__ = [
     "ModelPredictor",
     "TimeLimitCallback",
     "heldout_seeds",
+    "validation_seeds",
 ]
 
 #: Metrics logged for the agent and for greedy at each evaluation.
@@ -73,6 +74,18 @@ def heldout_seeds(n: int | None = None) -> tuple[int, ...]:
     return seeds + tuple(range(seeds[-1] + 1, seeds[-1] + 1 + n - len(seeds)))
 
 
+#: First seed of the validation episodes that pick ``best_model`` (kept apart from the held-out 1000.. that
+#: results are reported on, so the selection does not bias the report).
+VALIDATION_SEED = 2000
+
+
+def validation_seeds(n: int) -> tuple[int, ...]:
+    """``n`` validation seeds ``2000, 2001, ...`` (disjoint from :func:`heldout_seeds` for ``n <= 1000``)."""
+    if n < 1:
+        raise ValueError(f"--eval-episodes: must be at least 1, got {n}")
+    return tuple(range(VALIDATION_SEED, VALIDATION_SEED + n))
+
+
 class ModelPredictor:
     """The model being trained behind the harness's ``predict`` interface.
 
@@ -110,7 +123,7 @@ class HarnessEvalCallback(BaseCallback):
 
     :param env_id: env id the harness builds its evaluation env from
     :param config: scenario overrides (same as training)
-    :param seeds: held-out seeds (one episode each)
+    :param seeds: evaluation seeds (one episode each; train.py passes the validation seeds 2000..)
     :param eval_freq: evaluate every ``eval_freq`` callback calls (one call = one ``VecEnv.step``, so
         pass ``eval_every_env_steps // n_envs``); ``<= 0`` evaluates only at the end of training
     :param run_dir: folder for ``best_model.zip`` and ``evaluations.json`` (``None``: nothing saved)
@@ -178,7 +191,7 @@ class HarnessEvalCallback(BaseCallback):
         if self.baseline is not None and not self.baseline_summary:
             self.baseline_summary = self._evaluate(self.baseline)
             if self.verbose:
-                print(f"[eval] {self.baseline} on {len(self.seeds)} held-out seeds: "
+                print(f"[eval] {self.baseline} on {len(self.seeds)} evaluation seeds: "
                       f"mean reward {self.baseline_summary['mean_reward']:.4f}, "
                       f"mean latency {self.baseline_summary['mean_latency_s']:.3f} s")
         self._tensorboard_layout()

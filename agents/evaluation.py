@@ -40,9 +40,10 @@ from agents.policies import (
     is_model_path,
     load_sb3_predictor,
     make_policy,
+    model_env,
     unknown_policy_message,
 )
-from offload_gym.config import ScenarioConfig, merge_overrides
+from offload_gym.config import EDGE_MODELS, ScenarioConfig, merge_overrides
 
 __all__ = [
     "CI_METRICS",
@@ -58,6 +59,7 @@ __all__ = [
     "markdown_table",
     "parse_sweep",
     "plot_sweep",
+    "policy_env",
     "policy_label",
     "policy_labels",
     "run_episode",
@@ -78,19 +80,7 @@ METRICS = ("mean_latency_s", "p95_latency_s", "mean_quality", "mean_reward", "de
 #: Metrics that also get a 95 % confidence half-width ``<metric>_ci95`` (t-distribution over episodes).
 CI_METRICS = ("mean_latency_s", "mean_reward")
 
-#: ``--sweep edge.model=...`` presets: the edge server's model class, INT4 on a consumer GPU.
-#: Abilities are DESIGN.md section 7 / REFERENCES.md 4.2 (GSM8K-calibrated theta). Speeds scale the 8B
-#: default (78 tok/s decode, 3000 tok/s prefill) by the memory-bound decode and compute-bound prefill
-#: laws of REFERENCES.md 3.1: 3B decodes 2.26x faster (the measured 3B/8B INT4 ratio on one device,
-#: Orin Nano Super 43.1 / 19.1 tok/s, REFERENCES.md 3.4) and prefills 8/3x faster; 70B INT4 holds
-#: ~8.75x the 8B's weight bytes (~40 GB: two 24 GB consumer GPUs with a layer split, which adds
-#: capacity but no per-token bandwidth at batch 1), so it decodes at 78 / 8.75 ~ 9 tok/s and
-#: prefills at 3000 x 8 / 70 ~ 340 tok/s. Batching (kappa, max_batch) stays at the scenario's values.
-EDGE_MODELS: dict[str, dict[str, float]] = {
-    "3B": {"ability": 1.1, "decode_tps": 175.0, "prefill_tps": 8000.0},
-    "8B": {"ability": 1.4, "decode_tps": 78.0, "prefill_tps": 3000.0},
-    "70B": {"ability": 2.3, "decode_tps": 9.0, "prefill_tps": 340.0},
-}
+#: ``--sweep edge.model=...`` presets (the config's one table: :data:`offload_gym.config.EDGE_MODELS`).
 EDGE_MODEL_KEY = "edge.model"
 
 
@@ -167,10 +157,37 @@ def _make_env(env_id: str, config: Mapping[str, Any] | None) -> gym.Env:
     return gym.make(env_id, config=dict(config))
 
 
+def policy_env(policy: object, env_id: str, config: Mapping[str, Any] | None) -> tuple[str, dict[str, Any] | None]:
+    """The env ``(id, overrides)`` that ``policy`` is evaluated on, for the scenario ``env_id`` + ``config``.
+
+    * A model with a ``NAME.json`` sidecar runs on the env it was trained on: the sidecar's ``env_id`` and
+      ``config``, with ``config`` merged on top (so sweeps and ``--config`` still apply).
+    * A built-in policy runs on the item interface (``action_mode`` "item") of the scenario: its rules are
+      written for it, and in query mode it gives the same trajectory (the built-in sub-scheduler is greedy).
+    * Anything else runs on the env as given.
+
+    The workload of a seed depends on the scenario only, not on the decision interface, so every policy
+    still meets the same queries.
+    """
+    if isinstance(policy, str) and policy in POLICIES:
+        env = _make_env(env_id, config)
+        mode = getattr(getattr(env.unwrapped, "config", None), "action_mode", "item")
+        env.close()
+        if mode != "item":
+            return env_id, merge_overrides(dict(config or {}), {"action_mode": "item"})
+        return env_id, (dict(config) if config is not None else None)
+    if isinstance(policy, str) and is_model_path(policy):
+        trained = model_env(policy)
+        if trained is not None:
+            return trained[0], merge_overrides(trained[1], dict(config or {}))
+    return env_id, (dict(config) if config is not None else None)
+
+
 def evaluate_policy(policy: str | Predictor, *, env_id: str = DEFAULT_ENV_ID, config: dict[str, Any] | None = None,
                     seeds: Sequence[int] = DEFAULT_SEEDS, deterministic: bool = True) -> list[dict[str, float]]:
-    """Per-episode metrics of one policy (name, model path or predictor object) over ``seeds``."""
-    env = _make_env(env_id, config)
+    """Per-episode metrics of one policy (name, model path or predictor object) over ``seeds``, each on its
+    own env (:func:`policy_env`)."""
+    env = _make_env(*policy_env(policy, env_id, config))
     try:
         scenario = getattr(env.unwrapped, "config", None)
         scenario = scenario if isinstance(scenario, ScenarioConfig) else None
@@ -292,7 +309,7 @@ def _episode_task(policy: str, env_id: str, config: dict[str, Any] | None, seed:
             for env, _ in _WORKER_CACHE.values():
                 env.close()
             _WORKER_CACHE.clear()
-        env = _make_env(env_id, config)
+        env = _make_env(*policy_env(policy, env_id, config))
         scenario = getattr(env.unwrapped, "config", None)
         scenario = scenario if isinstance(scenario, ScenarioConfig) else _default_config()
         _WORKER_CACHE[key] = (env, load_predictor(policy, scenario, seed=0))
@@ -320,7 +337,7 @@ def evaluate_many(policies: Sequence[str], *, env_id: str = DEFAULT_ENV_ID, conf
               leave=False, dynamic_ncols=True) as bar:
         if workers <= 1:
             for policy in policies:
-                env = _make_env(env_id, config)
+                env = _make_env(*policy_env(policy, env_id, config))
                 try:
                     scenario = getattr(env.unwrapped, "config", None)
                     scenario = scenario if isinstance(scenario, ScenarioConfig) else _default_config()
@@ -409,7 +426,7 @@ def _parse_value(text: str) -> Any:
 def parse_sweep(spec: str) -> tuple[str, list[Any]]:
     """``"KEY=V1,V2,..."`` -> ``(key, [values])``; values are JSON when they parse (numbers, lists), else strings.
 
-    ``edge.model=3B,8B,70B`` is an alias for the :data:`EDGE_MODELS` presets.
+    ``edge.model=3B,8B,70B`` names the :data:`EDGE_MODELS` presets (case-insensitive).
     """
     key, sep, rest = spec.partition("=")
     key = key.strip()
@@ -433,8 +450,6 @@ def parse_sweep(spec: str) -> tuple[str, list[Any]]:
 def sweep_overrides(base: Mapping[str, Any] | None, key: str, value: Any) -> dict[str, Any]:
     """``base`` overrides with the swept ``key`` set to ``value`` (the swept value wins)."""
     nested_base = merge_overrides({}, base or {})  # dotted keys in the base too
-    if key == EDGE_MODEL_KEY:
-        return merge_overrides(nested_base, {"edge": dict(EDGE_MODELS[str(value)])})
     return merge_overrides(nested_base, {key: value})
 
 

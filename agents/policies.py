@@ -37,6 +37,8 @@ __all__ = [
     "is_model_path",
     "load_sb3_predictor",
     "make_policy",
+    "model_env",
+    "sidecar_path",
     "unknown_policy_message",
 ]
 
@@ -168,7 +170,35 @@ class SB3Predictor:
 
 def _expected_spaces(config: ScenarioConfig) -> tuple[tuple[int, ...], int]:
     n_aps = config.topology.n_aps
-    return (len(GLOBAL_FEATURES) + (n_aps + 1) * len(LOCATION_FEATURES),), n_aps + 2
+    size = len(GLOBAL_FEATURES) + (n_aps + 1) * len(LOCATION_FEATURES)
+    if config.action_mode == "residual":  # the built-in's suggestion one-hot, and the follow action
+        return (size + n_aps + 2,), n_aps + 3
+    return (size,), n_aps + 2
+
+
+def sidecar_path(model_path: str | Path) -> Path:
+    """``NAME.json`` beside ``NAME.zip``: the env a model was trained on (``env_id``, ``config``)."""
+    p = Path(model_path)
+    return p.with_suffix(".json") if p.suffix.lower() == ".zip" else p.with_name(p.name + ".json")
+
+
+def model_env(spec: str) -> tuple[str, dict[str, Any]] | None:
+    """``(env_id, config overrides)`` from a model's ``NAME.json`` sidecar, or None when it has none.
+
+    A sidecar that exists but is not a JSON object with a string ``env_id`` (and a mapping ``config``,
+    if present) raises :class:`PolicyLoadError` naming the file.
+    """
+    path = sidecar_path(_resolve_model_path(spec))
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PolicyLoadError(f"policy: cannot read the model's env file {str(path)!r} ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("env_id"), str) or not isinstance(data.get("config", {}), dict):
+        raise PolicyLoadError(f"policy: the model's env file {str(path)!r} needs a JSON object with a string "
+                              "'env_id' and a mapping 'config'")
+    return data["env_id"], dict(data.get("config") or {})
 
 
 def load_sb3_predictor(spec: str, config: ScenarioConfig | None = None) -> SB3Predictor:
@@ -194,8 +224,9 @@ def load_sb3_predictor(spec: str, config: ScenarioConfig | None = None) -> SB3Pr
         if got_obs != obs_shape or got_n != n_actions:
             raise PolicyLoadError(
                 f"policy: model {str(path)!r} was trained for observations {got_obs} and {got_n} actions, but this "
-                f"scenario ({config.topology.n_aps} APs) has observations {obs_shape} and {n_actions} actions; "
-                "evaluate it on the scenario it was trained on")
+                f"scenario ({config.topology.n_aps} APs, action_mode {config.action_mode}) has observations "
+                f"{obs_shape} and {n_actions} actions; evaluate it on the scenario it was trained on "
+                f"(a {sidecar_path(path).name} beside the model names it)")
     return SB3Predictor(model, name=path.stem)
 
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "ACTION_MODES",
+    "EDGE_MODELS",
     "SCENARIOS",
     "ConfigError",
     "DeviceClassConfig",
@@ -146,10 +148,35 @@ class PhoneConfig:
                 raise ConfigError(f"phone.device_classes: shares sum to {total:.6g}; they must sum to 1")
 
 
+#: Edge-server model presets (``edge.model``), INT4 on a consumer GPU: the one table every scenario,
+#: sweep and CLI reads. Abilities are the GSM8K-calibrated thetas (docs/model.md). Speeds scale the 8B
+#: default (78 tok/s decode, 3000 tok/s prefill) by the memory-bound decode and compute-bound prefill
+#: laws: 3B decodes 2.26x faster (the measured 3B/8B INT4 ratio on one device, 43.1 / 19.1 tok/s) and
+#: prefills 8/3x faster; 70B INT4 holds ~8.75x the 8B's weight bytes (~40 GB over two 24 GB GPUs with a
+#: layer split, which adds capacity but no per-token bandwidth at batch 1), so it decodes at
+#: 78 / 8.75 ~ 9 tok/s and prefills at 3000 x 8 / 70 ~ 340 tok/s. Batching (kappa, max_batch) is not
+#: part of a preset.
+EDGE_MODELS: dict[str, dict[str, float]] = {
+    "3B": {"ability": 1.1, "decode_tps": 175.0, "prefill_tps": 8000.0},
+    "8B": {"ability": 1.4, "decode_tps": 78.0, "prefill_tps": 3000.0},
+    "70B": {"ability": 2.3, "decode_tps": 9.0, "prefill_tps": 340.0},
+}
+_EDGE_PRESET_KEYS = ("ability", "decode_tps", "prefill_tps")
+
+#: Decision interfaces (``action_mode``): see the env docstring.
+ACTION_MODES = ("item", "query", "residual")
+
+
 @dataclass(frozen=True)
 class EdgeConfig:
-    """The edge server at every AP: continuous batching, r(B) = r1 / (1 + kappa (B - 1))."""
+    """The edge server at every AP: continuous batching, r(B) = r1 / (1 + kappa (B - 1)).
 
+    ``model`` names a preset of :data:`EDGE_MODELS`; the preset fills ``ability``, ``decode_tps`` and
+    ``prefill_tps`` where the overrides do not set them (set ones win).
+    """
+
+    model: str = _f("8B", "model preset (3B, 8B, 70B) filling ability, decode_tps and prefill_tps unless they are "
+                    "set; custom: no preset", choices=("3B", "8B", "70B", "custom"))
     prefill_tps: float = _f(3000.0, "prefill speed per stream", "tok/s", lo=0.0, lo_open=True)
     decode_tps: float = _f(78.0, "single-stream decode speed r1 (8B-class INT4)", "tok/s", lo=0.0, lo_open=True)
     kappa: float = _f(0.3, "batching slowdown per extra stream", lo=0.0, hi=10.0)
@@ -290,6 +317,10 @@ class ScenarioConfig:
     faults: FaultsConfig = field(default_factory=FaultsConfig)
     invalid_action: str = _f("fallback", "masked action: fallback (run on the phone, counted) or raise",
                              choices=("fallback", "raise"))
+    action_mode: str = _f("item", "decision interface: item (every query, subtask and aggregation), query (one "
+                          "decision per query; the built-in scheduler places subtasks and the aggregation) or "
+                          "residual (query decisions with an extra action: follow the built-in scheduler)",
+                          choices=ACTION_MODES)
 
     def __post_init__(self) -> None:
         if self.planner.kind == "learned" and self.workload.source == "synthetic":
@@ -316,7 +347,14 @@ class ScenarioConfig:
 
     @property
     def max_subtasks(self) -> int:
-        return len(self.workload.subtask_count_probs)
+        """The largest subtask count K a query can have: the length of ``workload.subtask_count_probs``, or the
+        corpus's K_max when queries come from the corpus (which sets K itself)."""
+        k = len(self.workload.subtask_count_probs)
+        if self.uses_corpus:
+            from offload_gym.planner.corpus import MAX_SUBTASKS
+
+            k = max(k, MAX_SUBTASKS)
+        return k
 
 
 def _to_plain(obj: Any) -> Any:
@@ -406,6 +444,8 @@ def _build(cls: type, data: Mapping[str, Any], path: str) -> Any:
             where = f"{path}.{key}" if path else str(key)
             hint = f" Did you mean {(path + '.' if path else '') + close[0]!r}?" if close else ""
             raise ConfigError(f"{where}: unknown config key.{hint} Allowed here: {', '.join(names)}")
+    if cls is EdgeConfig:
+        data = _with_edge_preset(data, path)
     hints = _hints(cls)
     kwargs = {}
     for f in dataclasses.fields(cls):
@@ -418,6 +458,17 @@ def _build(cls: type, data: Mapping[str, Any], path: str) -> Any:
         raise
     except (TypeError, ValueError) as exc:  # pragma: no cover - defensive: report the section
         raise ConfigError(f"{path or 'config'}: {exc}") from exc
+
+
+def _with_edge_preset(data: Mapping[str, Any], path: str) -> Mapping[str, Any]:
+    """``data`` of the edge section with the ``model`` preset's values where ``data`` does not set them."""
+    model = data.get("model", "8B")
+    if not isinstance(model, str) or model == "custom":
+        return data
+    preset = EDGE_MODELS.get(model)
+    if preset is None:  # the choices check names the allowed ones
+        return data
+    return {**preset, **data}
 
 
 def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -435,11 +486,14 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "paper": {},
     # Small and short, for tests and smoke runs.
     "tiny": {"topology": {"n_users": 4, "n_aps": 2}, "episode": {"queries": 20}},
+    # The paper scenario behind the other decision interfaces (action_mode).
+    "paper-query": {"action_mode": "query"},
+    "paper-residual": {"action_mode": "residual"},
 }
 
 
 def make_config(overrides: Mapping[str, Any] | ScenarioConfig | None = None, *, scenario: str = "paper") -> ScenarioConfig:
-    """Validate nested overrides on top of a named scenario (``paper`` or ``tiny``).
+    """Validate nested overrides on top of a named scenario (a key of :data:`SCENARIOS`).
 
     Dotted keys are accepted at the top level too: ``{"edge.kappa": 0.1}`` equals ``{"edge": {"kappa": 0.1}}``.
     """
@@ -456,8 +510,15 @@ def make_config(overrides: Mapping[str, Any] | ScenarioConfig | None = None, *, 
 
 def merge_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """``base`` with ``overrides`` merged in, section by section (dotted keys like ``"edge.kappa"`` allowed on
-    both sides); ``overrides`` wins. Plain dicts in and out: validate the result with :func:`make_config`."""
-    return _merge(_undot(base), _undot(overrides))
+    both sides); ``overrides`` wins. Plain dicts in and out: validate the result with :func:`make_config`.
+
+    An ``edge.model`` in ``overrides`` replaces the base's preset values (ability and speeds) too, unless
+    ``overrides`` sets them: ``merge_overrides(cfg.to_dict(), {"edge.model": "70B"})`` is a 70B edge."""
+    base_d, over_d = _undot(base), _undot(overrides)
+    over_edge = over_d.get("edge")
+    if isinstance(over_edge, Mapping) and "model" in over_edge and isinstance(base_d.get("edge"), Mapping):
+        base_d["edge"] = {k: v for k, v in base_d["edge"].items() if k not in _EDGE_PRESET_KEYS or k in over_edge}
+    return _merge(base_d, over_d)
 
 
 def _undot(overrides: Mapping[str, Any]) -> dict[str, Any]:

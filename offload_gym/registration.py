@@ -7,6 +7,9 @@ import gymnasium as gym
 ENV_IDS: dict[str, str] = {
     "offload_gym/WifiOffload-v0": "paper",
     "offload_gym/WifiOffload-tiny-v0": "tiny",
+    # the paper scenario behind the learnable decision interfaces (config action_mode)
+    "offload_gym/WifiOffload-query-v0": "paper-query",
+    "offload_gym/WifiOffload-residual-v0": "paper-residual",
 }
 
 

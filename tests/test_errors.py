@@ -76,7 +76,7 @@ def _bad_render_mode() -> None:
         gym.make(TINY, render_mode="rgb")
 
 
-CONFIG_ALLOWED_EDGE = r"Allowed here: prefill_tps, decode_tps, kappa, max_batch, ability"
+CONFIG_ALLOWED_EDGE = r"Allowed here: model, prefill_tps, decode_tps, kappa, max_batch, ability"
 
 CASES: dict[str, Case] = {
     "C01": Case(_make({"edge": {"kapa": 0.1}}), ConfigError,
@@ -109,7 +109,7 @@ CASES: dict[str, Case] = {
     "C17": Case(_make({"phone": {"device_classes": [{"share": 0.5}]}}), ConfigError,
                 r"^phone\.device_classes: shares sum to 0\.5; they must sum to 1"),
     "C18": Case(lambda: offload_gym.OffloadEnv(scenario="tinyy"), ConfigError,
-                r"^scenario: 'tinyy' is unknown; choose one of \['paper', 'tiny'\]"),
+                r"^scenario: 'tinyy' is unknown; choose one of \['paper', 'paper-query', 'paper-residual', 'tiny'\]"),
     "C19": Case(_reset_with_new_aps, ValueError,
                 r"^options\['config'\]: topology\.n_aps fixes the spaces and cannot change at reset"),
     "C20": Case(_make({"invalid_action": "ignore"}), ConfigError,

@@ -143,8 +143,9 @@ def test_parse_sweep_values_and_edge_alias() -> None:
     assert ev.parse_sweep("reward.kind=linear,product")[1] == ["linear", "product"]
     assert ev.parse_sweep("edge.model=3b,8B,70B")[1] == ["3B", "8B", "70B"]
     over = ev.sweep_overrides({"edge": {"kappa": 0.1, "ability": 0.0}, "wifi.background_stations": 4}, "edge.model", "70B")
-    assert over == {"edge": {"kappa": 0.1, "ability": 2.3, "decode_tps": 9.0, "prefill_tps": 340.0},
-                    "wifi": {"background_stations": 4}}
+    assert over == {"edge": {"kappa": 0.1, "model": "70B"}, "wifi": {"background_stations": 4}}
+    edge = offload_gym.make_config(over).edge  # the preset replaces the base's ability, kappa stays
+    assert (edge.ability, edge.decode_tps, edge.prefill_tps, edge.kappa) == (2.3, 9.0, 340.0, 0.1)
     assert ev.sweep_overrides(None, "edge.kappa", 0.5) == {"edge": {"kappa": 0.5}}
     with pytest.raises(ValueError, match="KEY=V1"):
         ev.parse_sweep("topology.n_users")

@@ -13,6 +13,7 @@ __all__ = [
     "observation_bounds",
     "observation_names",
     "squash_time",
+    "suggestion_names",
     "unsquash_time",
 ]
 
@@ -66,12 +67,17 @@ def location_names(n_aps: int) -> list[str]:
     return names
 
 
-def observation_names(n_aps: int) -> tuple[str, ...]:
-    return (*GLOBAL_FEATURES, *location_names(n_aps))
+def suggestion_names(n_aps: int) -> list[str]:
+    """Residual mode's last features: the built-in scheduler's item action, one-hot (phone, each AP, decompose)."""
+    return ["suggested_phone", *(f"suggested_ap{j}" for j in range(n_aps)), "suggested_decompose"]
 
 
-def observation_bounds(n_aps: int) -> tuple[np.ndarray, np.ndarray]:
-    size = len(GLOBAL_FEATURES) + (n_aps + 1) * len(LOCATION_FEATURES)
+def observation_names(n_aps: int, residual: bool = False) -> tuple[str, ...]:
+    return (*GLOBAL_FEATURES, *location_names(n_aps), *(suggestion_names(n_aps) if residual else ()))
+
+
+def observation_bounds(n_aps: int, residual: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    size = len(GLOBAL_FEATURES) + (n_aps + 1) * len(LOCATION_FEATURES) + ((n_aps + 2) if residual else 0)
     low = np.zeros(size, dtype=np.float32)
     high = np.ones(size, dtype=np.float32)
     low[GLOBAL_FEATURES.index("item_pred_difficulty")] = -1.0

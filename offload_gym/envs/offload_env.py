@@ -11,6 +11,7 @@ from gymnasium import spaces
 
 from offload_gym.config import ScenarioConfig, make_config, merge_overrides
 from offload_gym.envs import observation as obs_layout
+from offload_gym.policies import GreedyPolicy
 from offload_gym.sim.engine import PHONE, Item, Query, Simulator
 from offload_gym.sim.estimates import Estimate, Estimator, PlanEstimate, subtask_order
 from offload_gym.sim.workload import CHAIN, DAG, FAN_OUT
@@ -117,12 +118,18 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
                              f"{self.metadata['render_modes']} or None")
         self.render_mode = render_mode
         self.n_aps = self.config.topology.n_aps
-        self.action_space = spaces.Discrete(self.n_aps + 2)
-        low, high = obs_layout.observation_bounds(self.n_aps)
+        self.action_mode = self.config.action_mode
+        #: residual mode only: the action that follows the built-in scheduler (``None`` otherwise)
+        self.follow_action: int | None = self.n_aps + 2 if self.action_mode == "residual" else None
+        self.action_space = spaces.Discrete(self.n_aps + (3 if self.follow_action is not None else 2))
+        residual = self.follow_action is not None
+        low, high = obs_layout.observation_bounds(self.n_aps, residual=residual)
         self.observation_space = spaces.Box(low, high, dtype=np.float32)
-        self.observation_names: tuple[str, ...] = obs_layout.observation_names(self.n_aps)
+        self.observation_names: tuple[str, ...] = obs_layout.observation_names(self.n_aps, residual=residual)
         self._n_global = len(obs_layout.GLOBAL_FEATURES)
         self._n_loc = len(obs_layout.LOCATION_FEATURES)
+        # The built-in scheduler: greedy's rule on the item observation (expert, sub-scheduler, "follow").
+        self._builtin = GreedyPolicy(self.config)
         self.sim: Simulator | None = None
         self._reset_state()
 
@@ -134,7 +141,8 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         self._whole_item: Item | None = None
         self._estimates: dict[int, Estimate] = {}
         self._plan: PlanEstimate | None = None
-        self._mask = np.zeros(self.n_aps + 2, dtype=bool)
+        self._mask = np.zeros(self.n_aps + 2, dtype=bool)  # over the item actions (0..A+1)
+        self._suggested: int | None = None  # the built-in scheduler's item action at this decision (cached)
         self._invalid_actions = 0
         self._rewards: list[float] = []
         self._done = True
@@ -153,29 +161,54 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
             raise RuntimeError("a query finished before the first decision")
         if self.render_mode == "human":
             self.render()
-        return self._observation(), self._info([])
+        return self._observation(), self._info([], 0.0)
 
     def _merged_config(self, overrides: Any) -> ScenarioConfig:
         if not isinstance(overrides, dict):
             raise ValueError(f"options['config']: expected a mapping of overrides, got {type(overrides).__name__}")
         new = make_config(merge_overrides(self.config.to_dict(), overrides))
-        if new.topology.n_aps != self.config.topology.n_aps:
-            raise ValueError("options['config']: topology.n_aps fixes the spaces and cannot change at reset; "
-                             "make a new env instead")
+        for key, old_value, new_value in (("topology.n_aps", self.config.topology.n_aps, new.topology.n_aps),
+                                          ("action_mode", self.config.action_mode, new.action_mode)):
+            if new_value != old_value:
+                raise ValueError(f"options['config']: {key} fixes the spaces and cannot change at reset "
+                                 f"({old_value!r} -> {new_value!r}); make a new env instead")
+        self._builtin = GreedyPolicy(new)
         return new
 
     def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         if self._done or self.sim is None:
             raise RuntimeError("step() called after the episode ended (or before reset()); call reset() first")
         a = self._check_action(action)
-        if not self._mask[a]:
+        if not self._allowed(a):
             if self.config.invalid_action == "raise":
-                allowed = [int(i) for i in np.flatnonzero(self._mask)]
+                allowed = [int(i) for i in np.flatnonzero(self.action_masks())]
                 raise ValueError(f"action: {a} is masked at this {self._kind} decision; allowed actions: {allowed}")
             self._invalid_actions += 1
             a = PHONE
+        elif a == self.follow_action:
+            a = self._builtin_action()
+        start_s = self.sim.now
+        completed = self._apply(a)
+        # query and residual modes: the built-in scheduler places the subtasks and the aggregation
+        while self.action_mode != "item" and self._kind in (_SUBTASK, _AGGREGATION):
+            completed += self._apply(self._builtin_action())
+        reward = float(sum(c["reward"] for c in completed))
+        truncated = self._kind == _END
+        if truncated:
+            self._done = True
+        obs = self._observation()
+        info = self._info(completed, self.sim.now - start_s)
+        if self.render_mode == "human":
+            self.render()
+        return obs, reward, False, truncated, info
+
+    def _allowed(self, action: int) -> bool:
+        return action == self.follow_action or (action < self._mask.size and bool(self._mask[action]))
+
+    def _apply(self, a: int) -> list[dict[str, Any]]:
+        """One item-level decision ``a`` (already allowed); returns the queries finished if the simulator advanced."""
         sim, query = self.sim, self._query
-        assert query is not None
+        assert sim is not None and query is not None
         finished_query = False
         if self._kind == _QUERY:
             if a == self.n_aps + 1:
@@ -198,25 +231,37 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
             item = sim.place_aggregation(query, a)
             self._commit_estimate(item, a)
             finished_query = True
-        completed: list[dict[str, Any]] = []
         if finished_query:
-            completed = self._advance()
-        else:
-            self.estimator.refresh()
-            self._prepare_decision()
-        reward = float(sum(c["reward"] for c in completed))
-        truncated = self._kind == _END
-        if truncated:
-            self._done = True
-        obs = self._observation()
-        info = self._info(completed)
-        if self.render_mode == "human":
-            self.render()
-        return obs, reward, False, truncated, info
+            return self._advance()
+        self.estimator.refresh()
+        self._prepare_decision()
+        return []
 
     def action_masks(self) -> np.ndarray:
         """Bool mask of the actions allowed at the current decision (for sb3-contrib MaskablePPO)."""
-        return self._mask.copy()
+        if self.follow_action is None:
+            return self._mask.copy()
+        return np.append(self._mask, not self._done)
+
+    def expert_action(self) -> int:
+        """The built-in scheduler's (greedy's) action for the current decision, in this env's action space.
+
+        ``item`` and ``query`` modes: greedy's choice, exactly what ``make_policy("greedy")`` would pick from
+        this observation and mask. ``residual`` mode: :attr:`follow_action`. On the final step (no decision
+        pending) it is 0. Used for behaviour cloning (``python -m agents.imitation``).
+        """
+        if self._done or self._kind == _END:
+            return PHONE
+        if self.follow_action is not None:
+            return self.follow_action
+        return self._builtin_action()
+
+    def _builtin_action(self) -> int:
+        """Greedy's item action at the current decision, from the item observation and mask (cached per decision)."""
+        if self._suggested is None:
+            obs = np.array(self._item_observation(), dtype=np.float32)
+            self._suggested = self._builtin.decide(obs, self._mask)
+        return self._suggested
 
     def render(self) -> str | np.ndarray | None:  # type: ignore[override]
         """``ansi``: text state; ``rgb_array``: uint8 (H, W, 3) picture; ``human``: matplotlib window (no-op headless)."""
@@ -240,9 +285,10 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
 
     # ------------------------------------------------------------------ internals
     def _check_action(self, action: Any) -> int:
+        n = int(self.action_space.n)
         if isinstance(action, (int, np.integer)) and not isinstance(action, bool):  # the common case, fast
             a = int(action)
-            if 0 <= a <= self.n_aps + 1:
+            if 0 <= a < n:
                 return a
         try:
             arr = np.asarray(action)
@@ -250,12 +296,12 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
                     np.issubdtype(arr.dtype, np.floating) and float(arr.reshape(-1)[0]).is_integer())):
                 raise TypeError
             a = int(arr.reshape(-1)[0])
-        except (TypeError, ValueError):
-            raise ValueError(f"action: {action!r} is not an integer in Discrete({self.n_aps + 2}); "
-                             f"allowed 0..{self.n_aps + 1}") from None
-        if not 0 <= a <= self.n_aps + 1:
-            raise ValueError(f"action: {a} is outside Discrete({self.n_aps + 2}); allowed 0..{self.n_aps + 1} "
-                             f"(0 phone, 1..{self.n_aps} AP, {self.n_aps + 1} decompose)")
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"action: {action!r} is not an integer in Discrete({n}); allowed 0..{n - 1}") from None
+        if not 0 <= a < n:
+            follow = f", {self.follow_action} follow the built-in scheduler" if self.follow_action is not None else ""
+            raise ValueError(f"action: {a} is outside Discrete({n}); allowed 0..{n - 1} "
+                             f"(0 phone, 1..{self.n_aps} AP, {self.n_aps + 1} decompose{follow})")
         return a
 
     def _commit_estimate(self, item: Item, location: int) -> None:
@@ -292,6 +338,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         mask = np.zeros(self.n_aps + 2, dtype=bool)
         mask[sim.usable_locations(query.user)] = True
         self._plan = None
+        self._suggested = None
         if self._kind == _QUERY:
             assert self._whole_item is not None
             self._estimates = est.whole(query, self._whole_item)
@@ -342,11 +389,20 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         return quality - r.latency_weight * latency_s - r.deadline_penalty * float(latency_s > r.deadline_s)
 
     def _observation(self) -> np.ndarray:
-        # Filled as a Python list and converted once (same float32 values as item stores, a fraction of the cost).
+        if self.sim is None or self._query is None or self._kind == _END:
+            return np.zeros(len(self.observation_names), dtype=np.float32)
+        g = self._item_observation()
+        if self.follow_action is not None:  # residual: the built-in scheduler's choice, one-hot
+            suggestion = [0.0] * (self.n_aps + 2)
+            suggestion[self._builtin_action()] = 1.0
+            g += suggestion
+        return np.array(g, dtype=np.float32)
+
+    def _item_observation(self) -> list[float]:
+        """The item-interface observation of the pending decision, as a list (converted once by the caller)."""
         sim, query, kind = self.sim, self._query, self._kind
-        size = len(self.observation_names)
-        if sim is None or query is None or kind == _END:
-            return np.zeros(size, dtype=np.float32)
+        assert sim is not None and query is not None
+        size = self._n_global + (self.n_aps + 1) * self._n_loc
         cfg = self.config
         spec = query.spec
         k = spec.n_subtasks
@@ -419,15 +475,18 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
             g[o + 5] = link_rate
             g[o + 6] = min(sim.cell_contenders(e) / contention_norm, 1.0)
             g[o + 7] = 1.0 if e == own else 0.0
-        return np.array(g, dtype=np.float32)
+        return g
 
-    def _info(self, completed: list[dict[str, Any]]) -> dict[str, Any]:
+    def _info(self, completed: list[dict[str, Any]], elapsed_s: float) -> dict[str, Any]:
         sim = self.sim
         assert sim is not None
+        pending = self._query is not None and self._kind != _END
         info: dict[str, Any] = {
-            "action_mask": self._mask.astype(np.int8),
+            "action_mask": self.action_masks().astype(np.int8),
             "decision": self._kind,
+            "decision_query_id": self._query.qid if pending and self._query is not None else -1,
             "time_s": sim.now,
+            "elapsed_s": elapsed_s,
             "invalid_actions": self._invalid_actions,
             "completed": completed,
         }
