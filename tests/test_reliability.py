@@ -222,3 +222,37 @@ def test_zero_byte_messages_take_their_access_delay(policy: str) -> None:
         env, completed, _ = run_episode(cfg, policy)
     assert sorted(c["query_id"] for c in completed) == list(range(40))
     assert env.sim is not None and env.sim.edge_output_tokens > 0  # the edges were used
+
+
+# ---------------------------------------------------------------------------------------------- 5. memory
+def test_finished_log_is_bounded_and_the_summary_counts_everything() -> None:
+    cfg = make_config({"episode.queries": 60, "faults": {"ap_outages": [{"ap": 0, "start_s": 3.0, "duration_s": 2.0}]}})
+    full, short = Simulator(cfg, np.random.default_rng(3)), Simulator(cfg, np.random.default_rng(3), finished_log_limit=5)
+    with time_limit():
+        for sim in (full, short):
+            while (query := sim.run_until_decision()) is not None:
+                sim.place_whole(query, sim.own_ap[query.user] + 1 if sim.reachable(query.user) else 0)
+    assert len(full.finished_log) == 60 and len(short.finished_log) == 5
+    assert [c.query.qid for c in short.finished_log] == [c.query.qid for c in list(full.finished_log)[-5:]]
+    s = short.summary
+    lat = np.array([c.latency_s for c in full.finished_log])
+    qual = np.array([c.quality for c in full.finished_log])
+    assert s.count == 60 and np.array_equal(s.latencies, lat)
+    assert s.mean_latency_s() == float(lat.mean()) and s.p95_latency_s() == float(np.percentile(lat, 95))
+    assert s.mean_quality() == pytest.approx(float(qual.mean()), rel=1e-12, abs=1e-15)
+    assert s.decomposed_share() == float(np.mean([c.query.decomposed for c in full.finished_log]))
+    assert s.deadline_miss_rate(1.0) == float((lat > 1.0).mean())
+    assert s.redispatched == short.redispatched_queries == sum(c.query.redispatched for c in full.finished_log)
+    assert s.failed == short.failed_queries
+
+
+def test_summary_matches_the_episode_metrics() -> None:
+    with time_limit():
+        env, _, _ = run_episode({"episode.queries": 80}, "greedy", seed=4)
+    assert env.sim is not None
+    m, s = env.episode_metrics(), env.sim.summary
+    assert m["queries"] == s.count
+    assert m["mean_latency_s"] == s.mean_latency_s() and m["p95_latency_s"] == s.p95_latency_s()
+    assert m["mean_quality"] == pytest.approx(s.mean_quality(), rel=1e-12)
+    assert m["decomposed_share"] == s.decomposed_share()
+    assert m["deadline_miss_rate"] == s.deadline_miss_rate(env.config.reward.deadline_s)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +39,8 @@ from offload_gym.sim.planner import Prediction, predict, predict_learned
 from offload_gym.sim.quality import decomposed_quality, success_prob
 from offload_gym.sim.workload import QuerySpec, draw_corpus_query, draw_query
 
-__all__ = ["AGGREGATION", "PHONE", "SUBTASK", "WHOLE", "Item", "Message", "Query", "Simulator"]
+__all__ = ["AGGREGATION", "FINISHED_LOG_LIMIT", "PHONE", "SUBTASK", "WHOLE", "FinishedSummary", "Item", "Message",
+           "Query", "Simulator", "merged_outages"]
 
 PHONE = 0
 WHOLE, SUBTASK, AGGREGATION = 0, 1, 2
@@ -217,6 +219,64 @@ class _Phone:
     ability: float = 0.0
 
 
+class FinishedSummary:
+    """What an episode's metrics need of its finished queries, in memory that does not grow with them
+    except for the latencies (8 bytes a query: exact means, percentiles and deadline misses).
+
+    ``mean_latency_s`` and ``p95_latency_s`` are computed from the latencies exactly as numpy computes them
+    from a list of the records; the quality mean is a running sum.
+    """
+
+    __slots__ = ("_latencies", "count", "decomposed", "failed", "quality_sum", "redispatched")
+
+    def __init__(self) -> None:
+        self.count = 0  #: finished queries (failed ones included)
+        self.quality_sum = 0.0
+        self.decomposed = 0  #: finished queries that ran decomposed
+        self.failed = 0
+        self.redispatched = 0
+        self._latencies = np.empty(1024, dtype=float)
+
+    def add(self, latency_s: float, quality: float, decomposed: bool, failed: bool, redispatched: bool) -> None:
+        n = self.count
+        if n == self._latencies.size:
+            grown = np.empty(2 * n, dtype=float)
+            grown[:n] = self._latencies
+            self._latencies = grown
+        self._latencies[n] = latency_s
+        self.count = n + 1
+        self.quality_sum += quality
+        self.decomposed += decomposed
+        self.failed += failed
+        self.redispatched += redispatched
+
+    @property
+    def latencies(self) -> np.ndarray:
+        """Latencies (s) in finishing order (a read-only view)."""
+        view = self._latencies[: self.count]
+        view.flags.writeable = False
+        return view
+
+    def mean_latency_s(self) -> float:
+        return float(self.latencies.mean()) if self.count else 0.0
+
+    def p95_latency_s(self) -> float:
+        return float(np.percentile(self.latencies, 95)) if self.count else 0.0
+
+    def mean_quality(self) -> float:
+        return self.quality_sum / self.count if self.count else 0.0
+
+    def decomposed_share(self) -> float:
+        return self.decomposed / self.count if self.count else 0.0
+
+    def deadline_miss_rate(self, deadline_s: float) -> float:
+        return float((self.latencies > deadline_s).mean()) if self.count else 0.0
+
+
+#: a bound for :attr:`Simulator.finished_log` that callers needing only metrics can pass (``finished_log_limit``)
+FINISHED_LOG_LIMIT = 1_000
+
+
 @dataclass(frozen=True)
 class CompletedQuery:
     """What the caller learns about a finished query."""
@@ -227,9 +287,14 @@ class CompletedQuery:
 
 
 class Simulator:
-    """The whole network for one episode. Build with a config and a seeded generator."""
+    """The whole network for one episode. Build with a config and a seeded generator.
 
-    def __init__(self, cfg: ScenarioConfig, rng: np.random.Generator) -> None:
+    ``finished_log_limit``: how many of the latest finished queries :attr:`finished_log` keeps (None: all;
+    each record keeps its query, a few KB). :attr:`summary` has what episode metrics need in constant memory
+    (plus 8 bytes a query for the latencies), whatever the limit.
+    """
+
+    def __init__(self, cfg: ScenarioConfig, rng: np.random.Generator, finished_log_limit: int | None = None) -> None:
         self.cfg = cfg
         seeds = [int(x) for x in rng.integers(2**63, size=3)]
         self.rng_topology = np.random.default_rng(seeds[0])
@@ -245,7 +310,9 @@ class Simulator:
         self._arrivals_scheduled = 0
         self.queries_finished = 0
         self.completed: list[CompletedQuery] = []
-        self.finished_log: list[CompletedQuery] = []
+        #: the latest finished queries (at most ``finished_log_limit``), for inspection and tests
+        self.finished_log: deque[CompletedQuery] = deque(maxlen=finished_log_limit)
+        self.summary = FinishedSummary()
         self.edge_output_tokens = 0.0
         self.total_output_tokens = 0.0
         self.in_flight: dict[int, Query] = {}
@@ -823,6 +890,7 @@ class Simulator:
         record = CompletedQuery(query, self.now - query.arrival_time, quality)
         self.completed.append(record)
         self.finished_log.append(record)
+        self.summary.add(record.latency_s, quality, query.decomposed, query.failed, query.redispatched)
 
     # ------------------------------------------------------------------ invariants
     def _compute_lower_bound_s(self, item: Item, user: int, location: int) -> float:
