@@ -72,6 +72,9 @@ Bad input exits with code 2 and one line on stderr.
     p.add_argument("--plot", default=None, metavar="PATH.png",
                    help="with --sweep: plot latency, reward, quality and deadline misses against the swept value")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="parallel worker processes (default 1)")
+    p.add_argument("--trust-model", action="store_true",
+                   help="let model files be unpickled (runs code stored in them): only for files you made yourself. "
+                        "Without it a model is loaded from its JSON entries and weights alone")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -126,7 +129,8 @@ def _load_yaml(raw: str, name: str) -> Any:
         _fail(f"--config: {name!r} is neither valid JSON nor valid YAML ({str(exc).splitlines()[0]})")
 
 
-def _check_env_and_policies(env_id: str, configs: list[tuple[str, dict[str, Any] | None]], policies: list[str]) -> None:
+def _check_env_and_policies(env_id: str, configs: list[tuple[str, dict[str, Any] | None]], policies: list[str],
+                            trust: bool = False) -> None:
     """Build each env and load each policy once, so bad input fails before any episode runs."""
     import gymnasium as gym
 
@@ -154,7 +158,7 @@ def _check_env_and_policies(env_id: str, configs: list[tuple[str, dict[str, Any]
                 scenario = env.unwrapped.config if isinstance(getattr(env.unwrapped, "config", None),
                                                               ScenarioConfig) else make_config()
                 env.close()
-                load_predictor(spec, scenario)
+                load_predictor(spec, scenario, trust=trust)
             except gym.error.Error as exc:
                 _fail(f"--policies: {spec!r} names an env that is not registered ({exc})")
             except ValueError as exc:
@@ -223,7 +227,7 @@ def _run(args: argparse.Namespace) -> int:
             _fail(str(exc))
     configs = [config] if sweep is None else [ev.sweep_overrides(config, sweep[0], v) for v in sweep[1]]
     checks = [("--config", config)] + ([] if sweep is None else [("--sweep", c) for c in configs])
-    _check_env_and_policies(args.env, checks, policies)
+    _check_env_and_policies(args.env, checks, policies, trust=args.trust_model)
     _check_outputs(args)
     labels = ev.policy_labels(policies)
     progress = not args.no_progress
@@ -233,7 +237,7 @@ def _run(args: argparse.Namespace) -> int:
         what += f", overrides {json.dumps(config, separators=(',', ':'))}"
     if sweep is None:
         results = ev.evaluate_many(policies, env_id=args.env, config=config, seeds=seeds, workers=args.workers,
-                                   progress=progress, deterministic=deterministic)
+                                   progress=progress, deterministic=deterministic, trust_models=args.trust_model)
         results = _relabel(results, labels)
         print(f"Scenario {what}.\n")
         print(ev.markdown_table(results))
@@ -247,7 +251,8 @@ def _run(args: argparse.Namespace) -> int:
     for value, cfg in zip(values, configs, strict=True):
         label = value if isinstance(value, str) else json.dumps(value)
         res = ev.evaluate_many(policies, env_id=args.env, config=cfg, seeds=seeds, workers=args.workers,
-                               progress=progress, deterministic=deterministic, desc=f"{key}={label}")
+                               progress=progress, deterministic=deterministic, desc=f"{key}={label}",
+                               trust_models=args.trust_model)
         by_value[label] = _relabel(res, labels)
     print(f"Sweep of {key} over {', '.join(by_value)}; scenario {what}.\n")
     print(ev.sweep_markdown(key, by_value))

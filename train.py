@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch threads (1 is fastest for these small networks, and far faster on a busy machine)")
     p.add_argument("--resume", default=None, metavar="PATH",
                    help="continue from a saved model / checkpoint zip (num_timesteps keeps counting)")
+    p.add_argument("--trust-model", action="store_true",
+                   help="let the --resume file be unpickled (runs code stored in it): only for files you made. Without "
+                        "it the model is rebuilt from its JSON entries, the YAML's schedules and its weights")
     p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                    help="stop training gracefully after this much wall clock (models are still saved)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -259,12 +262,20 @@ def _check_resume_file(path: str, algo: str) -> None:
         raise UsageError(f"--resume: {path!r} was saved by {saved_by}, not {expected}; pass --algo {hint}")
 
 
-def _load_for_resume(args: argparse.Namespace, env: Any, tb_dir: str) -> Any:
+def _load_for_resume(args: argparse.Namespace, env: Any, tb_dir: str, kwargs: dict[str, Any]) -> Any:
     from agents.algorithms import ALGOS
+    from agents.policies import PolicyLoadError, load_sb3_model
 
     algo_cls = ALGOS[args.algo]
+    # schedules come from the hyperparameters, not from pickles in the file
+    overrides = {k: kwargs[k] for k in ("learning_rate", "clip_range", "clip_range_vf", "train_freq")
+                 if kwargs.get(k) is not None}
     try:
-        return algo_cls.load(args.resume, env=env, device=args.device, tensorboard_log=tb_dir)
+        return load_sb3_model(args.resume, algo_cls.__name__, trust=args.trust_model, overrides=overrides,
+                              spaces=(env.observation_space, env.action_space), env=env, device=args.device,
+                              tensorboard_log=tb_dir)
+    except PolicyLoadError as exc:
+        raise UsageError(f"--resume: {str(exc).removeprefix('policy: ')}") from None
     except Exception as exc:
         msg = " ".join(str(exc).split())[:300]
         raise UsageError(f"--resume: cannot load {args.resume!r} as {algo_cls.__name__} for {args.env} "
@@ -371,7 +382,7 @@ def train(args: argparse.Namespace) -> Path:
     try:
         if args.resume is not None:
             try:
-                model = _load_for_resume(args, env, tb_dir)
+                model = _load_for_resume(args, env, tb_dir, r["kwargs"])
             except UsageError:
                 shutil.rmtree(run_dir, ignore_errors=True)  # nothing was trained: leave no empty run folder
                 for parent in (run_dir.parent, run_dir.parent.parent):

@@ -57,6 +57,7 @@ __all__ = [
     "evaluate_sweep",
     "load_predictor",
     "markdown_table",
+    "paired_difference",
     "parse_sweep",
     "plot_sweep",
     "policy_env",
@@ -85,8 +86,9 @@ EDGE_MODEL_KEY = "edge.model"
 
 
 # ---------------------------------------------------------------------------------------------- policies
-def load_predictor(spec: str, config: ScenarioConfig, seed: int = 0) -> Predictor:
-    """A built-in policy by name, or a trained SB3 model from a ``.zip`` path (algorithm auto-detected).
+def load_predictor(spec: str, config: ScenarioConfig, seed: int = 0, trust: bool = False) -> Predictor:
+    """A built-in policy by name, or a trained SB3 model from a ``.zip`` path (algorithm auto-detected;
+    nothing in the file is unpickled unless ``trust``: :func:`agents.policies.load_sb3_model`).
 
     Raises :class:`~agents.policies.PolicyLoadError` (a ``ValueError``) naming the spec and what is
     allowed when it is neither.
@@ -94,7 +96,7 @@ def load_predictor(spec: str, config: ScenarioConfig, seed: int = 0) -> Predicto
     if spec in POLICIES:
         return make_policy(spec, config, seed=seed)
     if is_model_path(spec):
-        return load_sb3_predictor(spec, config)
+        return load_sb3_predictor(spec, config, trust=trust)
     raise PolicyLoadError(unknown_policy_message(spec))
 
 
@@ -301,7 +303,7 @@ def _init_worker() -> None:
 
 
 def _episode_task(policy: str, env_id: str, config: dict[str, Any] | None, seed: int,
-                  deterministic: bool) -> dict[str, float]:
+                  deterministic: bool, trust: bool = False) -> dict[str, float]:
     """One (policy, seed) episode in a worker process; the env and predictor are cached per worker."""
     key = (policy, env_id, json.dumps(config, sort_keys=True))
     if key not in _WORKER_CACHE:
@@ -312,15 +314,21 @@ def _episode_task(policy: str, env_id: str, config: dict[str, Any] | None, seed:
         env = _make_env(*policy_env(policy, env_id, config))
         scenario = getattr(env.unwrapped, "config", None)
         scenario = scenario if isinstance(scenario, ScenarioConfig) else _default_config()
-        _WORKER_CACHE[key] = (env, load_predictor(policy, scenario, seed=0))
+        _WORKER_CACHE[key] = (env, load_predictor(policy, scenario, seed=0, trust=trust))
     env, predictor = _WORKER_CACHE[key]
     return run_episode(env, predictor, seed, deterministic=deterministic)
 
 
 def evaluate_many(policies: Sequence[str], *, env_id: str = DEFAULT_ENV_ID, config: dict[str, Any] | None = None,
                   seeds: Sequence[int] = DEFAULT_SEEDS, workers: int = 1, progress: bool = False,
-                  deterministic: bool = True, desc: str | None = None) -> dict[str, dict[str, float]]:
+                  deterministic: bool = True, desc: str | None = None,
+                  episodes_out: dict[tuple[str, int], dict[str, float]] | None = None,
+                  trust_models: bool = False) -> dict[str, dict[str, float]]:
     """Summaries (:func:`summarize`) of several policies on the same seeds, keyed by the spec as given.
+
+    ``episodes_out``, when given, receives every episode's metrics keyed by ``(spec, seed)`` (for paired
+    comparisons: :func:`paired_difference`). ``trust_models`` lets model files be unpickled (only for files
+    you made: see :mod:`agents.policies`).
 
     With ``workers > 1`` the (policy, seed) episodes run in a spawn-context process pool (only names,
     paths and config dicts cross the process boundary); results do not depend on ``workers``.
@@ -341,7 +349,7 @@ def evaluate_many(policies: Sequence[str], *, env_id: str = DEFAULT_ENV_ID, conf
                 try:
                     scenario = getattr(env.unwrapped, "config", None)
                     scenario = scenario if isinstance(scenario, ScenarioConfig) else _default_config()
-                    predictor = load_predictor(policy, scenario, seed=0)
+                    predictor = load_predictor(policy, scenario, seed=0, trust=trust_models)
                     for seed in seeds:
                         episodes[(policy, seed)] = run_episode(env, predictor, seed, deterministic=deterministic)
                         bar.update(1)
@@ -351,11 +359,23 @@ def evaluate_many(policies: Sequence[str], *, env_id: str = DEFAULT_ENV_ID, conf
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx,
                                      initializer=_init_worker) as pool:
-                futures = {pool.submit(_episode_task, p, env_id, config, s, deterministic): (p, s) for p, s in tasks}
+                futures = {pool.submit(_episode_task, p, env_id, config, s, deterministic, trust_models): (p, s)
+                           for p, s in tasks}
                 for fut in as_completed(futures):
                     episodes[futures[fut]] = fut.result()
                     bar.update(1)
+    if episodes_out is not None:
+        episodes_out.update(episodes)
     return {p: summarize([episodes[(p, s)] for s in seeds]) for p in policies}
+
+
+def paired_difference(differences: Sequence[float]) -> dict[str, float]:
+    """Mean of paired per-seed differences with a 95 % t-interval ``(lo, hi)`` over the seeds."""
+    d = np.asarray(differences, dtype=float)
+    n = d.size
+    mean = float(d.mean()) if n else math.nan
+    half = t_quantile(0.975, n - 1) * float(d.std(ddof=1)) / math.sqrt(n) if n > 1 else math.nan
+    return {"mean": mean, "ci95": half, "lo": mean - half, "hi": mean + half, "n": float(n)}
 
 
 # ---------------------------------------------------------------------------------------------- tables

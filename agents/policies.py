@@ -9,6 +9,16 @@ Everything the evaluation harness runs is a :class:`Predictor`: an object with S
   algorithm (MaskablePPO, PPO, A2C or DQN) is read from the zip's ``data`` JSON; when that is
   inconclusive each class is tried in turn. Action masks are passed to MaskablePPO only (the other
   algorithms have no notion of them; the env replaces a masked action by the phone and counts it).
+
+**Model files are untrusted input.** SB3 stores some entries of a zip's ``data`` as pickles
+(``":serialized:"``: the policy class, the spaces, schedules, buffers), and unpickling runs whatever
+code the file's author put there. :func:`load_sb3_model` therefore never unpickles by default: every
+serialized entry is replaced through SB3's ``custom_objects`` by a value built here (the policy class
+the ``__module__`` string names among SB3's own, the env's spaces, constant schedules, empty
+buffers), and the network weights load with ``torch.load(weights_only=True)`` (SB3's own choice). A
+file with a serialized entry that cannot be stood in for (custom ``policy_kwargs`` objects, a policy
+class outside SB3) is refused with an error naming the entry; ``trust=True`` (``--trust-model`` in the
+command lines) loads it the unsafe way, for files you made yourself.
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ __all__ = [
     "SB3Predictor",
     "detect_sb3_algorithm",
     "is_model_path",
+    "load_sb3_model",
     "load_sb3_predictor",
     "make_policy",
     "model_env",
@@ -201,33 +212,183 @@ def model_env(spec: str) -> tuple[str, dict[str, Any]] | None:
     return data["env_id"], dict(data.get("config") or {})
 
 
-def load_sb3_predictor(spec: str, config: ScenarioConfig | None = None) -> SB3Predictor:
-    """Load a saved SB3 model (detecting its algorithm) and check it fits ``config``'s spaces."""
+#: Policy classes a model's ``policy_class`` may name (by its ``__module__``), per algorithm.
+_SAFE_POLICY_MODULES: dict[str, tuple[str, str]] = {
+    "sb3_contrib.common.maskable.policies": ("sb3_contrib.common.maskable.policies", "MaskableActorCriticPolicy"),
+    "stable_baselines3.common.policies": ("stable_baselines3.common.policies", "ActorCriticPolicy"),
+    "stable_baselines3.dqn.policies": ("stable_baselines3.dqn.policies", "DQNPolicy"),
+}
+#: Serialized entries that training state only needs (SB3 rebuilds or resets them when they are None).
+_STATE_ENTRIES = ("_last_obs", "_last_episode_starts", "_last_original_obs", "ep_info_buffer", "ep_success_buffer",
+                  "rollout_buffer_class", "replay_buffer_class")
+#: Packages whose classes a serialized ``policy_kwargs`` may name (imported by name, never unpickled).
+_SAFE_CLASS_PREFIXES = ("torch.optim.", "torch.nn.", "stable_baselines3.", "sb3_contrib.")
+
+
+def _class_by_name(text: str) -> Any:
+    """``"<class 'torch.optim.rmsprop.RMSprop'>"`` -> the class, for the packages in :data:`_SAFE_CLASS_PREFIXES`."""
+    import importlib
+    import re
+
+    m = re.fullmatch(r"<class '([\w.]+)\.(\w+)'>", text.strip())
+    if m is None or not m.group(1).startswith(_SAFE_CLASS_PREFIXES):
+        raise ValueError(text)
+    return getattr(importlib.import_module(m.group(1)), m.group(2))
+
+
+def _policy_kwargs(entry: dict[str, Any]) -> dict[str, Any]:
+    """``policy_kwargs`` rebuilt from the readable copy SB3 writes beside the pickle (classes by name)."""
+    out: dict[str, Any] = {}
+    for key, value in entry.items():
+        if key in (":serialized:", ":type:"):
+            continue
+        out[key] = _class_by_name(value) if isinstance(value, str) and value.startswith("<class ") else value
+    return out
+
+
+#: Serialized schedules, replaced by constants (the value at the start when the JSON shows it).
+_SCHEDULE_ENTRIES = ("learning_rate", "lr_schedule", "clip_range", "clip_range_vf", "exploration_schedule")
+
+
+def _serialized_spaces(entry: dict[str, Any]) -> Any:
+    """A space rebuilt from the readable attributes SB3 writes beside a serialized space (shape, n)."""
+    import gymnasium as gym
+
+    kind = str(entry.get(":type:", ""))
+    if "Discrete" in kind:
+        return gym.spaces.Discrete(int(entry["n"]))
+    if "Box" in kind:
+        shape = tuple(json.loads(str(entry.get("_shape", "[]"))))
+        return gym.spaces.Box(-np.inf, np.inf, shape=shape, dtype=np.dtype(str(entry.get("dtype", "float32"))))
+    raise ValueError(f"space of type {kind}")
+
+
+def _constant_schedule(entry: dict[str, Any]) -> float:
+    """A schedule's value at the start, read from the attributes SB3 writes beside it (0 when unreadable)."""
+    import re
+
+    if "start" in entry:
+        try:
+            return float(entry["start"])
+        except (TypeError, ValueError):
+            return 0.0
+    m = re.search(r"(?:val|start)=([0-9.eE+-]+)", str(entry.get("value_schedule", "")))
+    return float(m.group(1)) if m else 0.0
+
+
+def safe_custom_objects(path: str | Path, spaces: tuple[Any, Any] | None = None,
+                        overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``custom_objects`` that stand in for every pickled entry of a model's ``data``, so nothing is unpickled.
+
+    :param spaces: ``(observation_space, action_space)`` to use (checked against the shapes the file states);
+        ``None`` rebuilds them from those shapes
+    :param overrides: values that win (e.g. the learning rate to resume with)
+    :raises PolicyLoadError: an entry that cannot be stood in for, or spaces that do not fit
+    """
+    import importlib
+
+    data = _read_sb3_data(Path(path))
+    objects: dict[str, Any] = dict(overrides or {})
+    for key, entry in data.items():
+        if not (isinstance(entry, dict) and ":serialized:" in entry) or key in objects:
+            continue
+        if key == "policy_class":
+            module = str(entry.get("__module__", ""))
+            if module not in _SAFE_POLICY_MODULES:
+                raise PolicyLoadError(f"policy: {str(path)!r} names a policy class from {module or 'an unknown module'!r}, "
+                                      "which cannot be loaded without unpickling it; pass --trust-model if you trust "
+                                      "the file")
+            mod, cls = _SAFE_POLICY_MODULES[module]
+            objects[key] = getattr(importlib.import_module(mod), cls)
+        elif key in ("observation_space", "action_space"):
+            try:
+                stated = _serialized_spaces(entry)
+            except (KeyError, ValueError, TypeError) as exc:
+                raise PolicyLoadError(f"policy: {str(path)!r} has an unreadable {key} ({exc}); pass --trust-model "
+                                      "if you trust the file") from None
+            given = spaces[0 if key == "observation_space" else 1] if spaces is not None else None
+            objects[key] = given if given is not None and given.shape == stated.shape and \
+                getattr(given, "n", None) == getattr(stated, "n", None) else stated
+        elif key in _SCHEDULE_ENTRIES:
+            objects[key] = _constant_schedule(entry)
+        elif key == "train_freq":  # DQN: SB3 rebuilds TrainFreq from an int; 4 is its default
+            objects[key] = 4
+        elif key == "policy_kwargs" and "dict" in str(entry.get(":type:", "")):
+            try:
+                objects[key] = _policy_kwargs(entry)
+            except (ValueError, ImportError, AttributeError) as exc:
+                raise PolicyLoadError(f"policy: {str(path)!r} stores a policy_kwargs class outside SB3 and torch "
+                                      f"({exc}); pass --trust-model if you made the file yourself") from None
+        elif key in _STATE_ENTRIES:
+            objects[key] = None
+        else:
+            raise PolicyLoadError(f"policy: {str(path)!r} stores {key!r} as a pickle, which this loader does not "
+                                  "unpickle (it could run code); pass --trust-model if you made the file yourself")
+    return objects
+
+
+def load_sb3_model(path: str | Path, algorithm: str, *, trust: bool = False, spaces: tuple[Any, Any] | None = None,
+                   overrides: dict[str, Any] | None = None, **load_kwargs: Any) -> Any:
+    """``<Algorithm>.load(path, ...)`` without unpickling anything unless ``trust`` (see the module docstring).
+
+    :param algorithm: a key of :data:`SB3_ALGORITHMS`
+    :param spaces: the env's ``(observation_space, action_space)``, when known
+    :param overrides: ``custom_objects`` that win over the stand-ins (e.g. ``learning_rate`` for a resume)
+    """
+    custom = dict(overrides or {}) if trust else safe_custom_objects(path, spaces, overrides)
+    return _algorithm_class(algorithm).load(str(path), custom_objects=custom or None, **load_kwargs)
+
+
+def load_sb3_predictor(spec: str, config: ScenarioConfig | None = None, trust: bool = False) -> SB3Predictor:
+    """Load a saved SB3 model (detecting its algorithm) and check it fits ``config``'s spaces.
+
+    Nothing in the file is unpickled unless ``trust`` (:func:`load_sb3_model`).
+    """
     path = _resolve_model_path(spec)
     algorithm = detect_sb3_algorithm(path)
     candidates = [algorithm] if algorithm is not None else list(SB3_ALGORITHMS)
+    if config is not None:
+        obs_shape, n_actions = _expected_spaces(config)
+        stated = _read_sb3_data(path)
+        try:
+            got_obs = tuple(json.loads(str(stated["observation_space"].get("_shape", "[]"))))
+            got_n = int(stated["action_space"].get("n", -1))
+        except (KeyError, TypeError, AttributeError, ValueError):
+            got_obs, got_n = obs_shape, n_actions  # unreadable: the loaded model is checked below
+        _check_fits(path, config, got_obs, got_n)
+    spaces = None
+    if config is not None:
+        from offload_gym.envs.offload_env import OffloadEnv
+
+        probe = OffloadEnv(config)
+        spaces = (probe.observation_space, probe.action_space)
     model: Any = None
     errors: list[str] = []
     for name in candidates:
         try:
-            model = _algorithm_class(name).load(str(path), device="cpu")
+            model = load_sb3_model(path, name, trust=trust, spaces=spaces, device="cpu")
             break
+        except PolicyLoadError:
+            raise
         except Exception as exc:  # any load failure means "not this algorithm"
             errors.append(f"{name}: {type(exc).__name__}: {exc}")
     if model is None:
         raise PolicyLoadError(f"policy: cannot load {str(path)!r} as any of {candidates} "
                               f"({'; '.join(errors)[:400]})")
     if config is not None:
-        obs_shape, n_actions = _expected_spaces(config)
-        got_obs = tuple(getattr(model.observation_space, "shape", ()) or ())
-        got_n = int(getattr(model.action_space, "n", -1))
-        if got_obs != obs_shape or got_n != n_actions:
-            raise PolicyLoadError(
-                f"policy: model {str(path)!r} was trained for observations {got_obs} and {got_n} actions, but this "
-                f"scenario ({config.topology.n_aps} APs, action_mode {config.action_mode}) has observations "
-                f"{obs_shape} and {n_actions} actions; evaluate it on the scenario it was trained on "
-                f"(a {sidecar_path(path).name} beside the model names it)")
+        _check_fits(path, config, tuple(getattr(model.observation_space, "shape", ()) or ()),
+                    int(getattr(model.action_space, "n", -1)))
     return SB3Predictor(model, name=path.stem)
+
+
+def _check_fits(path: Path, config: ScenarioConfig, got_obs: tuple[int, ...], got_n: int) -> None:
+    obs_shape, n_actions = _expected_spaces(config)
+    if got_obs != obs_shape or got_n != n_actions:
+        raise PolicyLoadError(
+            f"policy: model {str(path)!r} was trained for observations {got_obs} and {got_n} actions, but this "
+            f"scenario ({config.topology.n_aps} APs, action_mode {config.action_mode}) has observations "
+            f"{obs_shape} and {n_actions} actions; evaluate it on the scenario it was trained on "
+            f"(a {sidecar_path(path).name} beside the model names it)")
 
 
 def unknown_policy_message(spec: str) -> str:

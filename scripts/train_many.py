@@ -5,15 +5,19 @@
 
 Every training is its own ``train.py`` process (``torch.set_num_threads(1)``, ``OMP_NUM_THREADS=1``)
 with its own log folder ``<out>/runs/<algo>_seed<seed>/``; ``--time-limit`` stops each one gracefully
-(a callback ends ``learn``; the best and final models are still saved). Then every run's
-``best_model.zip`` and the built-in policies are evaluated with the harness on the same held-out seeds,
-and ``<out>`` receives:
+(a callback ends ``learn``; the best and final models are still saved). Each run picks its
+``best_model.zip`` on the validation seeds 2000..; then every best model and the built-in policies are
+evaluated with the harness on the held-out seeds 1000..1000+``--report-episodes`` (which selected
+nothing), and ``<out>`` receives:
 
 * ``results.json``: per-run and built-in summaries, per-algorithm means over seeds (95 % CI across
-  seeds), and each job's status;
+  seeds), paired differences against greedy (per held-out seed: agent minus greedy, averaged over the
+  training seeds; mean and 95 % t-interval over the held-out seeds), and each job's status;
 * ``results.md``: the same as Markdown tables;
-* ``learning_curves.png``: held-out mean reward vs timesteps (from each run's ``evaluations.json``),
-  mean over seeds with a min-max band, greedy's level as a horizontal line.
+* ``learning_curves.png``: validation mean reward vs timesteps (from each run's ``evaluations.json``),
+  mean over seeds with a min-max band, greedy's validation level as a horizontal line.
+
+``--skip-training`` re-evaluates the runs already in ``<out>``.
 """
 
 from __future__ import annotations
@@ -74,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                    help="wall clock per training, after which it stops gracefully and saves")
     p.add_argument("--eval-freq", type=int, default=20_000, help="held-out evaluation every N decisions (learning curve)")
-    p.add_argument("--eval-episodes", type=int, default=10, help="held-out seeds for the evaluations and the final table")
+    p.add_argument("--eval-episodes", type=int, default=10, help="validation seeds (2000..) for each run's evaluations")
+    p.add_argument("--report-episodes", type=int, default=20, help="held-out seeds (1000..) for the final table")
+    p.add_argument("--skip-training", action="store_true", help="only evaluate the runs already in --out")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="trainings run at once")
     p.add_argument("--out", default="results/train_many", help="output folder")
     p.add_argument("--device", default="cpu", help="torch device for the trainings")
@@ -232,7 +238,7 @@ def plot_learning_curves(path: Path, curves: dict[str, dict[str, list[float]]], 
     if greedy is not None and math.isfinite(greedy):
         ax.axhline(greedy, color="k", linestyle="--", label="greedy")
     ax.set_xlabel("timesteps (env decisions)")
-    ax.set_ylabel("held-out mean reward per query")
+    ax.set_ylabel("validation mean reward per query")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
@@ -259,15 +265,17 @@ def _aggregate_table(per_algo: dict[str, dict[str, float]], builtins: dict[str, 
 
 
 def evaluate_and_report(args: argparse.Namespace, jobs: Sequence[Job], out: Path) -> dict[str, Any]:
+    import numpy as np
+
     from agents.callbacks import heldout_seeds
-    from agents.evaluation import METRICS, evaluate_many, markdown_table, write_json
+    from agents.evaluation import METRICS, evaluate_many, markdown_table, paired_difference, write_json
     from agents.policies import BUILTIN_POLICIES
 
     sys.path.insert(0, str(ROOT))
     from train import load_mapping
 
     config = load_mapping(args.config, "--config") or None
-    seeds = heldout_seeds(args.eval_episodes)
+    seeds = heldout_seeds(args.report_episodes)
     models: dict[str, str] = {}
     for job in jobs:
         job.run_dir = find_run_dir(job)
@@ -281,29 +289,47 @@ def evaluate_and_report(args: argparse.Namespace, jobs: Sequence[Job], out: Path
     specs = [*BUILTIN_POLICIES, *models]
     print(f"[eval ] {len(BUILTIN_POLICIES)} built-ins and {len(models)} best models on {len(seeds)} held-out seeds",
           flush=True)
-    raw = evaluate_many(specs, env_id=args.env, config=config, seeds=seeds, workers=max(1, args.jobs))
+    episodes: dict[tuple[str, int], dict[str, float]] = {}
+    raw = evaluate_many(specs, env_id=args.env, config=config, seeds=seeds, workers=max(1, args.jobs),
+                        episodes_out=episodes)
     builtins = {k: v for k, v in raw.items() if k in BUILTIN_POLICIES}
     runs = {models[k]: v for k, v in raw.items() if k in models}
     per_algo: dict[str, dict[str, float]] = {}
+    paired: dict[str, dict[str, float]] = {}
     for algo in dict.fromkeys(j.algo for j in jobs):
         summaries = [runs[j.label] for j in jobs if j.algo == algo and j.label in runs]
         if summaries:
             per_algo[algo] = aggregate(summaries, METRICS)
+        specs_of_algo = [k for k, label in models.items() if label.startswith(f"{algo} seed")]
+        if specs_of_algo:
+            diffs = [float(np.mean([episodes[(k, s)]["mean_reward"] for k in specs_of_algo]))
+                     - episodes[("greedy", s)]["mean_reward"] for s in seeds]
+            paired[algo] = {**paired_difference(diffs), "runs": float(len(specs_of_algo))}
+    for spec, label in models.items():
+        paired[label] = paired_difference([episodes[(spec, s)]["mean_reward"] - episodes[("greedy", s)]["mean_reward"]
+                                           for s in seeds])
     curves = learning_curves(jobs)
-    greedy = builtins.get("greedy", {}).get("mean_reward")
+    greedy_val = [_read_json(j.run_dir / "evaluations.json").get("baseline_summary", {}).get("mean_reward")
+                  for j in jobs if j.run_dir is not None]
+    greedy = next((g for g in greedy_val if g is not None), None)
     plot_learning_curves(out / "learning_curves.png", curves, greedy,
-                         f"{args.env}: held-out mean reward ({len(seeds)} seeds), band = min..max over seeds")
+                         f"{args.env}: validation mean reward ({args.eval_episodes} seeds), band = min..max over seeds")
     results = {
         "env_id": args.env, "config": config, "seeds": list(seeds),
-        "builtins": builtins, "runs": runs, "algos": per_algo, "curves": curves,
+        "builtins": builtins, "runs": runs, "algos": per_algo, "paired_vs_greedy": paired, "curves": curves,
         "jobs": [{**asdict(j), "log_folder": str(j.log_folder), "log_file": str(j.log_file),
                   "run_dir": str(j.run_dir) if j.run_dir else None} for j in jobs],
     }
     write_json(out / "results.json", results)
     md = [f"# train_many: {args.env}", "",
-          f"Held-out seeds {seeds[0]}..{seeds[-1]} (also used to pick each run's best model), deterministic policies.",
+          f"Held-out seeds {seeds[0]}..{seeds[-1]} (each run's best model was picked on the validation seeds 2000..), "
+          "deterministic policies.",
           "", "## Per algorithm (mean over training seeds, 95 % CI across seeds)", "",
-          _aggregate_table(per_algo, builtins), "", "## Every run (best model) and the built-ins (95 % CI over episodes)",
+          _aggregate_table(per_algo, builtins), "", "## Paired difference in mean reward against greedy",
+          "", "Per held-out seed, agent minus greedy on the same queries; 95 % t-interval over the held-out seeds.", "",
+          "| agent | difference | 95 % interval |", "|---|---:|---:|",
+          *[f"| `{k}` | {v['mean']:+.4f} | [{v['lo']:+.4f}, {v['hi']:+.4f}] |" for k, v in paired.items()],
+          "", "## Every run (best model) and the built-ins (95 % CI over episodes)",
           "", markdown_table({**builtins, **runs}), "", "## Jobs", "",
           "| run | status | timesteps | wall (s) | folder |", "|---|---|---:|---:|---|"]
     md += [f"| {j.label} | {j.status} | {j.timesteps} | {j.wall_s:.0f} | {j.run_dir} |" for j in jobs]
@@ -333,8 +359,12 @@ def main(argv: list[str] | None = None) -> int:
     jobs = make_jobs(args, out)
     hard = None if args.time_limit is None else 1.5 * args.time_limit + 120.0
     t0 = time.time()
-    run_jobs(jobs, args.jobs, hard)
-    print(f"[train] {len(jobs)} trainings in {time.time() - t0:.0f} s", flush=True)
+    if args.skip_training:
+        for job in jobs:
+            job.status = "ok" if find_run_dir(job) is not None else "missing"
+    else:
+        run_jobs(jobs, args.jobs, hard)
+        print(f"[train] {len(jobs)} trainings in {time.time() - t0:.0f} s", flush=True)
     evaluate_and_report(args, jobs, out)
     print((out / "results.md").read_text(encoding="utf-8"))
     print(f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'learning_curves.png'}")

@@ -12,7 +12,7 @@ from gymnasium import spaces
 from offload_gym.config import ScenarioConfig, make_config, merge_overrides
 from offload_gym.envs import observation as obs_layout
 from offload_gym.policies import GreedyPolicy
-from offload_gym.sim.engine import PHONE, Item, Query, Simulator
+from offload_gym.sim.engine import FINISHED_LOG_LIMIT, PHONE, Item, Query, Simulator
 from offload_gym.sim.estimates import Estimate, Estimator, PlanEstimate, subtask_order
 from offload_gym.sim.workload import CHAIN, DAG, FAN_OUT
 
@@ -43,8 +43,22 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
     | ``subtask`` | after "decompose", once per subtask in topological order, larger predicted work first within a depth | phone | AP ``j - 1`` | masked |
     | ``aggregation`` | after the last subtask | phone | AP ``j - 1`` | masked |
 
+    ## Decision interfaces (``config={"action_mode": ...}``)
+    | ``action_mode`` | registered id | the agent decides | actions |
+    |---|---|---|---|
+    | ``item`` (default) | ``WifiOffload-v0`` | every query, subtask and aggregation (the table above) | ``Discrete(A + 2)`` |
+    | ``query`` | ``WifiOffload-query-v0`` | each query: phone, AP ``j`` or decompose; the built-in scheduler (greedy's list scheduler) then places the subtasks and the aggregation within the same step | ``Discrete(A + 2)`` |
+    | ``residual`` | ``WifiOffload-residual-v0`` | each query, as in ``query``, plus action ``A + 2`` = follow the built-in scheduler (whatever greedy would do, decomposition included) | ``Discrete(A + 3)`` |
+
+    In ``query`` and ``residual`` modes a step is one query, so no step passes without simulated time
+    and rewards are not delayed by the zero-time subtask steps. ``residual`` appends the built-in's
+    choice (one-hot over phone, APs, decompose: ``suggested_*``) to the observation, and "follow" is never
+    masked. Greedy on ``query`` and "follow" on ``residual`` reproduce greedy on ``item`` exactly.
+    :meth:`expert_action` gives the built-in's action for the pending decision in any mode (behaviour
+    cloning: ``python -m agents.imitation``).
+
     ## Action space
-    ``Discrete(A + 2)``. What is not allowed now is masked: :meth:`action_masks` (bool, for
+    ``Discrete(A + 2)`` (``residual``: ``A + 3``). What is not allowed now is masked: :meth:`action_masks` (bool, for
     sb3-contrib ``MaskablePPO``) and ``info["action_mask"]`` (int8). APs are masked for a phone out of
     coverage. A masked action is replaced by the phone (always valid) and counted in
     ``info["invalid_actions"]``; with ``config={"invalid_action": "raise"}`` it raises ``ValueError``.
@@ -88,6 +102,20 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
     ``linear``) or ``quality * exp(-latency_s / latency_scale_s)`` (``product``). Per-query values are in
     ``info["completed"]``.
 
+    ## Info
+    | key | meaning |
+    |---|---|
+    | ``action_mask`` | int8 mask of the pending decision (as :meth:`action_masks`) |
+    | ``decision`` | the pending decision's kind: ``query``, ``subtask``, ``aggregation`` or ``end`` |
+    | ``decision_query_id`` | id of the query the pending decision belongs to (the one the next action decides); ``-1`` on the final step |
+    | ``time_s``, ``elapsed_s`` | simulated time now, and the simulated seconds that passed during this step (0 in ``reset``) |
+    | ``completed`` | one dict per query finished during this step: ``query_id, user, arrival_s, latency_s, quality, reward, decomposed, placements, ...`` |
+    | ``invalid_actions`` | masked actions replaced so far in the episode |
+    | ``episode_metrics`` | final step only: ``queries, mean_latency_s, p95_latency_s, mean_quality, mean_reward, deadline_miss_rate, ...`` |
+
+    ``decision_query_id``, ``elapsed_s`` and ``completed`` are what per-query credit and discounting by
+    simulated time need (``agents/credit.py``: each decision scored by its own query's reward).
+
     ## Episode end
     After the episode's last query (``episode.queries``, 200) is placed, in-flight work drains, its
     reward is paid and the step returns ``truncated=True`` with ``info["episode_metrics"]``. There is no
@@ -104,8 +132,14 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
     in-flight transfers; per-AP batch, queue and contention; the current decision and its estimates) or
     ``"human"`` (the same picture in a matplotlib window, drawn at every step; nothing without a display).
 
+    ## Starting state
+    ``reset(seed=...)`` places the phones uniformly at random (unless ``topology.user_positions``), draws
+    the episode's workload and runs the simulator to the first query's arrival: the first observation
+    is that query's decision, with every AP idle.
+
     ## Version history
-    * v0: initial release.
+    * v0: initial release; ``action_mode`` (query, residual), ``decision_query_id``, ``elapsed_s`` and
+      :meth:`expert_action` added without changing the item interface's trajectories.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "rgb_array", "human"], "render_fps": 4, "autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
@@ -144,7 +178,9 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         self._mask = np.zeros(self.n_aps + 2, dtype=bool)  # over the item actions (0..A+1)
         self._suggested: int | None = None  # the built-in scheduler's item action at this decision (cached)
         self._invalid_actions = 0
-        self._rewards: list[float] = []
+        # running sums, so memory does not grow with the episode (the simulator keeps only latencies)
+        self._reward_sum = 0.0
+        self._reward_count = 0
         self._done = True
 
     # ------------------------------------------------------------------ Gymnasium API
@@ -153,7 +189,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         if options and "config" in options:
             self.config = self._merged_config(options["config"])
         self._reset_state()
-        self.sim = Simulator(self.config, self.np_random)
+        self.sim = Simulator(self.config, self.np_random, finished_log_limit=FINISHED_LOG_LIMIT)
         self.estimator = Estimator(self.sim, self.config.reward.latency_weight)
         self._done = False
         completed = self._advance()
@@ -366,7 +402,8 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
     def _completed_record(self, c: Any) -> dict[str, Any]:
         query = c.query
         reward = -self.config.reward.failure_penalty if query.failed else self._query_reward(c.latency_s, c.quality)
-        self._rewards.append(reward)
+        self._reward_sum += reward
+        self._reward_count += 1
         if query.redispatched:
             placements = [PHONE]
         elif query.decomposed and query.aggregation is not None:
@@ -498,20 +535,17 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         """Metrics over the queries finished so far in this episode."""
         sim = self.sim
         assert sim is not None
-        log = sim.finished_log
-        lat = np.array([c.latency_s for c in log], dtype=float)
-        qual = np.array([c.quality for c in log], dtype=float)
-        rewards = np.array(self._rewards, dtype=float)
-        n = len(log)
+        summary = sim.summary
+        n = summary.count
         return {
             "queries": n,
-            "mean_latency_s": float(lat.mean()) if n else 0.0,
-            "p95_latency_s": float(np.percentile(lat, 95)) if n else 0.0,
-            "mean_quality": float(qual.mean()) if n else 0.0,
-            "mean_reward": float(rewards.mean()) if n else 0.0,
-            "total_reward": float(rewards.sum()),
-            "deadline_miss_rate": float((lat > self.config.reward.deadline_s).mean()) if n else 0.0,
-            "decomposed_share": float(np.mean([c.query.decomposed for c in log])) if n else 0.0,
+            "mean_latency_s": summary.mean_latency_s(),
+            "p95_latency_s": summary.p95_latency_s(),
+            "mean_quality": summary.mean_quality(),
+            "mean_reward": self._reward_sum / self._reward_count if self._reward_count else 0.0,
+            "total_reward": self._reward_sum,
+            "deadline_miss_rate": summary.deadline_miss_rate(self.config.reward.deadline_s),
+            "decomposed_share": summary.decomposed_share(),
             "edge_share": sim.edge_output_tokens / sim.total_output_tokens if sim.total_output_tokens else 0.0,
             "invalid_actions": self._invalid_actions,
             "failed_queries": sim.failed_queries,
