@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 _PROG = "evaluate.py"
+#: more episodes than any evaluation needs, and few enough to hold their results in memory
+MAX_EPISODES = 1_000_000
 
 
 class UsageError(Exception):
@@ -94,9 +96,11 @@ def load_config_arg(text: str | None) -> dict[str, Any] | None:
         if path.is_dir():
             _fail(f"--config: {text!r} is a directory; give inline JSON or a .json / .yaml file")
         try:
-            raw = path.read_text()
+            raw = path.read_text(encoding="utf-8")
         except OSError as exc:
             _fail(f"--config: cannot read {text!r} ({exc.strerror or exc})")
+        except UnicodeDecodeError:
+            _fail(f"--config: {text!r} is not a text file; give inline JSON or a .json / .yaml file")
         if path.suffix.lower() in (".yaml", ".yml"):
             data = _load_yaml(raw, text)
         else:
@@ -149,6 +153,9 @@ def _check_env_and_policies(env_id: str, configs: list[tuple[str, dict[str, Any]
             _fail(f"{flag}: environment {env_id!r} does not accept config overrides ({exc})")
         except ValueError as exc:
             _fail(f"{flag}: {exc}")
+        if not isinstance(getattr(env.unwrapped, "config", None), ScenarioConfig):
+            env.close()
+            _fail(f"--env: {env_id!r} is not an offload_gym environment; offload_gym provides {sorted(ENV_IDS)}")
         env.close()
     for _flag, cfg in configs:  # each policy on the env it runs on (a model's own, from its sidecar)
         for spec in policies:
@@ -211,8 +218,11 @@ def _run(args: argparse.Namespace) -> int:
     policies = list(dict.fromkeys(p.strip() for p in args.policies.split(",") if p.strip()))
     if not policies:
         _fail(f"--policies: no policy given; choose from {', '.join(ev.default_policies())} or give SB3 .zip paths")
-    if args.episodes < 1:
-        _fail(f"--episodes: {args.episodes} is not allowed; need at least 1")
+    if not 1 <= args.episodes <= MAX_EPISODES:
+        _fail(f"--episodes: {args.episodes if args.episodes < 10**12 else 'that many'} is not allowed; "
+              f"need 1..{MAX_EPISODES}")
+    if not 0 <= args.seed <= 2**32 - 1 - args.episodes:
+        _fail(f"--seed: {args.seed} is not allowed; seeds are 0..{2**32 - 1} (first seed + episodes included)")
     if args.workers < 1:
         _fail(f"--workers: {args.workers} is not allowed; need at least 1")
     if args.plot is not None and args.sweep is None:

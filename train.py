@@ -26,6 +26,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
+import os
 import shlex
 import shutil
 import sys
@@ -109,7 +111,10 @@ def load_mapping(text: str | None, flag: str) -> dict[str, Any]:
     except OSError:
         is_file = False
     if is_file:
-        raw = path.read_text(encoding="utf-8")
+        try:
+            raw = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise UsageError(f"{flag}: {text!r} is not a text file; give inline JSON or a JSON/YAML file") from None
     elif path.suffix.lower() in (".json", ".yaml", ".yml"):
         raise UsageError(f"{flag}: file {text!r} does not exist")
     elif text.lstrip().startswith(("{", "[")) or ":" in text:
@@ -166,7 +171,7 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
     """Validate algo, env, hyperparameters and scenario config; raise UsageError with one line otherwise."""
     import gymnasium as gym
 
-    from agents.algorithms import HyperparamError, algo_kwargs, check_algo, load_hyperparams
+    from agents.algorithms import HyperparamError, algo_kwargs, check_algo, check_hyperparam_values, load_hyperparams
     from agents.sb3_setup import check_env_id
     from offload_gym.config import merge_overrides
 
@@ -195,6 +200,22 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"--timesteps: must be at least 1, got {timesteps}")
     if args.eval_episodes < 1:
         raise UsageError(f"--eval-episodes: must be at least 1, got {args.eval_episodes}")
+    if args.time_limit is not None and not (args.time_limit > 0 and math.isfinite(args.time_limit)):
+        raise UsageError(f"--time-limit: must be a positive number of seconds, got {args.time_limit}")
+    _check_folder("--log-folder", args.log_folder)
+    if args.tensorboard is not None:
+        _check_folder("--tensorboard", args.tensorboard)
+    _check_device(args.device)
+    if args.vec_env == "subproc" and args.start_method is not None:
+        import multiprocessing as mp
+
+        if args.start_method not in mp.get_all_start_methods():
+            raise UsageError(f"--start-method: {args.start_method!r} is not available here; choose one of "
+                             f"{', '.join(mp.get_all_start_methods())}")
+    try:
+        check_hyperparam_values(args.algo, kwargs)
+    except HyperparamError as exc:
+        raise UsageError(str(exc)) from None
     if args.resume is not None and not Path(args.resume).is_file():
         if Path(args.resume + ".zip").is_file():
             args.resume = args.resume + ".zip"
@@ -205,6 +226,30 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
     learning = _resolve_learning(args, entry)
     return {"spec": spec, "entry": entry, "kwargs": kwargs, "env_kwargs": env_kwargs, "scenario": scenario,
             "n_envs": n_envs, "timesteps": timesteps, **learning}
+
+
+def _check_folder(flag: str, folder: str) -> None:
+    """``folder`` exists as a writable folder or can be made; UsageError naming ``flag`` otherwise."""
+    path = Path(folder)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{flag}: {folder!r} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{flag}: cannot create the folder {folder!r} ({exc.strerror or exc})") from None
+    if not os.access(path, os.W_OK):
+        raise UsageError(f"{flag}: the folder {folder!r} is not writable")
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    if device == "auto":  # SB3's own: cuda when available, else cpu
+        return
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UsageError(f"--device: {device!r} is not a torch device; use cpu, cuda, cuda:N or auto") from None
 
 
 def _resolve_learning(args: argparse.Namespace, entry: dict[str, Any]) -> dict[str, Any]:
@@ -344,6 +389,28 @@ def train(args: argparse.Namespace) -> Path:
         args.progress = sys.stdout.isatty()
     r = _resolve(args)
 
+    from agents.sb3_setup import env_name
+
+    run_dir = make_run_dir(args.log_folder, args.algo, env_name(args.env))
+    try:
+        return _train_in(args, r, run_dir)
+    except BaseException as exc:
+        _remove_failed_run(run_dir, interrupted=isinstance(exc, KeyboardInterrupt))
+        raise
+
+
+def _remove_failed_run(run_dir: Path, interrupted: bool) -> None:
+    """A run that failed before it saved any model leaves no folder behind (nor empty parents)."""
+    if interrupted or any(run_dir.rglob("*.zip")):
+        return  # something was trained: keep it
+    shutil.rmtree(run_dir, ignore_errors=True)
+    for parent in (run_dir.parent, run_dir.parent.parent):
+        with contextlib.suppress(OSError):
+            parent.rmdir()  # only if empty
+
+
+def _train_in(args: argparse.Namespace, r: dict[str, Any], run_dir: Path) -> Path:
+    """The training proper, writing into ``run_dir``."""
     from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
 
     from agents.algorithms import ALGOS
@@ -355,9 +422,8 @@ def train(args: argparse.Namespace) -> Path:
         validation_seeds,
     )
     from agents.credit import CreditCallback
-    from agents.sb3_setup import env_name, make_vec_env
+    from agents.sb3_setup import make_vec_env
 
-    run_dir = make_run_dir(args.log_folder, args.algo, env_name(args.env))
     tb_dir = str(Path(args.tensorboard) if args.tensorboard else run_dir / "tb")
     (run_dir / "command.txt").write_text(shlex.join([sys.executable, *sys.argv]) + "\n", encoding="utf-8")
     _write_yaml(run_dir / "args.yml", vars(args))
@@ -381,14 +447,7 @@ def train(args: argparse.Namespace) -> Path:
                        start_method=args.start_method, monitor_dir=run_dir / "monitor")
     try:
         if args.resume is not None:
-            try:
-                model = _load_for_resume(args, env, tb_dir, r["kwargs"])
-            except UsageError:
-                shutil.rmtree(run_dir, ignore_errors=True)  # nothing was trained: leave no empty run folder
-                for parent in (run_dir.parent, run_dir.parent.parent):
-                    with contextlib.suppress(OSError):
-                        parent.rmdir()  # only if empty
-                raise
+            model = _load_for_resume(args, env, tb_dir, r["kwargs"])
         else:
             model = ALGOS[args.algo](env=env, seed=args.seed, device=args.device, tensorboard_log=tb_dir,
                                      verbose=1 if args.verbose >= 2 else 0, **r["kwargs"])

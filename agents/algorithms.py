@@ -158,6 +158,38 @@ def parse_policy_kwargs(value: Any) -> dict[str, Any]:
                           f"'dict(net_arch=[64, 64])', got {value!r}")
 
 
+#: Ranges of numeric hyperparameters: key -> (low, high, integer); low and high inclusive, None = unbounded.
+_RANGES: dict[str, tuple[float | None, float | None, bool]] = {
+    "n_steps": (1, None, True), "batch_size": (1, None, True), "n_epochs": (1, None, True),
+    "gamma": (0.0, 1.0, False), "gae_lambda": (0.0, 1.0, False), "ent_coef": (0.0, None, False),
+    "vf_coef": (0.0, None, False), "max_grad_norm": (0.0, None, False), "buffer_size": (1, None, True),
+    "learning_starts": (0, None, True), "target_update_interval": (1, None, True), "gradient_steps": (-1, None, True),
+    "exploration_fraction": (0.0, 1.0, False), "exploration_initial_eps": (0.0, 1.0, False),
+    "exploration_final_eps": (0.0, 1.0, False), "tau": (0.0, 1.0, False), "target_kl": (0.0, None, False),
+}
+
+
+def check_hyperparam_values(algo: str, kwargs: dict[str, Any]) -> None:
+    """Numeric hyperparameters inside their ranges (n_steps >= 1, gamma in [0, 1], a positive learning rate, ...);
+    :class:`HyperparamError` naming the key and the range otherwise."""
+    import math
+
+    for key, (lo, hi, integer) in _RANGES.items():
+        if key not in kwargs or kwargs[key] is None:
+            continue
+        value = kwargs[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not float(value).is_integer()) \
+                or not math.isfinite(float(value)):
+            raise HyperparamError(f"hyperparams: {key}: {value!r} is not {'an integer' if integer else 'a number'}")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            bound = " and ".join(t for t in (f">= {lo}" if lo is not None else "", f"<= {hi}" if hi is not None else "") if t)
+            raise HyperparamError(f"hyperparams: {key}: {value!r} is out of range for {algo}; must be {bound}")
+    for key in ("learning_rate", "clip_range"):
+        value = kwargs.get(key)
+        if isinstance(value, float) and not (value > 0 and math.isfinite(value)):
+            raise HyperparamError(f"hyperparams: {key}: {value!r} must be a positive number (or lin_<positive number>)")
+
+
 def algo_kwargs(algo: str, entry: dict[str, Any]) -> dict[str, Any]:
     """Constructor kwargs (``policy`` included) from a raw entry: schedules and policy_kwargs parsed."""
     kwargs: dict[str, Any] = {k: v for k, v in entry.items() if k not in META_KEYS}

@@ -37,6 +37,7 @@ __all__ = [
     "TopologyConfig",
     "WifiConfig",
     "WorkloadConfig",
+    "check_planner_checkpoint",
     "make_config",
     "merge_overrides",
 ]
@@ -188,7 +189,8 @@ class EdgeConfig:
 class WorkloadConfig:
     """Poisson queries, their sizes, difficulty, attachments and decomposition."""
 
-    arrival_rate: float = _f(0.2, "Poisson query rate per phone", "1/s", lo=0.0, lo_open=True, hi=1000.0)
+    arrival_rate: float = _f(0.2, "Poisson query rate per phone (below 1e-6, one query in 11 days, the clock would lose "
+                             "the resolution latencies need)", "1/s", lo=1e-6, hi=1000.0)
     prompt_tokens_median: float = _f(150.0, "lognormal prompt length median", "tok", lo=1.0)
     prompt_tokens_sigma: float = _f(0.5, "lognormal sigma of prompt length (0 = fixed)", lo=0.0, hi=5.0)
     answer_tokens_median: float = _f(45.0, "lognormal monolithic answer length median", "tok", lo=1.0)
@@ -215,7 +217,11 @@ class WorkloadConfig:
             probs = getattr(self, name)
             if n is not None and len(probs) != n:
                 raise ConfigError(f"workload.{name}: needs {n} probabilities (fan-out, chain, DAG), got {len(probs)}")
-            if not probs or any(p < 0 for p in probs) or abs(sum(probs) - 1.0) > 1e-6:
+            negative = [p for p in probs if p < 0]
+            if negative:
+                raise ConfigError(f"workload.{name}: {list(probs)} has negative entries {negative}; probabilities "
+                                  "must be >= 0 and sum to 1")
+            if not probs or abs(sum(probs) - 1.0) > 1e-6:
                 raise ConfigError(f"workload.{name}: {list(probs)} must be non-negative and sum to 1 "
                                   f"(they sum to {sum(probs):.6g})")
         if len(self.subtask_count_probs) > 8:
@@ -378,8 +384,27 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp).replace("typing.", ""))
 
 
+def _plain_scalar(value: Any) -> Any:
+    """numpy scalars as the Python scalars they hold (``np.int64(5)`` is 5, ``np.float32(0.1)`` a float)."""
+    item = getattr(value, "item", None)
+    if item is not None and type(value).__module__ == "numpy" and getattr(value, "shape", None) == ():
+        return item()
+    return value
+
+
+def _show(value: Any) -> str:
+    """A value in an error message: huge integers and floats in short scientific form."""
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) < 10**12:
+        return repr(value)  # floats print short already (1e+308)
+    try:
+        return f"{float(value):.6g}"
+    except OverflowError:
+        return f"an integer of {len(str(abs(value)))} digits"
+
+
 def _coerce(value: Any, tp: Any, path: str, meta: Mapping[str, Any]) -> Any:
     """Check ``value`` against the annotation ``tp`` and the range metadata; return the typed value."""
+    value = _plain_scalar(value)
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
@@ -404,13 +429,18 @@ def _coerce(value: Any, tp: Any, path: str, meta: Mapping[str, Any]) -> Any:
             raise ConfigError(f"{path}: expected true or false, got {value!r}")
         return value
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
-            raise ConfigError(f"{path}: expected an integer, got {type(value).__name__} {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                isinstance(value, float) and (not math.isfinite(value) or not value.is_integer())):
+            raise ConfigError(f"{path}: expected an integer, got {type(value).__name__} {_show(value)}")
+        _check_range(value, path, meta)  # before int(): 1e308 must not become a 309-digit number
         value = int(value)
     elif tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a number, got {type(value).__name__} {value!r}")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise ConfigError(f"{path}: expected a finite number, got {_show(value)}") from None
         if not math.isfinite(value):
             raise ConfigError(f"{path}: expected a finite number, got {value!r}")
     elif tp is str:
@@ -428,12 +458,11 @@ def _check_range(value: Any, path: str, meta: Mapping[str, Any]) -> None:
         raise ConfigError(f"{path}: {value!r} is not allowed; choose one of {list(choices)}{hint}")
     lo, hi = meta.get("lo"), meta.get("hi")
     if isinstance(value, (int, float)):
-        if lo is not None and (value < lo or (meta.get("lo_open") and value <= lo)):
-            op = ">" if meta.get("lo_open") else ">="
-            bound = f"{op} {lo}" + (f" and <= {hi}" if hi is not None else "")
-            raise ConfigError(f"{path}: {value!r} is out of range; must be {bound}")
-        if hi is not None and value > hi:
-            raise ConfigError(f"{path}: {value!r} is out of range; must be <= {hi}")
+        below = lo is not None and (value < lo or (meta.get("lo_open") and value <= lo))
+        if below or (hi is not None and value > hi):
+            parts = [f"{'>' if meta.get('lo_open') else '>='} {lo}" if lo is not None else "",
+                     f"<= {hi}" if hi is not None else ""]
+            raise ConfigError(f"{path}: {_show(value)} is out of range; must be {' and '.join(p for p in parts if p)}")
 
 
 def _build(cls: type, data: Mapping[str, Any], path: str) -> Any:
@@ -521,7 +550,9 @@ def merge_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> di
     return _merge(base_d, over_d)
 
 
-def _undot(overrides: Mapping[str, Any]) -> dict[str, Any]:
+def _undot(overrides: Mapping[str, Any], where: str = "") -> dict[str, Any]:
+    """Dotted keys as nested sections; the same field given twice (``"edge.kappa"`` and ``edge: {kappa}``)
+    is a :class:`ConfigError`, not resolved by dict order."""
     out: dict[str, Any] = {}
     for key, value in overrides.items():
         parts = str(key).split(".")
@@ -532,13 +563,51 @@ def _undot(overrides: Mapping[str, Any]) -> dict[str, Any]:
                 raise ConfigError(f"{key}: conflicts with a non-section value for {part!r}")
             node = nxt
         last = parts[-1]
+        full = ".".join(p for p in (where, *parts) if p)
         if isinstance(value, Mapping) and isinstance(node.get(last), dict):
-            node[last] = _merge(node[last], _undot(value))
+            node[last] = _merge_strict(node[last], _undot(value, full), full)
         elif isinstance(value, Mapping):
-            node[last] = _undot(value)
+            node[last] = _undot(value, full)
         else:
+            if last in node and node[last] != value:
+                raise ConfigError(f"{full}: given twice ({_show(node[last])} and {_show(value)}, once dotted and once "
+                                  "nested); give it once")
             node[last] = value
     return out
+
+
+def _merge_strict(a: dict[str, Any], b: dict[str, Any], where: str) -> dict[str, Any]:
+    """``a`` and ``b`` merged, where a field set to different values in both is a :class:`ConfigError`."""
+    out = dict(a)
+    for key, value in b.items():
+        full = f"{where}.{key}" if where else key
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge_strict(out[key], value, full)
+        elif key in out and out[key] != value:
+            raise ConfigError(f"{full}: given twice ({_show(out[key])} and {_show(value)}, once dotted and once "
+                              "nested); give it once")
+        else:
+            out[key] = value
+    return out
+
+
+def check_planner_checkpoint(cfg: ScenarioConfig) -> None:
+    """Load ``planner.checkpoint`` now (cached), so a bad file is one :class:`ConfigError` at construction.
+
+    Only for ``planner.kind`` learned with a checkpoint set; the shipped student needs no check.
+    """
+    if cfg.planner.kind != "learned" or not cfg.planner.checkpoint:
+        return
+    from offload_gym.planner.learned import LearnedPlanner
+
+    path = cfg.planner.checkpoint
+    try:
+        LearnedPlanner.load(path)
+    except Exception as exc:  # any failure to load means "not a planner checkpoint"
+        detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise ConfigError(f"planner.checkpoint: cannot load {path!r} as a planner checkpoint ({type(exc).__name__}: "
+                          f"{detail}); expected a file written by python -m offload_gym.planner.train, or a folder "
+                          "holding student.pt and tokenizer.json") from None
 
 
 def config_table_markdown() -> str:

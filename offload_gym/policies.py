@@ -199,6 +199,9 @@ POLICIES: dict[str, Callable[..., Policy]] = {
 
 def make_policy(name: str, config: ScenarioConfig | dict[str, Any] | None = None, seed: int | None = None) -> Policy:
     """A built-in policy by name, parameterised by the scenario it will act in."""
+    if not isinstance(name, str):
+        raise ValueError(f"policy: expected a built-in policy name, got {type(name).__name__} {name!r}; "
+                         f"choose one of {sorted(POLICIES)}")
     if name not in POLICIES:
         import difflib
 

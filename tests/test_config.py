@@ -37,7 +37,7 @@ def test_round_trip_and_frozen() -> None:
     [
         ({"edge": {"kapa": 0.1}}, r"edge\.kapa: unknown config key\. Did you mean 'edge\.kappa'"),
         ({"wifii": {}}, r"wifii: unknown config key\. Did you mean 'wifi'"),
-        ({"workload": {"arrival_rate": -0.2}}, r"workload\.arrival_rate: -0\.2 is out of range; must be > 0"),
+        ({"workload": {"arrival_rate": -0.2}}, r"workload\.arrival_rate: -0\.2 is out of range; must be >= 1e-06"),
         ({"workload": {"subtask_count_probs": [0.5, 0.5, 0.5]}}, r"workload\.subtask_count_probs: .* sum to 1"),
         ({"workload": {"structure_probs": [0.5, 0.5]}}, r"workload\.structure_probs: needs 3"),
         ({"topology": {"n_users": "twenty"}}, r"topology\.n_users: expected an integer, got str"),

@@ -114,6 +114,27 @@ CASES: dict[str, Case] = {
                 r"^options\['config'\]: topology\.n_aps fixes the spaces and cannot change at reset"),
     "C20": Case(_make({"invalid_action": "ignore"}), ConfigError,
                 r"^invalid_action: 'ignore' is not allowed; choose one of \['fallback', 'raise'\]"),
+    "C21": Case(_make({"episode": {"queries": float("inf")}}), ConfigError,
+                r"^episode\.queries: expected an integer, got float inf"),
+    "C22": Case(_make({"topology": {"n_users": 10**400}}), ConfigError,
+                r"^topology\.n_users: an integer of 401 digits is out of range; must be >= 1 and <= 1000"),
+    "C23": Case(_make({"topology": {"n_users": 1e308}}), ConfigError,
+                r"^topology\.n_users: 1e\+308 is out of range; must be >= 1 and <= 1000"),
+    "C24": Case(_make({"edge.kappa": 0.1, "edge": {"kappa": 0.2}}), ConfigError,
+                r"^edge\.kappa: given twice \(0\.1 and 0\.2, once dotted and once nested\); give it once"),
+    "C25": Case(_make({"workload": {"subtask_count_probs": [1.5, -0.5]}}), ConfigError,
+                r"^workload\.subtask_count_probs: \[1\.5, -0\.5\] has negative entries \[-0\.5\]; probabilities must be "
+                r">= 0 and sum to 1"),
+    "C26": Case(_make({"planner": {"kind": "learned", "checkpoint": "/dev/null"}}), ConfigError,
+                r"^planner\.checkpoint: cannot load '/dev/null' as a planner checkpoint \(EOFError.*\); expected a file "
+                r"written by python -m offload_gym\.planner\.train"),
+    "C27": Case(_make({"edge": {"model": "13B"}}), ConfigError,
+                r"^edge\.model: '13B' is not allowed; choose one of \['3B', '8B', '70B', 'custom'\]"),
+    "C28": Case(_make({"workload": {"arrival_rate": 1e-300}}), ConfigError,
+                r"^workload\.arrival_rate: 1e-300 is out of range; must be >= 1e-06 and <= 1000"),
+    "C29": Case(lambda: gym.make(TINY).reset(seed=0, options={"config": {"action_mode": "query"}}), ValueError,
+                r"^options\['config'\]: action_mode fixes the spaces and cannot change at reset \('item' -> 'query'\); "
+                r"make a new env instead"),
     "E01": Case(_step(7), ValueError, r"^action: 7 is outside Discrete\(6\); allowed 0\.\.5"),
     "E02": Case(_step(2.5), ValueError, r"^action: 2\.5 is not an integer in Discrete\(6\); allowed 0\.\.5"),
     "E03": Case(_step(5, {**NO_SPLIT, "invalid_action": "raise"}), ValueError,
@@ -123,6 +144,9 @@ CASES: dict[str, Case] = {
                 r"^step\(\) called after the episode ended \(or before reset\(\)\); call reset\(\) first"),
     "E07": Case(_bad_render_mode, ValueError,
                 r"^render_mode: 'rgb' is not allowed; choose one of \['ansi', 'rgb_array', 'human'\] or None"),
+    "E09": Case(_step(2**70), ValueError, r"^action: 1\.18e\+21 is outside Discrete\(6\); allowed 0\.\.5"),
+    "E10": Case(lambda: make_policy(None, make_config()), ValueError,  # type: ignore[arg-type]
+                r"^policy: expected a built-in policy name, got NoneType None; choose one of \['greedy'"),
     "E08": Case(lambda: make_policy("greedyy", make_config()), ValueError,
                 r"^policy: 'greedyy' is not a built-in policy \(did you mean 'greedy'\?\); choose one of \[.*'local-only'"),
 }
@@ -147,6 +171,35 @@ CLI: dict[str, tuple[list[str], str]] = {
             r"\(no 'data' entry\)$"),
     "X07": (["train.py", "--algo", "nosuch"],
             r"^train\.py: error: --algo: unknown algorithm 'nosuch'; allowed: .*\bppo\b.*maskable_ppo.*dqn"),
+    "X08": (["evaluate.py", "--seed", "-5"], r"^evaluate\.py: error: --seed: -5 is not allowed; seeds are 0\.\.4294967295"),
+    "X09": (["evaluate.py", "--episodes", "99999999999999999999"],
+            r"^evaluate\.py: error: --episodes: that many is not allowed; need 1\.\.1000000$"),
+    "X10": (["evaluate.py", "--env", "CartPole-v1"],
+            r"^evaluate\.py: error: --env: 'CartPole-v1' is not an offload_gym environment; offload_gym provides \["),
+    "X11": (["evaluate.py", "--config", "{binary}"],
+            r"^evaluate\.py: error: --config: '[^']*binary\.cfg' is not a text file; give inline JSON or a \.json / \.yaml"),
+    "X12": (["evaluate.py", "--config", '{"topology": {"n_users": Infinity}}'],
+            r"^evaluate\.py: error: --config: topology\.n_users: expected an integer, got float inf$"),
+    "X13": (["train.py", "--log-folder", "/proc/offload_gym_no_such_dir"],
+            r"^train\.py: error: --log-folder: cannot create the folder '/proc/offload_gym_no_such_dir' \(.*\)$"),
+    "X14": (["train.py", "--log-folder", "{afile}"],
+            r"^train\.py: error: --log-folder: '[^']*afile' is a file, not a folder$"),
+    "X15": (["train.py", "--tensorboard", "{afile}"],
+            r"^train\.py: error: --tensorboard: '[^']*afile' is a file, not a folder$"),
+    "X16": (["train.py", "--device", "tpu"],
+            r"^train\.py: error: --device: 'tpu' is not a torch device; use cpu, cuda, cuda:N or auto$"),
+    "X17": (["train.py", "--vec-env", "subproc", "--start-method", "bogus"],
+            r"^train\.py: error: --start-method: 'bogus' is not available here; choose one of "),
+    "X18": (["train.py", "--hyperparams", '{"n_steps": 0}'],
+            r"^train\.py: error: hyperparams: n_steps: 0 is out of range for maskable_ppo; must be >= 1$"),
+    "X19": (["train.py", "--hyperparams", '{"batch_size": -4}'],
+            r"^train\.py: error: hyperparams: batch_size: -4 is out of range for maskable_ppo; must be >= 1$"),
+    "X20": (["train.py", "--config", "{binary}"],
+            r"^train\.py: error: --config: '[^']*binary\.cfg' is not a text file; give inline JSON or a JSON/YAML file$"),
+    "X21": (["train.py", "--time-limit", "-1"],
+            r"^train\.py: error: --time-limit: must be a positive number of seconds, got -1\.0$"),
+    "X22": (["train.py", "--algo", "dqn", "--credit", "query"],
+            r"^train\.py: error: --algo dqn: credit, gamma_per_s and behaviour cloning need an on-policy actor-critic"),
 }
 
 
@@ -175,7 +228,11 @@ def _fixture_files(tmp: Path) -> dict[str, str]:
     notmodel = tmp / "notmodel.zip"
     with zipfile.ZipFile(notmodel, "w") as z:
         z.writestr("hello.txt", "not a model")
-    return {"corrupt": str(corrupt), "notmodel": str(notmodel)}
+    binary = tmp / "binary.cfg"
+    binary.write_bytes(bytes(range(128, 256)) * 4)
+    afile = tmp / "afile"
+    afile.write_text("a file, not a folder\n")
+    return {"corrupt": str(corrupt), "notmodel": str(notmodel), "binary": str(binary), "afile": str(afile)}
 
 
 def _script_exists(name: str) -> bool:
@@ -190,7 +247,7 @@ def test_cli_error(row: str, tmp_path: Path) -> None:
     files = _fixture_files(tmp_path)
     args = [a.format(**files) if a.startswith("{") and a[1:-1] in files else a for a in argv[1:]]
     cmd = [sys.executable, str(ROOT / argv[0]), *args]
-    if argv[0] == "train.py":
+    if argv[0] == "train.py" and "--log-folder" not in argv:
         cmd += ["--log-folder", str(tmp_path / "logs")]
     out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=180)
     stderr = out.stderr.strip()

@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from offload_gym.config import ScenarioConfig, make_config, merge_overrides
+from offload_gym.config import ScenarioConfig, check_planner_checkpoint, make_config, merge_overrides
 from offload_gym.envs import observation as obs_layout
 from offload_gym.policies import GreedyPolicy
 from offload_gym.sim.engine import FINISHED_LOG_LIMIT, PHONE, Item, Query, Simulator
@@ -147,6 +147,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
     def __init__(self, config: dict[str, Any] | ScenarioConfig | None = None, scenario: str = "paper",
                  render_mode: str | None = None) -> None:
         self.config = make_config(config, scenario=scenario)
+        check_planner_checkpoint(self.config)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode: {render_mode!r} is not allowed; choose one of "
                              f"{self.metadata['render_modes']} or None")
@@ -200,9 +201,14 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         return self._observation(), self._info([], 0.0)
 
     def _merged_config(self, overrides: Any) -> ScenarioConfig:
-        if not isinstance(overrides, dict):
-            raise ValueError(f"options['config']: expected a mapping of overrides, got {type(overrides).__name__}")
-        new = make_config(merge_overrides(self.config.to_dict(), overrides))
+        if isinstance(overrides, ScenarioConfig):  # a whole scenario, as gym.make accepts
+            new = overrides
+        elif isinstance(overrides, dict):
+            new = make_config(merge_overrides(self.config.to_dict(), overrides))
+        else:
+            raise ValueError(f"options['config']: expected a mapping of overrides or a ScenarioConfig, "
+                             f"got {type(overrides).__name__}")
+        check_planner_checkpoint(new)
         for key, old_value, new_value in (("topology.n_aps", self.config.topology.n_aps, new.topology.n_aps),
                                           ("action_mode", self.config.action_mode, new.action_mode)):
             if new_value != old_value:
@@ -326,6 +332,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
             a = int(action)
             if 0 <= a < n:
                 return a
+            raise ValueError(self._outside_message(a, n))
         try:
             arr = np.asarray(action)
             if arr.size != 1 or (not np.issubdtype(arr.dtype, np.integer) and not (
@@ -335,10 +342,14 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         except (TypeError, ValueError, OverflowError):
             raise ValueError(f"action: {action!r} is not an integer in Discrete({n}); allowed 0..{n - 1}") from None
         if not 0 <= a < n:
-            follow = f", {self.follow_action} follow the built-in scheduler" if self.follow_action is not None else ""
-            raise ValueError(f"action: {a} is outside Discrete({n}); allowed 0..{n - 1} "
-                             f"(0 phone, 1..{self.n_aps} AP, {self.n_aps + 1} decompose{follow})")
+            raise ValueError(self._outside_message(a, n))
         return a
+
+    def _outside_message(self, a: int, n: int) -> str:
+        follow = f", {self.follow_action} follow the built-in scheduler" if self.follow_action is not None else ""
+        shown = a if abs(a) < 10**12 else f"{float(a):.3g}"
+        return (f"action: {shown} is outside Discrete({n}); allowed 0..{n - 1} "
+                f"(0 phone, 1..{self.n_aps} AP, {self.n_aps + 1} decompose{follow})")
 
     def _commit_estimate(self, item: Item, location: int) -> None:
         est = self._estimates.get(location)
