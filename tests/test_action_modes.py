@@ -180,3 +180,31 @@ def test_subtask_count_feature_stays_in_space_with_the_corpus() -> None:
         obs, _, _, truncated, info = env.step(int(np.flatnonzero(info["action_mask"])[-1]))
         if truncated:
             break
+
+
+def test_observation_features_match_their_names() -> None:
+    """Each named feature holds what its name says, read back from the simulator (indices come from the names)."""
+    env = gym.make(TINY, config={"episode.queries": 40, "workload.subtask_count_probs": [0, 1.0]})
+    obs, info = env.reset(seed=6)
+    base = env.unwrapped
+    names = base.observation_names
+
+    def feat(name: str) -> float:
+        return float(obs[names.index(name)])
+
+    query = base._query
+    assert feat("decision_query") == 1.0 and feat("decision_subtask") == feat("decision_aggregation") == 0.0
+    assert feat("query_n_subtasks") == 1.0  # K = 2 of K_max = 2
+    assert feat("can_decompose") == 1.0 and feat("plan_pred_latency") > 0.0
+    structure = ("fan_out", "chain", "dag")[query.spec.structure]  # FAN_OUT, CHAIN, DAG = 0, 1, 2
+    assert feat(f"structure_{structure}") == 1.0
+    assert feat("episode_progress") == pytest.approx(base.sim.queries_arrived / 40)
+    own = int(base.sim.own_ap[query.user])
+    assert feat(f"ap{own}_is_own_ap") == 1.0 and sum(feat(f"ap{j}_is_own_ap") for j in range(base.n_aps)) == 1.0
+    assert feat("phone_reachable") == 1.0
+    obs, _, _, _, info = env.step(base.n_aps + 1)  # decompose: the first subtask step
+    assert feat("decision_subtask") == 1.0 and feat("item_position") == 0.0
+    obs, _, _, _, info = env.step(0)
+    assert feat("item_position") == 0.5
+    obs, _, _, _, info = env.step(0)
+    assert feat("decision_aggregation") == 1.0 and feat("item_position") == feat("item_n_predecessors") == 1.0

@@ -22,6 +22,7 @@ import contextlib
 import math
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 from unittest import mock
@@ -207,21 +208,31 @@ def livelock_detector(limit: int = LIVELOCK_EVENTS) -> Iterator[None]:
         yield
 
 
-def run_episode(cfg: dict[str, Any], driver: str, seed: int, timeout_s: float = WATCHDOG_S) -> None:
-    """One episode under ``driver``, asserting every invariant; raises AssertionError on a violation."""
+def run_episode(cfg: dict[str, Any], driver: str, seed: int, timeout_s: float = WATCHDOG_S,
+                step_limit_s: float | None = None) -> None:
+    """One episode under ``driver``, asserting every invariant; raises AssertionError on a violation
+    (and on any ``reset`` or ``step`` that takes longer than ``step_limit_s``)."""
     with watchdog(timeout_s), livelock_detector():
         env = gym.make("offload_gym/WifiOffload-v0", config=cfg)
         try:
-            _run_checked(env, cfg, driver, seed)
+            _run_checked(env, cfg, driver, seed, step_limit_s)
         finally:
             env.close()
 
 
-def _run_checked(env: gym.Env, cfg: dict[str, Any], driver: str, seed: int) -> None:
+def _timed(limit_s: float | None, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    took = time.perf_counter() - start
+    assert limit_s is None or took <= limit_s, f"{what} took {took:.2f} s (limit {limit_s} s)"
+    return out
+
+
+def _run_checked(env: gym.Env, cfg: dict[str, Any], driver: str, seed: int, step_limit_s: float | None = None) -> None:
     queries = cfg["episode"]["queries"]
     on_outage = cfg["faults"]["on_outage"]
     choose = _chooser(driver, env, seed)
-    obs, info = env.reset(seed=seed)
+    obs, info = _timed(step_limit_s, "reset()", env.reset, seed=seed)
     _check_obs(env, obs)
     assert info["decision"] == "query" and info["completed"] == []
     last_time = info["time_s"]
@@ -235,7 +246,7 @@ def _run_checked(env: gym.Env, cfg: dict[str, Any], driver: str, seed: int) -> N
         mask = _check_mask(env, info)
         action = choose(obs, mask)
         invalid += int(not mask[int(action)])
-        obs, reward, terminated, truncated, info = env.step(action)
+        obs, reward, terminated, truncated, info = _timed(step_limit_s, "step()", env.step, action)
         _check_obs(env, obs)
         assert type(reward) is float and math.isfinite(reward)
         rewards.append(reward)
@@ -297,6 +308,76 @@ def test_invariants_default_profile(driver: str, cfg: dict[str, Any], seed: int)
 @given(cfg=scenarios(), seed=st.integers(0, 2**31 - 1))
 def test_invariants_large_profile(driver: str, cfg: dict[str, Any], seed: int) -> None:
     run_episode(cfg, driver, seed)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Wide-range profile: every numeric knob drawn across its whole allowed range (log-uniform where it spans
+# decades), very low and very high load, and (slow profile) long episodes. Each reset and step must finish
+# within STEP_LIMIT_S, so slowness that grows without bound fails instead of stalling CI.
+
+STEP_LIMIT_S = 5.0
+WIDE_DEFAULT_EXAMPLES = 6
+WIDE_SLOW_EXAMPLES = 40
+
+
+def _log_uniform(draw: st.DrawFn, lo: float, hi: float) -> float:
+    return float(10.0 ** draw(st.floats(math.log10(lo), math.log10(hi))))
+
+
+@st.composite
+def wide_scenarios(draw: st.DrawFn, max_queries: int = 60) -> dict[str, Any]:
+    """A valid scenario with values anywhere in the allowed ranges (the config's own bounds)."""
+    n_aps = draw(st.integers(1, 64))
+    cw_min = draw(st.sampled_from([1, 3, 7, 15, 31, 63]))
+    k_max = draw(st.integers(1, 8))
+    return {
+        "topology": {"n_users": int(_log_uniform(draw, 1, 1000)), "n_aps": n_aps,
+                     "area_m": _log_uniform(draw, 1.0, 10_000.0)},
+        "wifi": {"background_stations": draw(st.integers(0, 500)), "bandwidth_mhz": draw(st.sampled_from([20, 40, 80, 160])),
+                 "spatial_streams": draw(st.integers(1, 8)), "cw_min": cw_min,
+                 "cw_max": (cw_min + 1) * 2 ** draw(st.integers(0, 6)) - 1,
+                 "bytes_per_token": draw(st.sampled_from([0.0, 4.0, 1000.0])),
+                 "message_overhead_bytes": draw(st.sampled_from([0, 400, 100_000])),
+                 "backhaul_delay_s": draw(st.sampled_from([0.0, 5e-4, 10.0])),
+                 "backhaul_rate_bps": _log_uniform(draw, 1.0, 1e12)},
+        "phone": {"prefill_tps": _log_uniform(draw, 1e-2, 1e7), "decode_tps": _log_uniform(draw, 1e-2, 1e6),
+                  "ability": draw(st.floats(-10.0, 10.0))},
+        "edge": {"model": draw(st.sampled_from(["3B", "8B", "70B", "custom"])), "kappa": draw(st.floats(0.0, 10.0)),
+                 "max_batch": int(_log_uniform(draw, 1, 4096)), "decode_tps": _log_uniform(draw, 1e-2, 1e6)},
+        "workload": {
+            "arrival_rate": _log_uniform(draw, 1e-6, 1000.0),
+            "prompt_tokens_median": _log_uniform(draw, 1.0, 1e5), "prompt_tokens_sigma": draw(st.floats(0.0, 3.0)),
+            "answer_tokens_median": _log_uniform(draw, 1.0, 1e4), "answer_tokens_sigma": draw(st.floats(0.0, 3.0)),
+            "attachment_prob": draw(st.floats(0.0, 1.0)), "attachment_bytes_median": _log_uniform(draw, 1.0, 1e9),
+            "subtask_count_probs": _probs(draw, k_max), "structure_probs": _probs(draw, 3),
+            "subtask_output_inflation": _log_uniform(draw, 0.1, 10.0),
+        },
+        "planner": {"kind": draw(st.sampled_from(["oracle", "noisy-oracle"])),
+                    "length_noise_sigma": draw(st.floats(0.0, 5.0)), "difficulty_noise_sigma": draw(st.floats(0.0, 10.0)),
+                    "latency_s": draw(st.sampled_from([0.0, 0.5, 60.0]))},
+        "reward": {"kind": draw(st.sampled_from(["linear", "product"])), "latency_weight": draw(st.floats(0.0, 100.0)),
+                   "deadline_s": _log_uniform(draw, 1e-3, 1e6)},
+        "episode": {"queries": draw(st.integers(1, max_queries))},
+        "faults": {"ap_outages": [], "on_outage": "redispatch"},
+    }
+
+
+WIDE_DRIVERS = ("random-masked", "greedy", "local-only", "nearest-edge")
+
+
+@pytest.mark.parametrize("driver", WIDE_DRIVERS)
+@settings(max_examples=WIDE_DEFAULT_EXAMPLES, **_SETTINGS)
+@given(cfg=wide_scenarios(), seed=st.integers(0, 2**31 - 1))
+def test_invariants_wide_range_profile(driver: str, cfg: dict[str, Any], seed: int) -> None:
+    run_episode(cfg, driver, seed, timeout_s=120.0, step_limit_s=STEP_LIMIT_S)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("driver", WIDE_DRIVERS)
+@settings(max_examples=WIDE_SLOW_EXAMPLES, **_SETTINGS)
+@given(cfg=wide_scenarios(max_queries=2000), seed=st.integers(0, 2**31 - 1))
+def test_invariants_wide_range_large_profile(driver: str, cfg: dict[str, Any], seed: int) -> None:
+    run_episode(cfg, driver, seed, timeout_s=600.0, step_limit_s=STEP_LIMIT_S)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -20,6 +20,39 @@ __all__ = ["OffloadEnv"]
 
 _QUERY, _SUBTASK, _AGGREGATION, _END = "query", "subtask", "aggregation", "end"
 
+# Observation indices, derived from the feature names (a reordering of the names moves the values with them).
+_GLOBAL_INDEX = {name: i for i, name in enumerate(obs_layout.GLOBAL_FEATURES)}
+_LOCATION_INDEX = {name: i for i, name in enumerate(obs_layout.LOCATION_FEATURES)}
+_G_DECISION_QUERY = _GLOBAL_INDEX["decision_query"]
+_G_DECISION_SUBTASK = _GLOBAL_INDEX["decision_subtask"]
+_G_DECISION_AGGREGATION = _GLOBAL_INDEX["decision_aggregation"]
+_G_ITEM_PRED_DIFFICULTY = _GLOBAL_INDEX["item_pred_difficulty"]
+_G_ITEM_PRED_INPUT_TOKENS = _GLOBAL_INDEX["item_pred_input_tokens"]
+_G_ITEM_PRED_OUTPUT_TOKENS = _GLOBAL_INDEX["item_pred_output_tokens"]
+_G_QUERY_ATTACHMENT_BYTES = _GLOBAL_INDEX["query_attachment_bytes"]
+_G_ITEM_READS_ATTACHMENT = _GLOBAL_INDEX["item_reads_attachment"]
+_G_QUERY_N_SUBTASKS = _GLOBAL_INDEX["query_n_subtasks"]
+_G_STRUCTURE_FAN_OUT = _GLOBAL_INDEX["structure_fan_out"]
+_G_STRUCTURE_CHAIN = _GLOBAL_INDEX["structure_chain"]
+_G_STRUCTURE_DAG = _GLOBAL_INDEX["structure_dag"]
+_G_ITEM_POSITION = _GLOBAL_INDEX["item_position"]
+_G_ITEM_N_PREDECESSORS = _GLOBAL_INDEX["item_n_predecessors"]
+_G_CAN_DECOMPOSE = _GLOBAL_INDEX["can_decompose"]
+_G_PLAN_PRED_LATENCY = _GLOBAL_INDEX["plan_pred_latency"]
+_G_PLAN_PRED_QUALITY = _GLOBAL_INDEX["plan_pred_quality"]
+_G_EPISODE_PROGRESS = _GLOBAL_INDEX["episode_progress"]
+_G_QUERIES_IN_FLIGHT = _GLOBAL_INDEX["queries_in_flight"]
+_G_OWN_PHY_RATE = _GLOBAL_INDEX["own_phy_rate"]
+_L_REACHABLE = _LOCATION_INDEX["reachable"]
+_L_EST_TIME = _LOCATION_INDEX["est_time"]
+_L_EST_QUALITY = _LOCATION_INDEX["est_quality"]
+_L_BACKLOG = _LOCATION_INDEX["backlog"]
+_L_OCCUPANCY = _LOCATION_INDEX["occupancy"]
+_L_LINK_RATE = _LOCATION_INDEX["link_rate"]
+_L_CONTENTION = _LOCATION_INDEX["contention"]
+_L_IS_OWN_AP = _LOCATION_INDEX["is_own_ap"]
+_G_STRUCTURE = {FAN_OUT: _G_STRUCTURE_FAN_OUT, CHAIN: _G_STRUCTURE_CHAIN, DAG: _G_STRUCTURE_DAG}
+
 
 class OffloadEnv(gym.Env[np.ndarray, np.int64]):
     """Decomposition-aware LLM inference offloading in a multi-user, multi-AP Wi-Fi network.
@@ -458,42 +491,42 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         item: Item | None
         if kind == _QUERY:
             item = self._whole_item
-            g[0] = 1.0
+            g[_G_DECISION_QUERY] = 1.0
         elif kind == _SUBTASK:
             item = query.subtasks[self._order[self._position]]
-            g[1] = 1.0
-            g[12] = self._position / k
-            g[13] = len(item.preds) / max(k - 1, 1)
+            g[_G_DECISION_SUBTASK] = 1.0
+            g[_G_ITEM_POSITION] = self._position / k
+            g[_G_ITEM_N_PREDECESSORS] = len(item.preds) / max(k - 1, 1)
         else:
             item = query.aggregation
-            g[2] = 1.0
-            g[12] = 1.0
-            g[13] = 1.0
+            g[_G_DECISION_AGGREGATION] = 1.0
+            g[_G_ITEM_POSITION] = 1.0
+            g[_G_ITEM_N_PREDECESSORS] = 1.0
         assert item is not None
-        g[3] = min(max(item.pred_difficulty / obs_layout.DIFFICULTY_SCALE, -1.0), 1.0)
-        g[4] = min(math.log1p(item.pred_input_tokens) / obs_layout.TOKENS_LOG_MAX, 1.0)
-        g[5] = min(math.log1p(item.pred_output_tokens) / obs_layout.TOKENS_LOG_MAX, 1.0)
-        g[6] = min(math.log1p(spec.attachment_bytes) / obs_layout.BYTES_LOG_MAX, 1.0)
+        g[_G_ITEM_PRED_DIFFICULTY] = min(max(item.pred_difficulty / obs_layout.DIFFICULTY_SCALE, -1.0), 1.0)
+        g[_G_ITEM_PRED_INPUT_TOKENS] = min(math.log1p(item.pred_input_tokens) / obs_layout.TOKENS_LOG_MAX, 1.0)
+        g[_G_ITEM_PRED_OUTPUT_TOKENS] = min(math.log1p(item.pred_output_tokens) / obs_layout.TOKENS_LOG_MAX, 1.0)
+        g[_G_QUERY_ATTACHMENT_BYTES] = min(math.log1p(spec.attachment_bytes) / obs_layout.BYTES_LOG_MAX, 1.0)
         reads = kind == _QUERY or (kind == _SUBTASK and not item.preds)
-        g[7] = 1.0 if reads and spec.attachment_bytes > 0 else 0.0
+        g[_G_ITEM_READS_ATTACHMENT] = 1.0 if reads and spec.attachment_bytes > 0 else 0.0
         k_max = cfg.max_subtasks
-        g[8] = (k - 1) / (k_max - 1) if k_max > 1 else 0.0
+        g[_G_QUERY_N_SUBTASKS] = (k - 1) / (k_max - 1) if k_max > 1 else 0.0
         if k > 1:
-            g[9 + (FAN_OUT, CHAIN, DAG).index(spec.structure)] = 1.0
+            g[_G_STRUCTURE[spec.structure]] = 1.0
         time_scale = obs_layout.TIME_SCALE_S
         plan = self._plan
         if plan is not None:
-            g[14] = 1.0
+            g[_G_CAN_DECOMPOSE] = 1.0
             t = plan.latency_s
             if t < 0.0:
                 t = 0.0
-            g[15] = t / (t + time_scale)
-            g[16] = plan.quality
-        g[17] = sim.queries_arrived / cfg.episode.queries
-        g[18] = math.tanh((sim.queries_arrived - sim.queries_finished) / sim.n_users)
+            g[_G_PLAN_PRED_LATENCY] = t / (t + time_scale)
+            g[_G_PLAN_PRED_QUALITY] = plan.quality
+        g[_G_EPISODE_PROGRESS] = sim.queries_arrived / cfg.episode.queries
+        g[_G_QUERIES_IN_FLIGHT] = math.tanh((sim.queries_arrived - sim.queries_finished) / sim.n_users)
         user = query.user
         phy_mbps = sim.up_rate_bps[user] / 1e6
-        g[19] = math.log1p(phy_mbps) / obs_layout.RATE_LOG_MAX
+        g[_G_OWN_PHY_RATE] = math.log1p(phy_mbps) / obs_layout.RATE_LOG_MAX
         now = sim.now
         own = int(sim.own_ap[user])
         contention_norm = cfg.wifi.background_stations + sim.n_users + 1
@@ -505,12 +538,12 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         t = self.estimator.phone_free_at(user) - now
         if t < 0.0:
             t = 0.0
-        g[o + 3] = t / (t + time_scale)
-        g[o + 4] = 1.0 if sim.phones[user].running is not None else 0.0
-        g[o + 5] = g[19]
+        g[o + _L_BACKLOG] = t / (t + time_scale)
+        g[o + _L_OCCUPANCY] = 1.0 if sim.phones[user].running is not None else 0.0
+        g[o + _L_LINK_RATE] = g[_G_OWN_PHY_RATE]
         link_rate = 0.0
         if own >= 0:
-            g[o + 6] = min(sim.cell_contenders(own) / contention_norm, 1.0)
+            g[o + _L_CONTENTION] = min(sim.cell_contenders(own) / contention_norm, 1.0)
             share_bps = 8.0 * 1500.0 / max(self.estimator.uplink_s(user, 1500.0), 1e-12)
             link_rate = min(math.log1p(share_bps / 1e6) / obs_layout.RATE_LOG_MAX, 1.0)
         # the APs
@@ -518,11 +551,11 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         for e, edge in enumerate(sim.edges):
             o += n_loc
             _put_estimate(g, o, estimates.get(e + 1), now, time_scale)
-            g[o + 3] = min((len(edge.ready) + len(edge.waiting)) / max_batch, 1.0)
-            g[o + 4] = edge.batch / max_batch
-            g[o + 5] = link_rate
-            g[o + 6] = min(sim.cell_contenders(e) / contention_norm, 1.0)
-            g[o + 7] = 1.0 if e == own else 0.0
+            g[o + _L_BACKLOG] = min((len(edge.ready) + len(edge.waiting)) / max_batch, 1.0)
+            g[o + _L_OCCUPANCY] = edge.batch / max_batch
+            g[o + _L_LINK_RATE] = link_rate
+            g[o + _L_CONTENTION] = min(sim.cell_contenders(e) / contention_norm, 1.0)
+            g[o + _L_IS_OWN_AP] = 1.0 if e == own else 0.0
         return g
 
     def _info(self, completed: list[dict[str, Any]], elapsed_s: float) -> dict[str, Any]:
@@ -591,9 +624,9 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
 def _put_estimate(g: list[float], o: int, est: Estimate | None, now: float, time_scale: float) -> None:
     """A location's ``reachable``, squashed ``est_time`` and ``est_quality`` features at offset ``o``."""
     if est is None:
-        g[o + 1] = 1.0 - 1e-6  # unreachable: the worst time
+        g[o + _L_EST_TIME] = 1.0 - 1e-6  # unreachable: the worst time
         return
     t = est.finish_s - now
     if t < 0.0:
         t = 0.0
-    g[o], g[o + 1], g[o + 2] = 1.0, t / (t + time_scale), est.quality
+    g[o + _L_REACHABLE], g[o + _L_EST_TIME], g[o + _L_EST_QUALITY] = 1.0, t / (t + time_scale), est.quality
