@@ -424,6 +424,7 @@ def _build(c: _Canvas, env: OffloadEnv, key: tuple[Any, ...]) -> _Artists:
                                 transform=ax.transAxes, fc="#f6f6f2", ec="0.6", clip_on=False))
     block = _make_block(8.5, "black")
     block.set_animated(animated)
+    block.set_zorder(3)  # above the box
     ax.add_artist(block)
     return _Artists(key=key, sizes=sz, cmap=cmap, norm=norm, title=title, heading=heading, assoc=assoc,
                     flow_lines=flow_lines,

@@ -153,3 +153,121 @@ def test_command_line_writes_a_png(tmp_path: Path) -> None:
     out = tmp_path / "img" / "frame.png"
     assert render_mod.main(["--out", str(out), "--steps", "3", "--seed", "1"]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ------------------------------------------------------------------ large sizes (issue 15, item 6)
+PAPER = "offload_gym/WifiOffload-v0"
+
+
+def _greedy_steps(env: gym.Env[Any, Any], n: int, seed: int = 0) -> None:
+    from offload_gym.policies import make_policy
+
+    obs, info = env.reset(seed=seed)
+    policy = make_policy("greedy", env.unwrapped.config)  # type: ignore[attr-defined]
+    for _ in range(n):
+        a, _ = policy.predict(obs, action_masks=info["action_mask"])
+        obs, _r, terminated, truncated, info = env.step(a)
+        assert not (terminated or truncated)
+
+
+@pytest.mark.parametrize("topology", [{"n_aps": 64}, {"n_users": 1000}, {"n_users": 300, "area_m": 10_000.0}])
+def test_large_scenarios_render_fixed_size_frames_that_change(topology: dict[str, Any]) -> None:
+    env = gym.make(PAPER, config={"topology": topology}, render_mode="rgb_array")
+    _greedy_steps(env, 5)
+    a = _frame(env)
+    assert a.shape == (600, 1200, 3) and a.dtype == np.uint8
+    _greedy_steps(env, 12)
+    b = _frame(env)
+    assert b.shape == a.shape and b.dtype == np.uint8
+    assert not np.array_equal(a, b)
+    env.close()
+
+
+def _canvas(env: gym.Env[Any, Any]) -> Any:
+    return render_mod._CANVASES[env.unwrapped]
+
+
+def _boxes(texts: list[Any], renderer: Any) -> list[Any]:
+    return [t.get_window_extent(renderer) for t in texts if t.get_visible() and t.get_text()]
+
+
+def test_ap_labels_do_not_overlap_at_64_aps() -> None:
+    env = gym.make(PAPER, config={"topology": {"n_aps": 64}}, render_mode="rgb_array")
+    _greedy_steps(env, 3)
+    _frame(env)
+    c = _canvas(env)
+    renderer = c.fig.canvas.get_renderer()
+    art = c.art
+    boxes = _boxes(art.ap_texts, renderer)
+    assert len(boxes) == 64  # the default grid leaves room for every name
+    labels = boxes + _boxes(art.phone_texts, renderer)
+    for i, p in enumerate(labels):
+        assert c.ax_map.bbox.x0 <= p.x0 and p.x1 <= c.ax_map.bbox.x1  # nothing spills out of the map
+        assert c.ax_map.bbox.y0 <= p.y0 and p.y1 <= c.ax_map.bbox.y1
+        for q in labels[i + 1:]:
+            assert not p.overlaps(q), (p, q)
+    env.close()
+
+
+def test_per_ap_panels_and_estimates_summarise_many_aps() -> None:
+    env = gym.make(PAPER, config={"topology": {"n_aps": 64}}, render_mode="rgb_array")
+    _greedy_steps(env, 3)
+    _frame(env)
+    c = _canvas(env)
+    assert c.ax_edges.get_title() == f"edge servers: {render_mod.PANEL_APS - 1} busiest of 64"
+    assert "busiest of 64 cells" in c.ax_cells.get_title()
+    ticks = [t.get_text() for t in c.art.edge_ticks]
+    assert len(ticks) == render_mod.PANEL_APS and ticks[-1].startswith("+57")
+    text = "\n".join(c.art.block.lines)
+    assert f"{65 - render_mod.TABLE_ROWS} more APs" in text  # a summary line, not all 64 rows
+    assert sum(line.startswith("  AP") for line in c.art.block.lines) == render_mod.TABLE_ROWS - 1
+    env.close()
+
+
+def test_thousand_phones_are_not_numbered_and_the_title_says_so() -> None:
+    env = gym.make(PAPER, config={"topology": {"n_users": 1000}}, render_mode="rgb_array")
+    _greedy_steps(env, 2)
+    _frame(env)
+    art = _canvas(env).art
+    assert art.phone_texts == []
+    assert "not numbered" in art.heading.get_text()
+    env.close()
+
+
+def test_blitted_frame_equals_a_fresh_figure_of_the_same_state() -> None:
+    env = gym.make(PAPER, render_mode="rgb_array")
+    _greedy_steps(env, 10)
+    _frame(env)  # the figure and its background are made here
+    env.step(int(np.flatnonzero(env.unwrapped.action_masks())[0]))  # type: ignore[attr-defined]
+    later = _frame(env)  # drawn over the cached background
+    clone = pickle.loads(pickle.dumps(env))  # no figure: its first frame is drawn from scratch
+    assert np.array_equal(_frame(clone), later)
+    env.close()
+    clone.close()
+
+
+def test_close_frees_the_figure() -> None:
+    env = _make("rgb_array")
+    env.reset(seed=0)
+    _frame(env)
+    assert env.unwrapped in render_mod._CANVASES
+    env.close()
+    assert env.unwrapped not in render_mod._CANVASES
+
+
+def test_human_layout_draws_the_same_artists_without_blitting() -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    env = gym.make(PAPER, config={"topology": {"n_aps": 64}}, render_mode="rgb_array")
+    _greedy_steps(env, 4)
+    fig = Figure(figsize=render_mod.FIGSIZE_IN, dpi=render_mod.FRAME_DPI)
+    FigureCanvasAgg(fig)
+    c = render_mod._layout(fig, human=True)
+    render_mod._draw(c, env.unwrapped)
+    assert not any(a.get_animated() for _ax, arts in c.art.animated(c) for a in arts)
+    fig.canvas.draw()
+    img = np.asarray(fig.canvas.buffer_rgba())[..., :3]
+    text_panel = img[400:560, 650:1150]  # the decision text is there (drawn from cached glyphs)
+    assert (text_panel < 100).any()
+    env.close()
