@@ -1,11 +1,11 @@
 """Train a Stable-Baselines3 / sb3-contrib agent on offload_gym (RL-Zoo-style command line).
 
-    python train.py                                   # MaskablePPO on the paper scenario, ~15 min on 2 cores
+    python train.py                                   # MaskablePPO, paper scenario, residual interface, ~5 min on 2 cores
     python train.py --algo ppo --env offload_gym/WifiOffload-tiny-v0 --timesteps 20000
     python train.py --config '{"edge": {"kappa": 0.1}}' --seed 3 --n-envs 4
     python train.py --resume logs/maskable_ppo/WifiOffload-v0_1/checkpoints/rl_model_100000_steps.zip
 
-    python train.py --env offload_gym/WifiOffload-residual-v0   # the recipe that matches greedy (README)
+    python train.py --env offload_gym/WifiOffload-v0 # the item interface (every subtask is a decision)
 
 Each run gets ``<log-folder>/<algo>/<env-name>_<n>/`` with ``config.yml`` (resolved scenario and
 hyperparameters), ``args.yml``, ``command.txt``, TensorBoard logs (``tb/``), ``checkpoints/``,
@@ -47,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Train an RL scheduler on offload_gym (SB3 / sb3-contrib).",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--algo", default="maskable_ppo", help="maskable_ppo, ppo, a2c or dqn")
-    p.add_argument("--env", default="offload_gym/WifiOffload-v0", help="registered env id")
+    p.add_argument("--env", default="offload_gym/WifiOffload-residual-v0",
+                   help="registered env id (default: the paper scenario behind the residual interface, the recipe that "
+                        "matches greedy; offload_gym/WifiOffload-v0 for the item interface)")
     p.add_argument("--config", default=None,
                    help="scenario overrides: inline JSON or a JSON/YAML file (e.g. '{\"edge\": {\"kappa\": 0.1}}')")
     p.add_argument("--hyperparams", "-params", default=None,

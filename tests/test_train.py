@@ -64,7 +64,7 @@ def _train_args(tmp_path: Path, *extra: str) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------- hyperparameters
 @pytest.mark.parametrize("algo", sorted(ALGOS))
-@pytest.mark.parametrize("env_id", [PAPER, TINY])
+@pytest.mark.parametrize("env_id", [PAPER, TINY, "offload_gym/WifiOffload-query-v0", "offload_gym/WifiOffload-residual-v0"])
 def test_every_yaml_entry_parses(algo: str, env_id: str) -> None:
     entry = load_hyperparams(algo, env_id)
     for key in ("n_envs", "n_timesteps", "policy", "policy_kwargs", "env_kwargs"):
