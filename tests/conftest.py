@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import gymnasium as gym
@@ -60,3 +64,29 @@ def tiny_env() -> gym.Env:
     env = gym.make("offload_gym/WifiOffload-tiny-v0")
     yield env
     env.close()
+
+
+class Hang(Exception):
+    """Guarded code that ran past its wall-clock limit (a simulator hang or livelock)."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise :class:`Hang` (with the stack where it hung) after ``seconds`` of wall time.
+
+    SIGALRM: POSIX and the main thread only; elsewhere the body runs unguarded.
+    """
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _expired(signum: int, frame: Any) -> None:
+        raise Hang(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, _expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0.0)
+        signal.signal(signal.SIGALRM, previous)

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -30,6 +28,7 @@ from unittest import mock
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import time_limit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -159,29 +158,6 @@ def _check_record(c: dict[str, Any], on_outage: str) -> None:
         assert c["fail_reason"] == ""
 
 
-class EpisodeHang(Exception):
-    """An episode that did not finish within the watchdog time (a simulator livelock)."""
-
-
-@contextlib.contextmanager
-def watchdog(seconds: float) -> Iterator[None]:
-    """Raise :class:`EpisodeHang` (with the stack where it hung) after ``seconds`` of wall time (POSIX only)."""
-    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def _expired(signum: int, frame: Any) -> None:
-        raise EpisodeHang(f"episode still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, _expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0.0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 class Livelock(Exception):
     """The simulator kept handling events without its clock moving (regression tests below)."""
 
@@ -212,7 +188,7 @@ def run_episode(cfg: dict[str, Any], driver: str, seed: int, timeout_s: float = 
                 step_limit_s: float | None = None) -> None:
     """One episode under ``driver``, asserting every invariant; raises AssertionError on a violation
     (and on any ``reset`` or ``step`` that takes longer than ``step_limit_s``)."""
-    with watchdog(timeout_s), livelock_detector():
+    with time_limit(timeout_s), livelock_detector():
         env = gym.make("offload_gym/WifiOffload-v0", config=cfg)
         try:
             _run_checked(env, cfg, driver, seed, step_limit_s)

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import pytest
+from conftest import time_limit
 
 from offload_gym import OffloadEnv
 from offload_gym.config import ConfigError, ScenarioConfig, make_config
@@ -24,26 +22,6 @@ from offload_gym.sim.estimates import project_batch_finish
 from offload_gym.sim.wifi import dcf_saturation
 
 GUARD_S = 10.0
-
-
-class Hang(Exception):
-    """The guarded code ran past its wall-clock limit."""
-
-
-@contextmanager
-def time_limit(seconds: float = GUARD_S) -> Iterator[None]:
-    """Raise :class:`Hang` in the body after ``seconds`` of wall time (SIGALRM; Linux and macOS)."""
-
-    def _raise(signum: int, frame: Any) -> None:
-        raise Hang(f"ran past {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, _raise)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0.0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def own_edge_action(env: OffloadEnv, info: dict[str, Any]) -> int:
@@ -78,7 +56,7 @@ def test_batch_projection_terminates_when_the_clock_cannot_resolve_a_stream() ->
     # at t = 1e17 s one clock step is 16 s: what is left of a decoding stream (5 tokens at 78 tok/s) rounds
     # to no time at all; the projection must still end that stream and go on
     for max_batch in (8, 1):  # the roomy path and the general (full-batch) path
-        with time_limit():
+        with time_limit(GUARD_S):
             t = project_batch_finish(1e17, 78.0, 0.05, max_batch, [], [5.0], [(1e17, 0.01, 40.0)], 0)
         assert t >= 1e17 and math.isfinite(t)
 
@@ -86,7 +64,7 @@ def test_batch_projection_terminates_when_the_clock_cannot_resolve_a_stream() ->
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_low_arrival_rate_steps_do_not_hang(seed: int) -> None:
     # issue 15: seeds 0-3 hung at steps 51, 41, 25, 46 (simulated time about 1.3e5 s)
-    with time_limit():
+    with time_limit(GUARD_S):
         env, completed, steps = run_episode({"workload.arrival_rate": 1e-5, "episode.queries": 60}, seed=seed)
     assert steps >= 60 and env.sim is not None and env.sim.now > 1e5
     assert sorted(c["query_id"] for c in completed) == list(range(60))
@@ -95,7 +73,7 @@ def test_low_arrival_rate_steps_do_not_hang(seed: int) -> None:
 @pytest.mark.parametrize("policy", ["greedy", "local-only"])
 def test_one_phone_at_a_low_rate_does_not_hang(policy: str) -> None:
     cfg = {"workload.arrival_rate": 0.001, "topology.n_users": 1, "episode.queries": 400}
-    with time_limit():
+    with time_limit(GUARD_S):
         _, completed, _ = run_episode(cfg, policy)
     assert len(completed) == 400
 
@@ -113,7 +91,7 @@ def test_one_phone_at_a_low_rate_does_not_hang(policy: str) -> None:
 @pytest.mark.parametrize("policy", ["greedy", "own-edge", "random-split"])
 def test_extreme_parameters_finish_the_episode(overrides: dict[str, Any], policy: str) -> None:
     cfg = {**overrides, "episode.queries": 30}
-    with time_limit():
+    with time_limit(GUARD_S):
         env, completed, _ = run_episode(cfg, policy)
     assert env.sim is not None
     assert sorted(c["query_id"] for c in completed) == list(range(30))
@@ -128,7 +106,7 @@ def test_astronomically_low_arrival_rate_terminates(policy: str) -> None:
         make_config({"workload.arrival_rate": 1e-300})
     base = make_config({"episode.queries": 20})
     cfg = dataclasses.replace(base, workload=dataclasses.replace(base.workload, arrival_rate=1e-300))
-    with time_limit():
+    with time_limit(GUARD_S):
         env, completed, _ = run_episode(cfg, policy)
     assert env.sim is not None
     assert sorted(c["query_id"] for c in completed) == list(range(20))
@@ -148,7 +126,7 @@ def test_a_redispatched_query_is_not_restarted_by_a_later_outage() -> None:
     two = {"topology.n_aps": 1, "faults": {"ap_outages": [{"ap": 0, "start_s": 5.0, "duration_s": 0.2},
                                                            {"ap": 0, "start_s": 5.4, "duration_s": 0.2}]}}
     one = {"topology.n_aps": 1, "faults": {"ap_outages": [{"ap": 0, "start_s": 5.0, "duration_s": 0.2}]}}
-    with time_limit():
+    with time_limit(GUARD_S):
         env, completed, _ = run_episode(two)
         _, first_only, _ = run_episode(one)
     _check_counts(env, completed)
@@ -161,7 +139,7 @@ def test_a_redispatched_query_is_not_restarted_by_a_later_outage() -> None:
 def test_a_flapping_ap_redispatches_each_query_at_most_once() -> None:
     flap = {"topology.n_aps": 1, "episode.queries": 100,
             "faults": {"ap_outages": [{"ap": 0, "start_s": 1.0 + i, "duration_s": 0.3} for i in range(200)]}}
-    with time_limit():
+    with time_limit(GUARD_S):
         env, completed, _ = run_episode(flap)
     _check_counts(env, completed)
     assert env.episode_metrics()["mean_latency_s"] < 5.0  # it was 14-21 s when queries restarted again and again
@@ -176,7 +154,7 @@ def test_redispatch_count_matches_the_records_under_random_faults(case: int) -> 
     cfg = {"topology.n_aps": n_aps, "episode.queries": 80,
            "faults": {"ap_outages": outages, "on_outage": "fail" if case % 4 == 3 else "redispatch"}}
     policy = ("own-edge", "greedy", "random-split", "own-edge")[case % 4]
-    with time_limit():
+    with time_limit(GUARD_S):
         env, completed, _ = run_episode(cfg, policy, seed=case)
     _check_counts(env, completed)
     assert all(c["placements"] == [0] for c in completed if c["redispatched"])
@@ -184,7 +162,7 @@ def test_redispatch_count_matches_the_records_under_random_faults(case: int) -> 
 
 def test_all_aps_down_at_once_counts_each_query_once() -> None:
     cfg = {"faults": {"ap_outages": [{"ap": a, "start_s": 5.0, "duration_s": 1.0} for a in range(4)]}}
-    with time_limit():
+    with time_limit(GUARD_S):
         env, completed, _ = run_episode(cfg, "greedy")
     _check_counts(env, completed)
 
@@ -202,7 +180,7 @@ def test_an_ap_stays_down_over_overlapping_outages() -> None:
                                                  {"ap": 0, "start_s": 7.0, "duration_s": 2.0}]}})
     sim = Simulator(cfg, np.random.default_rng(0))
     seen_down = seen_up_after = False
-    with time_limit():
+    with time_limit(GUARD_S):
         while (query := sim.run_until_decision()) is not None:
             if 5.0 <= sim.now < 15.0:
                 assert not sim.ap_up[0] and 1 not in sim.usable_locations(query.user)
@@ -225,7 +203,7 @@ def test_a_header_only_frame_has_an_access_delay_and_no_throughput() -> None:
 @pytest.mark.parametrize("policy", ["greedy", "own-edge", "random-split"])
 def test_zero_byte_messages_take_their_access_delay(policy: str) -> None:
     cfg = {"wifi.bytes_per_token": 0, "wifi.message_overhead_bytes": 0, "episode.queries": 40}
-    with time_limit():
+    with time_limit(GUARD_S):
         env, completed, _ = run_episode(cfg, policy)
     assert sorted(c["query_id"] for c in completed) == list(range(40))
     assert env.sim is not None and env.sim.edge_output_tokens > 0  # the edges were used
@@ -235,7 +213,7 @@ def test_zero_byte_messages_take_their_access_delay(policy: str) -> None:
 def test_finished_log_is_bounded_and_the_summary_counts_everything() -> None:
     cfg = make_config({"episode.queries": 60, "faults": {"ap_outages": [{"ap": 0, "start_s": 3.0, "duration_s": 2.0}]}})
     full, short = Simulator(cfg, np.random.default_rng(3)), Simulator(cfg, np.random.default_rng(3), finished_log_limit=5)
-    with time_limit():
+    with time_limit(GUARD_S):
         for sim in (full, short):
             while (query := sim.run_until_decision()) is not None:
                 sim.place_whole(query, sim.own_ap[query.user] + 1 if sim.reachable(query.user) else 0)
@@ -254,7 +232,7 @@ def test_finished_log_is_bounded_and_the_summary_counts_everything() -> None:
 
 
 def test_summary_matches_the_episode_metrics() -> None:
-    with time_limit():
+    with time_limit(GUARD_S):
         env, _, _ = run_episode({"episode.queries": 80}, "greedy", seed=4)
     assert env.sim is not None
     m, s = env.episode_metrics(), env.sim.summary
