@@ -201,3 +201,19 @@ def test_observation_features_match_their_names() -> None:
     assert feat("item_position") == 0.5
     obs, _, _, _, _ = env.step(0)
     assert feat("decision_aggregation") == 1.0 and feat("item_position") == feat("item_n_predecessors") == 1.0
+
+
+@pytest.mark.parametrize("mode", ["query", "residual"])
+def test_pickled_mid_episode_continues_identically(mode: str) -> None:
+    import pickle
+
+    env = _tiny(mode)
+    env.reset(seed=8)
+    for _ in range(5):
+        env.step(env.unwrapped.expert_action())
+    copy = pickle.loads(pickle.dumps(env.unwrapped))
+    for _ in range(10):
+        a = int(np.flatnonzero(env.unwrapped.action_masks())[-1])
+        o1, r1, _, t1, i1 = env.unwrapped.step(a)
+        o2, r2, _, t2, i2 = copy.step(a)
+        assert np.array_equal(o1, o2) and r1 == r2 and t1 == t2 and i1["time_s"] == i2["time_s"]
