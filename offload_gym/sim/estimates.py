@@ -28,8 +28,10 @@ are bit-for-bit unchanged; what changed is how often things are computed:
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -208,6 +210,186 @@ def _project_general(now: float, r1: float, kappa: float, max_batch: int, prefil
                 return t
 
 
+#: a checkpoint of a :class:`_BaseRun`: an iteration of the general projection at which the batch still has
+#: room once the edge's own ready streams are admitted, ``(t, progress, batch, decoding heap, prefilling heap,
+#: position in the ready-time order, the next event time)``; the heaps are ``None`` where they were too large to keep
+_Checkpoint = tuple[float, float, int, "list[tuple[float, int]] | None", "list[tuple[float, float, int]] | None", int,
+                    float]
+
+#: checkpoints keep copies of the batch's heaps up to this many streams (beyond it a projection is run in full)
+_CHECKPOINT_MAX_STREAMS = 64
+
+
+class _BaseRun:
+    """The general projection of an edge's own streams (no new stream), run lazily, with checkpoints.
+
+    A stream appended to the FIFO (a candidate, after the plan's hypothetical ones) changes nothing in
+    :func:`_project_general` until an iteration at which the batch has room once the earlier streams that are
+    ready are admitted: before that it is neither admitted nor the next ready time looked at. At such an
+    iteration (a checkpoint, at time ``t`` with next event ``t_next``) it matters iff it is ready
+    (``ready <= t``) or becomes ready before the next event (``ready < t_next``). So the projection of the
+    edge's own streams is run once per state, and each estimate resumes (:func:`_resume_general`) from the
+    first checkpoint its appended streams matter at, doing from there exactly what :func:`_project_general`
+    does on the whole list: the same floats, for about the cost of the new stream's own lifetime.
+    """
+
+    __slots__ = ("_gen", "checkpoints", "done", "later", "pending", "t_nexts")
+
+    def __init__(self, now: float, r1: float, kappa: float, max_batch: int, prefilling: list[tuple[float, float]],
+                 decoding: list[float], pending: list[tuple[float, float, float]]) -> None:
+        self.pending = pending
+        #: the pending streams by ``(ready time, index)``: a heap's pop order, so a position replaces the heap
+        self.later = sorted([(p[0], idx) for idx, p in enumerate(pending)])
+        self.checkpoints: list[_Checkpoint] = []
+        self.t_nexts: list[float] = []  # per checkpoint, its next event time (non-decreasing)
+        self.done = False
+        self._gen = self._run(now, r1, kappa, max_batch, prefilling, decoding)
+
+    def _run(self, now: float, r1: float, kappa: float, max_batch: int, prefilling: list[tuple[float, float]],
+             decoding: list[float]) -> Iterator[None]:
+        """:func:`_project_general` without a target; yields after recording each checkpoint."""
+        heappush, heappop = heapq.heappush, heapq.heappop
+        pending, later = self.pending, self.later
+        checkpoints, t_nexts = self.checkpoints, self.t_nexts
+        n_later = len(later)
+        pos = 0
+        t = now
+        progress = 0.0
+        dheap = [(rem, -1) for rem in decoding]
+        heapq.heapify(dheap)
+        pheap = [(end, dec, -1) for end, dec in prefilling]
+        heapq.heapify(pheap)
+        ready_now: list[int] = []
+        batch = len(dheap) + len(pheap)
+        inf = math.inf
+        rate = 0.0
+        while True:
+            next_ready = inf
+            if batch < max_batch and (pos < n_later or ready_now):
+                while pos < n_later and later[pos][0] <= t:
+                    heappush(ready_now, later[pos][1])
+                    pos += 1
+                while ready_now and batch < max_batch:
+                    idx = heappop(ready_now)
+                    batch += 1
+                    heappush(pheap, (t + pending[idx][1], pending[idx][2], idx))
+                if batch < max_batch and pos < n_later:
+                    next_ready = later[pos][0]
+            t_next = next_ready
+            stalled = False
+            if dheap:
+                rate = r1 / (1.0 + kappa * (batch - 1))
+                t_dec = t + (dheap[0][0] - progress) / rate
+                if t_dec < t_next:
+                    t_next = t_dec
+                    stalled = t_dec <= t
+            if pheap and pheap[0][0] <= t_next:
+                t_next = pheap[0][0]
+                stalled = False
+            if batch < max_batch:  # a checkpoint (ready_now is empty here)
+                keep = batch <= _CHECKPOINT_MAX_STREAMS
+                checkpoints.append((t, progress, batch, dheap.copy() if keep else None,
+                                    pheap.copy() if keep else None, pos, t_next))
+                t_nexts.append(t_next)
+                yield None
+            if t_next == inf:  # everything ended, or nothing left ends in finite time
+                self.done = True
+                return
+            if stalled:
+                progress = dheap[0][0]
+            elif dheap:
+                progress += rate * (t_next - t)
+            t = t_next
+            while pheap and pheap[0][0] <= t:
+                _, dec, idx = heappop(pheap)
+                heappush(dheap, (progress + dec, idx))
+            while dheap and dheap[0][0] <= progress + _EPS_TOKENS:
+                heappop(dheap)
+                batch -= 1
+
+    def checkpoint_for(self, first_ready: float) -> _Checkpoint | None:
+        """The first checkpoint at which streams appended to the FIFO, the earliest ready at ``first_ready``,
+        matter; ``None`` if there is none (then they are never admitted: their finish is infinite)."""
+        checkpoints, t_nexts = self.checkpoints, self.t_nexts
+        k = bisect.bisect_left(t_nexts, first_ready)  # before it, t <= t_next < first_ready: they do not matter
+        while True:
+            while k < len(checkpoints):
+                cp = checkpoints[k]
+                if first_ready < cp[6] or first_ready <= cp[0]:
+                    return cp
+                k += 1
+            if self.done:
+                return None
+            next(self._gen, None)
+
+
+def _resume_general(cp: _Checkpoint, r1: float, kappa: float, max_batch: int, run: _BaseRun,
+                    appended: list[tuple[float, float, float]]) -> float:
+    """:func:`_project_general` over ``run``'s streams then ``appended`` (the target last), from checkpoint ``cp``.
+
+    The same admissions and arithmetic as the full projection from that iteration on: the edge's own streams
+    not ready at the checkpoint come from ``run.later`` by position, the appended ones wait in a heap of their own.
+    """
+    heappush, heappop = heapq.heappush, heapq.heappop
+    t, progress, batch, dheap0, pheap0, pos, _ = cp
+    assert dheap0 is not None and pheap0 is not None
+    dheap = dheap0.copy()
+    pheap = pheap0.copy()
+    pending, later = run.pending, run.later
+    n_later = len(later)
+    n_base = len(pending)
+    target = n_base + len(appended) - 1
+    alater = [(a[0], n_base + j) for j, a in enumerate(appended)]
+    heapq.heapify(alater)
+    ready_now: list[int] = []
+    inf = math.inf
+    rate = 0.0
+    while True:
+        next_ready = inf
+        if batch < max_batch and (pos < n_later or alater or ready_now):
+            while pos < n_later and later[pos][0] <= t:
+                heappush(ready_now, later[pos][1])
+                pos += 1
+            while alater and alater[0][0] <= t:
+                heappush(ready_now, heappop(alater)[1])
+            while ready_now and batch < max_batch:
+                idx = heappop(ready_now)
+                batch += 1
+                stream = pending[idx] if idx < n_base else appended[idx - n_base]
+                heappush(pheap, (t + stream[1], stream[2], idx))
+            if batch < max_batch:
+                if pos < n_later:
+                    next_ready = later[pos][0]
+                if alater and alater[0][0] < next_ready:
+                    next_ready = alater[0][0]
+        t_next = next_ready
+        stalled = False
+        if dheap:
+            rate = r1 / (1.0 + kappa * (batch - 1))
+            t_dec = t + (dheap[0][0] - progress) / rate
+            if t_dec < t_next:
+                t_next = t_dec
+                stalled = t_dec <= t
+        if pheap and pheap[0][0] <= t_next:
+            t_next = pheap[0][0]
+            stalled = False
+        if t_next == inf:
+            return inf
+        if stalled:
+            progress = dheap[0][0]
+        elif dheap:
+            progress += rate * (t_next - t)
+        t = t_next
+        while pheap and pheap[0][0] <= t:
+            _, dec, idx = heappop(pheap)
+            heappush(dheap, (progress + dec, idx))
+        while dheap and dheap[0][0] <= progress + _EPS_TOKENS:
+            idx = heappop(dheap)[1]
+            batch -= 1
+            if idx == target:
+                return t
+
+
 def subtask_order(query: Query) -> list[int]:
     """Presentation order: topological by depth, larger predicted work first within a depth."""
     subs = query.subtasks
@@ -251,7 +433,7 @@ class _Link(NamedTuple):
 class _EdgeState:
     """An edge's streams in the current state, and what every roomy projection on it starts from."""
 
-    __slots__ = ("batch", "decoding", "dheap", "events", "idle", "n_streams", "pending", "prefilling")
+    __slots__ = ("batch", "decoding", "dheap", "events", "idle", "n_streams", "pending", "prefilling", "run")
 
     def __init__(self, prefilling: list[tuple[float, float]], decoding: list[float],
                  pending: list[tuple[float, float, float]]) -> None:
@@ -263,6 +445,7 @@ class _EdgeState:
         self.events: list[_Event] = []  # fixed events of the streams above, sorted
         self.batch = 0  # streams admitted once the ones ready now are in
         self.dheap: list[float] = []  # decoding streams' remaining tokens, sorted (a heap)
+        self.run: _BaseRun | None = None  # the general projection of these streams, once one is asked for
 
 
 class Estimator:
@@ -351,7 +534,7 @@ class Estimator:
         else:
             pending = []
         state = _EdgeState(prefilling, decoding, pending)
-        if not state.idle:
+        if not state.idle and state.n_streams < self._max_batch:  # else every projection on it is a general one
             state.events = [(end, 1, dec, False) for end, dec in prefilling]
             state.batch = len(prefilling) + len(decoding) + _fixed_events(now, pending, state.events)
             state.events.sort()
@@ -374,10 +557,7 @@ class Estimator:
             return ready_s + prefill_s + decode_tokens / self._edge_decode_tps
         now = self.sim.now
         if state.n_streams + (len(extra) if extra else 0) >= self._max_batch:  # the batch may fill up: FIFO matters
-            items = [*state.pending, *extra, (ready_s, prefill_s, decode_tokens)] if extra else [
-                *state.pending, (ready_s, prefill_s, decode_tokens)]
-            return _project_general(now, self._edge_decode_tps, self._kappa, self._max_batch, state.prefilling,
-                                    state.decoding, items, len(items) - 1)
+            return self._edge_finish_general(state, ready_s, prefill_s, decode_tokens, extra)
         batch = state.batch
         if ready_s <= now:
             batch += 1
@@ -390,6 +570,25 @@ class Estimator:
             events += state.events
             events.sort()
         return _roomy_loop(now, self._edge_decode_tps, self._kappa, batch, events, state.dheap.copy())
+
+    def _edge_finish_general(self, state: _EdgeState, ready_s: float, prefill_s: float, decode_tokens: float,
+                             extra: list[tuple[float, float, float]] | None) -> float:
+        """:func:`_project_general` of a new stream after ``state``'s streams and ``extra``: resumed from the
+        state's base run (run once per state) where the new streams start to matter; the same float."""
+        appended = [*extra, (ready_s, prefill_s, decode_tokens)] if extra else [(ready_s, prefill_s, decode_tokens)]
+        run = state.run
+        if run is None:
+            run = state.run = _BaseRun(self.sim.now, self._edge_decode_tps, self._kappa, self._max_batch,
+                                       state.prefilling, state.decoding, state.pending)
+        first_ready = min(a[0] for a in appended) if extra else ready_s
+        cp = run.checkpoint_for(first_ready)
+        if cp is None:
+            return math.inf
+        if cp[3] is None:  # a batch too large to have been kept: the full projection
+            items = [*state.pending, *appended]
+            return _project_general(self.sim.now, self._edge_decode_tps, self._kappa, self._max_batch,
+                                    state.prefilling, state.decoding, items, len(items) - 1)
+        return _resume_general(cp, self._edge_decode_tps, self._kappa, self._max_batch, run, appended)
 
     def _access_s(self, n: int, rate: float, nbytes: float) -> float:
         """Access delay ``D(n, rate, min(nbytes, frame))``; it depends on the bytes only via the OFDM symbols."""
