@@ -1,9 +1,12 @@
 #!/usr/bin/env python
 """Time per decision in overloaded scenarios (issue 15, item 5), against the default scenario.
 
-``python benchmarks/bench_overload.py [--reps N] [--seed S] [--only NAME ...]`` prints, per case, the
-median over ``N`` repetitions of CPU milliseconds per decision (``time.process_time``; one episode per
-repetition, reset included) and the ratio to the default paper scenario with greedy. Cases:
+``python benchmarks/bench_overload.py [--reps N] [--seed S] [--only NAME ...] [--approx]`` prints, per case,
+the median over ``N`` repetitions of CPU milliseconds per decision (``time.process_time``; one episode per
+repetition, reset included) and the ratio to the default paper scenario with greedy. ``--approx`` adds rows
+with the estimator's ``approx_queue_reuse`` on (an approximation, off by default) and, for the nearest-edge
+cases (whose trajectory does not depend on the estimates), the relative error of its general-projection
+finish estimates against the exact ones, ``|approx - exact| / (exact - now)``. Cases:
 
 * ``default``: the paper scenario, greedy;
 * ``70B-<Q>``: a 70B edge model, nearest-edge (always the phone's own AP), ``Q`` queries (the queues grow);
@@ -14,12 +17,14 @@ repetition, reset included) and the ratio to the default paper scenario with gre
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 from typing import Any
 
 from offload_gym import OffloadEnv
 from offload_gym.policies import make_policy
+from offload_gym.sim import estimates
 
 #: name -> (config overrides, policy)
 CASES: dict[str, tuple[dict[str, Any], str]] = {
@@ -32,12 +37,13 @@ CASES: dict[str, tuple[dict[str, Any], str]] = {
 }
 
 
-def run_episode(config: dict[str, Any], policy_name: str, seed: int) -> tuple[float, int]:
-    """CPU seconds and decisions of one episode (reset included)."""
+def run_episode(config: dict[str, Any], policy_name: str, seed: int, approx: bool = False) -> tuple[float, int]:
+    """CPU seconds and decisions of one episode (reset included); ``approx``: ``approx_queue_reuse`` on."""
     env = OffloadEnv(config=config)
     policy = make_policy(policy_name, env.config, seed=seed)
     start = time.process_time()
     obs, _ = env.reset(seed=seed)
+    env.estimator.approx_queue_reuse = approx
     decisions = 0
     done = False
     while not done:
@@ -50,29 +56,73 @@ def run_episode(config: dict[str, Any], policy_name: str, seed: int) -> tuple[fl
     return elapsed, decisions
 
 
+def approx_errors(config: dict[str, Any], policy_name: str, seed: int) -> list[float]:
+    """Relative errors of ``approx_queue_reuse``'s general-projection estimates over one episode (untimed)."""
+    errors: list[float] = []
+    original = estimates.Estimator._edge_finish_general
+
+    def checked(self: estimates.Estimator, e: int, state: Any, ready_s: float, prefill_s: float,
+                decode_tokens: float, extra: list[tuple[float, float, float]] | None) -> float:
+        got = original(self, e, state, ready_s, prefill_s, decode_tokens, extra)
+        items = [*state.pending, *(extra or []), (ready_s, prefill_s, decode_tokens)]
+        now = self.sim.now
+        exact = estimates._project_general(now, self._edge_decode_tps, self._kappa, self._max_batch,
+                                           state.prefilling, state.decoding, items, len(items) - 1)
+        if math.isfinite(exact) and exact > now:
+            errors.append(abs(got - exact) / (exact - now))
+        return got
+
+    estimates.Estimator._edge_finish_general = checked  # type: ignore[method-assign]
+    try:
+        run_episode(config, policy_name, seed, approx=True)
+    finally:
+        estimates.Estimator._edge_finish_general = original  # type: ignore[method-assign]
+    return errors
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3, help="repetitions per case (median reported)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", nargs="*", choices=sorted(CASES), help="run only these cases")
+    parser.add_argument("--approx", action="store_true", help="also time (and check) approx_queue_reuse")
     args = parser.parse_args(argv)
     names = args.only or list(CASES)
     if "default" not in names:
         names = ["default", *names]
-    results: dict[str, tuple[float, int, float]] = {}
+    variants = [False, True] if args.approx else [False]
+    results: dict[tuple[str, bool], tuple[float, int, float]] = {}
     for name in names:
         config, policy_name = CASES[name]
-        per_step, totals, decisions = [], [], 0
+        per_step: dict[bool, list[float]] = {v: [] for v in variants}
+        totals: dict[bool, list[float]] = {v: [] for v in variants}
+        decisions: dict[bool, int] = {}
         for _ in range(args.reps):
-            elapsed, decisions = run_episode(config, policy_name, args.seed)
-            per_step.append(1000.0 * elapsed / decisions)
-            totals.append(elapsed)
-        results[name] = (statistics.median(per_step), decisions, statistics.median(totals))
-    base = results["default"][0]
-    print("| case | policy | decisions | episode s | ms/decision | vs default |")
-    print("|---|---|---:|---:|---:|---:|")
-    for name, (ms, decisions, total) in results.items():
-        print(f"| {name} | {CASES[name][1]} | {decisions} | {total:.2f} | {ms:.3f} | {ms / base:.2f}x |")
+            for approx in variants:  # interleaved, so that a busy machine biases both alike
+                elapsed, decisions[approx] = run_episode(config, policy_name, args.seed, approx)
+                per_step[approx].append(1000.0 * elapsed / decisions[approx])
+                totals[approx].append(elapsed)
+        for approx in variants:
+            results[name, approx] = (statistics.median(per_step[approx]), decisions[approx],
+                                     statistics.median(totals[approx]))
+    base = results["default", False][0]
+    print("| case | policy | estimator | decisions | episode s | ms/decision | vs default |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    for (name, approx), (ms, n, total) in results.items():
+        kind = "approx_queue_reuse" if approx else "exact"
+        print(f"| {name} | {CASES[name][1]} | {kind} | {n} | {total:.2f} | {ms:.3f} | {ms / base:.2f}x |")
+    if args.approx:
+        print()
+        print("| case | general estimates | median rel. error | p95 | max |")
+        print("|---|---:|---:|---:|---:|")
+        for name in names:
+            config, policy_name = CASES[name]
+            if policy_name != "nearest-edge":
+                continue
+            errors = sorted(approx_errors(config, policy_name, args.seed))
+            if errors:
+                p95 = errors[min(len(errors) - 1, int(0.95 * len(errors)))]
+                print(f"| {name} | {len(errors)} | {statistics.median(errors):.2e} | {p95:.2e} | {errors[-1]:.2e} |")
 
 
 if __name__ == "__main__":

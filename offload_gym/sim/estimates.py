@@ -218,6 +218,10 @@ _Checkpoint = tuple[float, float, int, "list[tuple[float, int]] | None", "list[t
 
 #: checkpoints keep copies of the batch's heaps up to this many streams (beyond it a projection is run in full)
 _CHECKPOINT_MAX_STREAMS = 64
+#: ``approx_queue_reuse``: edges with fewer queued and in-transit streams than this are always projected exactly
+_APPROX_MIN_PENDING = 32
+#: ``approx_queue_reuse``: a kept projection serves ``pending // _APPROX_REUSE_DIVISOR`` further states at most
+_APPROX_REUSE_DIVISOR = 16
 
 
 class _BaseRun:
@@ -433,7 +437,8 @@ class _Link(NamedTuple):
 class _EdgeState:
     """An edge's streams in the current state, and what every roomy projection on it starts from."""
 
-    __slots__ = ("batch", "decoding", "dheap", "events", "idle", "n_streams", "pending", "prefilling", "run")
+    __slots__ = ("appended", "batch", "decoding", "dheap", "events", "idle", "n_streams", "pending", "prefilling",
+                 "run")
 
     def __init__(self, prefilling: list[tuple[float, float]], decoding: list[float],
                  pending: list[tuple[float, float, float]]) -> None:
@@ -446,14 +451,28 @@ class _EdgeState:
         self.batch = 0  # streams admitted once the ones ready now are in
         self.dheap: list[float] = []  # decoding streams' remaining tokens, sorted (a heap)
         self.run: _BaseRun | None = None  # the general projection of these streams, once one is asked for
+        #: ``approx_queue_reuse`` only: the streams placed since ``run`` (kept from an earlier state) was built
+        self.appended: list[tuple[float, float, float]] | None = None
 
 
 class Estimator:
-    """Estimates over a :class:`Simulator`'s current state. Call :meth:`refresh` after time moved."""
+    """Estimates over a :class:`Simulator`'s current state. Call :meth:`refresh` after time moved.
 
-    def __init__(self, sim: Simulator, latency_weight: float) -> None:
+    ``approx_queue_reuse`` (off by default; an approximation, trajectories change when it is on): an edge
+    with at least ``_APPROX_MIN_PENDING`` queued and in-transit streams keeps its general batch projection
+    across states, for up to ``pending // _APPROX_REUSE_DIVISOR`` states, while its admitted streams are ones
+    the projection knew; the streams placed since are appended to its FIFO. That bounds the cost per decision
+    on overloaded edges (one projection per that many decisions), at the price of estimates that ignore what
+    happened since the kept projection was made (streams that ran shorter or longer than predicted).
+    """
+
+    def __init__(self, sim: Simulator, latency_weight: float, approx_queue_reuse: bool = False) -> None:
         self.sim = sim
         self.latency_weight = latency_weight
+        self.approx_queue_reuse = approx_queue_reuse
+        self._state_id = 0  # refreshes so far
+        #: approx_queue_reuse: per edge, (projection, its streams' seqs, their largest, state id built, states it serves)
+        self._kept_runs: dict[int, tuple[_BaseRun, set[int], int, int, int]] = {}
         cfg = sim.cfg
         w, e = cfg.wifi, cfg.edge
         self._frame = w.frame_bytes
@@ -478,6 +497,7 @@ class Estimator:
 
     def refresh(self) -> None:
         """Forget the per-state caches (call whenever the simulator's state changed)."""
+        self._state_id += 1
         self._edge_state.clear()
         self._phone_free.clear()
         self._transfer.clear()
@@ -530,7 +550,7 @@ class Estimator:
             pending = [(r, p, d) for _, r, p, d in queued]
         elif edge.ready:
             pending = [(now, item.input_tokens / prefill_tps, item.pred_output_tokens)
-                       for _, item in sorted(edge.ready, key=_seq_key)]
+                       for _, item in sorted(edge.ready)]  # seqs are unique: items never compared
         else:
             pending = []
         state = _EdgeState(prefilling, decoding, pending)
@@ -557,7 +577,7 @@ class Estimator:
             return ready_s + prefill_s + decode_tokens / self._edge_decode_tps
         now = self.sim.now
         if state.n_streams + (len(extra) if extra else 0) >= self._max_batch:  # the batch may fill up: FIFO matters
-            return self._edge_finish_general(state, ready_s, prefill_s, decode_tokens, extra)
+            return self._edge_finish_general(e, state, ready_s, prefill_s, decode_tokens, extra)
         batch = state.batch
         if ready_s <= now:
             batch += 1
@@ -571,24 +591,59 @@ class Estimator:
             events.sort()
         return _roomy_loop(now, self._edge_decode_tps, self._kappa, batch, events, state.dheap.copy())
 
-    def _edge_finish_general(self, state: _EdgeState, ready_s: float, prefill_s: float, decode_tokens: float,
-                             extra: list[tuple[float, float, float]] | None) -> float:
+    def _edge_finish_general(self, e: int, state: _EdgeState, ready_s: float, prefill_s: float,
+                             decode_tokens: float, extra: list[tuple[float, float, float]] | None) -> float:
         """:func:`_project_general` of a new stream after ``state``'s streams and ``extra``: resumed from the
-        state's base run (run once per state) where the new streams start to matter; the same float."""
+        state's base run (run once per state) where the new streams start to matter; the same float
+        (with ``approx_queue_reuse``, on a long queue, the base run may be an earlier state's: see the class)."""
         appended = [*extra, (ready_s, prefill_s, decode_tokens)] if extra else [(ready_s, prefill_s, decode_tokens)]
         run = state.run
         if run is None:
-            run = state.run = _BaseRun(self.sim.now, self._edge_decode_tps, self._kappa, self._max_batch,
-                                       state.prefilling, state.decoding, state.pending)
-        first_ready = min(a[0] for a in appended) if extra else ready_s
+            if self.approx_queue_reuse and len(state.pending) >= _APPROX_MIN_PENDING:
+                run = self._kept_run(e, state)
+            else:
+                run = state.run = _BaseRun(self.sim.now, self._edge_decode_tps, self._kappa, self._max_batch,
+                                           state.prefilling, state.decoding, state.pending)
+        if state.appended:
+            appended = [*state.appended, *appended]
+            first_ready = min(a[0] for a in appended)
+        else:
+            first_ready = min(a[0] for a in appended) if extra else ready_s
         cp = run.checkpoint_for(first_ready)
         if cp is None:
             return math.inf
         if cp[3] is None:  # a batch too large to have been kept: the full projection
-            items = [*state.pending, *appended]
+            items = [*run.pending, *appended]
             return _project_general(self.sim.now, self._edge_decode_tps, self._kappa, self._max_batch,
                                     state.prefilling, state.decoding, items, len(items) - 1)
         return _resume_general(cp, self._edge_decode_tps, self._kappa, self._max_batch, run, appended)
+
+    def _kept_run(self, e: int, state: _EdgeState) -> _BaseRun:
+        """``approx_queue_reuse``: edge ``e``'s kept projection if it still serves (setting ``state.appended`` to
+        the streams placed since), else a new one of ``state`` (kept for the next states)."""
+        sim = self.sim
+        edge = sim.edges[e]
+        now = sim.now
+        kept = self._kept_runs.get(e)
+        if kept is not None:
+            run, seqs, max_seq, built, serves = kept
+            if (self._state_id - built <= serves and all(seq in seqs for seq in edge.prefilling)
+                    and all(item.seq in seqs for _, _, item in edge.decoding)):
+                prefill_tps = self._edge_prefill_tps
+                new = [(item.seq, now, item.input_tokens / prefill_tps, item.pred_output_tokens)
+                       for _, item in edge.ready if item.seq > max_seq]
+                new += [(item.seq, max(now, item.est_ready), item.pred_input_tokens / prefill_tps,
+                         item.pred_output_tokens) for seq, item in edge.waiting.items() if seq > max_seq]
+                new.sort()
+                state.run = run
+                state.appended = [(r, p, d) for _, r, p, d in new]
+                return run
+        run = state.run = _BaseRun(now, self._edge_decode_tps, self._kappa, self._max_batch, state.prefilling,
+                                   state.decoding, state.pending)
+        seqs = {*edge.prefilling, *edge.waiting, *(item.seq for _, _, item in edge.decoding),
+                *(item.seq for _, item in edge.ready)}
+        self._kept_runs[e] = (run, seqs, max(seqs), self._state_id, len(state.pending) // _APPROX_REUSE_DIVISOR)
+        return run
 
     def _access_s(self, n: int, rate: float, nbytes: float) -> float:
         """Access delay ``D(n, rate, min(nbytes, frame))``; it depends on the bytes only via the OFDM symbols."""
@@ -951,7 +1006,3 @@ class Estimator:
 def _bound_margin(t: float) -> float:
     """Slack for rounding in a projected time near ``t`` (s): far above the accumulated float error."""
     return 1e-9 * (1.0 + abs(t))
-
-
-def _seq_key(entry: tuple[int, Item]) -> int:
-    return entry[0]
