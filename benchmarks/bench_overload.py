@@ -64,10 +64,11 @@ def approx_errors(config: dict[str, Any], policy_name: str, seed: int) -> list[f
     def checked(self: estimates.Estimator, e: int, state: Any, ready_s: float, prefill_s: float,
                 decode_tokens: float, extra: list[tuple[float, float, float]] | None) -> float:
         got = original(self, e, state, ready_s, prefill_s, decode_tokens, extra)
-        items = [*state.pending, *(extra or []), (ready_s, prefill_s, decode_tokens)]
+        exact_state = self._exact_edge_state(e)
+        items = [*exact_state.pending, *(extra or []), (ready_s, prefill_s, decode_tokens)]
         now = self.sim.now
         exact = estimates._project_general(now, self._edge_decode_tps, self._kappa, self._max_batch,
-                                           state.prefilling, state.decoding, items, len(items) - 1)
+                                           exact_state.prefilling, exact_state.decoding, items, len(items) - 1)
         if math.isfinite(exact) and exact > now:
             errors.append(abs(got - exact) / (exact - now))
         return got

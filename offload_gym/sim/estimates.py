@@ -525,13 +525,67 @@ class Estimator:
         state = self._edge_state.get(e)
         if state is None:
             state = self._build_edge_state(e)
+        if state.appended is not None:  # approx_queue_reuse kept no list of its streams: this state's, exactly
+            state = self._exact_edge_state(e)
         return state.prefilling, state.decoding, state.pending
 
     def _build_edge_state(self, e: int) -> _EdgeState:
+        if self.approx_queue_reuse:
+            kept = self._kept_state(e)
+            if kept is not None:
+                self._edge_state[e] = kept
+                return kept
+        state = self._edge_state[e] = self._exact_edge_state(e)
+        if self.approx_queue_reuse and len(state.pending) >= _APPROX_MIN_PENDING and state.n_streams >= self._max_batch:
+            state.run = _BaseRun(self.sim.now, self._edge_decode_tps, self._kappa, self._max_batch,
+                                 state.prefilling, state.decoding, state.pending)
+            edge = self.sim.edges[e]
+            seqs = {*edge.prefilling, *edge.waiting, *(item.seq for _, _, item in edge.decoding),
+                    *(item.seq for _, item in edge.ready)}
+            self._kept_runs[e] = (state.run, seqs, max(seqs), self._state_id,
+                                  len(state.pending) // _APPROX_REUSE_DIVISOR)
+        return state
+
+    def _kept_state(self, e: int) -> _EdgeState | None:
+        """``approx_queue_reuse``: edge ``e``'s state on its kept projection, with the streams placed since it was
+        made appended (``None`` where it does not serve: too old, a short queue, or an admitted stream it lacks)."""
+        kept = self._kept_runs.get(e)
+        if kept is None:
+            return None
+        run, seqs, max_seq, built, serves = kept
         sim = self.sim
         edge = sim.edges[e]
+        n_pending = len(edge.ready) + len(edge.waiting)
+        n_streams = n_pending + len(edge.prefilling) + len(edge.decoding)
+        if (self._state_id - built > serves or n_pending < _APPROX_MIN_PENDING or n_streams < self._max_batch
+                or not all(seq in seqs for seq in edge.prefilling)
+                or not all(item.seq in seqs for _, _, item in edge.decoding)):
+            return None
         now = sim.now
         prefill_tps = self._edge_prefill_tps
+        new = [(seq, now, item.input_tokens / prefill_tps, item.pred_output_tokens)
+               for seq, item in edge.ready if seq > max_seq]  # a scan of the queue (no per-edge log of arrivals)
+        waiting = edge.waiting  # in placement order: the new ones are last
+        if waiting and next(reversed(waiting)) > max_seq:
+            for seq in reversed(waiting):
+                if seq <= max_seq:
+                    break
+                item = waiting[seq]
+                new.append((seq, max(now, item.est_ready), item.pred_input_tokens / prefill_tps,
+                            item.pred_output_tokens))
+        new.sort()
+        prefilling, decoding = self._admitted_streams(e)
+        state = _EdgeState(prefilling, decoding, [])
+        state.n_streams = n_streams
+        state.idle = False
+        state.run = run
+        state.appended = [(r, p, d) for _, r, p, d in new]
+        return state
+
+    def _admitted_streams(self, e: int) -> tuple[list[tuple[float, float]], list[float]]:
+        """Edge ``e``'s prefilling ``(end, predicted decode tokens)`` and decoding streams' predicted remaining tokens."""
+        sim = self.sim
+        edge = sim.edges[e]
         prefilling = [(end, item.pred_output_tokens) for item, end in edge.prefilling.values()]
         decoding = []
         if edge.decoding:
@@ -540,6 +594,15 @@ class Estimator:
                 decoded = item.output_tokens - (target - progress)
                 rem = item.pred_output_tokens - decoded
                 decoding.append(rem if rem > 1.0 else 1.0)
+        return prefilling, decoding
+
+    def _exact_edge_state(self, e: int) -> _EdgeState:
+        """Edge ``e``'s streams in the current state (not cached)."""
+        sim = self.sim
+        edge = sim.edges[e]
+        now = sim.now
+        prefill_tps = self._edge_prefill_tps
+        prefilling, decoding = self._admitted_streams(e)
         pending: list[tuple[float, float, float]]
         if edge.waiting:
             queued = [(item.seq, now, item.input_tokens / prefill_tps, item.pred_output_tokens)
@@ -559,7 +622,6 @@ class Estimator:
             state.batch = len(prefilling) + len(decoding) + _fixed_events(now, pending, state.events)
             state.events.sort()
             state.dheap = sorted(decoding)
-        self._edge_state[e] = state
         return state
 
     def edge_finish(self, e: int, ready_s: float, prefill_s: float, decode_tokens: float,
@@ -599,11 +661,8 @@ class Estimator:
         appended = [*extra, (ready_s, prefill_s, decode_tokens)] if extra else [(ready_s, prefill_s, decode_tokens)]
         run = state.run
         if run is None:
-            if self.approx_queue_reuse and len(state.pending) >= _APPROX_MIN_PENDING:
-                run = self._kept_run(e, state)
-            else:
-                run = state.run = _BaseRun(self.sim.now, self._edge_decode_tps, self._kappa, self._max_batch,
-                                           state.prefilling, state.decoding, state.pending)
+            run = state.run = _BaseRun(self.sim.now, self._edge_decode_tps, self._kappa, self._max_batch,
+                                       state.prefilling, state.decoding, state.pending)
         if state.appended:
             appended = [*state.appended, *appended]
             first_ready = min(a[0] for a in appended)
@@ -617,33 +676,6 @@ class Estimator:
             return _project_general(self.sim.now, self._edge_decode_tps, self._kappa, self._max_batch,
                                     state.prefilling, state.decoding, items, len(items) - 1)
         return _resume_general(cp, self._edge_decode_tps, self._kappa, self._max_batch, run, appended)
-
-    def _kept_run(self, e: int, state: _EdgeState) -> _BaseRun:
-        """``approx_queue_reuse``: edge ``e``'s kept projection if it still serves (setting ``state.appended`` to
-        the streams placed since), else a new one of ``state`` (kept for the next states)."""
-        sim = self.sim
-        edge = sim.edges[e]
-        now = sim.now
-        kept = self._kept_runs.get(e)
-        if kept is not None:
-            run, seqs, max_seq, built, serves = kept
-            if (self._state_id - built <= serves and all(seq in seqs for seq in edge.prefilling)
-                    and all(item.seq in seqs for _, _, item in edge.decoding)):
-                prefill_tps = self._edge_prefill_tps
-                new = [(item.seq, now, item.input_tokens / prefill_tps, item.pred_output_tokens)
-                       for _, item in edge.ready if item.seq > max_seq]
-                new += [(item.seq, max(now, item.est_ready), item.pred_input_tokens / prefill_tps,
-                         item.pred_output_tokens) for seq, item in edge.waiting.items() if seq > max_seq]
-                new.sort()
-                state.run = run
-                state.appended = [(r, p, d) for _, r, p, d in new]
-                return run
-        run = state.run = _BaseRun(now, self._edge_decode_tps, self._kappa, self._max_batch, state.prefilling,
-                                   state.decoding, state.pending)
-        seqs = {*edge.prefilling, *edge.waiting, *(item.seq for _, _, item in edge.decoding),
-                *(item.seq for _, item in edge.ready)}
-        self._kept_runs[e] = (run, seqs, max(seqs), self._state_id, len(state.pending) // _APPROX_REUSE_DIVISOR)
-        return run
 
     def _access_s(self, n: int, rate: float, nbytes: float) -> float:
         """Access delay ``D(n, rate, min(nbytes, frame))``; it depends on the bytes only via the OFDM symbols."""
