@@ -241,3 +241,122 @@ def test_summary_matches_the_episode_metrics() -> None:
     assert m["mean_quality"] == pytest.approx(s.mean_quality(), rel=1e-12)
     assert m["decomposed_share"] == s.decomposed_share()
     assert m["deadline_miss_rate"] == s.deadline_miss_rate(env.config.reward.deadline_s)
+
+
+# ------------------------------------------------------------------ 5. time per decision on overloaded edges
+def _random_streams(rng: np.random.Generator, now: float, n: int) -> list[tuple[float, float, float]]:
+    """``n`` pending streams ``(ready, prefill s, decode tokens)``: some ready now, some later, some tied."""
+    out = []
+    for _ in range(n):
+        kind = rng.integers(4)
+        ready = now if kind == 0 else now + (0.5 if kind == 1 else float(rng.uniform(0.0, 30.0)))
+        prefill = 0.0 if rng.random() < 0.1 else float(rng.uniform(0.01, 2.0))
+        out.append((ready, prefill, float(rng.choice([1.0, 40.0])) if rng.random() < 0.3 else float(rng.uniform(1, 300))))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_checkpointed_projection_equals_the_full_projection(seed: int) -> None:
+    # one base run of an edge's own streams, many estimates resumed from its checkpoints in random order
+    # (the base run goes on lazily): every finish is the float the full general projection gives
+    from offload_gym.sim.estimates import _BaseRun, _project_general, _resume_general
+
+    rng = np.random.default_rng(seed)
+    now = float(rng.choice([0.0, 123.25, 1e7]))
+    max_batch = int(rng.choice([1, 2, 3, 5, 16]))
+    kappa = float(rng.choice([0.0, 0.05, 0.3]))
+    prefilling = [(now + float(rng.uniform(0, 1)), float(rng.uniform(1, 200))) for _ in range(rng.integers(0, 3))]
+    decoding = [float(rng.uniform(1, 200)) for _ in range(rng.integers(0, max_batch + 1))]
+    pending = _random_streams(rng, now, int(rng.integers(0, 40)))
+    run = _BaseRun(now, 78.0, kappa, max_batch, prefilling, decoding, pending)
+    with time_limit(GUARD_S):
+        for _ in range(40):
+            appended = _random_streams(rng, now, int(rng.integers(1, 4)))
+            items = [*pending, *appended]
+            expected = _project_general(now, 78.0, kappa, max_batch, prefilling, decoding, items, len(items) - 1)
+            cp = run.checkpoint_for(min(a[0] for a in appended))
+            got = math.inf if cp is None else _resume_general(cp, 78.0, kappa, max_batch, run, appended)
+            assert got == expected
+
+
+def _compare_general_estimates(monkeypatch: pytest.MonkeyPatch, config: dict[str, Any], policy: str,
+                               approx: bool) -> list[float]:
+    """Run an episode, checking each general-projection estimate against the full projection of this state;
+    returns the relative differences ``|estimate - exact| / (exact - now)``."""
+    from offload_gym.sim import estimates
+
+    original = estimates.Estimator._edge_finish_general
+    diffs: list[float] = []
+
+    def checked(self: estimates.Estimator, e: int, state: Any, ready_s: float, prefill_s: float,
+                decode_tokens: float, extra: list[tuple[float, float, float]] | None) -> float:
+        got = original(self, e, state, ready_s, prefill_s, decode_tokens, extra)
+        exact_state = self._exact_edge_state(e)
+        items = [*exact_state.pending, *(extra or []), (ready_s, prefill_s, decode_tokens)]
+        now = self.sim.now
+        exact = estimates._project_general(now, self._edge_decode_tps, self._kappa, self._max_batch,
+                                           exact_state.prefilling, exact_state.decoding, items, len(items) - 1)
+        if not approx:
+            assert got == exact
+        elif math.isfinite(exact) and exact > now:
+            diffs.append(abs(got - exact) / (exact - now))
+        return got
+
+    monkeypatch.setattr(estimates.Estimator, "_edge_finish_general", checked)
+    env = OffloadEnv(config=config)
+    pol = make_policy(policy, env.config, seed=0)
+    obs, _ = env.reset(seed=0)
+    env.estimator.approx_queue_reuse = approx
+    done = False
+    with time_limit(3 * GUARD_S):
+        while not done:
+            obs, _, terminated, truncated, _ = env.step(pol.decide(obs, env.action_masks()))
+            done = terminated or truncated
+    return diffs
+
+
+@pytest.mark.parametrize(("config", "policy"), [
+    ({"edge.model": "70B", "episode.queries": 150}, "nearest-edge"),
+    ({"topology.n_aps": 1, "edge.max_batch": 1, "workload.arrival_rate": 1000, "episode.queries": 80},
+     "nearest-edge"),
+    ({"edge.max_batch": 2, "episode.queries": 60}, "greedy"),
+    ({"edge.max_batch": 3, "topology.n_aps": 1, "workload.arrival_rate": 40, "episode.queries": 60}, "greedy"),
+], ids=["70B", "1ap-mb1", "mb2-greedy", "1ap-mb3-greedy"])
+def test_estimates_on_full_batches_equal_the_full_projection(monkeypatch: pytest.MonkeyPatch,
+                                                             config: dict[str, Any], policy: str) -> None:
+    _compare_general_estimates(monkeypatch, config, policy, approx=False)
+
+
+def test_checkpoints_of_large_batches_fall_back_to_the_full_projection(monkeypatch: pytest.MonkeyPatch) -> None:
+    from offload_gym.sim import estimates
+
+    monkeypatch.setattr(estimates, "_CHECKPOINT_MAX_STREAMS", 2)
+    _compare_general_estimates(monkeypatch, {"edge.max_batch": 4, "topology.n_aps": 1,
+                                             "workload.arrival_rate": 30, "episode.queries": 50}, "greedy", approx=False)
+
+
+def test_approx_queue_reuse_is_off_by_default() -> None:
+    env = OffloadEnv()
+    env.reset(seed=0)
+    assert env.estimator.approx_queue_reuse is False
+
+
+def test_approx_queue_reuse_reuses_projections_and_stays_close(monkeypatch: pytest.MonkeyPatch) -> None:
+    from offload_gym.sim import estimates
+
+    built = 0
+    original_init = estimates._BaseRun.__init__
+
+    def counting_init(self: Any, *args: Any) -> None:
+        nonlocal built
+        built += 1
+        original_init(self, *args)
+
+    monkeypatch.setattr(estimates._BaseRun, "__init__", counting_init)
+    config = {"edge.model": "70B", "episode.queries": 400}
+    diffs = _compare_general_estimates(monkeypatch, config, "nearest-edge", approx=True)
+    with_reuse = built
+    built = 0
+    _compare_general_estimates(monkeypatch, config, "nearest-edge", approx=False)
+    assert with_reuse < 0.5 * built  # far fewer projections of the queue
+    assert diffs and max(diffs) < 0.1 and float(np.median(diffs)) < 1e-3
