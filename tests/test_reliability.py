@@ -360,3 +360,25 @@ def test_approx_queue_reuse_reuses_projections_and_stays_close(monkeypatch: pyte
     _compare_general_estimates(monkeypatch, config, "nearest-edge", approx=False)
     assert with_reuse < 0.5 * built  # far fewer projections of the queue
     assert diffs and max(diffs) < 0.1 and float(np.median(diffs)) < 1e-3
+
+
+@pytest.mark.parametrize("approx", [False, True])
+def test_an_env_with_kept_projections_pickles_and_continues_identically(approx: bool) -> None:
+    import pickle
+
+    env = OffloadEnv(config={"edge.model": "70B", "episode.queries": 120})
+    pol = make_policy("nearest-edge", env.config)
+    obs, _ = env.reset(seed=1)
+    env.estimator.approx_queue_reuse = approx
+    for _ in range(60):  # the queues are long by now: estimates keep projections in the estimator
+        obs, *_ = env.step(pol.decide(obs, env.action_masks()))
+    assert env.estimator._edge_state and any(s.run is not None for s in env.estimator._edge_state.values())
+    twin = pickle.loads(pickle.dumps(env))
+    obs_twin = obs.copy()
+    with time_limit(GUARD_S):
+        for _ in range(120):
+            obs, _, _, truncated, _ = env.step(pol.decide(obs, env.action_masks()))
+            obs_twin, _, _, truncated_twin, _ = twin.step(pol.decide(obs_twin, twin.action_masks()))
+            assert np.array_equal(obs, obs_twin) and truncated == truncated_twin
+            if truncated:
+                break

@@ -31,7 +31,6 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -237,67 +236,85 @@ class _BaseRun:
     does on the whole list: the same floats, for about the cost of the new stream's own lifetime.
     """
 
-    __slots__ = ("_gen", "checkpoints", "done", "later", "pending", "t_nexts")
+    __slots__ = ("batch", "checkpoints", "dheap", "done", "kappa", "later", "max_batch", "pending", "pheap", "pos",
+                 "progress", "r1", "rate", "stalled", "t", "t_next", "t_nexts")
 
     def __init__(self, now: float, r1: float, kappa: float, max_batch: int, prefilling: list[tuple[float, float]],
                  decoding: list[float], pending: list[tuple[float, float, float]]) -> None:
+        self.r1, self.kappa, self.max_batch = r1, kappa, max_batch
         self.pending = pending
         #: the pending streams by ``(ready time, index)``: a heap's pop order, so a position replaces the heap
         self.later = sorted([(p[0], idx) for idx, p in enumerate(pending)])
         self.checkpoints: list[_Checkpoint] = []
         self.t_nexts: list[float] = []  # per checkpoint, its next event time (non-decreasing)
         self.done = False
-        self._gen = self._run(now, r1, kappa, max_batch, prefilling, decoding)
+        # the loop's state between calls of _advance (plain data, so that an estimator pickles)
+        self.t = now
+        self.progress = 0.0
+        self.dheap = [(rem, -1) for rem in decoding]
+        heapq.heapify(self.dheap)
+        self.pheap = [(end, dec, -1) for end, dec in prefilling]
+        heapq.heapify(self.pheap)
+        self.batch = len(self.dheap) + len(self.pheap)
+        self.pos = 0
+        self.rate = 0.0
+        self.t_next: float | None = None  # set while stopped just after a checkpoint (the iteration's second half to do)
+        self.stalled = False
 
-    def _run(self, now: float, r1: float, kappa: float, max_batch: int, prefilling: list[tuple[float, float]],
-             decoding: list[float]) -> Iterator[None]:
-        """:func:`_project_general` without a target; yields after recording each checkpoint."""
+    def _advance(self) -> None:
+        """Go on with :func:`_project_general` (no target) up to the next checkpoint, recorded, or to the end.
+
+        At a checkpoint the ready streams are all admitted, so no heap of ready indices outlives a call.
+        """
         heappush, heappop = heapq.heappush, heapq.heappop
         pending, later = self.pending, self.later
-        checkpoints, t_nexts = self.checkpoints, self.t_nexts
         n_later = len(later)
-        pos = 0
-        t = now
-        progress = 0.0
-        dheap = [(rem, -1) for rem in decoding]
-        heapq.heapify(dheap)
-        pheap = [(end, dec, -1) for end, dec in prefilling]
-        heapq.heapify(pheap)
-        ready_now: list[int] = []
-        batch = len(dheap) + len(pheap)
+        r1, kappa, max_batch = self.r1, self.kappa, self.max_batch
+        dheap, pheap = self.dheap, self.pheap
+        t, progress, batch, pos, rate = self.t, self.progress, self.batch, self.pos, self.rate
         inf = math.inf
-        rate = 0.0
+        ready_now: list[int] = []
+        t_next = self.t_next
+        stalled = self.stalled
+        resuming = t_next is not None
         while True:
-            next_ready = inf
-            if batch < max_batch and (pos < n_later or ready_now):
-                while pos < n_later and later[pos][0] <= t:
-                    heappush(ready_now, later[pos][1])
-                    pos += 1
-                while ready_now and batch < max_batch:
-                    idx = heappop(ready_now)
-                    batch += 1
-                    heappush(pheap, (t + pending[idx][1], pending[idx][2], idx))
-                if batch < max_batch and pos < n_later:
-                    next_ready = later[pos][0]
-            t_next = next_ready
-            stalled = False
-            if dheap:
-                rate = r1 / (1.0 + kappa * (batch - 1))
-                t_dec = t + (dheap[0][0] - progress) / rate
-                if t_dec < t_next:
-                    t_next = t_dec
-                    stalled = t_dec <= t
-            if pheap and pheap[0][0] <= t_next:
-                t_next = pheap[0][0]
+            if resuming:
+                resuming = False
+            else:
+                next_ready = inf
+                if batch < max_batch and (pos < n_later or ready_now):
+                    while pos < n_later and later[pos][0] <= t:
+                        heappush(ready_now, later[pos][1])
+                        pos += 1
+                    while ready_now and batch < max_batch:
+                        idx = heappop(ready_now)
+                        batch += 1
+                        heappush(pheap, (t + pending[idx][1], pending[idx][2], idx))
+                    if batch < max_batch and pos < n_later:
+                        next_ready = later[pos][0]
+                t_next = next_ready
                 stalled = False
-            if batch < max_batch:  # a checkpoint (ready_now is empty here)
-                keep = batch <= _CHECKPOINT_MAX_STREAMS
-                checkpoints.append((t, progress, batch, dheap.copy() if keep else None,
-                                    pheap.copy() if keep else None, pos, t_next))
-                t_nexts.append(t_next)
-                yield None
+                if dheap:
+                    rate = r1 / (1.0 + kappa * (batch - 1))
+                    t_dec = t + (dheap[0][0] - progress) / rate
+                    if t_dec < t_next:
+                        t_next = t_dec
+                        stalled = t_dec <= t
+                if pheap and pheap[0][0] <= t_next:
+                    t_next = pheap[0][0]
+                    stalled = False
+                if batch < max_batch:  # a checkpoint (ready_now is empty here)
+                    keep = batch <= _CHECKPOINT_MAX_STREAMS
+                    self.checkpoints.append((t, progress, batch, dheap.copy() if keep else None,
+                                             pheap.copy() if keep else None, pos, t_next))
+                    self.t_nexts.append(t_next)
+                    self.t, self.progress, self.batch, self.pos, self.rate = t, progress, batch, pos, rate
+                    self.t_next, self.stalled = t_next, stalled
+                    return
+            assert t_next is not None
             if t_next == inf:  # everything ended, or nothing left ends in finite time
                 self.done = True
+                self.t_next = None
                 return
             if stalled:
                 progress = dheap[0][0]
@@ -324,7 +341,7 @@ class _BaseRun:
                 k += 1
             if self.done:
                 return None
-            next(self._gen, None)
+            self._advance()
 
 
 def _resume_general(cp: _Checkpoint, r1: float, kappa: float, max_batch: int, run: _BaseRun,
