@@ -275,7 +275,7 @@ def test_checkpointed_projection_equals_the_full_projection(seed: int) -> None:
             items = [*pending, *appended]
             expected = _project_general(now, 78.0, kappa, max_batch, prefilling, decoding, items, len(items) - 1)
             cp = run.checkpoint_for(min(a[0] for a in appended))
-            got = math.inf if cp is None else _resume_general(cp, 78.0, kappa, max_batch, run, appended)
+            got = math.inf if cp is None else _resume_general(cp, max_batch, run, appended)
             assert got == expected
 
 

@@ -223,6 +223,12 @@ _APPROX_MIN_PENDING = 32
 _APPROX_REUSE_DIVISOR = 16
 
 
+def _rate_table(r1: float, kappa: float, max_batch: int) -> list[float]:
+    """Per batch size ``b`` (0 to ``max_batch``), the per-stream decode rate ``r1 / (1 + kappa (b - 1))``: the
+    expression :func:`_project_general` evaluates, so a table of them gives the same floats."""
+    return [r1 / (1.0 + kappa * (b - 1)) for b in range(max_batch + 1)]
+
+
 class _BaseRun:
     """The general projection of an edge's own streams (no new stream), run lazily, with checkpoints.
 
@@ -236,12 +242,17 @@ class _BaseRun:
     does on the whole list: the same floats, for about the cost of the new stream's own lifetime.
     """
 
-    __slots__ = ("batch", "checkpoints", "dheap", "done", "kappa", "later", "max_batch", "pending", "pheap", "pos",
-                 "progress", "r1", "rate", "stalled", "t", "t_next", "t_nexts")
+    __slots__ = ("batch", "checkpoints", "dheap", "done", "later", "max_batch", "pending", "pheap", "pos",
+                 "progress", "rate", "rates", "stalled", "t", "t_next", "t_nexts")
 
     def __init__(self, now: float, r1: float, kappa: float, max_batch: int, prefilling: list[tuple[float, float]],
-                 decoding: list[float], pending: list[tuple[float, float, float]]) -> None:
-        self.r1, self.kappa, self.max_batch = r1, kappa, max_batch
+                 decoding: list[float], pending: list[tuple[float, float, float]],
+                 rates: list[float] | None = None) -> None:
+        self.max_batch = max_batch
+        n = max(max_batch, len(prefilling) + len(decoding)) + 1  # the batch never grows beyond both
+        if rates is None or len(rates) < n:
+            rates = _rate_table(r1, kappa, n - 1)
+        self.rates = rates  # rates[b]: the per-stream rate with b streams in the batch
         self.pending = pending
         #: the pending streams by ``(ready time, index)``: a heap's pop order, so a position replaces the heap
         self.later = sorted([(p[0], idx) for idx, p in enumerate(pending)])
@@ -269,10 +280,11 @@ class _BaseRun:
         heappush, heappop = heapq.heappush, heapq.heappop
         pending, later = self.pending, self.later
         n_later = len(later)
-        r1, kappa, max_batch = self.r1, self.kappa, self.max_batch
+        rates, max_batch = self.rates, self.max_batch
         dheap, pheap = self.dheap, self.pheap
         t, progress, batch, pos, rate = self.t, self.progress, self.batch, self.pos, self.rate
         inf = math.inf
+        eps = _EPS_TOKENS
         ready_now: list[int] = []
         t_next = self.t_next
         stalled = self.stalled
@@ -295,7 +307,7 @@ class _BaseRun:
                 t_next = next_ready
                 stalled = False
                 if dheap:
-                    rate = r1 / (1.0 + kappa * (batch - 1))
+                    rate = rates[batch]
                     t_dec = t + (dheap[0][0] - progress) / rate
                     if t_dec < t_next:
                         t_next = t_dec
@@ -324,7 +336,7 @@ class _BaseRun:
             while pheap and pheap[0][0] <= t:
                 _, dec, idx = heappop(pheap)
                 heappush(dheap, (progress + dec, idx))
-            while dheap and dheap[0][0] <= progress + _EPS_TOKENS:
+            while dheap and dheap[0][0] <= progress + eps:
                 heappop(dheap)
                 batch -= 1
 
@@ -344,8 +356,7 @@ class _BaseRun:
             self._advance()
 
 
-def _resume_general(cp: _Checkpoint, r1: float, kappa: float, max_batch: int, run: _BaseRun,
-                    appended: list[tuple[float, float, float]]) -> float:
+def _resume_general(cp: _Checkpoint, max_batch: int, run: _BaseRun, appended: list[tuple[float, float, float]]) -> float:
     """:func:`_project_general` over ``run``'s streams then ``appended`` (the target last), from checkpoint ``cp``.
 
     The same admissions and arithmetic as the full projection from that iteration on: the edge's own streams
@@ -364,6 +375,8 @@ def _resume_general(cp: _Checkpoint, r1: float, kappa: float, max_batch: int, ru
     heapq.heapify(alater)
     ready_now: list[int] = []
     inf = math.inf
+    eps = _EPS_TOKENS
+    rates = run.rates
     rate = 0.0
     while True:
         next_ready = inf
@@ -386,7 +399,7 @@ def _resume_general(cp: _Checkpoint, r1: float, kappa: float, max_batch: int, ru
         t_next = next_ready
         stalled = False
         if dheap:
-            rate = r1 / (1.0 + kappa * (batch - 1))
+            rate = rates[batch]
             t_dec = t + (dheap[0][0] - progress) / rate
             if t_dec < t_next:
                 t_next = t_dec
@@ -404,7 +417,7 @@ def _resume_general(cp: _Checkpoint, r1: float, kappa: float, max_batch: int, ru
         while pheap and pheap[0][0] <= t:
             _, dec, idx = heappop(pheap)
             heappush(dheap, (progress + dec, idx))
-        while dheap and dheap[0][0] <= progress + _EPS_TOKENS:
+        while dheap and dheap[0][0] <= progress + eps:
             idx = heappop(dheap)[1]
             batch -= 1
             if idx == target:
@@ -490,6 +503,7 @@ class Estimator:
         self._state_id = 0  # refreshes so far
         #: approx_queue_reuse: per edge, (projection, its streams' seqs, their largest, state id built, states it serves)
         self._kept_runs: dict[int, tuple[_BaseRun, set[int], int, int, int]] = {}
+        self._rates: list[float] | None = None  # _batch_rates, once asked for
         cfg = sim.cfg
         w, e = cfg.wifi, cfg.edge
         self._frame = w.frame_bytes
@@ -554,8 +568,8 @@ class Estimator:
                 return kept
         state = self._edge_state[e] = self._exact_edge_state(e)
         if self.approx_queue_reuse and len(state.pending) >= _APPROX_MIN_PENDING and state.n_streams >= self._max_batch:
-            state.run = _BaseRun(self.sim.now, self._edge_decode_tps, self._kappa, self._max_batch,
-                                 state.prefilling, state.decoding, state.pending)
+            state.run = _BaseRun(self.sim.now, self._edge_decode_tps, self._kappa, self._max_batch, state.prefilling,
+                                 state.decoding, state.pending, self._batch_rates())
             edge = self.sim.edges[e]
             seqs = {*edge.prefilling, *edge.waiting, *(item.seq for _, _, item in edge.decoding),
                     *(item.seq for _, item in edge.ready)}
@@ -679,7 +693,7 @@ class Estimator:
         run = state.run
         if run is None:
             run = state.run = _BaseRun(self.sim.now, self._edge_decode_tps, self._kappa, self._max_batch,
-                                       state.prefilling, state.decoding, state.pending)
+                                       state.prefilling, state.decoding, state.pending, self._batch_rates())
         if state.appended:
             appended = [*state.appended, *appended]
             first_ready = min(a[0] for a in appended)
@@ -692,7 +706,14 @@ class Estimator:
             items = [*run.pending, *appended]
             return _project_general(self.sim.now, self._edge_decode_tps, self._kappa, self._max_batch,
                                     state.prefilling, state.decoding, items, len(items) - 1)
-        return _resume_general(cp, self._edge_decode_tps, self._kappa, self._max_batch, run, appended)
+        return _resume_general(cp, self._max_batch, run, appended)
+
+    def _batch_rates(self) -> list[float]:
+        """:func:`_rate_table` of this edge model up to ``max_batch``, once per estimator."""
+        rates = self._rates
+        if rates is None:
+            rates = self._rates = _rate_table(self._edge_decode_tps, self._kappa, self._max_batch)
+        return rates
 
     def _access_s(self, n: int, rate: float, nbytes: float) -> float:
         """Access delay ``D(n, rate, min(nbytes, frame))``; it depends on the bytes only via the OFDM symbols."""
