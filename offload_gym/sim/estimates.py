@@ -21,9 +21,16 @@ are bit-for-bit unchanged; what changed is how often things are computed:
   and each edge's part of it (its streams' fixed events) is prepared once per state;
 * a predecessor's output transfer legs are computed once for all locations;
 * :meth:`Estimator.plan` skips projecting an edge whose lower bound (inputs there, prefill, then
-  decoding alone at full speed, less a rounding margin) already loses to a location computed exactly.
+  decoding alone at full speed, less a rounding margin) already loses to a location computed exactly;
+* where the batch may fill up, an edge's own streams are projected once per state (:class:`_BaseRun`,
+  lazily, with checkpoints where the batch has room) and each estimate resumes from the first checkpoint
+  its new streams matter at (:func:`_resume_general`), instead of projecting the whole queue again. A
+  state with a long queue still costs one projection of it per edge (``O(W log W)``): exactly the same
+  floats cannot be had from an earlier state's projection once time has moved. ``approx_queue_reuse``
+  (off by default; see :class:`Estimator`) trades exactness for a bounded cost there.
 
-``tests/test_benchmarks.py`` checks the fast paths against the reference ones.
+``tests/test_benchmarks.py`` checks the fast paths against the reference ones (``tests/test_reliability.py``
+the checkpointed projection); ``benchmarks/bench_overload.py`` times overloaded scenarios.
 """
 
 from __future__ import annotations
