@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 import offload_gym  # noqa: F401  (registers the ids)
 from offload_gym.config import make_config
 from offload_gym.policies import POLICIES, make_policy
-from offload_gym.sim.engine import Simulator
+from offload_gym.sim.engine import FINISHED_LOG_LIMIT, Simulator
 
 DRIVERS: tuple[str, ...] = ("random-masked", "unmasked-random", *sorted(POLICIES))
 DEFAULT_EXAMPLES = 80
@@ -197,10 +197,12 @@ def run_episode(cfg: dict[str, Any], driver: str, seed: int, timeout_s: float = 
 
 
 def _timed(limit_s: float | None, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    start = time.perf_counter()
+    """``fn(*args, **kwargs)``, failing when it used more than ``limit_s`` of this process's CPU time (CPU, not
+    wall, so a loaded machine does not fail it; a true hang is caught by the wall-clock ``time_limit``)."""
+    start = time.process_time()
     out = fn(*args, **kwargs)
-    took = time.perf_counter() - start
-    assert limit_s is None or took <= limit_s, f"{what} took {took:.2f} s (limit {limit_s} s)"
+    took = time.process_time() - start
+    assert limit_s is None or took <= limit_s, f"{what} took {took:.2f} s of CPU (limit {limit_s} s)"
     return out
 
 
@@ -250,7 +252,8 @@ def _run_checked(env: gym.Env, cfg: dict[str, Any], driver: str, seed: int, step
     assert metrics["total_reward"] == pytest.approx(sum(rewards), rel=1e-9, abs=1e-9)
     for key in ("mean_latency_s", "p95_latency_s", "mean_quality", "mean_reward", "deadline_miss_rate"):
         assert math.isfinite(metrics[key])
-    assert len(sim.finished_log) == queries
+    assert sim.summary.count == queries
+    assert len(sim.finished_log) == min(queries, FINISHED_LOG_LIMIT)  # the env keeps the latest records only
     for rec in sim.finished_log:
         q = rec.query
         bound = sim.latency_lower_bound_s(q)
@@ -293,7 +296,7 @@ def test_invariants_large_profile(driver: str, cfg: dict[str, Any], seed: int) -
 
 STEP_LIMIT_S = 5.0
 WIDE_DEFAULT_EXAMPLES = 6
-WIDE_SLOW_EXAMPLES = 40
+WIDE_SLOW_EXAMPLES = 25
 
 
 def _log_uniform(draw: st.DrawFn, lo: float, hi: float) -> float:
@@ -351,7 +354,7 @@ def test_invariants_wide_range_profile(driver: str, cfg: dict[str, Any], seed: i
 @pytest.mark.slow
 @pytest.mark.parametrize("driver", WIDE_DRIVERS)
 @settings(max_examples=WIDE_SLOW_EXAMPLES, **_SETTINGS)
-@given(cfg=wide_scenarios(max_queries=2000), seed=st.integers(0, 2**31 - 1))
+@given(cfg=wide_scenarios(max_queries=1500), seed=st.integers(0, 2**31 - 1))
 def test_invariants_wide_range_large_profile(driver: str, cfg: dict[str, Any], seed: int) -> None:
     run_episode(cfg, driver, seed, timeout_s=600.0, step_limit_s=STEP_LIMIT_S)
 
