@@ -436,7 +436,7 @@ def _train_in(args: argparse.Namespace, r: dict[str, Any], run_dir: Path) -> Pat
         "bc_dataset": args.bc_dataset, "validation_seeds": list(validation_seeds(args.eval_episodes)),
     })
     sidecar = {"env_id": args.env, "config": r["env_kwargs"].get("config") or {}, "algo": args.algo,
-               "command": shlex.join(["python", *sys.argv])}
+               "command": shlex.join(["python", "train.py", *sys.argv[1:]])}
     for name in ("best_model", "final_model"):  # evaluate.py runs a model on the env its sidecar names
         (run_dir / f"{name}.json").write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
     if args.verbose:

@@ -126,3 +126,14 @@ def test_credit_callback_runs_inside_maskable_ppo() -> None:
     model.learn(total_timesteps=64, callback=callback)
     buf = model.rollout_buffer
     assert np.isfinite(buf.returns).all() and np.isfinite(buf.advantages).all()
+
+
+def test_shipped_paper_agent_loads_from_its_sidecar_and_matches_greedy() -> None:
+    model = ROOT / "docs" / "models" / "residual_maskable_ppo_paper.zip"
+    sidecar = json.loads(model.with_suffix(".json").read_text())
+    assert sidecar["env_id"] == "offload_gym/WifiOffload-residual-v0" and sidecar["config"] == {}
+    assert "train.py" in sidecar["command"]
+    episodes: dict[tuple[str, int], dict[str, float]] = {}
+    evaluate_many(["greedy", str(model)], seeds=[1000, 1001], episodes_out=episodes)  # on the paper scenario
+    for seed in (1000, 1001):  # the agent starts from greedy and only deviates where it learned to
+        assert episodes[(str(model), seed)]["mean_reward"] >= episodes[("greedy", seed)]["mean_reward"] - 0.005
