@@ -111,7 +111,7 @@ def _wall_and_steps(results: dict[str, Any]) -> tuple[float, float]:
 
 def summary_markdown(done: list[dict[str, Any]], algo: str) -> str:
     lines = ["| experiment | agent reward | greedy reward | agent - greedy (paired, 95 % interval) | verdict | "
-             "decomposed (agent / greedy) | decisions | wall per run |",
+             "decomposed (agent / greedy) | decisions | wall per run (2 at a time) |",
              "|---|---:|---:|---:|---|---:|---:|---:|"]
     for d in done:
         exp, res = d["experiment"], d["results"]
