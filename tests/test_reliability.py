@@ -382,3 +382,16 @@ def test_an_env_with_kept_projections_pickles_and_continues_identically(approx: 
             assert np.array_equal(obs, obs_twin) and truncated == truncated_twin
             if truncated:
                 break
+
+
+def test_approx_estimates_is_a_config_switch_off_by_default() -> None:
+    exact = OffloadEnv(config={"edge": {"model": "70B"}, "episode.queries": 120})
+    exact.reset(seed=0)
+    assert exact.estimator.approx_queue_reuse is False
+    approx = OffloadEnv(config={"edge": {"model": "70B"}, "episode.queries": 120, "approx_estimates": True})
+    approx.reset(seed=0)
+    assert approx.estimator.approx_queue_reuse is True
+    with time_limit(GUARD_S):  # both finish every query; the approximation changes estimates, not the accounting
+        for env in (exact, approx):
+            _, completed, _ = run_episode(env.config, "own-edge")
+            assert sorted(c["query_id"] for c in completed) == list(range(120))

@@ -224,7 +224,8 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
             self.config = self._merged_config(options["config"])
         self._reset_state()
         self.sim = Simulator(self.config, self.np_random, finished_log_limit=FINISHED_LOG_LIMIT)
-        self.estimator = Estimator(self.sim, self.config.reward.latency_weight)
+        self.estimator = Estimator(self.sim, self.config.reward.latency_weight,
+                                   approx_queue_reuse=self.config.approx_estimates)
         self._done = False
         completed = self._advance()
         if completed:  # pragma: no cover - nothing can finish before the first decision
