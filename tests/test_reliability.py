@@ -395,3 +395,13 @@ def test_approx_estimates_is_a_config_switch_off_by_default() -> None:
         for env in (exact, approx):
             _, completed, _ = run_episode(env.config, "own-edge")
             assert sorted(c["query_id"] for c in completed) == list(range(120))
+
+
+def test_kappa_one_batch_rates_do_not_divide_by_zero() -> None:
+    # found by the slow property profile: the decode-rate table's empty-batch entry divided by 1 + kappa * (0 - 1)
+    with time_limit(GUARD_S):
+        _, completed, _ = run_episode({"topology.n_users": 1, "topology.n_aps": 1, "topology.area_m": 10.0,
+                                       "edge.kappa": 1.0, "edge.max_batch": 1, "episode.queries": 10,
+                                       "workload.subtask_count_probs": [0.0, 1.0],
+                                       "workload.structure_probs": [0.0, 0.0, 1.0]}, "greedy")
+    assert sorted(c["query_id"] for c in completed) == list(range(10))

@@ -232,8 +232,9 @@ _APPROX_REUSE_DIVISOR = 16
 
 def _rate_table(r1: float, kappa: float, max_batch: int) -> list[float]:
     """Per batch size ``b`` (0 to ``max_batch``), the per-stream decode rate ``r1 / (1 + kappa (b - 1))``: the
-    expression :func:`_project_general` evaluates, so a table of them gives the same floats."""
-    return [r1 / (1.0 + kappa * (b - 1)) for b in range(max_batch + 1)]
+    expression :func:`_project_general` evaluates, so a table of them gives the same floats. An empty batch
+    (``b = 0``) decodes nothing; its entry is ``r1``, not the formula (which divides by zero at kappa 1)."""
+    return [r1] + [r1 / (1.0 + kappa * (b - 1)) for b in range(1, max_batch + 1)]
 
 
 class _BaseRun:
