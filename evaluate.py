@@ -3,7 +3,11 @@
     python evaluate.py                                   # the five built-ins, paper scenario, seeds 1000-1009
     python evaluate.py --policies greedy,runs/ppo/best_model.zip --json results.json
     python evaluate.py --policies greedy,greedy-no-split --sweep edge.model=3B,8B,70B --plot edge.png
+    python evaluate.py --policies greedy,docs/models/residual_maskable_ppo_paper.zip   # the shipped agent
 
+A model runs on the env its ``NAME.json`` sidecar names (``env_id``, ``config``; ``--config`` and sweeps
+apply on top), built-in policies on the item interface of the same scenario: every policy meets the same
+queries per seed. Model files are loaded without unpickling anything unless ``--trust-model``.
 See ``python evaluate.py --help``; the library behind it is :mod:`agents.evaluation`.
 """
 
