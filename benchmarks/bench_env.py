@@ -157,6 +157,28 @@ def measure_throughput(s: Settings) -> dict[str, Any]:
             "cartpole_random_dps": median(cp), "ratio_offload_cartpole": median(ratio)}
 
 
+def measure_interfaces(s: Settings) -> dict[str, Any]:
+    """Decisions/s and queries/s of the three decision interfaces (random masked), interleaved."""
+    ids = {"item": ENV_ID, "query": "offload_gym/WifiOffload-query-v0", "residual": "offload_gym/WifiOffload-residual-v0"}
+    cfg = _episode_config(s.queries)
+    envs = {mode: gym.make(env_id, config=cfg) for mode, env_id in ids.items()}
+    rng = random.Random(0)
+    dps: dict[str, list[float]] = {m: [] for m in ids}
+    qps: dict[str, list[float]] = {m: [] for m in ids}
+    for env in envs.values():
+        run_episodes(env, 1, 10_000, random_masked(rng))  # warm-up
+    queries = s.episodes * envs["item"].unwrapped.config.episode.queries  # type: ignore[attr-defined]
+    for rep in range(s.reps):
+        for mode, env in envs.items():
+            n, t = run_episodes(env, s.episodes, 100 * rep, random_masked(rng))
+            dps[mode].append(n / t)
+            qps[mode].append(queries / t)
+    for env in envs.values():
+        env.close()
+    return {"interface_dps": {m: median(v) for m, v in dps.items()},
+            "interface_qps": {m: median(v) for m, v in qps.items()}}
+
+
 def measure_scaling(s: Settings) -> dict[str, Any]:
     """Decisions/s (random masked) against the number of phones (same rate per phone) and of APs."""
     envs: dict[str, gym.Env] = {}
@@ -442,6 +464,10 @@ def markdown(results: dict[str, Any]) -> str:
     add("80 phones / 20 phones, per-decision cost", "users80_vs_20_cost_ratio", "ratio")
     for a, v in results.get("aps_dps", {}).items():
         rows.append((f"{a} APs (20 phones), random masked", _fmt(v), "decisions/s", ""))
+    for mode, v in results.get("interface_dps", {}).items():
+        rows.append((f"action_mode {mode}, random masked", _fmt(v), "decisions/s", ""))
+        rows.append((f"action_mode {mode}, random masked, per query", _fmt(results["interface_qps"][mode]),
+                     "queries/s", ""))
     add("greedy predict", "greedy_predict_us", "us/decision")
     add("share of env time in _observation", "observation_share", "fraction")
     add("share of env time in the estimates", "estimates_share", "fraction")
@@ -476,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter()
     results: dict[str, Any] = {"quick": args.quick, "settings": asdict(s), "machine": machine()}
     steps: list[Callable[[Settings], dict[str, Any]]] = [
-        measure_throughput, measure_scaling, measure_greedy_predict, measure_shares, measure_memory]
+        measure_throughput, measure_interfaces, measure_scaling, measure_greedy_predict, measure_shares, measure_memory]
     if not args.no_ppo:
         steps.append(measure_ppo)
     if args.soak:
