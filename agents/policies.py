@@ -32,7 +32,6 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from offload_gym.config import ScenarioConfig
-from offload_gym.envs.observation import GLOBAL_FEATURES, LOCATION_FEATURES
 from offload_gym.policies import POLICIES, Policy, make_policy
 
 __all__ = [
@@ -179,12 +178,12 @@ class SB3Predictor:
             self.model.set_random_seed(seed)
 
 
-def _expected_spaces(config: ScenarioConfig) -> tuple[tuple[int, ...], int]:
-    n_aps = config.topology.n_aps
-    size = len(GLOBAL_FEATURES) + (n_aps + 1) * len(LOCATION_FEATURES)
-    if config.action_mode == "residual":  # the built-in's suggestion one-hot, and the follow action
-        return (size + n_aps + 2,), n_aps + 3
-    return (size,), n_aps + 2
+def _env_spaces(config: ScenarioConfig) -> tuple[Any, Any]:
+    """``(observation_space, action_space)`` of ``config``'s env: the env defines them, in one place."""
+    from offload_gym.envs.offload_env import OffloadEnv
+
+    probe = OffloadEnv(config)
+    return probe.observation_space, probe.action_space
 
 
 def sidecar_path(model_path: str | Path) -> Path:
@@ -347,21 +346,16 @@ def load_sb3_predictor(spec: str, config: ScenarioConfig | None = None, trust: b
     path = _resolve_model_path(spec)
     algorithm = detect_sb3_algorithm(path)
     candidates = [algorithm] if algorithm is not None else list(SB3_ALGORITHMS)
-    if config is not None:
-        obs_shape, n_actions = _expected_spaces(config)
-        stated = _read_sb3_data(path)
-        try:
-            got_obs = tuple(json.loads(str(stated["observation_space"].get("_shape", "[]"))))
-            got_n = int(stated["action_space"].get("n", -1))
-        except (KeyError, TypeError, AttributeError, ValueError):
-            got_obs, got_n = obs_shape, n_actions  # unreadable: the loaded model is checked below
-        _check_fits(path, config, got_obs, got_n)
     spaces = None
-    if config is not None:
-        from offload_gym.envs.offload_env import OffloadEnv
-
-        probe = OffloadEnv(config)
-        spaces = (probe.observation_space, probe.action_space)
+    if config is not None:  # fail before loading when the file states other spaces
+        spaces = _env_spaces(config)
+        data = _read_sb3_data(path)
+        try:
+            stated = (_serialized_spaces(data["observation_space"]), _serialized_spaces(data["action_space"]))
+        except (KeyError, TypeError, AttributeError, ValueError):
+            stated = None  # unreadable here: the loaded model is checked below
+        if stated is not None:
+            _check_fits(path, config, spaces, tuple(stated[0].shape), int(getattr(stated[1], "n", -1)))
     model: Any = None
     errors: list[str] = []
     for name in candidates:
@@ -375,14 +369,15 @@ def load_sb3_predictor(spec: str, config: ScenarioConfig | None = None, trust: b
     if model is None:
         raise PolicyLoadError(f"policy: cannot load {str(path)!r} as any of {candidates} "
                               f"({'; '.join(errors)[:400]})")
-    if config is not None:
-        _check_fits(path, config, tuple(getattr(model.observation_space, "shape", ()) or ()),
+    if config is not None and spaces is not None:
+        _check_fits(path, config, spaces, tuple(getattr(model.observation_space, "shape", ()) or ()),
                     int(getattr(model.action_space, "n", -1)))
     return SB3Predictor(model, name=path.stem)
 
 
-def _check_fits(path: Path, config: ScenarioConfig, got_obs: tuple[int, ...], got_n: int) -> None:
-    obs_shape, n_actions = _expected_spaces(config)
+def _check_fits(path: Path, config: ScenarioConfig, spaces: tuple[Any, Any], got_obs: tuple[int, ...],
+                got_n: int) -> None:
+    obs_shape, n_actions = tuple(spaces[0].shape), int(spaces[1].n)
     if got_obs != obs_shape or got_n != n_actions:
         raise PolicyLoadError(
             f"policy: model {str(path)!r} was trained for observations {got_obs} and {got_n} actions, but this "
