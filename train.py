@@ -35,11 +35,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agents.cli import UsageError, load_mapping
+
 EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """A bad command-line value: reported as one line, exit code 2."""
+__all__ = ["UsageError", "build_parser", "load_mapping", "main", "make_run_dir", "train"]
 
 
 # ---------------------------------------------------------------------------------------------- arguments
@@ -98,44 +97,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="at the end, evaluate the agent and the built-in policies on the held-out seeds and print a table")
     p.add_argument("--verbose", "-v", type=int, default=1, help="0 quiet, 1 evaluations, 2 also SB3's training tables")
     return p
-
-
-def load_mapping(text: str | None, flag: str) -> dict[str, Any]:
-    """``text`` as a mapping: a JSON/YAML file path, or inline JSON (YAML flow syntax accepted too)."""
-    if text is None or not text.strip():
-        return {}
-    import yaml
-
-    path = Path(text)
-    source = f"file {text!r}"
-    try:
-        is_file = path.is_file()
-    except OSError:
-        is_file = False
-    if is_file:
-        try:
-            raw = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise UsageError(f"{flag}: {text!r} is not a text file; give inline JSON or a JSON/YAML file") from None
-    elif path.suffix.lower() in (".json", ".yaml", ".yml"):
-        raise UsageError(f"{flag}: file {text!r} does not exist")
-    elif text.lstrip().startswith(("{", "[")) or ":" in text:
-        raw, source = text, "inline value"
-    else:
-        raise UsageError(f"{flag}: {text!r} is neither an existing JSON/YAML file nor inline JSON such as '{{\"a\": 1}}'")
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise UsageError(f"{flag}: cannot parse {source} as JSON or YAML ({first})") from None
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise UsageError(f"{flag}: expected a mapping of overrides, got {type(value).__name__} from {source}")
-    return value
 
 
 def make_run_dir(log_folder: str | Path, algo: str, env_name: str) -> Path:
@@ -426,6 +387,8 @@ def _train_in(args: argparse.Namespace, r: dict[str, Any], run_dir: Path) -> Pat
     from agents.credit import CreditCallback
     from agents.sb3_setup import make_vec_env
 
+    seeds = heldout_seeds(args.eval_episodes)
+    val_seeds = validation_seeds(args.eval_episodes)
     tb_dir = str(Path(args.tensorboard) if args.tensorboard else run_dir / "tb")
     (run_dir / "command.txt").write_text(shlex.join([sys.executable, *sys.argv]) + "\n", encoding="utf-8")
     _write_yaml(run_dir / "args.yml", vars(args))
@@ -433,7 +396,7 @@ def _train_in(args: argparse.Namespace, r: dict[str, Any], run_dir: Path) -> Pat
         "algo": args.algo, "env_id": args.env, "n_envs": r["n_envs"], "n_timesteps": r["timesteps"], "seed": args.seed,
         "resumed_from": args.resume, "hyperparams": r["entry"], "env_kwargs": r["env_kwargs"], "scenario": r["scenario"],
         "credit": r["credit"], "gamma_per_s": r["gamma_per_s"], "bc_decisions": r["bc_decisions"],
-        "bc_dataset": args.bc_dataset, "validation_seeds": list(validation_seeds(args.eval_episodes)),
+        "bc_dataset": args.bc_dataset, "validation_seeds": list(val_seeds),
     })
     sidecar = {"env_id": args.env, "config": r["env_kwargs"].get("config") or {}, "algo": args.algo,
                "command": shlex.join(["python", "train.py", *sys.argv[1:]])}
@@ -443,8 +406,6 @@ def _train_in(args: argparse.Namespace, r: dict[str, Any], run_dir: Path) -> Pat
         print(f"run folder: {run_dir}")
 
     config = r["env_kwargs"].get("config")
-    seeds = heldout_seeds(args.eval_episodes)
-    val_seeds = validation_seeds(args.eval_episodes)
     env = make_vec_env(r["spec"], r["n_envs"], seed=args.seed, env_kwargs=r["env_kwargs"], vec_env=args.vec_env,
                        start_method=args.start_method, monitor_dir=run_dir / "monitor")
     try:

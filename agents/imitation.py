@@ -33,6 +33,7 @@ import gymnasium as gym
 import numpy as np
 
 import offload_gym  # noqa: F401 - registers the env ids
+from agents.cli import UsageError, load_mapping
 from agents.credit import gae
 
 __all__ = ["collect", "load_dataset", "main", "pretrain", "save_dataset", "value_targets"]
@@ -204,29 +205,6 @@ def pretrain(model: Any, data: Mapping[str, np.ndarray], *, epochs: int = 10, ba
 
 
 # ---------------------------------------------------------------------------------------------- command line
-class UsageError(Exception):
-    """A bad command-line value: one line, exit code 2."""
-
-
-def _load_config(text: str | None) -> dict[str, Any]:
-    """``--config``: inline JSON/YAML or a JSON/YAML file, as a mapping."""
-    if not text:
-        return {}
-    import yaml
-
-    path = Path(text)
-    try:
-        raw = path.read_text(encoding="utf-8") if path.is_file() else text
-        value = yaml.safe_load(raw)  # JSON is YAML
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise UsageError(f"--config: cannot read {text!r} as JSON or YAML ({str(exc).splitlines()[0]})") from None
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise UsageError(f"--config: expected a mapping of overrides, got {type(value).__name__}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m agents.imitation",
                                 description="Write a behaviour-cloning dataset of the built-in scheduler's decisions.")
@@ -237,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output .npz")
     args = p.parse_args(argv)
     try:
-        config = _load_config(args.config)
+        config = load_mapping(args.config, "--config")
         if args.decisions < 1:
             raise UsageError(f"--decisions: must be at least 1, got {args.decisions}")
         if args.seed < 0:
