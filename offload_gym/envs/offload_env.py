@@ -332,10 +332,13 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
             return self.follow_action
         return self._builtin_action()
 
-    def _builtin_action(self) -> int:
-        """Greedy's item action at the current decision, from the item observation and mask (cached per decision)."""
+    def _builtin_action(self, item_obs: list[float] | None = None) -> int:
+        """Greedy's item action at the current decision, from the item observation and mask (cached per decision).
+
+        ``item_obs``: the pending decision's item observation when the caller has already built it.
+        """
         if self._suggested is None:
-            obs = np.array(self._item_observation(), dtype=np.float32)
+            obs = np.array(item_obs if item_obs is not None else self._item_observation(), dtype=np.float32)
             self._suggested = self._builtin.decide(obs, self._mask)
         return self._suggested
 
@@ -476,7 +479,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         g = self._item_observation()
         if self.follow_action is not None:  # residual: the built-in scheduler's choice, one-hot
             suggestion = [0.0] * (self.n_aps + 2)
-            suggestion[self._builtin_action()] = 1.0
+            suggestion[self._builtin_action(g)] = 1.0
             g += suggestion
         return np.array(g, dtype=np.float32)
 
