@@ -478,7 +478,7 @@ def _build(cls: type, data: Mapping[str, Any], path: str) -> Any:
             hint = f" Did you mean {(path + '.' if path else '') + close[0]!r}?" if close else ""
             raise ConfigError(f"{where}: unknown config key.{hint} Allowed here: {', '.join(names)}")
     if cls is EdgeConfig:
-        data = _with_edge_preset(data, path)
+        data = _with_edge_preset(data)
     hints = _hints(cls)
     kwargs = {}
     for f in dataclasses.fields(cls):
@@ -493,7 +493,7 @@ def _build(cls: type, data: Mapping[str, Any], path: str) -> Any:
         raise ConfigError(f"{path or 'config'}: {exc}") from exc
 
 
-def _with_edge_preset(data: Mapping[str, Any], path: str) -> Mapping[str, Any]:
+def _with_edge_preset(data: Mapping[str, Any]) -> Mapping[str, Any]:
     """``data`` of the edge section with the ``model`` preset's values where ``data`` does not set them."""
     model = data.get("model", "8B")
     if not isinstance(model, str) or model == "custom":
@@ -504,14 +504,24 @@ def _with_edge_preset(data: Mapping[str, Any], path: str) -> Mapping[str, Any]:
     return {**preset, **data}
 
 
-def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any], strict_at: str | None = None) -> dict[str, Any]:
+    """``base`` with ``overrides`` merged in, section by section; ``overrides`` wins. With ``strict_at`` (the
+    dotted path of ``base``, "" at the top), a field that both set to different values is a ConfigError."""
     out = dict(base)
     for key, value in overrides.items():
+        full = None if strict_at is None else (f"{strict_at}.{key}" if strict_at else str(key))
         if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(out[key], value)
+            out[key] = _merge(out[key], value, full)
         else:
+            if full is not None and key in out and out[key] != value:
+                raise _given_twice(full, out[key], value)
             out[key] = value
     return out
+
+
+def _given_twice(path: str, first: Any, second: Any) -> ConfigError:
+    return ConfigError(f"{path}: given twice ({_show(first)} and {_show(second)}, once dotted and once nested); "
+                       "give it once")
 
 
 SCENARIOS: dict[str, dict[str, Any]] = {
@@ -569,29 +579,13 @@ def _undot(overrides: Mapping[str, Any], where: str = "") -> dict[str, Any]:
         last = parts[-1]
         full = ".".join(p for p in (where, *parts) if p)
         if isinstance(value, Mapping) and isinstance(node.get(last), dict):
-            node[last] = _merge_strict(node[last], _undot(value, full), full)
+            node[last] = _merge(node[last], _undot(value, full), strict_at=full)
         elif isinstance(value, Mapping):
             node[last] = _undot(value, full)
         else:
             if last in node and node[last] != value:
-                raise ConfigError(f"{full}: given twice ({_show(node[last])} and {_show(value)}, once dotted and once "
-                                  "nested); give it once")
+                raise _given_twice(full, node[last], value)
             node[last] = value
-    return out
-
-
-def _merge_strict(a: dict[str, Any], b: dict[str, Any], where: str) -> dict[str, Any]:
-    """``a`` and ``b`` merged, where a field set to different values in both is a :class:`ConfigError`."""
-    out = dict(a)
-    for key, value in b.items():
-        full = f"{where}.{key}" if where else key
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge_strict(out[key], value, full)
-        elif key in out and out[key] != value:
-            raise ConfigError(f"{full}: given twice ({_show(out[key])} and {_show(value)}, once dotted and once "
-                              "nested); give it once")
-        else:
-            out[key] = value
     return out
 
 
