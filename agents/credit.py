@@ -33,9 +33,15 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-__all__ = ["CREDIT_MODES", "CreditCallback", "gae"]
+__all__ = ["CREDIT_MODES", "CreditCallback", "discounts", "gae"]
 
 CREDIT_MODES = ("step", "query")
+
+
+def discounts(elapsed_s: np.ndarray, gamma: float, gamma_per_s: float | None) -> np.ndarray:
+    """Per-step discounts: ``gamma_per_s ** elapsed_s`` (discounting by simulated time), else ``gamma`` per step."""
+    elapsed_s = np.asarray(elapsed_s, dtype=np.float64)
+    return np.power(gamma_per_s, elapsed_s) if gamma_per_s is not None else np.full_like(elapsed_s, gamma)
 
 
 def gae(rewards: np.ndarray, values: np.ndarray, episode_starts: np.ndarray, discounts: np.ndarray,
@@ -99,6 +105,8 @@ class CreditCallback(BaseCallback):
 
     def _on_rollout_start(self) -> None:
         self._step = 0
+        if not self.active:
+            return
         n_steps, n_envs = self.model.rollout_buffer.buffer_size, self.training_env.num_envs
         self._query_key = np.full((n_steps, n_envs, 2), -1, dtype=np.int64)  # (episode, query id) per decision
         self._elapsed_s = np.zeros((n_steps, n_envs), dtype=np.float64)
@@ -147,11 +155,9 @@ class CreditCallback(BaseCallback):
                         rewards[t, e], known[t, e] = r, True
         else:
             rewards, known = self._step_rewards, None
-        gamma = float(self.model.gamma)
-        discounts = (np.power(self.gamma_per_s, self._elapsed_s) if self.gamma_per_s is not None
-                     else np.full_like(self._elapsed_s, gamma))
         last_values = self.locals["values"].detach().cpu().numpy().flatten()
-        advantages, returns = gae(rewards, buf.values, buf.episode_starts, discounts, last_values,
+        advantages, returns = gae(rewards, buf.values, buf.episode_starts,
+                                  discounts(self._elapsed_s, float(self.model.gamma), self.gamma_per_s), last_values,
                                   np.asarray(self.locals["dones"]), float(buf.gae_lambda), known)
         buf.advantages[:] = advantages
         buf.returns[:] = returns

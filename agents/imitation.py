@@ -34,7 +34,7 @@ import numpy as np
 
 import offload_gym  # noqa: F401 - registers the env ids
 from agents.cli import UsageError, load_mapping
-from agents.credit import gae
+from agents.credit import discounts, gae
 
 __all__ = ["collect", "load_dataset", "main", "pretrain", "save_dataset", "value_targets"]
 
@@ -126,12 +126,11 @@ def load_dataset(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any
 def value_targets(data: Mapping[str, np.ndarray], *, credit: str, gamma: float, gamma_per_s: float | None) -> np.ndarray:
     """Monte-Carlo returns of the dataset under the training run's credit and discounting (lambda = 1)."""
     rewards = np.asarray(data["query_rewards"] if credit == "query" else data["rewards"], dtype=np.float64)
-    elapsed = np.asarray(data["elapsed_s"], dtype=np.float64)
-    discounts = np.power(gamma_per_s, elapsed) if gamma_per_s is not None else np.full_like(elapsed, gamma)
     n = rewards.size
     zeros = np.zeros((n, 1))
     starts = np.asarray(data["episode_starts"], dtype=bool)[:, None]
-    _, returns = gae(rewards[:, None], zeros, starts, discounts[:, None], np.zeros(1), np.ones(1), 1.0)
+    per_step = discounts(data["elapsed_s"], gamma, gamma_per_s)
+    _, returns = gae(rewards[:, None], zeros, starts, per_step[:, None], np.zeros(1), np.ones(1), 1.0)
     return returns[:, 0]
 
 
