@@ -175,7 +175,11 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
       :meth:`expert_action` added without changing the item interface's trajectories.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "rgb_array", "human"], "render_fps": 4, "autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
+    metadata: ClassVar[dict[str, Any]] = {
+        "render_modes": ["ansi", "rgb_array", "human"], "render_fps": 4,
+        # gymnasium < 1.1 has no AutoresetMode; its vector envs always reset on the next step
+        **({"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP} if hasattr(gym.vector, "AutoresetMode") else {}),
+    }
 
     def __init__(self, config: dict[str, Any] | ScenarioConfig | None = None, scenario: str = "paper",
                  render_mode: str | None = None) -> None:
