@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from offload_gym.sim.physics import HopKind
+
 if TYPE_CHECKING:
     from matplotlib.artist import Artist
     from matplotlib.axes import Axes
@@ -544,7 +546,8 @@ def _update_map(c: _Canvas, art: _Artists, env: OffloadEnv) -> Any:
     art.assoc.set_segments(np.stack([user_xy[idx], ap_xy[own[idx]]], axis=1) if idx.size else [])
     art.assoc.set_color(art.cmap(art.norm(up_rate[idx] / 1e6)) if idx.size else "none")
     art.aps.set_offsets(ap_xy)
-    busy = np.fromiter((p.running is not None for p in sim.phones), dtype=bool, count=len(sim.phones))
+    view = sim.view
+    busy = np.fromiter((view.phone_running(u) is not None for u in range(view.n_users)), dtype=bool, count=view.n_users)
     for coll, sel in zip(art.phones, (covered & ~busy, covered & busy, ~covered), strict=True):
         coll.set_offsets(user_xy[sel] if sel.any() else _EMPTY_XY)
     _update_flows(c, art, sim, ap_xy, user_xy)
@@ -567,11 +570,11 @@ def _update_map(c: _Canvas, art: _Artists, env: OffloadEnv) -> Any:
 
 def _update_flows(c: _Canvas, art: _Artists, sim: Any, ap_xy: np.ndarray, user_xy: np.ndarray) -> None:
     """Wi-Fi transfers in flight, one arrow per (direction, AP, phone); the biggest labelled where they fit."""
-    flows: dict[tuple[str, int, int], list[float]] = {}
-    for cell in sim.cells:
-        for msg in cell.msgs:
-            direction, ap, user = msg.hops[msg.hop]
-            flows.setdefault((direction, int(ap), int(user)), []).append(float(msg.nbytes))
+    flows: dict[tuple[int, int, int], list[float]] = {}
+    view = sim.view
+    for cell_ap in range(view.n_aps):
+        for direction, ap, user, nbytes in view.cell_transfers(cell_ap):
+            flows.setdefault((direction, ap, user), []).append(nbytes)
     for t in art.flow_texts:
         t.set_visible(False)
     if not flows:
@@ -583,7 +586,7 @@ def _update_flows(c: _Canvas, art: _Artists, sim: Any, ap_xy: np.ndarray, user_x
     data_per_pt = (ax.get_xlim()[1] - ax.get_xlim()[0]) / max(ax.bbox.width, 1.0) * fig.dpi / 72.0
     sz = art.sizes
     keys = list(flows)
-    up = np.array([k[0] == "up" for k in keys])
+    up = np.array([k[0] == HopKind.UP for k in keys])
     p_ap = ap_xy[[k[1] for k in keys]]
     p_phone = user_xy[[k[2] for k in keys]]
     src = np.where(up[:, None], p_phone, p_ap)
@@ -663,9 +666,10 @@ def _update_edges(c: _Canvas, art: _Artists, env: OffloadEnv) -> Any:
     m = _slots(n)
     max_batch = env.config.edge.max_batch
     if sim is not None:
-        batch = np.array([sim.edges[e].batch for e in range(n)], dtype=float)
-        queued = np.array([len(sim.edges[e].ready) for e in range(n)], dtype=float)
-        transit = np.array([len(sim.edges[e].waiting) for e in range(n)], dtype=float)
+        view = sim.view
+        batch = np.array([view.edge_batch(e) for e in range(n)], dtype=float)
+        queued = np.array([view.edge_queued(e) for e in range(n)], dtype=float)
+        transit = np.array([view.edge_in_transit(e) for e in range(n)], dtype=float)
     else:
         batch = queued = transit = np.zeros(n)
     shown, rest = _busiest(batch + queued + transit, m)
@@ -690,9 +694,10 @@ def _update_cells(c: _Canvas, art: _Artists, env: OffloadEnv) -> Any:
     n = env.n_aps
     m = _slots(n)
     if sim is not None:
-        up = np.array([len(sim.cells[e].uploads) for e in range(n)], dtype=float)
-        ap = np.array([1.0 if sim.cells[e].downloads else 0.0 for e in range(n)])
-        total = np.array([sim.cell_contenders(e) for e in range(n)], dtype=float)
+        view = sim.view
+        up = np.array([view.cell_uploading_phones(e) for e in range(n)], dtype=float)
+        ap = np.array([1.0 if view.cell_downloads(e) else 0.0 for e in range(n)])
+        total = np.array([view.cell_contenders(e) for e in range(n)], dtype=float)
     else:
         up = ap = np.zeros(n)
         total = np.full(n, float(env.config.wifi.background_stations))

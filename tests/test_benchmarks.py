@@ -71,7 +71,7 @@ def test_access_delay_key_matches_the_dcf_model() -> None:
     env = gym.make("offload_gym/WifiOffload-v0")
     env.reset(seed=0)
     est: Estimator = env.unwrapped.estimator  # type: ignore[attr-defined]
-    sim = est.sim
+    sim = env.unwrapped.sim  # type: ignore[attr-defined]
     rng = random.Random(0)
     for _ in range(300):
         n = rng.randint(1, 40)
@@ -85,7 +85,9 @@ def _reference_plan(est: Estimator, query: Any, order: list[int]) -> tuple[float
     """The list scheduler from the public per-location estimates, every location projected."""
     overlay = Overlay()
     k = len(query.subtasks)
-    phone = est.sim.phones[query.user]
+    view = est.view
+    prefill_tps, decode_tps = view.phone_prefill_tps[query.user], view.phone_decode_tps[query.user]
+    edge_prefill_tps = est._edge_prefill_tps
     locations, qualities = [0] * (k + 1), []
     for i in order:
         item = query.subtasks[i]
@@ -95,10 +97,10 @@ def _reference_plan(est: Estimator, query: Any, order: list[int]) -> tuple[float
         qualities.append(ests[loc].quality)
         overlay.placed[i] = (loc, ests[loc].finish_s)
         if loc == 0:
-            overlay.phone_extra_s += item.pred_input_tokens / phone.prefill_tps + item.pred_output_tokens / phone.decode_tps
+            overlay.phone_extra_s += item.pred_input_tokens / prefill_tps + item.pred_output_tokens / decode_tps
         else:
             overlay.edge_extra.setdefault(loc - 1, []).append(
-                (ests[loc].ready_s, item.pred_input_tokens / est.sim.cfg.edge.prefill_tps, item.pred_output_tokens))
+                (ests[loc].ready_s, item.pred_input_tokens / edge_prefill_tps, item.pred_output_tokens))
             if not item.preds and query.spec.attachment_bytes > 0 and loc not in overlay.attachment_eta:
                 overlay.attachment_eta[loc] = ests[loc].ready_s
     ests = est.aggregation(query, query.aggregation, overlay)

@@ -293,7 +293,7 @@ def _compare_general_estimates(monkeypatch: pytest.MonkeyPatch, config: dict[str
         got = original(self, e, state, ready_s, prefill_s, decode_tokens, extra)
         exact_state = self._exact_edge_state(e)
         items = [*exact_state.pending, *(extra or []), (ready_s, prefill_s, decode_tokens)]
-        now = self.sim.now
+        now = self.view.now
         exact = estimates._project_general(now, self._edge_decode_tps, self._kappa, self._max_batch,
                                            exact_state.prefilling, exact_state.decoding, items, len(items) - 1)
         if not approx:

@@ -491,6 +491,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         """The item-interface observation of the pending decision, as a list (converted once by the caller)."""
         sim, query, kind = self.sim, self._query, self._kind
         assert sim is not None and query is not None
+        view = sim.view
         size = self._n_global + (self.n_aps + 1) * self._n_loc
         cfg = self.config
         spec = query.spec
@@ -533,10 +534,10 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         g[_G_EPISODE_PROGRESS] = sim.queries_arrived / cfg.episode.queries
         g[_G_QUERIES_IN_FLIGHT] = math.tanh((sim.queries_arrived - sim.queries_finished) / sim.n_users)
         user = query.user
-        phy_mbps = sim.up_rate_bps[user] / 1e6
+        phy_mbps = view.up_rate_bps[user] / 1e6
         g[_G_OWN_PHY_RATE] = math.log1p(phy_mbps) / obs_layout.RATE_LOG_MAX
-        now = sim.now
-        own = int(sim.own_ap[user])
+        now = view.now
+        own = int(view.own_ap[user])
         contention_norm = cfg.wifi.background_stations + sim.n_users + 1
         estimates = self._estimates
         n_loc = self._n_loc
@@ -547,22 +548,22 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         if t < 0.0:
             t = 0.0
         g[o + _L_BACKLOG] = t / (t + time_scale)
-        g[o + _L_OCCUPANCY] = 1.0 if sim.phones[user].running is not None else 0.0
+        g[o + _L_OCCUPANCY] = 1.0 if view.phone_running(user) is not None else 0.0
         g[o + _L_LINK_RATE] = g[_G_OWN_PHY_RATE]
         link_rate = 0.0
         if own >= 0:
-            g[o + _L_CONTENTION] = min(sim.cell_contenders(own) / contention_norm, 1.0)
+            g[o + _L_CONTENTION] = min(view.cell_contenders(own) / contention_norm, 1.0)
             share_bps = 8.0 * 1500.0 / max(self.estimator.uplink_s(user, 1500.0), 1e-12)
             link_rate = min(math.log1p(share_bps / 1e6) / obs_layout.RATE_LOG_MAX, 1.0)
         # the APs
         max_batch = cfg.edge.max_batch
-        for e, edge in enumerate(sim.edges):
+        for e in range(view.n_aps):
             o += n_loc
             _put_estimate(g, o, estimates.get(e + 1), now, time_scale)
-            g[o + _L_BACKLOG] = min((len(edge.ready) + len(edge.waiting)) / max_batch, 1.0)
-            g[o + _L_OCCUPANCY] = edge.batch / max_batch
+            g[o + _L_BACKLOG] = min((view.edge_queued(e) + view.edge_in_transit(e)) / max_batch, 1.0)
+            g[o + _L_OCCUPANCY] = view.edge_batch(e) / max_batch
             g[o + _L_LINK_RATE] = link_rate
-            g[o + _L_CONTENTION] = min(sim.cell_contenders(e) / contention_norm, 1.0)
+            g[o + _L_CONTENTION] = min(view.cell_contenders(e) / contention_norm, 1.0)
             g[o + _L_IS_OWN_AP] = 1.0 if e == own else 0.0
         return g
 
@@ -611,9 +612,11 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
             return "offload_gym: not reset\n"
         lines = [f"t={sim.now:9.3f}s  arrived={sim.queries_arrived}/{self.config.episode.queries} "
                  f"finished={sim.queries_finished}  decision={self._kind}"]
-        for e, edge in enumerate(sim.edges):
-            lines.append(f"  AP{e}: batch {edge.batch:2d}/{self.config.edge.max_batch} queued {len(edge.ready):2d} "
-                         f"in-transit {len(edge.waiting):2d}  contenders {sim.cell_contenders(e):3d}")
+        view = sim.view
+        for e in range(view.n_aps):
+            lines.append(f"  AP{e}: batch {view.edge_batch(e):2d}/{self.config.edge.max_batch} "
+                         f"queued {view.edge_queued(e):2d} in-transit {view.edge_in_transit(e):2d}  "
+                         f"contenders {view.cell_contenders(e):3d}")
         query = self._query
         if query is not None and self._kind != _END:
             item = self._current_item()

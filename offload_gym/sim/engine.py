@@ -35,18 +35,23 @@ import numpy as np
 
 from offload_gym.config import ScenarioConfig
 from offload_gym.sim import wifi as wifi_model
+from offload_gym.sim.physics import PHONE, EventKind, FaultKind, Hop, HopKind, ItemKind, cell_share_bps, decode_rate_tps
+from offload_gym.sim.physics import route as physics_route
+from offload_gym.sim.physics import token_bytes as physics_token_bytes
 from offload_gym.sim.planner import Prediction, predict, predict_learned
 from offload_gym.sim.quality import decomposed_quality, success_prob
+from offload_gym.sim.view import SimView
 from offload_gym.sim.workload import QuerySpec, draw_corpus_query, draw_query
 
 __all__ = ["AGGREGATION", "FINISHED_LOG_LIMIT", "PHONE", "SUBTASK", "WHOLE", "FinishedSummary", "Item", "Message",
            "Query", "Simulator", "merged_outages"]
 
-PHONE = 0
-WHOLE, SUBTASK, AGGREGATION = 0, 1, 2
+WHOLE, SUBTASK, AGGREGATION = ItemKind.WHOLE, ItemKind.SUBTASK, ItemKind.AGGREGATION
 
-# event kinds
-_ARRIVAL, _PHONE_DONE, _PREFILL_DONE, _DECODE_DONE, _BSS, _BACKHAUL_DONE, _RELEASE, _FAULT = range(8)
+_ARRIVAL, _PHONE_DONE, _PREFILL_DONE, _DECODE_DONE = (EventKind.ARRIVAL, EventKind.PHONE_DONE, EventKind.PREFILL_DONE,
+                                                      EventKind.DECODE_DONE)
+_BSS, _BACKHAUL_DONE, _RELEASE, _FAULT = EventKind.CELL, EventKind.BACKHAUL_DONE, EventKind.RELEASE, EventKind.FAULT
+_UP, _BACKHAUL, _DOWN = HopKind.UP, HopKind.BACKHAUL, HopKind.DOWN
 _BYTES_EPS = 1e-6
 _TOKENS_EPS = 1e-9
 
@@ -157,13 +162,13 @@ class Query:
 
 
 class Message:
-    """Bytes travelling along a route of hops: ('up', ap, user), ('bh',), ('down', ap, user)."""
+    """Bytes travelling along a route of hops (:func:`offload_gym.sim.physics.route`)."""
 
     __slots__ = ("access_until", "answer", "cancelled", "delivered", "dst", "finish_at", "hop", "hops", "last", "nbytes",
                  "phy_rate",
                  "rate_bps", "remaining", "src", "targets")
 
-    def __init__(self, nbytes: float, hops: list[tuple[Any, ...]], targets: list[Item], answer: Query | None,
+    def __init__(self, nbytes: float, hops: list[Hop], targets: list[Item], answer: Query | None,
                  src: int = 0, dst: int = 0) -> None:
         self.nbytes = nbytes
         self.src = src
@@ -324,6 +329,8 @@ class Simulator:
         self.redispatched_queries = 0
         self.failed_queries = 0
         self._build_topology()
+        #: the read-only view the estimator, the observation and the renderer read the state through
+        self.view = SimView(self)
         self.cells = [_Cell() for _ in range(self.n_aps)]
         self.edges = [_Edge() for _ in range(self.n_aps)]
         self._dcf_cache: dict[tuple[int, float, float], wifi_model.DcfResult] = {}
@@ -614,22 +621,12 @@ class Simulator:
 
     def _token_bytes(self, tokens: float) -> float:
         w = self.cfg.wifi
-        return tokens * w.bytes_per_token + w.message_overhead_bytes
+        return physics_token_bytes(tokens, w.bytes_per_token, w.message_overhead_bytes)
 
     # ------------------------------------------------------------------ routing and messages
-    def route(self, user: int, src: int, dst: int) -> list[tuple[Any, ...]]:
+    def route(self, user: int, src: int, dst: int) -> list[Hop]:
         """Hops from location ``src`` to ``dst`` for a query of ``user``."""
-        own = self.own_ap[user] + 1
-        if src == PHONE:
-            hops: list[tuple[Any, ...]] = [("up", own - 1, user)]
-            if dst != own:
-                hops.append(("bh",))
-            return hops
-        if dst == PHONE:
-            hops = [("bh",)] if src != own else []
-            hops.append(("down", own - 1, user))
-            return hops
-        return [("bh",)]
+        return physics_route(self.own_ap[user], user, src, dst)
 
     def _message(self, user: int, src: int, dst: int, nbytes: float, targets: list[Item],
                  answer: Query | None) -> Message:
@@ -645,7 +642,7 @@ class Simulator:
 
     def _start_hop(self, msg: Message) -> None:
         hop = msg.hops[msg.hop]
-        if hop[0] == "bh":
+        if hop[0] == _BACKHAUL:
             self._push(self.now + self.backhaul_delay_s + 8.0 * msg.nbytes / self.backhaul_rate_bps, _BACKHAUL_DONE, msg)
             return
         direction, ap, user = hop
@@ -653,7 +650,7 @@ class Simulator:
         self._cell_advance(cell)
         msg.remaining = msg.nbytes
         msg.last = self.now
-        if direction == "up":
+        if direction == _UP:
             cell.uploads[user] = cell.uploads.get(user, 0) + 1
             rate = self.up_rate_bps[user]
         else:
@@ -715,10 +712,8 @@ class Simulator:
         uploads, downloads = cell.uploads, cell.downloads
         for m in cell.msgs:
             direction, _, user = m.hops[m.hop]
-            if direction == "up":
-                m.rate_bps = self.dcf(n, m.phy_rate, frame).throughput_bps / n / uploads[user]
-            else:
-                m.rate_bps = self.dcf(n, m.phy_rate, frame).throughput_bps / n / downloads
+            sharing = uploads[user] if direction == _UP else downloads
+            m.rate_bps = cell_share_bps(self.dcf(n, m.phy_rate, frame).throughput_bps, n, sharing)
             start = m.access_until if m.access_until > now else now
             t = start + 8.0 * (m.remaining if m.remaining > 0.0 else 0.0) / m.rate_bps
             m.finish_at = t
@@ -744,7 +739,7 @@ class Simulator:
     def _cell_remove(cell: _Cell, m: Message) -> None:
         cell.msgs.remove(m)
         direction, _, user = m.hops[m.hop]
-        if direction == "up":
+        if direction == _UP:
             left = cell.uploads[user] - 1
             if left:
                 cell.uploads[user] = left
@@ -793,7 +788,7 @@ class Simulator:
 
     def edge_rate_tps(self, batch: int) -> float:
         e = self.cfg.edge
-        return e.decode_tps / (1.0 + e.kappa * (batch - 1)) if batch > 0 else 0.0
+        return decode_rate_tps(e.decode_tps, e.kappa, batch)
 
     def edge_progress_now(self, e: int) -> float:
         edge = self.edges[e]
@@ -929,19 +924,19 @@ class Simulator:
     def _schedule_faults(self) -> None:
         faults = self.cfg.faults
         for ap, start, end in merged_outages([(o.ap, o.start_s, o.start_s + o.duration_s) for o in faults.ap_outages]):
-            self._push(start, _FAULT, "ap_down", ap)
-            self._push(end, _FAULT, "ap_up", ap)
+            self._push(start, _FAULT, FaultKind.AP_DOWN, ap)
+            self._push(end, _FAULT, FaultKind.AP_UP, ap)
         for change in faults.background_changes:
-            self._push(change.start_s, _FAULT, "background", change)
+            self._push(change.start_s, _FAULT, FaultKind.BACKGROUND, change)
         for change in faults.backhaul_changes:
-            self._push(change.start_s, _FAULT, "backhaul", change)
+            self._push(change.start_s, _FAULT, FaultKind.BACKHAUL, change)
 
-    def _fault(self, kind: str, data: Any) -> None:
-        if kind == "ap_down":
+    def _fault(self, kind: FaultKind, data: Any) -> None:
+        if kind == FaultKind.AP_DOWN:
             self._ap_down(int(data))
-        elif kind == "ap_up":
+        elif kind == FaultKind.AP_UP:
             self._ap_up(int(data))
-        elif kind == "background":
+        elif kind == FaultKind.BACKGROUND:
             aps = range(self.n_aps) if data.ap < 0 else (data.ap,)
             for ap in aps:
                 self._cell_advance(self.cells[ap])
@@ -1001,7 +996,7 @@ class Simulator:
         for m in query.messages:
             if m.delivered or m.cancelled:
                 continue
-            if m.src == loc or m.dst == loc or any(h[0] != "bh" and h[1] == ap for h in m.hops[m.hop:]):
+            if m.src == loc or m.dst == loc or any(h[0] != _BACKHAUL and h[1] == ap for h in m.hops[m.hop:]):
                 return True
         return False
 
@@ -1011,7 +1006,7 @@ class Simulator:
             if m.delivered or m.cancelled:
                 continue
             m.cancelled = True
-            if m.hop < len(m.hops) and m.hops[m.hop][0] != "bh":
+            if m.hop < len(m.hops) and m.hops[m.hop][0] != _BACKHAUL:
                 ap = m.hops[m.hop][1]
                 cell = self.cells[ap]
                 if m in cell.msgs:

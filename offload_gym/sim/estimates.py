@@ -41,14 +41,23 @@ import math
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from offload_gym.sim.engine import PHONE, Item, Query, Simulator
+from offload_gym.sim.engine import Item, Query, Simulator
+from offload_gym.sim.physics import (
+    MPDU_DELIMITER_BYTES,
+    PHONE,
+    PHY_SERVICE_TAIL_BITS,
+    HopKind,
+    cell_share_bps,
+    decode_rate_table,
+    ofdm_symbols,
+    route,
+    token_bytes,
+)
 from offload_gym.sim.quality import decomposed_quality, success_prob
 
 __all__ = ["Estimate", "Estimator", "Overlay", "PlanEstimate", "project_batch_finish", "subtask_order"]
 
 _EPS_TOKENS = 1e-9
-_MPDU_DELIMITER_BYTES = 4  # wifi.dcf_saturation's default (the simulator does not override it)
-_PHY_TAIL_BITS = 22  # 16 service + 6 tail bits, as in wifi.dcf_saturation
 
 EdgeSnapshot = tuple[list[tuple[float, float]], list[float], list[tuple[float, float, float]]]
 
@@ -85,7 +94,8 @@ def _project_roomy(now: float, r1: float, kappa: float, prefilling: list[tuple[f
     events.sort()
     dheap = list(decoding)
     heapq.heapify(dheap)
-    return _roomy_loop(now, r1, kappa, batch, events, dheap)
+    n_streams = len(prefilling) + len(decoding) + len(pending)  # all fit: the batch grows to this at most
+    return _roomy_loop(now, decode_rate_table(r1, kappa, n_streams), batch, events, dheap)
 
 
 #: a fixed event of a roomy projection: (time, 0 = admission | 1 = prefill end, decode tokens, is the target)
@@ -105,8 +115,10 @@ def _fixed_events(now: float, pending: list[tuple[float, float, float]], events:
     return admitted_now
 
 
-def _roomy_loop(now: float, r1: float, kappa: float, batch: int, events: list[_Event], dheap: list[float]) -> float:
-    """Run a roomy projection: ``events`` sorted, ``dheap`` a heap of the decoding streams' remaining tokens.
+def _roomy_loop(now: float, rates: list[float], batch: int, events: list[_Event], dheap: list[float]) -> float:
+    """Run a roomy projection: ``events`` sorted, ``dheap`` a heap of the decoding streams' remaining tokens,
+    ``rates[b]`` the per-stream decode rate of ``b`` streams (:func:`~offload_gym.sim.physics.decode_rate_table`,
+    at least up to every stream's being admitted).
 
     The loop visits the same event times as :func:`_project_general` and does the same arithmetic at
     each (batch changes are applied before the next rate is computed in both), so the result is the
@@ -121,7 +133,7 @@ def _roomy_loop(now: float, r1: float, kappa: float, batch: int, events: list[_E
     while True:
         t_next = events[j][0] if j < n_events else math.inf
         if dheap:
-            rate = r1 / (1.0 + kappa * (batch - 1))
+            rate = rates[batch]
             t_dec = t + (dheap[0] - progress) / rate
             if t_dec < t_next:
                 t_next = t_dec
@@ -175,6 +187,7 @@ def _project_general(now: float, r1: float, kappa: float, max_batch: int, prefil
     heapq.heapify(later)
     ready_now: list[int] = []  # ready at t, not admitted (the batch is full)
     batch = len(dheap) + len(pheap)
+    rates = decode_rate_table(r1, kappa, max(batch, max_batch))  # the batch never grows beyond both
     inf = math.inf
     rate = 0.0
     while True:
@@ -191,7 +204,7 @@ def _project_general(now: float, r1: float, kappa: float, max_batch: int, prefil
         t_next = next_ready
         stalled = False
         if dheap:
-            rate = r1 / (1.0 + kappa * (batch - 1))
+            rate = rates[batch]
             t_dec = t + (dheap[0][0] - progress) / rate
             if t_dec < t_next:
                 t_next = t_dec
@@ -230,13 +243,6 @@ _APPROX_MIN_PENDING = 32
 _APPROX_REUSE_DIVISOR = 16
 
 
-def _rate_table(r1: float, kappa: float, max_batch: int) -> list[float]:
-    """Per batch size ``b`` (0 to ``max_batch``), the per-stream decode rate ``r1 / (1 + kappa (b - 1))``: the
-    expression :func:`_project_general` evaluates, so a table of them gives the same floats. An empty batch
-    (``b = 0``) decodes nothing; its entry is ``r1``, not the formula (which divides by zero at kappa 1)."""
-    return [r1] + [r1 / (1.0 + kappa * (b - 1)) for b in range(1, max_batch + 1)]
-
-
 class _BaseRun:
     """The general projection of an edge's own streams (no new stream), run lazily, with checkpoints.
 
@@ -259,7 +265,7 @@ class _BaseRun:
         self.max_batch = max_batch
         n = max(max_batch, len(prefilling) + len(decoding)) + 1  # the batch never grows beyond both
         if rates is None or len(rates) < n:
-            rates = _rate_table(r1, kappa, n - 1)
+            rates = decode_rate_table(r1, kappa, n - 1)
         self.rates = rates  # rates[b]: the per-stream rate with b streams in the batch
         self.pending = pending
         #: the pending streams by ``(ready time, index)``: a heap's pop order, so a position replaces the heap
@@ -505,7 +511,8 @@ class Estimator:
     """
 
     def __init__(self, sim: Simulator, latency_weight: float, approx_queue_reuse: bool = False) -> None:
-        self.sim = sim
+        #: what the estimates read: the simulator's read-only view (never its private structures)
+        self.view = sim.view
         self.latency_weight = latency_weight
         self.approx_queue_reuse = approx_queue_reuse
         self._state_id = 0  # refreshes so far
@@ -517,7 +524,7 @@ class Estimator:
         self._frame = w.frame_bytes
         self._bytes_per_token = w.bytes_per_token
         self._overhead_bytes = w.message_overhead_bytes
-        self._frame_header_bytes = w.mac_header_bytes + _MPDU_DELIMITER_BYTES
+        self._frame_header_bytes = w.mac_header_bytes + MPDU_DELIMITER_BYTES
         self._symbol_s = w.symbol_s
         self._edge_prefill_tps = e.prefill_tps
         self._edge_decode_tps = e.decode_tps
@@ -549,12 +556,11 @@ class Estimator:
         """When the phone has worked through what is placed on it (serial, predicted durations)."""
         free = self._phone_free.get(user)
         if free is None:
-            sim = self.sim
-            phone = sim.phones[user]
-            free = sim.now + phone.unstarted_pred_s
-            running = phone.running
+            view = self.view
+            free = view.now + view.phone_unstarted_pred_s(user)
+            running = view.phone_running(user)
             if running is not None:
-                free += max(running.start_time + running.pred_duration_s - sim.now, 0.0)
+                free += max(running.start_time + running.pred_duration_s - view.now, 0.0)
             self._phone_free[user] = free
         return free
 
@@ -576,11 +582,11 @@ class Estimator:
                 return kept
         state = self._edge_state[e] = self._exact_edge_state(e)
         if self.approx_queue_reuse and len(state.pending) >= _APPROX_MIN_PENDING and state.n_streams >= self._max_batch:
-            state.run = _BaseRun(self.sim.now, self._edge_decode_tps, self._kappa, self._max_batch, state.prefilling,
+            state.run = _BaseRun(self.view.now, self._edge_decode_tps, self._kappa, self._max_batch, state.prefilling,
                                  state.decoding, state.pending, self._batch_rates())
-            edge = self.sim.edges[e]
-            seqs = {*edge.prefilling, *edge.waiting, *(item.seq for _, _, item in edge.decoding),
-                    *(item.seq for _, item in edge.ready)}
+            view = self.view
+            seqs = {*view.edge_prefilling(e), *view.edge_waiting(e), *(item.seq for _, _, item in view.edge_decoding(e)),
+                    *(item.seq for _, item in view.edge_ready(e))}
             self._kept_runs[e] = (state.run, seqs, max(seqs), self._state_id,
                                   len(state.pending) // _APPROX_REUSE_DIVISOR)
         return state
@@ -592,19 +598,19 @@ class Estimator:
         if kept is None:
             return None
         run, seqs, max_seq, built, serves = kept
-        sim = self.sim
-        edge = sim.edges[e]
-        n_pending = len(edge.ready) + len(edge.waiting)
-        n_streams = n_pending + len(edge.prefilling) + len(edge.decoding)
+        view = self.view
+        ready, waiting = view.edge_ready(e), view.edge_waiting(e)  # waiting: in placement order, the new ones last
+        prefilling_now, decoding_now = view.edge_prefilling(e), view.edge_decoding(e)
+        n_pending = len(ready) + len(waiting)
+        n_streams = n_pending + len(prefilling_now) + len(decoding_now)
         if (self._state_id - built > serves or n_pending < _APPROX_MIN_PENDING or n_streams < self._max_batch
-                or not all(seq in seqs for seq in edge.prefilling)
-                or not all(item.seq in seqs for _, _, item in edge.decoding)):
+                or not all(seq in seqs for seq in prefilling_now)
+                or not all(item.seq in seqs for _, _, item in decoding_now)):
             return None
-        now = sim.now
+        now = view.now
         prefill_tps = self._edge_prefill_tps
         new = [(seq, now, item.input_tokens / prefill_tps, item.pred_output_tokens)
-               for seq, item in edge.ready if seq > max_seq]  # a scan of the queue (no per-edge log of arrivals)
-        waiting = edge.waiting  # in placement order: the new ones are last
+               for seq, item in ready if seq > max_seq]  # a scan of the queue (no per-edge log of arrivals)
         if waiting and next(reversed(waiting)) > max_seq:
             for seq in reversed(waiting):
                 if seq <= max_seq:
@@ -623,13 +629,13 @@ class Estimator:
 
     def _admitted_streams(self, e: int) -> tuple[list[tuple[float, float]], list[float]]:
         """Edge ``e``'s prefilling ``(end, predicted decode tokens)`` and decoding streams' predicted remaining tokens."""
-        sim = self.sim
-        edge = sim.edges[e]
-        prefilling = [(end, item.pred_output_tokens) for item, end in edge.prefilling.values()]
+        view = self.view
+        prefilling = [(end, item.pred_output_tokens) for item, end in view.edge_prefilling(e).values()]
         decoding = []
-        if edge.decoding:
-            progress = sim.edge_progress_now(e)
-            for target, _, item in edge.decoding:
+        streams = view.edge_decoding(e)
+        if streams:
+            progress = view.edge_progress_now(e)
+            for target, _, item in streams:
                 decoded = item.output_tokens - (target - progress)
                 rem = item.pred_output_tokens - decoded
                 decoding.append(rem if rem > 1.0 else 1.0)
@@ -637,22 +643,22 @@ class Estimator:
 
     def _exact_edge_state(self, e: int) -> _EdgeState:
         """Edge ``e``'s streams in the current state (not cached)."""
-        sim = self.sim
-        edge = sim.edges[e]
-        now = sim.now
+        view = self.view
+        now = view.now
         prefill_tps = self._edge_prefill_tps
         prefilling, decoding = self._admitted_streams(e)
+        ready, waiting = view.edge_ready(e), view.edge_waiting(e)
         pending: list[tuple[float, float, float]]
-        if edge.waiting:
+        if waiting:
             queued = [(item.seq, now, item.input_tokens / prefill_tps, item.pred_output_tokens)
-                      for _, item in edge.ready]
+                      for _, item in ready]
             queued += [(item.seq, max(now, item.est_ready), item.pred_input_tokens / prefill_tps,
-                        item.pred_output_tokens) for item in edge.waiting.values()]
+                        item.pred_output_tokens) for item in waiting.values()]
             queued.sort()
             pending = [(r, p, d) for _, r, p, d in queued]
-        elif edge.ready:
+        elif ready:
             pending = [(now, item.input_tokens / prefill_tps, item.pred_output_tokens)
-                       for _, item in sorted(edge.ready)]  # seqs are unique: items never compared
+                       for _, item in sorted(ready)]  # seqs are unique: items never compared
         else:
             pending = []
         state = _EdgeState(prefilling, decoding, pending)
@@ -676,7 +682,7 @@ class Estimator:
             state = self._build_edge_state(e)
         if state.idle and not extra:  # idle edge: prefill, then decode alone
             return ready_s + prefill_s + decode_tokens / self._edge_decode_tps
-        now = self.sim.now
+        now = self.view.now
         if state.n_streams + (len(extra) if extra else 0) >= self._max_batch:  # the batch may fill up: FIFO matters
             return self._edge_finish_general(e, state, ready_s, prefill_s, decode_tokens, extra)
         batch = state.batch
@@ -690,7 +696,7 @@ class Estimator:
         if state.events or extra:
             events += state.events
             events.sort()
-        return _roomy_loop(now, self._edge_decode_tps, self._kappa, batch, events, state.dheap.copy())
+        return _roomy_loop(now, self._batch_rates(), batch, events, state.dheap.copy())
 
     def _edge_finish_general(self, e: int, state: _EdgeState, ready_s: float, prefill_s: float,
                              decode_tokens: float, extra: list[tuple[float, float, float]] | None) -> float:
@@ -700,7 +706,7 @@ class Estimator:
         appended = [*extra, (ready_s, prefill_s, decode_tokens)] if extra else [(ready_s, prefill_s, decode_tokens)]
         run = state.run
         if run is None:
-            run = state.run = _BaseRun(self.sim.now, self._edge_decode_tps, self._kappa, self._max_batch,
+            run = state.run = _BaseRun(self.view.now, self._edge_decode_tps, self._kappa, self._max_batch,
                                        state.prefilling, state.decoding, state.pending, self._batch_rates())
         if state.appended:
             appended = [*state.appended, *appended]
@@ -712,15 +718,15 @@ class Estimator:
             return math.inf
         if cp[3] is None:  # a batch too large to have been kept: the full projection
             items = [*run.pending, *appended]
-            return _project_general(self.sim.now, self._edge_decode_tps, self._kappa, self._max_batch,
+            return _project_general(self.view.now, self._edge_decode_tps, self._kappa, self._max_batch,
                                     state.prefilling, state.decoding, items, len(items) - 1)
         return _resume_general(cp, self._max_batch, run, appended)
 
     def _batch_rates(self) -> list[float]:
-        """:func:`_rate_table` of this edge model up to ``max_batch``, once per estimator."""
+        """:func:`~offload_gym.sim.physics.decode_rate_table` of this edge model up to ``max_batch``, once."""
         rates = self._rates
         if rates is None:
-            rates = self._rates = _rate_table(self._edge_decode_tps, self._kappa, self._max_batch)
+            rates = self._rates = decode_rate_table(self._edge_decode_tps, self._kappa, self._max_batch)
         return rates
 
     def _access_s(self, n: int, rate: float, nbytes: float) -> float:
@@ -732,39 +738,39 @@ class Estimator:
         if access is None:
             # ask the model with a whole number of bytes that fills the same symbols, as the simulator's own
             # messages do, so that the model's caches do not fill up with one entry per fractional size
-            largest = math.floor((symbols * rate * self._symbol_s - _PHY_TAIL_BITS) / 8 - self._frame_header_bytes)
+            largest = math.floor((symbols * rate * self._symbol_s - PHY_SERVICE_TAIL_BITS) / 8 - self._frame_header_bytes)
             whole = float(min(largest, self._frame))
             if whole < 1 or self._symbols(rate, whole) != symbols:  # pragma: no cover - rounding at a boundary
                 whole = payload
-            access = self.sim.dcf(n, rate, whole).access_delay_s
+            access = self.view.dcf(n, rate, whole).access_delay_s
             self._access[key] = access
         return access
 
     def _symbols(self, rate: float, payload: float) -> int:
         """OFDM symbols of a data frame carrying ``payload`` bytes (as in ``wifi.dcf_saturation``)."""
-        return math.ceil((8 * (self._frame_header_bytes + payload) + _PHY_TAIL_BITS) / (rate * self._symbol_s))
+        return ofdm_symbols(payload, self._frame_header_bytes, rate, self._symbol_s)
 
     def _uplink(self, user: int) -> _Link:
         link = self._up.get(user)
         if link is None:
-            sim = self.sim
-            ap = sim.own_ap[user]
-            link = self._up[user] = self._cell_link(ap, sim.up_rate_bps[user], sim.cells[ap].uploads.get(user, 0))
+            view = self.view
+            ap = view.own_ap[user]
+            link = self._up[user] = self._cell_link(ap, view.up_rate_bps[user], view.cell_uploads(ap, user))
         return link
 
     def _downlink(self, user: int) -> _Link:
         link = self._down.get(user)
         if link is None:
-            sim = self.sim
-            ap = sim.own_ap[user]
-            link = self._down[user] = self._cell_link(ap, sim.down_rate_bps[user], sim.cells[ap].downloads)
+            view = self.view
+            ap = view.own_ap[user]
+            link = self._down[user] = self._cell_link(ap, view.down_rate_bps[user], view.cell_downloads(ap))
         return link
 
     def _cell_link(self, ap: int, rate_bps: float, sharing: int) -> _Link:
         """A new transfer in ``ap``'s cell that shares its sender's airtime with ``sharing`` others."""
-        n = self.sim.cell_contenders(ap) + (0 if sharing else 1)  # the sender joins unless already contending
-        full = self.sim.dcf(n, rate_bps, self._frame)
-        return _Link(n, rate_bps, full.throughput_bps / n / (sharing + 1), full.access_delay_s)
+        n = self.view.cell_contenders(ap) + (0 if sharing else 1)  # the sender joins unless already contending
+        full = self.view.dcf(n, rate_bps, self._frame)
+        return _Link(n, rate_bps, cell_share_bps(full.throughput_bps, n, sharing + 1), full.access_delay_s)
 
     def _link_s(self, link: _Link, nbytes: float) -> float:
         access = link.frame_access_s if nbytes >= self._frame else self._access_s(link.n, link.rate_bps, nbytes)
@@ -777,8 +783,8 @@ class Estimator:
         return self._link_s(self._downlink(user), nbytes)
 
     def _backhaul_s(self, nbytes: float) -> float:
-        sim = self.sim  # live values: backhaul faults change them
-        return sim.backhaul_delay_s + 8.0 * nbytes / sim.backhaul_rate_bps
+        view = self.view  # live values: backhaul faults change them
+        return view.backhaul_delay_s + 8.0 * nbytes / view.backhaul_rate_bps
 
     def transfer_s(self, user: int, src: int, dst: int, nbytes: float) -> float:
         """Predicted time for ``nbytes`` from location ``src`` to ``dst`` under the current contention."""
@@ -793,27 +799,28 @@ class Estimator:
 
     def _transfer_s(self, user: int, src: int, dst: int, nbytes: float) -> float:
         """Uncached :meth:`transfer_s` (``src != dst``): the hops of ``Simulator.route``, summed in order."""
-        own = self.sim.own_ap[user] + 1
-        if src == PHONE:
-            up = self._link_s(self._uplink(user), nbytes)
-            return up if dst == own else up + self._backhaul_s(nbytes)
-        if dst == PHONE:
-            down = self._link_s(self._downlink(user), nbytes)
-            return down if src == own else self._backhaul_s(nbytes) + down
-        return self._backhaul_s(nbytes)
+        total = 0.0
+        for hop in route(self.view.own_ap[user], user, src, dst):
+            if hop[0] == HopKind.UP:
+                total += self._link_s(self._uplink(user), nbytes)
+            elif hop[0] == HopKind.DOWN:
+                total += self._link_s(self._downlink(user), nbytes)
+            else:
+                total += self._backhaul_s(nbytes)
+        return total
 
     def token_bytes(self, tokens: float) -> float:
-        return tokens * self._bytes_per_token + self._overhead_bytes
+        return token_bytes(tokens, self._bytes_per_token, self._overhead_bytes)
 
     def locations(self, user: int) -> list[int]:
         """Locations the phone can use now (0 always; the APs that are up if it is in coverage)."""
-        return self.sim.usable_locations(user)
+        return self.view.usable_locations(user)
 
     def _usable(self, user: int) -> list[int]:
         """:meth:`locations`, once per state (not to be modified)."""
         usable = self._locations.get(user)
         if usable is None:
-            usable = self._locations[user] = self.sim.usable_locations(user)
+            usable = self._locations[user] = self.view.usable_locations(user)
         return usable
 
     def release_s(self, query: Query) -> float:
@@ -821,7 +828,7 @@ class Estimator:
 
     def _qualities(self, user: int, difficulty: float) -> tuple[float, float]:
         """Success probability on the phone and on any edge."""
-        return (success_prob(self.sim.phones[user].ability, difficulty),
+        return (success_prob(self.view.phone_ability[user], difficulty),
                 success_prob(self._edge_ability, difficulty))
 
     def _compute_finish(self, user: int, location: int, ready_s: float, item: Item, input_tokens: float,
@@ -832,12 +839,12 @@ class Estimator:
                                  item.pred_output_tokens, overlay.edge_extra.get(location - 1) if overlay else None)
 
     def _phone_finish(self, user: int, ready_s: float, item: Item, input_tokens: float, extra_s: float) -> float:
-        phone = self.sim.phones[user]
+        view = self.view
         free = self._phone_free.get(user)
         if free is None:
             free = self.phone_free_at(user)
         start = max(ready_s, free + extra_s)
-        return start + input_tokens / phone.prefill_tps + item.pred_output_tokens / phone.decode_tps
+        return start + input_tokens / view.phone_prefill_tps[user] + item.pred_output_tokens / view.phone_decode_tps[user]
 
     # ----------------------------------------------------------------- per decision
     def whole(self, query: Query, item: Item) -> dict[int, Estimate]:
@@ -856,7 +863,7 @@ class Estimator:
             down = self._link_s(self._downlink(user), down_bytes)
             up_bh = up + self._backhaul_s(up_bytes)
             bh_down = self._backhaul_s(down_bytes) + down
-            own = self.sim.own_ap[user] + 1
+            own = self.view.own_ap[user] + 1
             prefill_s = pred_in / self._edge_prefill_tps
             for loc in locations[1:]:
                 ready = release + (up if loc == own else up_bh)
@@ -880,7 +887,7 @@ class Estimator:
         user = query.user
         subtasks = query.subtasks
         placed = overlay.placed if overlay is not None else None
-        latest = [-math.inf] * (self.sim.n_aps + 1)
+        latest = [-math.inf] * (self.view.n_aps + 1)
         aps = locations[1:]
         bytes_per_token, overhead = self._bytes_per_token, self._overhead_bytes
         for d in indices:
@@ -889,7 +896,7 @@ class Estimator:
             else:
                 sub = subtasks[d]
                 d_loc, d_finish = sub.location, sub.est_finish
-            nbytes = subtasks[d].pred_output_tokens * bytes_per_token + overhead
+            nbytes = token_bytes(subtasks[d].pred_output_tokens, bytes_per_token, overhead)
             if d_loc == PHONE:
                 arrival = d_finish + 0.0
                 if arrival > latest[0]:
@@ -926,7 +933,7 @@ class Estimator:
         q_phone, q_edge = self._qualities(user, item.pred_difficulty)
         preds = item.preds
         pred_in = item.pred_input_tokens
-        own = self.sim.own_ap[user] + 1
+        own = self.view.own_ap[user] + 1
         locations = self._usable(user)
         latest = self._latest_arrivals(query, preds, locations, own, overlay) if preds else None
         # the phone: no transfer of the context
@@ -938,7 +945,7 @@ class Estimator:
         prefill_s = pred_in / self._edge_prefill_tps
         if len(locations) == 1:
             return phone_est, [], prefill_s, q_edge
-        context_bytes = self._context_tokens * self._bytes_per_token + self._overhead_bytes
+        context_bytes = self.token_bytes(self._context_tokens)
         attachment = query.spec.attachment_bytes if not preds else 0.0
         up_link = self._uplink(user)
         send_all = self._link_s(up_link, context_bytes + attachment)
@@ -998,7 +1005,7 @@ class Estimator:
         release = query.arrival_time + self._planner_latency_s
         q_phone, q_edge = self._qualities(user, item.pred_difficulty)
         pred_in, pred_out = item.pred_input_tokens, item.pred_output_tokens
-        own = self.sim.own_ap[user] + 1
+        own = self.view.own_ap[user] + 1
         locations = self._usable(user)
         latest = self._latest_arrivals(query, range(len(query.subtasks)), locations, own, overlay)
         ready = latest[0] if latest[0] > release else release
@@ -1007,7 +1014,7 @@ class Estimator:
         prefill_s = pred_in / self._edge_prefill_tps
         if len(locations) == 1:
             return phone_est, [], prefill_s, q_edge, 0.0, 0.0, own
-        down_bytes = pred_out * self._bytes_per_token + self._overhead_bytes
+        down_bytes = self.token_bytes(pred_out)
         down = self._link_s(self._downlink(user), down_bytes)
         bh_down = self._backhaul_s(down_bytes) + down
         ap_ready = [(loc, latest[loc] if latest[loc] > release else release) for loc in locations[1:]]
@@ -1015,7 +1022,7 @@ class Estimator:
 
     def subtask_score(self, est: Estimate, n_subtasks: int) -> float:
         """Greedy's subtask objective: quality share minus weighted time to finish."""
-        return est.quality / n_subtasks - self.latency_weight * (est.finish_s - self.sim.now)
+        return est.quality / n_subtasks - self.latency_weight * (est.finish_s - self.view.now)
 
     def plan(self, query: Query, order: list[int]) -> PlanEstimate:
         """The list scheduler's decomposed plan for ``query``: predicted latency and quality, not committed.
@@ -1025,9 +1032,10 @@ class Estimator:
         already loses to a location computed exactly is not projected: it cannot be chosen.
         """
         overlay = Overlay()
-        now = self.sim.now
+        now = self.view.now
         weight = self.latency_weight
-        phone = self.sim.phones[query.user]
+        phone_prefill_tps = self.view.phone_prefill_tps[query.user]
+        phone_decode_tps = self.view.phone_decode_tps[query.user]
         edge_prefill_tps = self._edge_prefill_tps
         r1 = self._edge_decode_tps
         has_attachment = query.spec.attachment_bytes > 0
@@ -1054,8 +1062,8 @@ class Estimator:
             qualities.append(est.quality)
             overlay.placed[i] = (loc, est.finish_s)
             if loc == PHONE:
-                overlay.phone_extra_s += (item.pred_input_tokens / phone.prefill_tps
-                                          + item.pred_output_tokens / phone.decode_tps)
+                overlay.phone_extra_s += (item.pred_input_tokens / phone_prefill_tps
+                                          + item.pred_output_tokens / phone_decode_tps)
             else:
                 extra = overlay.edge_extra.get(loc - 1)
                 if extra is None:
