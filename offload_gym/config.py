@@ -384,10 +384,6 @@ def _hints(cls: type) -> dict[str, Any]:
     return _HINTS_CACHE[cls]
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
-
-
 def _plain_scalar(value: Any) -> Any:
     """numpy scalars as the Python scalars they hold (``np.int64(5)`` is 5, ``np.float32(0.1)`` a float)."""
     item = getattr(value, "item", None)

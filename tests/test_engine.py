@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 import pytest
@@ -189,3 +190,21 @@ def test_planner_latency_delays_every_query() -> None:
     for cfg in (base, slow):
         lat.append(single_query_latency(cfg, 1, seed=0))
     assert lat[1] - lat[0] == pytest.approx(0.25, rel=1e-9)
+
+
+def test_workload_drawn_in_blocks_is_the_same_workload(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The episode's workload is drawn ahead in blocks; the block size must not change a single draw."""
+    from offload_gym.sim import episode
+
+    def workload(block: int) -> list[tuple[float, int, Any, Any]]:
+        monkeypatch.setattr(episode, "WORKLOAD_BLOCK", block)
+        cfg = make_config({"episode": {"queries": 150}})
+        wl = episode.EpisodeWorkload(cfg, np.random.default_rng(1), np.random.default_rng(2))
+        return [(*wl.arrival(k), *wl.query(k)) for k in range(150)]
+
+    whole = workload(4096)
+    assert workload(7) == whole
+    assert workload(64) == whole
+    times = [t for t, *_ in whole]
+    assert times == sorted(times) and times[0] > 0.0
+    assert len({spec.prompt_tokens for _, _, spec, _ in whole}) > 10  # a real draw, not one query repeated

@@ -35,13 +35,14 @@ import numpy as np
 
 from offload_gym.config import ScenarioConfig
 from offload_gym.sim import wifi as wifi_model
+from offload_gym.sim.episode import EpisodeWorkload
 from offload_gym.sim.physics import PHONE, EventKind, FaultKind, Hop, HopKind, ItemKind, cell_share_bps, decode_rate_tps
 from offload_gym.sim.physics import route as physics_route
 from offload_gym.sim.physics import token_bytes as physics_token_bytes
-from offload_gym.sim.planner import Prediction, predict, predict_learned
+from offload_gym.sim.planner import Prediction
 from offload_gym.sim.quality import decomposed_quality, success_prob
 from offload_gym.sim.view import SimView
-from offload_gym.sim.workload import QuerySpec, draw_corpus_query, draw_query
+from offload_gym.sim.workload import QuerySpec
 
 __all__ = ["AGGREGATION", "FINISHED_LOG_LIMIT", "PHONE", "SUBTASK", "WHOLE", "FinishedSummary", "Item", "Message",
            "Query", "Simulator", "merged_outages"]
@@ -321,7 +322,6 @@ class Simulator:
         self.edge_output_tokens = 0.0
         self.total_output_tokens = 0.0
         self.in_flight: dict[int, Query] = {}
-        self._prefetched: list[tuple[QuerySpec, Prediction]] = []
         self.ap_up = [True] * cfg.topology.n_aps
         self.background = [cfg.wifi.background_stations] * cfg.topology.n_aps
         self.backhaul_delay_s = cfg.wifi.backhaul_delay_s
@@ -333,6 +333,8 @@ class Simulator:
         self.view = SimView(self)
         self.cells = [_Cell() for _ in range(self.n_aps)]
         self.edges = [_Edge() for _ in range(self.n_aps)]
+        #: the episode's arrivals, truths and predictions, drawn ahead (they never depend on the actions)
+        self.workload = EpisodeWorkload(cfg, self.rng_arrivals, self.rng_workload)
         self._dcf_cache: dict[tuple[int, float, float], wifi_model.DcfResult] = {}
         w = cfg.wifi
         self._dcf_kwargs = {
@@ -401,10 +403,8 @@ class Simulator:
     def _schedule_next_arrival(self) -> None:
         if self._arrivals_scheduled >= self.cfg.episode.queries:
             return
+        t, user = self.workload.arrival(self._arrivals_scheduled)
         self._arrivals_scheduled += 1
-        rate = self.cfg.workload.arrival_rate * self.n_users
-        t = self.now + float(self.rng_arrivals.exponential(1.0 / rate))
-        user = int(self.rng_arrivals.integers(self.n_users))
         self._push(t, _ARRIVAL, user)
 
     def run_until_decision(self) -> Query | None:
@@ -442,32 +442,8 @@ class Simulator:
             raise RuntimeError(f"drained with {self.queries_arrived - self.queries_finished} queries unfinished")
         return None
 
-    def _query_rngs(self) -> tuple[np.random.Generator, np.random.Generator]:
-        """Fresh generators for the next query's truth and its planner noise.
-
-        One seed per query keeps common random numbers across scenarios: a query's size, difficulty and
-        attachment are drawn first from its own stream, so changing the decomposition settings (K or
-        structure probabilities) changes only the decomposition, never later queries.
-        """
-        seed = int(self.rng_workload.integers(2**63))
-        return np.random.default_rng([seed, 0]), np.random.default_rng([seed, 1])
-
-    def _next_query_truth(self) -> tuple[QuerySpec, Prediction]:
-        cfg = self.cfg
-        if cfg.uses_corpus and cfg.planner.kind == "learned":
-            if not self._prefetched:  # draw ahead and annotate in one batch (the workload ignores actions)
-                n = min(64, cfg.episode.queries - self.queries_arrived)
-                specs = [draw_corpus_query(cfg.workload, self._query_rngs()[0]) for _ in range(n)]
-                preds = predict_learned(specs, cfg.workload, cfg.planner.checkpoint)
-                self._prefetched = list(zip(specs, preds, strict=True))[::-1]
-            return self._prefetched.pop()
-        truth_rng, planner_rng = self._query_rngs()
-        draw = draw_corpus_query if cfg.uses_corpus else draw_query
-        spec = draw(cfg.workload, truth_rng)
-        return spec, predict(spec, cfg.planner, cfg.workload, planner_rng)
-
     def _arrive(self, user: int) -> Query:
-        spec, prediction = self._next_query_truth()
+        spec, prediction = self.workload.query(self.queries_arrived)
         query = Query(self.queries_arrived, user, self.now, spec, prediction)
         self.queries_arrived += 1
         self.in_flight[query.qid] = query
@@ -476,10 +452,6 @@ class Simulator:
             self._push(self.now + self.cfg.planner.latency_s, _RELEASE, query)
         self._schedule_next_arrival()
         return query
-
-    @property
-    def all_arrived(self) -> bool:
-        return self.queries_arrived >= self.cfg.episode.queries
 
     # ------------------------------------------------------------------ placement
     def reachable(self, user: int) -> bool:

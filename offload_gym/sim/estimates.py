@@ -46,11 +46,9 @@ from offload_gym.sim.physics import (
     MPDU_DELIMITER_BYTES,
     PHONE,
     PHY_SERVICE_TAIL_BITS,
-    HopKind,
     cell_share_bps,
     decode_rate_table,
     ofdm_symbols,
-    route,
     token_bytes,
 )
 from offload_gym.sim.quality import decomposed_quality, success_prob
@@ -58,8 +56,6 @@ from offload_gym.sim.quality import decomposed_quality, success_prob
 __all__ = ["Estimate", "Estimator", "Overlay", "PlanEstimate", "project_batch_finish", "subtask_order"]
 
 _EPS_TOKENS = 1e-9
-
-EdgeSnapshot = tuple[list[tuple[float, float]], list[float], list[tuple[float, float, float]]]
 
 
 def project_batch_finish(now: float, r1: float, kappa: float, max_batch: int,
@@ -535,7 +531,6 @@ class Estimator:
         self._context_tokens = cfg.workload.subtask_context_tokens
         self._edge_state: dict[int, _EdgeState] = {}
         self._phone_free: dict[int, float] = {}
-        self._transfer: dict[tuple[int, int, int, float], float] = {}
         self._up: dict[int, _Link] = {}
         self._down: dict[int, _Link] = {}
         self._access: dict[tuple[int, float, int], float] = {}  # (n, rate, OFDM symbols) -> access delay
@@ -546,7 +541,6 @@ class Estimator:
         self._state_id += 1
         self._edge_state.clear()
         self._phone_free.clear()
-        self._transfer.clear()
         self._up.clear()
         self._down.clear()
         self._locations.clear()
@@ -563,16 +557,6 @@ class Estimator:
                 free += max(running.start_time + running.pred_duration_s - view.now, 0.0)
             self._phone_free[user] = free
         return free
-
-    def _edge_snapshot(self, e: int) -> EdgeSnapshot:
-        """Edge ``e`` now: prefilling ``(end, predicted decode tokens)``, decoding streams' predicted remaining
-        tokens, and the queued and in-transit items ``(ready, prefill s, predicted decode tokens)`` in FIFO order."""
-        state = self._edge_state.get(e)
-        if state is None:
-            state = self._build_edge_state(e)
-        if state.appended is not None:  # approx_queue_reuse kept no list of its streams: this state's, exactly
-            state = self._exact_edge_state(e)
-        return state.prefilling, state.decoding, state.pending
 
     def _build_edge_state(self, e: int) -> _EdgeState:
         if self.approx_queue_reuse:
@@ -668,11 +652,6 @@ class Estimator:
             state.events.sort()
             state.dheap = sorted(decoding)
         return state
-
-    def edge_finish(self, e: int, ready_s: float, prefill_s: float, decode_tokens: float,
-                    overlay: Overlay | None = None) -> float:
-        return self._edge_finish(e, ready_s, prefill_s, decode_tokens,
-                                 overlay.edge_extra.get(e) if overlay is not None else None)
 
     def _edge_finish(self, e: int, ready_s: float, prefill_s: float, decode_tokens: float,
                      extra: list[tuple[float, float, float]] | None) -> float:
@@ -779,35 +758,9 @@ class Estimator:
     def uplink_s(self, user: int, nbytes: float) -> float:
         return self._link_s(self._uplink(user), nbytes)
 
-    def downlink_s(self, user: int, nbytes: float) -> float:
-        return self._link_s(self._downlink(user), nbytes)
-
     def _backhaul_s(self, nbytes: float) -> float:
         view = self.view  # live values: backhaul faults change them
         return view.backhaul_delay_s + 8.0 * nbytes / view.backhaul_rate_bps
-
-    def transfer_s(self, user: int, src: int, dst: int, nbytes: float) -> float:
-        """Predicted time for ``nbytes`` from location ``src`` to ``dst`` under the current contention."""
-        if src == dst:
-            return 0.0
-        key = (user, src, dst, nbytes)
-        total = self._transfer.get(key)
-        if total is None:
-            total = self._transfer_s(user, src, dst, nbytes)
-            self._transfer[key] = total
-        return total
-
-    def _transfer_s(self, user: int, src: int, dst: int, nbytes: float) -> float:
-        """Uncached :meth:`transfer_s` (``src != dst``): the hops of ``Simulator.route``, summed in order."""
-        total = 0.0
-        for hop in route(self.view.own_ap[user], user, src, dst):
-            if hop[0] == HopKind.UP:
-                total += self._link_s(self._uplink(user), nbytes)
-            elif hop[0] == HopKind.DOWN:
-                total += self._link_s(self._downlink(user), nbytes)
-            else:
-                total += self._backhaul_s(nbytes)
-        return total
 
     def token_bytes(self, tokens: float) -> float:
         return token_bytes(tokens, self._bytes_per_token, self._overhead_bytes)
@@ -823,20 +776,10 @@ class Estimator:
             usable = self._locations[user] = self.view.usable_locations(user)
         return usable
 
-    def release_s(self, query: Query) -> float:
-        return query.arrival_time + self._planner_latency_s
-
     def _qualities(self, user: int, difficulty: float) -> tuple[float, float]:
         """Success probability on the phone and on any edge."""
         return (success_prob(self.view.phone_ability[user], difficulty),
                 success_prob(self._edge_ability, difficulty))
-
-    def _compute_finish(self, user: int, location: int, ready_s: float, item: Item, input_tokens: float,
-                        overlay: Overlay | None) -> float:
-        if location == PHONE:
-            return self._phone_finish(user, ready_s, item, input_tokens, overlay.phone_extra_s if overlay else 0.0)
-        return self._edge_finish(location - 1, ready_s, input_tokens / self._edge_prefill_tps,
-                                 item.pred_output_tokens, overlay.edge_extra.get(location - 1) if overlay else None)
 
     def _phone_finish(self, user: int, ready_s: float, item: Item, input_tokens: float, extra_s: float) -> float:
         view = self.view
@@ -872,18 +815,13 @@ class Estimator:
                 out[loc] = Estimate(ready, finish, q_edge)
         return out
 
-    def _pred_location_finish(self, query: Query, index: int, overlay: Overlay | None) -> tuple[int, float]:
-        if overlay is not None and index in overlay.placed:
-            return overlay.placed[index]
-        item = query.subtasks[index]
-        return item.location, item.est_finish
-
     def _latest_arrivals(self, query: Query, indices: range | tuple[int, ...], locations: list[int], own: int,
                          overlay: Overlay | None) -> list[float]:
         """Per location (a list indexed by location), the latest predicted arrival there of the outputs of
         subtasks ``indices`` (-inf if none; only ``locations`` are filled in)."""
-        # Each output's transfer legs are computed once and shared by the locations (the same sums as
-        # transfer_s: phone -> own AP is the uplink, another AP adds the backhaul; AP -> AP the backhaul).
+        # Each output's transfer legs are computed once and shared by the locations: the legs of
+        # physics.route (phone -> own AP is the uplink, another AP adds the backhaul; AP -> AP the backhaul),
+        # summed in their order of travel.
         user = query.user
         subtasks = query.subtasks
         placed = overlay.placed if overlay is not None else None

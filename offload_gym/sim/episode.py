@@ -1,0 +1,109 @@
+"""An episode's workload, drawn ahead of the simulation.
+
+What arrives when, from which phone, with which truth and which planner prediction never depends on the
+scheduler's actions, so it is drawn before the simulation needs it: at reset for the whole of an episode of
+up to :data:`WORKLOAD_BLOCK` queries (the default episodes), and then in further blocks of that size as the
+episode goes on, which keeps memory bounded for the longest allowed episodes. The draws are the same
+whatever the block size: arrivals come from their own generator in the order ``(gap, phone)`` per query,
+and each query's truth and planner noise from two generators seeded by one per-query seed, the seeds
+themselves drawn in order from a third generator. One seed per query keeps common random numbers across
+scenarios: changing the decomposition settings changes only the decomposition, never later queries.
+
+A compiled core reads the arrays :attr:`EpisodeWorkload.arrival_s` and :attr:`EpisodeWorkload.user` of the
+current block directly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from offload_gym.config import ScenarioConfig
+from offload_gym.sim.planner import Prediction, predict, predict_learned
+from offload_gym.sim.workload import QuerySpec, draw_corpus_query, draw_query
+
+__all__ = ["LEARNED_PLANNER_BATCH", "WORKLOAD_BLOCK", "EpisodeWorkload"]
+
+#: queries drawn at a time (a whole default episode at reset)
+WORKLOAD_BLOCK = 4096
+#: the learned planner annotates this many queries per forward pass (a divisor of WORKLOAD_BLOCK)
+LEARNED_PLANNER_BATCH = 64
+
+
+class EpisodeWorkload:
+    """Arrival times, phones, truths and predictions of an episode's ``cfg.episode.queries`` queries.
+
+    :param rng_arrivals: the arrival process's generator (gaps and phones).
+    :param rng_workload: the generator of the per-query seeds.
+    """
+
+    __slots__ = ("_block_start", "_cfg", "_last_arrival_s", "_predictions", "_rng_arrivals", "_rng_workload",
+                 "_specs", "arrival_s", "n_queries", "user")
+
+    def __init__(self, cfg: ScenarioConfig, rng_arrivals: np.random.Generator, rng_workload: np.random.Generator) -> None:
+        self._cfg = cfg
+        self._rng_arrivals = rng_arrivals
+        self._rng_workload = rng_workload
+        self.n_queries = cfg.episode.queries
+        self._block_start = 0
+        self._last_arrival_s = 0.0
+        #: arrival times (s) and phones of the current block's queries
+        self.arrival_s = np.empty(0, dtype=np.float64)
+        self.user = np.empty(0, dtype=np.int64)
+        self._specs: list[QuerySpec] = []
+        self._predictions: list[Prediction] = []
+        self._draw_block(0)
+
+    def _draw_block(self, start: int) -> None:
+        cfg = self._cfg
+        n = min(WORKLOAD_BLOCK, self.n_queries - start)
+        rate = cfg.workload.arrival_rate * cfg.topology.n_users
+        scale = 1.0 / rate
+        exponential, integers = self._rng_arrivals.exponential, self._rng_arrivals.integers
+        n_users = cfg.topology.n_users
+        times, users = [], []
+        t = self._last_arrival_s
+        for _ in range(n):  # gap then phone per query, as the arrival process always drew them
+            t = t + float(exponential(scale))
+            times.append(t)
+            users.append(int(integers(n_users)))
+        self._last_arrival_s = t
+        self.arrival_s = np.array(times, dtype=np.float64)
+        self.user = np.array(users, dtype=np.int64)
+        seeds = [int(s) for s in self._rng_workload.integers(2**63, size=n)]
+        self._specs, self._predictions = self._draw_queries(seeds)
+        self._block_start = start
+
+    def _draw_queries(self, seeds: list[int]) -> tuple[list[QuerySpec], list[Prediction]]:
+        cfg = self._cfg
+        if cfg.uses_corpus and cfg.planner.kind == "learned":
+            specs = [draw_corpus_query(cfg.workload, np.random.default_rng([seed, 0])) for seed in seeds]
+            predictions: list[Prediction] = []
+            for i in range(0, len(specs), LEARNED_PLANNER_BATCH):  # batch boundaries as before: the same floats
+                predictions += predict_learned(specs[i:i + LEARNED_PLANNER_BATCH], cfg.workload, cfg.planner.checkpoint)
+            return specs, predictions
+        draw = draw_corpus_query if cfg.uses_corpus else draw_query
+        specs, predictions = [], []
+        for seed in seeds:
+            spec = draw(cfg.workload, np.random.default_rng([seed, 0]))
+            specs.append(spec)
+            predictions.append(predict(spec, cfg.planner, cfg.workload, np.random.default_rng([seed, 1])))
+        return specs, predictions
+
+    def _local(self, k: int) -> int:
+        if not 0 <= k < self.n_queries:
+            raise IndexError(f"query {k} is outside the episode's {self.n_queries} queries")
+        if k >= self._block_start + len(self._specs):  # the next block: queries are asked for in order
+            self._draw_block(self._block_start + len(self._specs))
+        if k < self._block_start:
+            raise IndexError(f"query {k} is in a block already dropped (blocks of {WORKLOAD_BLOCK} queries, in order)")
+        return k - self._block_start
+
+    def arrival(self, k: int) -> tuple[float, int]:
+        """Arrival time (s) and phone of query ``k``."""
+        i = self._local(k)
+        return float(self.arrival_s[i]), int(self.user[i])
+
+    def query(self, k: int) -> tuple[QuerySpec, Prediction]:
+        """Truth and planner prediction of query ``k``."""
+        i = self._local(k)
+        return self._specs[i], self._predictions[i]

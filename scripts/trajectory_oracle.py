@@ -1,0 +1,115 @@
+"""Exact trajectory digests over many scenarios: the oracle for changes that must not change the simulation.
+
+Runs every registered id and ``--configs`` random valid configs (topologies, loads, PHYs, edge models,
+planners including the learned one, faults, all three decision interfaces) with a seeded random masked
+policy, and hashes each step's exact observation bytes, reward, mask and the info numbers. Compare two
+versions of the code by running this script under each and diffing the JSON::
+
+    git worktree add /tmp/base HEAD~1
+    PYTHONPATH=/tmp/base python scripts/trajectory_oracle.py --out /tmp/base.json
+    python scripts/trajectory_oracle.py --compare /tmp/base.json
+
+``tests/test_trajectory_pin.py`` pins a few of these in the default test run; this script covers the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+import offload_gym  # noqa: F401  (registers the ids)
+from offload_gym.envs.offload_env import OffloadEnv
+
+
+def random_config(rng: np.random.Generator) -> dict[str, Any]:
+    """A valid config anywhere in a broad range of the knobs that change the event sequence."""
+    n_aps = int(rng.integers(1, 7))
+    cfg: dict[str, Any] = {
+        "topology": {"n_users": int(rng.integers(1, 41)), "n_aps": n_aps, "area_m": float(rng.choice([10.0, 30.0, 80.0]))},
+        "wifi": {"background_stations": int(rng.integers(0, 40)), "bandwidth_mhz": int(rng.choice([20, 40, 80, 160])),
+                 "spatial_streams": int(rng.integers(1, 4))},
+        "edge": {"model": str(rng.choice(["3B", "8B", "70B"])), "kappa": float(rng.choice([0.0, 0.3, 1.0, 2.5])),
+                 "max_batch": int(rng.choice([1, 2, 4, 16]))},
+        "workload": {"arrival_rate": float(10 ** rng.uniform(-1.5, 0.7)),
+                     "attachment_prob": float(rng.uniform(0, 1))},
+        "planner": {"kind": str(rng.choice(["oracle", "noisy-oracle"])), "latency_s": float(rng.choice([0.0, 0.0, 0.3]))},
+        "reward": {"kind": str(rng.choice(["linear", "product"]))},
+        "episode": {"queries": int(rng.integers(5, 60))},
+        "action_mode": str(rng.choice(["item", "item", "query", "residual"])),
+    }
+    if rng.random() < 0.3:
+        start = float(rng.uniform(0, 20))
+        cfg["faults"] = {"ap_outages": [{"ap": int(rng.integers(n_aps)), "start_s": start,
+                                          "duration_s": float(rng.uniform(0.5, 10))}],
+                         "on_outage": str(rng.choice(["redispatch", "fail"])),
+                         "background_changes": [{"start_s": float(rng.uniform(0, 20)), "stations": int(rng.integers(0, 60))}],
+                         "backhaul_changes": [{"start_s": float(rng.uniform(0, 20)), "delay_s": 0.01, "rate_bps": 1e8}]}
+    if rng.random() < 0.1:
+        cfg["workload"]["source"] = "corpus"
+        cfg["planner"]["kind"] = "learned"
+    return cfg
+
+
+def digest(env: gym.Env, seed: int) -> str:
+    """Hash of one episode under a random masked policy seeded with ``seed``."""
+    h = hashlib.sha256()
+    rng = np.random.default_rng(seed)
+    obs, info = env.reset(seed=seed)
+    done = False
+    while not done:
+        h.update(np.asarray(obs).tobytes())
+        mask = np.asarray(info["action_mask"])
+        h.update(mask.tobytes())
+        h.update(repr((info["decision"], info["decision_query_id"], info["time_s"], info["elapsed_s"],
+                       [sorted(c.items()) for c in info["completed"]])).encode())
+        action = int(rng.choice(np.flatnonzero(mask)))
+        obs, reward, terminated, truncated, info = env.step(action)
+        h.update(repr(float(reward)).encode())
+        done = terminated or truncated
+    h.update(repr(sorted(info["episode_metrics"].items())).encode())
+    return h.hexdigest()[:20]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", type=int, default=200, help="random configs besides the registered ids")
+    parser.add_argument("--seeds", type=int, default=2, help="episodes (seeds) per registered id")
+    parser.add_argument("--out", default="", help="write the digests to this JSON file")
+    parser.add_argument("--compare", default="", help="compare with digests in this JSON file; exit 1 on a difference")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    digests: dict[str, str] = {}
+    for env_id in sorted(i for i in gym.registry if i.startswith("offload_gym/")):
+        for seed in range(args.seeds):
+            env = gym.make(env_id)
+            digests[f"{env_id}#{seed}"] = digest(env, seed)
+            env.close()
+    rng = np.random.default_rng(20261201)
+    for k in range(args.configs):
+        cfg = random_config(rng)
+        digests[f"config{k}:{json.dumps(cfg, sort_keys=True)}"] = digest(OffloadEnv(config=cfg), k)
+    print(f"{len(digests)} episodes in {time.perf_counter() - started:.1f} s")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(digests, f, indent=0, sort_keys=True)
+    if args.compare:
+        with open(args.compare) as f:
+            base = json.load(f)
+        common = sorted(set(base) & set(digests))
+        differ = [k for k in common if base[k] != digests[k]]
+        print(f"compared {len(common)} episodes: {len(differ)} differ")
+        for k in differ[:20]:
+            print("  differs:", k[:200])
+        return 1 if differ or not common else 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
