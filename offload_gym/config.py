@@ -28,6 +28,7 @@ __all__ = [
     "ConfigError",
     "DeviceClassConfig",
     "EdgeConfig",
+    "EnergyConfig",
     "EpisodeConfig",
     "FaultsConfig",
     "PhoneConfig",
@@ -210,7 +211,15 @@ class WorkloadConfig:
     aggregation_difficulty: float = _f(-1.0, "difficulty of the aggregation step", lo=-10, hi=10)
     source: str = _f("auto", "synthetic (the lognormal model above), corpus (templated query texts with ground truth, "
                      "needed by the learned planner; sizes, K and structure then come from the corpus), or auto "
-                     "(corpus when planner.kind is learned)", choices=("auto", "synthetic", "corpus"))
+                     "(corpus when planner.kind is learned), or trace (arrivals and lengths replayed from workload.trace; "
+                     "difficulty, attachments and decomposition drawn as for synthetic queries)",
+                     choices=("auto", "synthetic", "corpus", "trace"))
+    trace: str = _f("azure-conv", "source trace: azure-code, azure-conv (the Azure LLM inference traces of 2023, "
+                    "shipped) or the path of a CSV file with columns TIMESTAMP,ContextTokens,GeneratedTokens; time "
+                    "is scaled so each phone's mean rate is arrival_rate, the start row is random per seed")
+    trace_token_scaling: str = _f("median", "trace lengths: median (scaled so their medians are prompt_tokens_median "
+                                  "and answer_tokens_median) or none (the trace's own token counts)",
+                                  choices=("median", "none"))
 
     def __post_init__(self) -> None:
         for name, n in (("subtask_count_probs", None), ("structure_probs", 3)):
@@ -253,6 +262,21 @@ class RewardConfig:
     latency_scale_s: float = _f(2.0, "product: latency scale", "s", lo=0.0, lo_open=True, hi=1e6)
     failure_penalty: float = _f(1.0, "reward of a failed query is minus this (faults.on_outage = fail)", lo=0.0,
                                 hi=100.0)
+    energy_weight: float = _f(0.0, "weight of the phone's energy for the query, subtracted from the reward (0: the "
+                              "paper's reward; above 0 the observation gains each location's estimated energy)",
+                              "1/J", lo=0.0, hi=100.0)
+
+
+@dataclass(frozen=True)
+class EnergyConfig:
+    """Phone power draws above its baseline (offload_gym.sim.energy documents the sources and ranges)."""
+
+    prefill_power_w: float = _f(5.0, "on-device prefill (compute-bound)", "W", lo=0.0, hi=100.0)
+    decode_power_w: float = _f(3.5, "on-device decode (memory-bound)", "W", lo=0.0, hi=100.0)
+    tx_power_w: float = _f(1.2, "Wi-Fi transmit, over the phone's own airtime", "W", lo=0.0, hi=100.0)
+    rx_power_w: float = _f(0.9, "Wi-Fi receive, over the airtime of frames to the phone", "W", lo=0.0, hi=100.0)
+    idle_power_w: float = _f(0.2, "Wi-Fi awake and listening while the phone waits for offloaded work", "W",
+                             lo=0.0, hi=100.0)
 
 
 @dataclass(frozen=True)
@@ -319,6 +343,7 @@ class ScenarioConfig:
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
+    energy: EnergyConfig = field(default_factory=EnergyConfig)
     episode: EpisodeConfig = field(default_factory=EpisodeConfig)
     faults: FaultsConfig = field(default_factory=FaultsConfig)
     invalid_action: str = _f("fallback", "masked action: fallback (run on the phone, counted) or raise",
@@ -327,15 +352,30 @@ class ScenarioConfig:
                                 "decisions: cost per decision stays near the default scenario's, estimates are "
                                 "approximate (relative error median <= 2e-4, max 2e-2 measured) and trajectories "
                                 "differ from the exact default")
+    observation_format: str = _f("box", "box (a flat Box of the features) or dict (the features and the action mask "
+                                 "in one Dict observation, for RLlib's and TorchRL's masking)", choices=("box", "dict"))
+    observation_key: str = _f("observations", "dict format: the key of the features")
+    action_mask_key: str = _f("action_mask", "dict format: the key of the action mask (MultiBinary, 1 = allowed)")
     action_mode: str = _f("item", "decision interface: item (every query, subtask and aggregation), query (one "
                           "decision per query; the built-in scheduler places subtasks and the aggregation) or "
                           "residual (query decisions with an extra action: follow the built-in scheduler)",
                           choices=ACTION_MODES)
 
     def __post_init__(self) -> None:
-        if self.planner.kind == "learned" and self.workload.source == "synthetic":
-            raise ConfigError("workload.source: 'synthetic' queries carry no text for planner.kind 'learned'; "
-                              "use 'corpus' or 'auto'")
+        if self.planner.kind == "learned" and self.workload.source in ("synthetic", "trace"):
+            raise ConfigError(f"workload.source: {self.workload.source!r} queries carry no text for planner.kind "
+                              "'learned'; use 'corpus' or 'auto'")
+        if self.workload.source == "trace":
+            from offload_gym.sim.traces import TraceError, load_trace
+
+            try:
+                load_trace(self.workload.trace)  # a bad file fails here, naming its line and column
+            except TraceError as error:
+                raise ConfigError(str(error)) from None
+        if self.observation_format == "dict" and (not self.observation_key or not self.action_mask_key
+                                                  or self.observation_key == self.action_mask_key):
+            raise ConfigError(f"observation_key, action_mask_key: {self.observation_key!r} and {self.action_mask_key!r} "
+                              "must be two different, non-empty keys")
         n_aps = self.topology.n_aps
         for i, outage in enumerate(self.faults.ap_outages):
             if outage.ap >= n_aps:
@@ -528,6 +568,13 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     # The paper scenario behind the other decision interfaces (action_mode).
     "paper-query": {"action_mode": "query"},
     "paper-residual": {"action_mode": "residual"},
+    # Arrivals and lengths replayed from the Azure LLM inference traces of 2023, at the paper's rate per phone.
+    "azure-code": {"workload": {"source": "trace", "trace": "azure-code"}},
+    "azure-conv": {"workload": {"source": "trace", "trace": "azure-conv"}},
+    # The paper scenario with the phone's energy in the reward (and each location's estimated energy observed).
+    "paper-energy": {"reward": {"energy_weight": 0.05}},
+    # The paper scenario with the action mask inside a Dict observation (RLlib, TorchRL masking without glue).
+    "paper-dict": {"observation_format": "dict"},
 }
 
 

@@ -51,9 +51,18 @@ class Policy:
     def decide(self, obs: np.ndarray, mask: np.ndarray) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def predict(self, observation: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
+    def predict(self, observation: np.ndarray | dict[str, np.ndarray], state: Any = None,
+                episode_start: np.ndarray | None = None,
                 deterministic: bool = True, action_masks: np.ndarray | None = None) -> tuple[np.ndarray, Any]:
-        """Actions for one observation (shape ``(D,)``, returns shape ``()``) or a batch ``(n, D)``."""
+        """Actions for one observation (shape ``(D,)``, returns shape ``()``) or a batch ``(n, D)``.
+
+        A Dict observation (``observation_format`` dict) is read by the config's keys; its mask is used when
+        ``action_masks`` is not given.
+        """
+        if isinstance(observation, dict):
+            if action_masks is None:
+                action_masks = observation[self.config.action_mask_key]
+            observation = observation[self.config.observation_key]
         obs = np.asarray(observation, dtype=np.float64)
         single = obs.ndim == 1
         batch = obs[None] if single else obs
@@ -71,10 +80,13 @@ class Policy:
 
 
 def _n_aps(obs_size: int) -> int:
-    n = (obs_size - _NG) // _NL - 1
-    if n < 1 or _NG + (n + 1) * _NL != obs_size:
-        raise ValueError(f"observation: size {obs_size} is not an offload_gym observation")
-    return n
+    """APs of an item observation of ``obs_size`` features, without (else with) the energy block; the first
+    reading wins where both fit (pass action masks, whose size says it, to be sure)."""
+    for per_location in (_NL, _NL + 1):
+        n = (obs_size - _NG) // per_location - 1
+        if n >= 1 and _NG + (n + 1) * per_location == obs_size:
+            return n
+    raise ValueError(f"observation: size {obs_size} is not an offload_gym observation")
 
 
 def _loc(obs: np.ndarray, loc: int, feature: str) -> float:
@@ -106,7 +118,7 @@ class NearestEdgePolicy(Policy):
     name = "nearest-edge"
 
     def decide(self, obs: np.ndarray, mask: np.ndarray) -> int:
-        for loc in range(1, _n_aps(obs.size) + 1):
+        for loc in range(1, mask.size - 1):
             if _loc(obs, loc, "is_own_ap") > 0.5 and mask[loc]:
                 return loc
         return 0
@@ -118,7 +130,7 @@ class RandomSplitPolicy(Policy):
     name = "random-split"
 
     def decide(self, obs: np.ndarray, mask: np.ndarray) -> int:
-        n_aps = _n_aps(obs.size)
+        n_aps = mask.size - 2
         if _kind(obs) == "query" and mask[n_aps + 1]:
             return n_aps + 1
         valid = np.flatnonzero(mask[: n_aps + 1])
@@ -150,7 +162,7 @@ class GreedyPolicy(Policy):
     allow_split = True
 
     def decide(self, obs: np.ndarray, mask: np.ndarray) -> int:
-        n_aps = _n_aps(obs.size)
+        n_aps = mask.size - 2
         kind = _kind(obs)
         locs = [loc for loc in range(n_aps + 1) if mask[loc]]
         if not locs:

@@ -10,6 +10,12 @@ ENV_IDS: dict[str, str] = {
     # the paper scenario behind the learnable decision interfaces (config action_mode)
     "offload_gym/WifiOffload-query-v0": "paper-query",
     "offload_gym/WifiOffload-residual-v0": "paper-residual",
+    # replayed Azure LLM inference traces (workload.source trace), and the phone's energy in the reward
+    "offload_gym/WifiOffload-azure-code-v0": "azure-code",
+    "offload_gym/WifiOffload-azure-conv-v0": "azure-conv",
+    "offload_gym/WifiOffload-energy-v0": "paper-energy",
+    # the action mask inside a Dict observation {"observations", "action_mask"} (config observation_format)
+    "offload_gym/WifiOffload-dict-v0": "paper-dict",
 }
 
 

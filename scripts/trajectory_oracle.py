@@ -57,6 +57,14 @@ def random_config(rng: np.random.Generator) -> dict[str, Any]:
     return cfg
 
 
+#: the record and metric keys hashed: new keys may be added without changing a digest
+RECORD_KEYS = ("query_id", "user", "arrival_s", "latency_s", "quality", "reward", "decomposed", "placements",
+               "n_subtasks", "attachment_bytes", "deadline_missed", "failed", "fail_reason", "redispatched")
+METRIC_KEYS = ("queries", "mean_latency_s", "p95_latency_s", "mean_quality", "mean_reward", "total_reward",
+               "deadline_miss_rate", "decomposed_share", "edge_share", "invalid_actions", "failed_queries",
+               "redispatched_queries", "sim_time_s")
+
+
 def digest(env: gym.Env, seed: int) -> str:
     """Hash of one episode under a random masked policy seeded with ``seed``."""
     h = hashlib.sha256()
@@ -68,12 +76,12 @@ def digest(env: gym.Env, seed: int) -> str:
         mask = np.asarray(info["action_mask"])
         h.update(mask.tobytes())
         h.update(repr((info["decision"], info["decision_query_id"], info["time_s"], info["elapsed_s"],
-                       [sorted(c.items()) for c in info["completed"]])).encode())
+                       [[c[k] for k in RECORD_KEYS] for c in info["completed"]])).encode())
         action = int(rng.choice(np.flatnonzero(mask)))
         obs, reward, terminated, truncated, info = env.step(action)
         h.update(repr(float(reward)).encode())
         done = terminated or truncated
-    h.update(repr(sorted(info["episode_metrics"].items())).encode())
+    h.update(repr([info["episode_metrics"][k] for k in METRIC_KEYS]).encode())
     return h.hexdigest()[:20]
 
 

@@ -33,6 +33,15 @@ TINY = "offload_gym/WifiOffload-tiny-v0"
 NO_SPLIT = {"workload": {"subtask_count_probs": [1, 0, 0, 0, 0]}}
 
 
+def _bad_trace() -> str:
+    """A trace file whose third line has a token count that is not a number."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp()) / "bad_trace.csv"
+    path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n0.0,10,5\n1.5,ten,5\n")
+    return str(path)
+
+
 @dataclass(frozen=True)
 class Case:
     """A mistake, the exception it must raise and a regex its message must match."""
@@ -109,7 +118,8 @@ CASES: dict[str, Case] = {
     "C17": Case(_make({"phone": {"device_classes": [{"share": 0.5}]}}), ConfigError,
                 r"^phone\.device_classes: shares sum to 0\.5; they must sum to 1"),
     "C18": Case(lambda: offload_gym.OffloadEnv(scenario="tinyy"), ConfigError,
-                r"^scenario: 'tinyy' is unknown; choose one of \['paper', 'paper-query', 'paper-residual', 'tiny'\]"),
+                r"^scenario: 'tinyy' is unknown; choose one of \['azure-code', 'azure-conv', 'paper', 'paper-energy', "
+                r"'paper-query', 'paper-residual', 'tiny'\]"),
     "C19": Case(_reset_with_new_aps, ValueError,
                 r"^options\['config'\]: topology\.n_aps fixes the spaces and cannot change at reset"),
     "C20": Case(_make({"invalid_action": "ignore"}), ConfigError,
@@ -135,6 +145,18 @@ CASES: dict[str, Case] = {
     "C29": Case(lambda: gym.make(TINY).reset(seed=0, options={"config": {"action_mode": "query"}}), ValueError,
                 r"^options\['config'\]: action_mode fixes the spaces and cannot change at reset \('item' -> 'query'\); "
                 r"make a new env instead"),
+    "C30": Case(_make({"workload": {"source": "trace", "trace": "no-such.csv"}}), ConfigError,
+                r"^workload\.trace: 'no-such\.csv' is neither a shipped trace \(azure-code, azure-conv\) nor a readable "
+                r"CSV file \(not found\)"),
+    "C31": Case(lambda: make_config({"workload": {"source": "trace", "trace": _bad_trace()}}), ConfigError,
+                r"^workload\.trace: .*bad_trace\.csv: line 3, column 2 \(ContextTokens\): 'ten' is not a token count; "
+                r"allowed: a whole number >= 1"),
+    "C32": Case(_make({"workload": {"source": "trace"}, "planner": {"kind": "learned"}}), ConfigError,
+                r"^workload\.source: 'trace' queries carry no text for planner\.kind 'learned'; use 'corpus' or 'auto'"),
+    "C33": Case(lambda: gym.make("offload_gym/WifiOffload-energy-v0").reset(
+                    seed=0, options={"config": {"reward": {"energy_weight": 0.0}}}), ValueError,
+                r"^options\['config'\]: reward\.energy_weight > 0 fixes the spaces and cannot change at reset "
+                r"\(True -> False\)"),
     "E01": Case(_step(7), ValueError, r"^action: 7 is outside Discrete\(6\); allowed 0\.\.5"),
     "E02": Case(_step(2.5), ValueError, r"^action: 2\.5 is not an integer in Discrete\(6\); allowed 0\.\.5"),
     "E03": Case(_step(5, {**NO_SPLIT, "invalid_action": "raise"}), ValueError,

@@ -7,9 +7,11 @@ import math
 import numpy as np
 
 __all__ = [
+    "ENERGY_SCALE_J",
     "GLOBAL_FEATURES",
     "LOCATION_FEATURES",
     "TIME_SCALE_S",
+    "energy_names",
     "observation_bounds",
     "observation_names",
     "squash_time",
@@ -23,6 +25,8 @@ TOKENS_LOG_MAX = math.log1p(16384.0)
 BYTES_LOG_MAX = math.log1p(1e8)
 RATE_LOG_MAX = math.log1p(10_000.0)  # Mb/s
 DIFFICULTY_SCALE = 4.0
+#: Energy features (``reward.energy_weight > 0``) are ``e / (e + ENERGY_SCALE_J)``: 0.5 at 1 J.
+ENERGY_SCALE_J = 1.0
 
 GLOBAL_FEATURES: tuple[str, ...] = (
     "decision_query",  # one-hot decision kind
@@ -72,12 +76,20 @@ def suggestion_names(n_aps: int) -> list[str]:
     return ["suggested_phone", *(f"suggested_ap{j}" for j in range(n_aps)), "suggested_decompose"]
 
 
-def observation_names(n_aps: int, residual: bool = False) -> tuple[str, ...]:
-    return (*GLOBAL_FEATURES, *location_names(n_aps), *(suggestion_names(n_aps) if residual else ()))
+def energy_names(n_aps: int) -> list[str]:
+    """With ``reward.energy_weight > 0``, after the location features: each location's estimated phone energy for
+    the pending item there, squashed (0 where unreachable)."""
+    return ["phone_est_energy", *(f"ap{j}_est_energy" for j in range(n_aps))]
 
 
-def observation_bounds(n_aps: int, residual: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    size = len(GLOBAL_FEATURES) + (n_aps + 1) * len(LOCATION_FEATURES) + ((n_aps + 2) if residual else 0)
+def observation_names(n_aps: int, residual: bool = False, energy: bool = False) -> tuple[str, ...]:
+    return (*GLOBAL_FEATURES, *location_names(n_aps), *(energy_names(n_aps) if energy else ()),
+            *(suggestion_names(n_aps) if residual else ()))
+
+
+def observation_bounds(n_aps: int, residual: bool = False, energy: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    size = (len(GLOBAL_FEATURES) + (n_aps + 1) * len(LOCATION_FEATURES) + ((n_aps + 1) if energy else 0)
+            + ((n_aps + 2) if residual else 0))
     low = np.zeros(size, dtype=np.float32)
     high = np.ones(size, dtype=np.float32)
     low[GLOBAL_FEATURES.index("item_pred_difficulty")] = -1.0

@@ -12,8 +12,9 @@ from gymnasium import spaces
 from offload_gym.config import ScenarioConfig, check_planner_checkpoint, make_config, merge_overrides
 from offload_gym.envs import observation as obs_layout
 from offload_gym.policies import GreedyPolicy
-from offload_gym.sim.engine import FINISHED_LOG_LIMIT, PHONE, Item, Query, Simulator
+from offload_gym.sim.engine import FINISHED_LOG_LIMIT, PHONE, SUBTASK, WHOLE, Item, Query, Simulator
 from offload_gym.sim.estimates import Estimate, Estimator, PlanEstimate, subtask_order
+from offload_gym.sim.physics import token_bytes
 from offload_gym.sim.workload import CHAIN, DAG, FAN_OUT
 
 __all__ = ["OffloadEnv"]
@@ -125,6 +126,11 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
     | ``contention`` | contenders in that cell / (background + phones + 1) |
     | ``is_own_ap`` | the phone's own AP |
 
+    With ``reward.energy_weight > 0`` (``WifiOffload-energy-v0``), A + 1 features follow:
+    ``phone_est_energy``, ``ap0_est_energy``, ...: the phone's estimated energy for the pending item at
+    each location, squashed ``e / (e + 1 J)`` (0 where unreachable). Without the energy term the
+    observation, its names and its trajectories are exactly those above.
+
     The estimates use predicted tokens only: each edge's batch is projected over the predicted
     remaining tokens of its running, queued and in-transit streams, and subtask estimates include
     when already-placed predecessors' outputs arrive and the load this query's earlier subtasks added.
@@ -132,8 +138,14 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
     ## Rewards
     A step's reward is the sum over queries that finished while the simulator advanced of
     ``quality - latency_weight * latency_s - deadline_penalty * [latency_s > deadline_s]`` (default
-    ``linear``) or ``quality * exp(-latency_s / latency_scale_s)`` (``product``). Per-query values are in
-    ``info["completed"]``.
+    ``linear``) or ``quality * exp(-latency_s / latency_scale_s)`` (``product``), less
+    ``energy_weight * energy_j`` (0 by default). Per-query values are in ``info["completed"]``.
+
+    ``energy_j`` is the phone's energy for the query above its baseline (``energy`` config section,
+    sources in :mod:`offload_gym.sim.energy`): ``prefill_power_w`` and ``decode_power_w`` times the
+    phone's own compute time; ``tx_power_w`` and ``rx_power_w`` times its airtime (bytes at its PHY rate,
+    up and down); ``idle_power_w`` while the radio waits for offloaded work (from its first transfer's start
+    to its last's end, less that airtime). Edge compute is the server's energy, not the battery's.
 
     ## Info
     | key | meaning |
@@ -142,9 +154,9 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
     | ``decision`` | the pending decision's kind: ``query``, ``subtask``, ``aggregation`` or ``end`` |
     | ``decision_query_id`` | id of the query the pending decision belongs to (the one the next action decides); ``-1`` on the final step |
     | ``time_s``, ``elapsed_s`` | simulated time now, and the simulated seconds that passed during this step (0 in ``reset``) |
-    | ``completed`` | one dict per query finished during this step: ``query_id, user, arrival_s, latency_s, quality, reward, decomposed, placements, ...`` |
+    | ``completed`` | one dict per query finished during this step: ``query_id, user, arrival_s, latency_s, quality, reward, energy_j, decomposed, placements, ...`` |
     | ``invalid_actions`` | masked actions replaced so far in the episode |
-    | ``episode_metrics`` | final step only: ``queries, mean_latency_s, p95_latency_s, mean_quality, mean_reward, deadline_miss_rate, ...`` |
+    | ``episode_metrics`` | final step only: ``queries, mean_latency_s, p95_latency_s, mean_quality, mean_reward, mean_energy_j, deadline_miss_rate, ...`` |
 
     ``decision_query_id``, ``elapsed_s`` and ``completed`` are what per-query credit and discounting by
     simulated time need (``agents/credit.py``: each decision scored by its own query's reward).
@@ -158,7 +170,14 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
     ``gym.make("offload_gym/WifiOffload-v0", config={...}, render_mode=None)``. ``config`` takes nested
     (or dotted) overrides of the scenario, validated into a frozen :class:`~offload_gym.config.ScenarioConfig`
     at ``env.unwrapped.config``. ``reset(options={"config": {...}})`` changes the scenario from that
-    episode on (the number of APs and subtasks, which fix the spaces, cannot change).
+    episode on (the number of APs, the interface and whether energy is observed, which fix the spaces,
+    cannot change).
+
+    Registered variants: ``WifiOffload-tiny-v0`` (4 phones, 2 APs, 20 queries), ``-query-v0`` and
+    ``-residual-v0`` (decision interfaces), ``-azure-code-v0`` and ``-azure-conv-v0`` (arrivals and lengths
+    replayed from the Azure LLM inference traces of 2023, ``workload.source = "trace"``; time scaled to
+    ``arrival_rate`` per phone, lengths to the scenario's medians, a random start row per seed) and
+    ``-energy-v0`` (``reward.energy_weight`` 0.05 per J).
 
     ## Rendering
     ``render_mode="ansi"`` (text), ``"rgb_array"`` (uint8 picture: map with associations, link rates and
@@ -172,7 +191,8 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
 
     ## Version history
     * v0: initial release; ``action_mode`` (query, residual), ``decision_query_id``, ``elapsed_s`` and
-      :meth:`expert_action` added without changing the item interface's trajectories.
+      :meth:`expert_action` added without changing the item interface's trajectories; then trace workloads,
+      ``energy_j`` / ``mean_energy_j`` and the optional energy term, also without changing them.
     """
 
     metadata: ClassVar[dict[str, Any]] = {
@@ -195,9 +215,23 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         self.follow_action: int | None = self.n_aps + 2 if self.action_mode == "residual" else None
         self.action_space = spaces.Discrete(self.n_aps + (3 if self.follow_action is not None else 2))
         residual = self.follow_action is not None
-        low, high = obs_layout.observation_bounds(self.n_aps, residual=residual)
-        self.observation_space = spaces.Box(low, high, dtype=np.float32)
-        self.observation_names: tuple[str, ...] = obs_layout.observation_names(self.n_aps, residual=residual)
+        self._energy_weight = self.config.reward.energy_weight
+        #: whether the observation carries each location's estimated phone energy (``reward.energy_weight > 0``)
+        self.observes_energy = self._energy_weight > 0
+        low, high = obs_layout.observation_bounds(self.n_aps, residual=residual, energy=self.observes_energy)
+        #: the feature vector's space (the whole observation space in the box format)
+        self.features_space = spaces.Box(low, high, dtype=np.float32)
+        self._dict_keys: tuple[str, str] | None = None
+        if self.config.observation_format == "dict":
+            self._dict_keys = (self.config.observation_key, self.config.action_mask_key)
+            self.observation_space: spaces.Space[Any] = spaces.Dict({
+                self._dict_keys[0]: self.features_space,
+                self._dict_keys[1]: spaces.MultiBinary(int(self.action_space.n)),
+            })
+        else:
+            self.observation_space = self.features_space
+        self.observation_names: tuple[str, ...] = obs_layout.observation_names(self.n_aps, residual=residual,
+                                                                              energy=self.observes_energy)
         self._n_global = len(obs_layout.GLOBAL_FEATURES)
         self._n_loc = len(obs_layout.LOCATION_FEATURES)
         # The built-in scheduler: greedy's rule on the item observation (expert, sub-scheduler, "follow").
@@ -222,7 +256,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         self._done = True
 
     # ------------------------------------------------------------------ Gymnasium API
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         super().reset(seed=seed)
         if options and "config" in options:
             self.config = self._merged_config(options["config"])
@@ -236,7 +270,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
             raise RuntimeError("a query finished before the first decision")
         if self.render_mode == "human":
             self.render()
-        return self._observation(), self._info([], 0.0)
+        return self._emit(self._observation()), self._info([], 0.0)
 
     def _merged_config(self, overrides: Any) -> ScenarioConfig:
         if isinstance(overrides, ScenarioConfig):  # a whole scenario, as gym.make accepts
@@ -248,14 +282,20 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
                              f"got {type(overrides).__name__}")
         check_planner_checkpoint(new)
         for key, old_value, new_value in (("topology.n_aps", self.config.topology.n_aps, new.topology.n_aps),
-                                          ("action_mode", self.config.action_mode, new.action_mode)):
+                                          ("action_mode", self.config.action_mode, new.action_mode),
+                                          ("observation_format", self.config.observation_format, new.observation_format),
+                                          ("observation_key", self.config.observation_key, new.observation_key),
+                                          ("action_mask_key", self.config.action_mask_key, new.action_mask_key),
+                                          ("reward.energy_weight > 0", self.config.reward.energy_weight > 0,
+                                           new.reward.energy_weight > 0)):
             if new_value != old_value:
                 raise ValueError(f"options['config']: {key} fixes the spaces and cannot change at reset "
                                  f"({old_value!r} -> {new_value!r}); make a new env instead")
         self._builtin = GreedyPolicy(new)
+        self._energy_weight = new.reward.energy_weight
         return new
 
-    def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         if self._done or self.sim is None:
             raise RuntimeError("step() called after the episode ended (or before reset()); call reset() first")
         a = self._check_action(action)
@@ -276,11 +316,17 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         truncated = self._kind == _END
         if truncated:
             self._done = True
-        obs = self._observation()
+        obs = self._emit(self._observation())
         info = self._info(completed, self.sim.now - start_s)
         if self.render_mode == "human":
             self.render()
         return obs, reward, False, truncated, info
+
+    def _emit(self, features: np.ndarray) -> Any:
+        """The observation in the configured format: the features, or ``{features, action mask}``."""
+        if self._dict_keys is None:
+            return features
+        return {self._dict_keys[0]: features, self._dict_keys[1]: self.action_masks().astype(np.int8)}
 
     def _allowed(self, action: int) -> bool:
         return action == self.follow_action or (action < self._mask.size and bool(self._mask[action]))
@@ -454,6 +500,8 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
     def _completed_record(self, c: Any) -> dict[str, Any]:
         query = c.query
         reward = -self.config.reward.failure_penalty if query.failed else self._query_reward(c.latency_s, c.quality)
+        if self._energy_weight:
+            reward -= self._energy_weight * query.energy_j
         self._reward_sum += reward
         self._reward_count += 1
         if query.redispatched:
@@ -469,6 +517,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
             "attachment_bytes": query.spec.attachment_bytes,
             "deadline_missed": c.latency_s > self.config.reward.deadline_s,
             "failed": query.failed, "fail_reason": query.fail_reason, "redispatched": query.redispatched,
+            "energy_j": query.energy_j,
         }
 
     def _query_reward(self, latency_s: float, quality: float) -> float:
@@ -481,6 +530,8 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         if self.sim is None or self._query is None or self._kind == _END:
             return np.zeros(len(self.observation_names), dtype=np.float32)
         g = self._item_observation()
+        if self.observes_energy:
+            g += self._energy_features()
         if self.follow_action is not None:  # residual: the built-in scheduler's choice, one-hot
             suggestion = [0.0] * (self.n_aps + 2)
             suggestion[self._builtin_action(g)] = 1.0
@@ -531,19 +582,34 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
                 t = 0.0
             g[_G_PLAN_PRED_LATENCY] = t / (t + time_scale)
             g[_G_PLAN_PRED_QUALITY] = plan.quality
+        self._fill_state(g, query.user)
+        now = view.now
+        estimates = self._estimates
+        o = self._n_global
+        _put_estimate(g, o, estimates.get(PHONE), now, time_scale)
+        for e in range(view.n_aps):
+            o += self._n_loc
+            _put_estimate(g, o, estimates.get(e + 1), now, time_scale)
+        return g
+
+    def _fill_state(self, g: list[float], user: int) -> None:
+        """Write what phone ``user`` knows of the network now into ``g`` (item layout): the episode's progress
+        and load, its own PHY rate, backlog, busy flag and link share, and what each AP broadcasts (queue,
+        batch, contention in its cell)."""
+        sim = self.sim
+        assert sim is not None
+        view, cfg = sim.view, self.config
+        time_scale = obs_layout.TIME_SCALE_S
         g[_G_EPISODE_PROGRESS] = sim.queries_arrived / cfg.episode.queries
         g[_G_QUERIES_IN_FLIGHT] = math.tanh((sim.queries_arrived - sim.queries_finished) / sim.n_users)
-        user = query.user
         phy_mbps = view.up_rate_bps[user] / 1e6
         g[_G_OWN_PHY_RATE] = math.log1p(phy_mbps) / obs_layout.RATE_LOG_MAX
         now = view.now
         own = int(view.own_ap[user])
         contention_norm = cfg.wifi.background_stations + sim.n_users + 1
-        estimates = self._estimates
         n_loc = self._n_loc
         o = self._n_global
         # the phone
-        _put_estimate(g, o, estimates.get(PHONE), now, time_scale)
         t = self.estimator.phone_free_at(user) - now
         if t < 0.0:
             t = 0.0
@@ -559,13 +625,66 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         max_batch = cfg.edge.max_batch
         for e in range(view.n_aps):
             o += n_loc
-            _put_estimate(g, o, estimates.get(e + 1), now, time_scale)
             g[o + _L_BACKLOG] = min((view.edge_queued(e) + view.edge_in_transit(e)) / max_batch, 1.0)
             g[o + _L_OCCUPANCY] = view.edge_batch(e) / max_batch
             g[o + _L_LINK_RATE] = link_rate
             g[o + _L_CONTENTION] = min(view.cell_contenders(e) / contention_norm, 1.0)
             g[o + _L_IS_OWN_AP] = 1.0 if e == own else 0.0
-        return g
+
+    def phone_view(self, user: int) -> np.ndarray:
+        """What phone ``user`` observes now (the multi-agent interface's per-phone observation, box features).
+
+        The pending decision's phone sees the observation (its item, the estimates for it, and the state).
+        Any other phone sees the same layout with no item: the decision kind, item, plan and estimate features
+        are 0, ``reachable`` marks the locations it could use, and the rest is what it knows of the network
+        (:meth:`_fill_state`: its own phone and link, and what each AP broadcasts).
+        """
+        if self._query is not None and self._kind != _END and self._query.user == user:
+            return self._observation()
+        out = np.zeros(len(self.observation_names), dtype=np.float32)
+        if self.sim is None or self._kind == _END:
+            return out
+        g = [0.0] * (self._n_global + (self.n_aps + 1) * self._n_loc)
+        self._fill_state(g, user)
+        for loc in self.sim.view.usable_locations(user):
+            g[self._n_global + loc * self._n_loc + _L_REACHABLE] = 1.0
+        out[: len(g)] = g
+        return out
+
+    def _energy_features(self) -> list[float]:
+        """Per location, the squashed estimate of the phone's energy for the pending item there (0 unreachable).
+
+        Phone: its compute, from the predicted tokens. An AP: the phone's airtime for the item's input (and the
+        attachment if it reads it) and for the answer if it answers the phone, at the current PHY rates, plus the
+        radio awake over the rest of the estimated wait. The same powers as the simulator's accounting.
+        """
+        sim, query = self.sim, self._query
+        item = self._current_item()
+        assert sim is not None and query is not None and item is not None
+        view, e = sim.view, self.config.energy
+        user = query.user
+        out = [0.0] * (self.n_aps + 1)
+        prefill_s = item.pred_input_tokens / view.phone_prefill_tps[user]
+        decode_s = item.pred_output_tokens / view.phone_decode_tps[user]
+        energies = {PHONE: e.prefill_power_w * prefill_s + e.decode_power_w * decode_s}
+        if len(self._estimates) > 1:
+            w = self.config.wifi
+            up_bytes = token_bytes(item.pred_input_tokens, w.bytes_per_token, w.message_overhead_bytes)
+            if item.kind == WHOLE or (item.kind == SUBTASK and not item.preds):
+                up_bytes += query.spec.attachment_bytes
+            answers_phone = item.kind != SUBTASK
+            down_bytes = token_bytes(item.pred_output_tokens, w.bytes_per_token, w.message_overhead_bytes)
+            up_rate, down_rate = view.up_rate_bps[user], view.down_rate_bps[user]
+            tx_s = 8.0 * up_bytes / up_rate if up_rate > 0 else 0.0
+            rx_s = 8.0 * down_bytes / down_rate if answers_phone and down_rate > 0 else 0.0
+            for loc, est in self._estimates.items():
+                if loc != PHONE:
+                    idle_s = max(est.finish_s - view.now - tx_s - rx_s, 0.0)
+                    energies[loc] = e.tx_power_w * tx_s + e.rx_power_w * rx_s + e.idle_power_w * idle_s
+        for loc, energy_j in energies.items():
+            if loc in self._estimates:
+                out[loc] = energy_j / (energy_j + obs_layout.ENERGY_SCALE_J)
+        return out
 
     def _info(self, completed: list[dict[str, Any]], elapsed_s: float) -> dict[str, Any]:
         sim = self.sim
@@ -595,6 +714,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
             "mean_latency_s": summary.mean_latency_s(),
             "p95_latency_s": summary.p95_latency_s(),
             "mean_quality": summary.mean_quality(),
+            "mean_energy_j": summary.mean_energy_j(),
             "mean_reward": self._reward_sum / self._reward_count if self._reward_count else 0.0,
             "total_reward": self._reward_sum,
             "deadline_miss_rate": summary.deadline_miss_rate(self.config.reward.deadline_s),

@@ -124,18 +124,23 @@ class Query:
         "attachment_msgs",
         "decomposed",
         "deferred",
+        "energy_j",
         "fail_reason",
         "failed",
         "finish_time",
         "items",
         "messages",
+        "net_end",
+        "net_start",
         "prediction",
         "qid",
         "quality",
         "redispatched",
         "released",
+        "rx_s",
         "spec",
         "subtasks",
+        "tx_s",
         "user",
         "whole",
     )
@@ -160,14 +165,20 @@ class Query:
         self.redispatched = False
         self.failed = False
         self.fail_reason = ""
+        # the phone's energy (issue: energy): compute so far, then the total once finished; its own airtime up and
+        # down, and the span from its first transfer's start to its last's end (the radio awake for it)
+        self.energy_j = 0.0
+        self.tx_s = 0.0
+        self.rx_s = 0.0
+        self.net_start = math.nan
+        self.net_end = math.nan
 
 
 class Message:
     """Bytes travelling along a route of hops (:func:`offload_gym.sim.physics.route`)."""
 
     __slots__ = ("access_until", "answer", "cancelled", "delivered", "dst", "finish_at", "hop", "hops", "last", "nbytes",
-                 "phy_rate",
-                 "rate_bps", "remaining", "src", "targets")
+                 "phy_rate", "query", "rate_bps", "remaining", "src", "targets")
 
     def __init__(self, nbytes: float, hops: list[Hop], targets: list[Item], answer: Query | None,
                  src: int = 0, dst: int = 0) -> None:
@@ -186,6 +197,7 @@ class Message:
         self.last = 0.0
         self.rate_bps = 0.0
         self.delivered = False
+        self.query: Query | None = None  #: the query whose data this is (set by the simulator)
 
 
 @dataclass
@@ -233,7 +245,7 @@ class FinishedSummary:
     from a list of the records; the quality mean is a running sum.
     """
 
-    __slots__ = ("_latencies", "count", "decomposed", "failed", "quality_sum", "redispatched")
+    __slots__ = ("_latencies", "count", "decomposed", "energy_sum_j", "failed", "quality_sum", "redispatched")
 
     def __init__(self) -> None:
         self.count = 0  #: finished queries (failed ones included)
@@ -241,9 +253,11 @@ class FinishedSummary:
         self.decomposed = 0  #: finished queries that ran decomposed
         self.failed = 0
         self.redispatched = 0
+        self.energy_sum_j = 0.0
         self._latencies = np.empty(1024, dtype=float)
 
-    def add(self, latency_s: float, quality: float, decomposed: bool, failed: bool, redispatched: bool) -> None:
+    def add(self, latency_s: float, quality: float, decomposed: bool, failed: bool, redispatched: bool,
+            energy_j: float = 0.0) -> None:
         n = self.count
         if n == self._latencies.size:
             grown = np.empty(2 * n, dtype=float)
@@ -255,6 +269,7 @@ class FinishedSummary:
         self.decomposed += decomposed
         self.failed += failed
         self.redispatched += redispatched
+        self.energy_sum_j += energy_j
 
     @property
     def latencies(self) -> np.ndarray:
@@ -268,6 +283,9 @@ class FinishedSummary:
 
     def p95_latency_s(self) -> float:
         return float(np.percentile(self.latencies, 95)) if self.count else 0.0
+
+    def mean_energy_j(self) -> float:
+        return self.energy_sum_j / self.count if self.count else 0.0
 
     def mean_quality(self) -> float:
         return self.quality_sum / self.count if self.count else 0.0
@@ -605,6 +623,7 @@ class Simulator:
         msg = Message(nbytes, self.route(user, src, dst), targets, answer, src, dst)
         query = answer if answer is not None else targets[0].query
         query.messages.append(msg)
+        msg.query = query
         return msg
 
     def _send(self, user: int, src: int, dst: int, nbytes: float, targets: list[Item], answer: Query | None) -> Message:
@@ -618,6 +637,9 @@ class Simulator:
             self._push(self.now + self.backhaul_delay_s + 8.0 * msg.nbytes / self.backhaul_rate_bps, _BACKHAUL_DONE, msg)
             return
         direction, ap, user = hop
+        query = msg.query
+        if query is not None and query.net_start != query.net_start:  # nan: the query's first transfer
+            query.net_start = self.now
         cell = self.cells[ap]
         self._cell_advance(cell)
         msg.remaining = msg.nbytes
@@ -707,10 +729,19 @@ class Simulator:
         for m in finished:
             self._next_hop(m)
 
-    @staticmethod
-    def _cell_remove(cell: _Cell, m: Message) -> None:
+    def _cell_remove(self, cell: _Cell, m: Message) -> None:
+        """Take ``m`` out of the cell (done, or cancelled after ``_cell_advance``); count the phone's airtime."""
         cell.msgs.remove(m)
         direction, _, user = m.hops[m.hop]
+        query = m.query
+        if query is not None:
+            sent = m.nbytes - m.remaining if m.remaining > 0.0 else m.nbytes
+            airtime = 8.0 * sent / m.phy_rate if m.phy_rate > 0.0 else 0.0
+            if direction == _UP:
+                query.tx_s += airtime
+            else:
+                query.rx_s += airtime
+            query.net_end = self.now
         if direction == _UP:
             left = cell.uploads[user] - 1
             if left:
@@ -750,10 +781,19 @@ class Simulator:
         phone.run_end = self.now + duration
         self._push(phone.run_end, _PHONE_DONE, user, phone.version)
 
+    def _phone_energy_j(self, item: Item, elapsed_s: float) -> float:
+        """Energy of ``elapsed_s`` seconds of ``item`` on its phone: prefill first, then decode."""
+        phone, e = self.phones[item.query.user], self.cfg.energy
+        prefill_s = item.input_tokens / phone.prefill_tps
+        if elapsed_s <= prefill_s:
+            return e.prefill_power_w * elapsed_s
+        return e.prefill_power_w * prefill_s + e.decode_power_w * (elapsed_s - prefill_s)
+
     def _phone_done(self, user: int) -> None:
         phone = self.phones[user]
         item = phone.running
         assert item is not None
+        item.query.energy_j += self._phone_energy_j(item, phone.run_end - item.start_time)
         phone.running = None
         self._item_done(item)
         self._phone_try_start(user)
@@ -852,12 +892,19 @@ class Simulator:
 
     def _record(self, query: Query, quality: float) -> None:
         query.quality = quality
+        e = self.cfg.energy
+        radio_j = e.tx_power_w * query.tx_s + e.rx_power_w * query.rx_s
+        if query.net_start == query.net_start:  # it used the network: the radio stayed awake for it
+            end = self.now if query.failed else query.net_end
+            idle_s = end - query.net_start - query.tx_s - query.rx_s
+            radio_j += e.idle_power_w * (idle_s if idle_s > 0.0 else 0.0)
+        query.energy_j += radio_j
         del self.in_flight[query.qid]
         self.queries_finished += 1
         record = CompletedQuery(query, self.now - query.arrival_time, quality)
         self.completed.append(record)
         self.finished_log.append(record)
-        self.summary.add(record.latency_s, quality, query.decomposed, query.failed, query.redispatched)
+        self.summary.add(record.latency_s, quality, query.decomposed, query.failed, query.redispatched, query.energy_j)
 
     # ------------------------------------------------------------------ invariants
     def _compute_lower_bound_s(self, item: Item, user: int, location: int) -> float:
@@ -938,6 +985,8 @@ class Simulator:
             self._associate(u)
 
     def _outage_hit(self, query: Query, ap: int) -> None:
+        if query.net_start == query.net_start:  # the phone waited for the network until now
+            query.net_end = self.now
         self._cancel_work(query)
         if self.cfg.faults.on_outage == "fail":
             query.failed = True
@@ -999,6 +1048,7 @@ class Simulator:
         user = item.query.user
         phone = self.phones[user]
         if phone.running is item:
+            item.query.energy_j += self._phone_energy_j(item, self.now - item.start_time)
             phone.running = None
             phone.version += 1
             self._phone_try_start(user)

@@ -9,6 +9,10 @@ and each query's truth and planner noise from two generators seeded by one per-q
 themselves drawn in order from a third generator. One seed per query keeps common random numbers across
 scenarios: changing the decomposition settings changes only the decomposition, never later queries.
 
+With ``workload.source = "trace"`` the arrivals, phones and lengths come from a replayed trace
+(:func:`offload_gym.sim.traces.replay`, with the arrival generator), drawn whole at reset, and everything
+else about each query from its per-query seed as for synthetic queries.
+
 A compiled core reads the arrays :attr:`EpisodeWorkload.arrival_s` and :attr:`EpisodeWorkload.user` of the
 current block directly.
 """
@@ -19,6 +23,7 @@ import numpy as np
 
 from offload_gym.config import ScenarioConfig
 from offload_gym.sim.planner import Prediction, predict, predict_learned
+from offload_gym.sim.traces import TraceSample, load_trace, replay
 from offload_gym.sim.workload import QuerySpec, draw_corpus_query, draw_query
 
 __all__ = ["LEARNED_PLANNER_BATCH", "WORKLOAD_BLOCK", "EpisodeWorkload"]
@@ -37,7 +42,7 @@ class EpisodeWorkload:
     """
 
     __slots__ = ("_block_start", "_cfg", "_last_arrival_s", "_predictions", "_rng_arrivals", "_rng_workload",
-                 "_specs", "arrival_s", "n_queries", "user")
+                 "_specs", "_trace", "arrival_s", "n_queries", "user")
 
     def __init__(self, cfg: ScenarioConfig, rng_arrivals: np.random.Generator, rng_workload: np.random.Generator) -> None:
         self._cfg = cfg
@@ -51,6 +56,14 @@ class EpisodeWorkload:
         self.user = np.empty(0, dtype=np.int64)
         self._specs: list[QuerySpec] = []
         self._predictions: list[Prediction] = []
+        #: the replayed trace (``workload.source`` trace), whole
+        self._trace: TraceSample | None = None
+        wl = cfg.workload
+        if wl.source == "trace":
+            self._trace = replay(load_trace(wl.trace), rng_arrivals, n_queries=self.n_queries,
+                                 n_users=cfg.topology.n_users, rate_per_user_per_s=wl.arrival_rate,
+                                 token_scaling=wl.trace_token_scaling, prompt_median_tok=wl.prompt_tokens_median,
+                                 answer_median_tok=wl.answer_tokens_median)
         self._draw_block(0)
 
     def _draw_block(self, start: int) -> None:
@@ -60,20 +73,25 @@ class EpisodeWorkload:
         scale = 1.0 / rate
         exponential, integers = self._rng_arrivals.exponential, self._rng_arrivals.integers
         n_users = cfg.topology.n_users
-        times, users = [], []
-        t = self._last_arrival_s
-        for _ in range(n):  # gap then phone per query, as the arrival process always drew them
-            t = t + float(exponential(scale))
-            times.append(t)
-            users.append(int(integers(n_users)))
-        self._last_arrival_s = t
-        self.arrival_s = np.array(times, dtype=np.float64)
-        self.user = np.array(users, dtype=np.int64)
+        trace = self._trace
+        if trace is not None:
+            self.arrival_s = np.array(trace.arrival_s[start:start + n], dtype=np.float64)
+            self.user = np.array(trace.user[start:start + n], dtype=np.int64)
+        else:
+            times, users = [], []
+            t = self._last_arrival_s
+            for _ in range(n):  # gap then phone per query, as the arrival process always drew them
+                t = t + float(exponential(scale))
+                times.append(t)
+                users.append(int(integers(n_users)))
+            self._last_arrival_s = t
+            self.arrival_s = np.array(times, dtype=np.float64)
+            self.user = np.array(users, dtype=np.int64)
         seeds = [int(s) for s in self._rng_workload.integers(2**63, size=n)]
-        self._specs, self._predictions = self._draw_queries(seeds)
+        self._specs, self._predictions = self._draw_queries(seeds, start)
         self._block_start = start
 
-    def _draw_queries(self, seeds: list[int]) -> tuple[list[QuerySpec], list[Prediction]]:
+    def _draw_queries(self, seeds: list[int], start: int) -> tuple[list[QuerySpec], list[Prediction]]:
         cfg = self._cfg
         if cfg.uses_corpus and cfg.planner.kind == "learned":
             specs = [draw_corpus_query(cfg.workload, np.random.default_rng([seed, 0])) for seed in seeds]
@@ -82,9 +100,15 @@ class EpisodeWorkload:
                 predictions += predict_learned(specs[i:i + LEARNED_PLANNER_BATCH], cfg.workload, cfg.planner.checkpoint)
             return specs, predictions
         draw = draw_corpus_query if cfg.uses_corpus else draw_query
+        trace = self._trace
         specs, predictions = [], []
-        for seed in seeds:
-            spec = draw(cfg.workload, np.random.default_rng([seed, 0]))
+        for i, seed in enumerate(seeds):
+            if trace is not None:
+                spec = draw_query(cfg.workload, np.random.default_rng([seed, 0]),
+                                  prompt_tokens=int(trace.prompt_tokens[start + i]),
+                                  answer_tokens=int(trace.answer_tokens[start + i]))
+            else:
+                spec = draw(cfg.workload, np.random.default_rng([seed, 0]))
             specs.append(spec)
             predictions.append(predict(spec, cfg.planner, cfg.workload, np.random.default_rng([seed, 1])))
         return specs, predictions

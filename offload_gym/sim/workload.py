@@ -74,10 +74,19 @@ def _categorical(probs: tuple[float, ...], rng: np.random.Generator) -> int:
     return bisect.bisect_right(_cdf(probs), rng.random())
 
 
-def draw_query(cfg: WorkloadConfig, rng: np.random.Generator) -> QuerySpec:
-    """Draw one query from the synthetic workload of DESIGN.md section 2."""
+def draw_query(cfg: WorkloadConfig, rng: np.random.Generator, prompt_tokens: int | None = None,
+               answer_tokens: int | None = None) -> QuerySpec:
+    """Draw one query from the synthetic workload of DESIGN.md section 2.
+
+    ``prompt_tokens`` / ``answer_tokens`` (a replayed trace's) replace the drawn lengths; the lengths are drawn
+    anyway, so the rest of the query (difficulty, attachment, decomposition) is the synthetic one of the same seed.
+    """
     prompt = _lognormal_tokens(rng, cfg.prompt_tokens_median, cfg.prompt_tokens_sigma)
     answer = _lognormal_tokens(rng, cfg.answer_tokens_median, cfg.answer_tokens_sigma)
+    if prompt_tokens is not None:
+        prompt = prompt_tokens
+    if answer_tokens is not None:
+        answer = answer_tokens
     difficulty = cfg.difficulty_mean + cfg.difficulty_std * float(rng.standard_normal())
     attachment = 0.0
     if rng.random() < cfg.attachment_prob:
