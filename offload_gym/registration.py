@@ -27,6 +27,8 @@ def register_envs() -> None:
         gym.register(
             id=env_id,
             entry_point="offload_gym.envs.offload_env:OffloadEnv",
+            # gym.make_vec(id, num_envs=N, config=...) without a vectorization_mode: N envs stepped in one call
+            vector_entry_point="offload_gym.envs.vector:OffloadVectorEnv",
             kwargs={"scenario": scenario},
             disable_env_checker=False,
         )

@@ -72,3 +72,21 @@ def test_maskable_ppo_multi_input_policy_trains_on_the_dict_env() -> None:
     obs, info = env.reset(seed=0)
     action, _ = model.predict(obs, action_masks=info["action_mask"].astype(bool), deterministic=True)
     assert info["action_mask"][int(action)] == 1
+
+
+def test_torchrl_action_mask_works_on_the_dict_env_without_glue() -> None:
+    pytest.importorskip("torchrl")
+    import torch
+    from torchrl.envs import GymEnv, TransformedEnv
+    from torchrl.envs.transforms import ActionMask
+    from torchrl.envs.utils import check_env_specs
+
+    env = TransformedEnv(GymEnv("offload_gym/WifiOffload-tiny-v0", config={"observation_format": "dict"},
+                                categorical_action_encoding=True), ActionMask())
+    check_env_specs(env)
+    torch.manual_seed(0)
+    td = env.rollout(60)
+    masks, actions = td["action_mask"], td["action"]
+    assert bool((masks.sum(-1) < masks.shape[-1]).any())  # some steps do mask actions
+    assert bool(masks.gather(-1, actions.long().unsqueeze(-1)).all())  # and none is taken
+    assert bool(td["next", "truncated"][-1]) and float(td["next", "reward"].abs().sum()) > 0  # an episode, with rewards
