@@ -117,7 +117,7 @@ def sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     init_ray(args.address, ship_code=args.ship_code)
     tuner = tune.Tuner(
-        "PPO", param_space=param_space,
+        param_space.algo_class, param_space=param_space,  # the class, not "PPO": the name imports every algorithm
         tune_config=tune.TuneConfig(num_samples=args.num_samples, max_concurrent_trials=args.max_concurrent or None),
         run_config=tune.RunConfig(name=name, storage_path=storage, stop={"training_iteration": args.stop_iters},
                                   verbose=1, checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=True)),
