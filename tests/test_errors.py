@@ -118,8 +118,8 @@ CASES: dict[str, Case] = {
     "C17": Case(_make({"phone": {"device_classes": [{"share": 0.5}]}}), ConfigError,
                 r"^phone\.device_classes: shares sum to 0\.5; they must sum to 1"),
     "C18": Case(lambda: offload_gym.OffloadEnv(scenario="tinyy"), ConfigError,
-                r"^scenario: 'tinyy' is unknown; choose one of \['azure-code', 'azure-conv', 'paper', 'paper-energy', "
-                r"'paper-query', 'paper-residual', 'tiny'\]"),
+                r"^scenario: 'tinyy' is unknown; choose one of \['azure-code', 'azure-conv', 'paper', 'paper-dict', "
+                r"'paper-energy', 'paper-query', 'paper-residual', 'tiny'\]"),
     "C19": Case(_reset_with_new_aps, ValueError,
                 r"^options\['config'\]: topology\.n_aps fixes the spaces and cannot change at reset"),
     "C20": Case(_make({"invalid_action": "ignore"}), ConfigError,

@@ -139,7 +139,7 @@ class OffloadVectorEnv(gym.vector.VectorEnv):
         return tuple(env.render() for env in self.envs)
 
     def close_extras(self, **kwargs: Any) -> None:
-        for env in self.envs:
+        for env in getattr(self, "envs", ()):  # none if the constructor failed
             env.close()
 
 
