@@ -244,7 +244,7 @@ def _run(args: argparse.Namespace) -> int:
     _check_env_and_policies(args.env, checks, policies, trust=args.trust_model)
     _check_outputs(args)
     labels = ev.policy_labels(policies)
-    progress = not args.no_progress
+    progress = not args.no_progress and sys.stderr.isatty()  # a bar only where someone watches it
     deterministic = not args.stochastic
     what = f"{args.env}, seeds {seeds[0]}-{seeds[-1]} ({len(seeds)} episode{'s' if len(seeds) > 1 else ''} per policy)"
     if config:

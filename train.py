@@ -380,6 +380,8 @@ def _train_in(args: argparse.Namespace, r: dict[str, Any], run_dir: Path) -> Pat
     from agents.callbacks import (
         EpisodeMetricsCallback,
         HarnessEvalCallback,
+        ProgressBarCallback,
+        ProgressLogCallback,
         TimeLimitCallback,
         heldout_seeds,
         validation_seeds,
@@ -428,11 +430,21 @@ def _train_in(args: argparse.Namespace, r: dict[str, Any], run_dir: Path) -> Pat
         if args.save_freq > 0:
             callbacks.append(CheckpointCallback(save_freq=max(args.save_freq // r["n_envs"], 1),
                                                 save_path=str(run_dir / "checkpoints"), name_prefix="rl_model"))
+        # SB3 finishes the rollout it is in: show the steps it really runs (learning-rate schedules still count
+        # against --timesteps, as they always did)
+        total = _whole_rollouts(r["timesteps"], r["kwargs"], r["n_envs"])
+        if total != r["timesteps"] and args.verbose:
+            print(f"--timesteps {r['timesteps']:,} runs {total:,} steps: whole rollouts of n_steps x n_envs = "
+                  f"{int(r['kwargs']['n_steps']) * r['n_envs']:,}")
+        if args.progress:
+            callbacks.append(ProgressBarCallback(total))
+        elif args.verbose:  # a log, not a terminal: lines instead of a bar
+            callbacks.append(ProgressLogCallback(total, every=max(total // 10, 1)))
         start = time.time()
         interrupted = False
         try:
             model.learn(total_timesteps=r["timesteps"], callback=CallbackList(callbacks),
-                        progress_bar=bool(args.progress), tb_log_name=args.algo, reset_num_timesteps=args.resume is None)
+                        progress_bar=False, tb_log_name=args.algo, reset_num_timesteps=args.resume is None)
         except KeyboardInterrupt:  # zoo behaviour: Ctrl-C stops training, the model is still saved
             interrupted = True
             print(f"train.py: interrupted at {model.num_timesteps} steps; saving the model", file=sys.stderr)
@@ -451,6 +463,15 @@ def _train_in(args: argparse.Namespace, r: dict[str, Any], run_dir: Path) -> Pat
         print(f"\n{args.env}, held-out seeds {seeds[0]}..{seeds[-1]}:\n")
         print(table)
     return run_dir
+
+
+def _whole_rollouts(timesteps: int, kwargs: dict[str, Any], n_envs: int) -> int:
+    """The steps an on-policy algorithm really runs: SB3 finishes the rollout it is in (``n_steps`` per env)."""
+    n_steps = kwargs.get("n_steps")
+    if not n_steps:
+        return timesteps
+    rollout = int(n_steps) * n_envs
+    return -(-timesteps // rollout) * rollout
 
 
 def main(argv: list[str] | None = None) -> int:

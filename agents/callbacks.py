@@ -202,10 +202,10 @@ class HarnessEvalCallback(BaseCallback):
         return True
 
     def _on_training_end(self) -> None:
-        if self.num_timesteps != self._last_eval_timesteps:
-            self.evaluate_now()
+        if self.num_timesteps != self._last_eval_timesteps:  # the model after the last update
+            self.evaluate_now(final=True)
 
-    def evaluate_now(self) -> dict[str, float]:
+    def evaluate_now(self, final: bool = False) -> dict[str, float]:
         """Evaluate the current model, log, save ``best_model.zip`` when it improves, write the JSON."""
         summary = self._evaluate(ModelPredictor(self.model))
         self._last_eval_timesteps = self.num_timesteps
@@ -234,7 +234,7 @@ class HarnessEvalCallback(BaseCallback):
             gap = ""
             if "mean_reward" in self.baseline_summary:
                 gap = f" ({self.baseline}: {self.baseline_summary['mean_reward']:.4f})"
-            print(f"[eval] {self.num_timesteps} steps: mean reward {mean_reward:.4f}{gap}, "
+            print(f"[eval] {self.num_timesteps} steps{' (final model)' if final else ''}: mean reward {mean_reward:.4f}{gap}, "
                   f"mean latency {summary['mean_latency_s']:.3f} s{' *best*' if improved else ''}")
         return summary
 
@@ -292,3 +292,75 @@ class TimeLimitCallback(BaseCallback):
                 print(f"[time limit] {self.max_seconds:.0f} s reached at {self.num_timesteps} steps; stopping")
             return False
         return True
+
+
+def _clock(seconds: float) -> str:
+    """``h:mm:ss`` of a duration (``-:--:--`` when unknown)."""
+    if not math.isfinite(seconds):
+        return "-:--:--"
+    whole = max(round(seconds), 0)
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+
+
+class ProgressLogCallback(BaseCallback):
+    """Progress lines for logs (stdout not a terminal, where a bar would be noise): steps done, elapsed, ETA.
+
+    :param total_timesteps: the steps ``learn`` will run (whole rollouts: what SB3 actually does)
+    :param every: print every this many steps (rounded to the calls SB3 makes, ``n_envs`` steps each)
+    """
+
+    def __init__(self, total_timesteps: int, every: int, verbose: int = 1) -> None:
+        super().__init__(verbose)
+        self.total_timesteps = total_timesteps
+        self.every = max(int(every), 1)
+        self._start = time.time()
+        self._next = self.every
+        self._printed = -1
+
+    def _on_training_start(self) -> None:
+        self._start = time.time()
+        self._next = self.num_timesteps + self.every
+
+    def _print(self) -> None:
+        elapsed = time.time() - self._start
+        done = self.num_timesteps / max(self.total_timesteps, 1)
+        eta = elapsed * (1.0 - done) / done if done > 0 else float("nan")
+        print(f"[progress] {self.num_timesteps:,}/{self.total_timesteps:,} steps ({100 * done:.0f} %), "
+              f"{_clock(elapsed)} elapsed, ETA {_clock(eta)}", flush=True)
+        self._printed = self.num_timesteps
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self._next and self.verbose:
+            self._print()
+            while self._next <= self.num_timesteps:
+                self._next += self.every
+        return True
+
+    def _on_training_end(self) -> None:
+        if self.verbose and self._printed != self.num_timesteps:  # the last line says where training ended
+            self._print()
+
+
+class ProgressBarCallback(BaseCallback):
+    """A tqdm bar over the steps ``learn`` really runs (whole rollouts), so that it ends at 100 %, not past it."""
+
+    def __init__(self, total_timesteps: int) -> None:
+        super().__init__(0)
+        self.total_timesteps = total_timesteps
+        self._bar: Any = None
+
+    def _on_training_start(self) -> None:
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=self.total_timesteps, initial=self.num_timesteps, unit="step", dynamic_ncols=True)
+
+    def _on_step(self) -> bool:
+        if self._bar is not None:
+            self._bar.update(self.num_timesteps - self._bar.n)
+        return True
+
+    def _on_training_end(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+

@@ -193,3 +193,12 @@ def test_evaluate_policy_takes_a_predictor_object_and_config() -> None:
     by_object = ev.evaluate_policy(policy, env_id=TINY, config=cfg, seeds=(1, 2))
     assert by_name == by_object
     assert [e["queries"] for e in by_name] == [7.0, 7.0]
+
+
+def test_no_progress_bar_into_a_log(tmp_path: Path) -> None:
+    """Without --no-progress, output that is not a terminal still gets no bar (only the results)."""
+    proc = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "--env", TINY, "--episodes", "1",
+                           "--policies", "greedy"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "ep/s" not in proc.stderr and "%|" not in proc.stderr
+    assert "| `greedy` |" in proc.stdout

@@ -183,7 +183,7 @@ def test_time_limit_stops_training_gracefully() -> None:
 
 # ---------------------------------------------------------------------------------------------- train.py
 def test_train_subprocess_writes_run_folder(tmp_path: Path) -> None:
-    args = _train_args(tmp_path, "--compare", "--config", '{"episode": {"queries": 10}}')
+    args = _train_args(tmp_path, "--compare", "--config", '{"episode": {"queries": 10}}', "--verbose", "1")
     proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, capture_output=True,
                           text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -200,6 +200,12 @@ def test_train_subprocess_writes_run_folder(tmp_path: Path) -> None:
     comparison = json.loads((run / "comparison.json").read_text())
     assert {"greedy", "local-only", "maskable_ppo (best)", "maskable_ppo (final)"} <= set(comparison)
     assert "| `greedy` |" in proc.stdout
+    # a log, not a terminal: progress lines with an ETA ending at the steps really run, no bar on stderr
+    progress = [line for line in proc.stdout.splitlines() if line.startswith("[progress]")]
+    assert progress and "ETA" in progress[-1]
+    total = int(progress[-1].split("/")[1].split()[0].replace(",", ""))
+    assert progress[-1].startswith(f"[progress] {total:,}/{total:,} steps (100 %)")
+    assert "it/s" not in proc.stderr and "step/s" not in proc.stderr
 
 
 def test_bad_algo_exits_2_with_one_line() -> None:
