@@ -5,11 +5,16 @@
     python scripts/rllib_train.py --env offload_gym/WifiOffload-v0 --config '{"wifi.background_stations": 4}' \\
         --iters 50 --train-batch 4000 --num-env-runners 4
     python scripts/rllib_train.py --address auto --num-env-runners 16 --iters 200   # on a Ray cluster node
+    python scripts/rllib_train.py --multi-agent shared       # one agent per phone, one shared masked module
+    python scripts/rllib_train.py --multi-agent independent --multi-agent-reward shared   # a module per phone
 
 Prints one line per iteration (env steps, episodes, mean episode return, seconds) and saves the algorithm's
 checkpoint into the run folder (default ``runs/rllib/<time>_<env>/checkpoint``, with ``args.json`` and
 ``progress.csv``). Restore it with ``ray.rllib.algorithms.algorithm.Algorithm.from_checkpoint(PATH)``.
-The masking RLModule is :func:`offload_gym.integrations.rllib.masked_ppo_config`.
+The masking RLModule is :func:`offload_gym.integrations.rllib.masked_ppo_config`; ``--multi-agent`` trains on
+the one-agent-per-phone env (only the phone with a pending decision acts) with
+:func:`~offload_gym.integrations.rllib.masked_multi_agent_ppo_config`; the return printed is then the sum over
+the phones.
 """
 
 from __future__ import annotations
@@ -22,7 +27,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from offload_gym.integrations.rllib import episode_return_mean, init_ray, load_config_text, masked_ppo_config
+from offload_gym.integrations.rllib import (
+    MULTI_AGENT_POLICIES,
+    episode_return_mean,
+    init_ray,
+    load_config_text,
+    masked_multi_agent_ppo_config,
+    masked_ppo_config,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden", default="64,64", metavar="N,N", help="hidden layer sizes (default 64,64)")
     p.add_argument("--num-env-runners", type=int, default=0, metavar="N",
                    help="remote sampling processes (default 0: sample in this process)")
+    p.add_argument("--multi-agent", default=None, choices=MULTI_AGENT_POLICIES,
+                   help="one agent per phone: 'shared' (one module for all phones) or 'independent' (one each)")
+    p.add_argument("--multi-agent-reward", default="individual", choices=("individual", "shared"),
+                   help="with --multi-agent: each phone its own queries' rewards, or every phone the total")
     p.add_argument("--seed", type=int, default=0, help="seed of the envs and networks (default 0)")
     p.add_argument("--address", default=None,
                    help="Ray cluster to connect to ('auto', 'ray://HEAD:10001'; default: RAY_ADDRESS or a local Ray)")
@@ -54,13 +70,19 @@ def train(args: argparse.Namespace) -> tuple[Path, list[dict[str, Any]]]:
     config = load_config_text(args.config)
     hidden = [int(h) for h in str(args.hidden).split(",") if h.strip()]
     run_dir = Path(args.run_dir or Path("runs") / "rllib" /
-                   f"{time.strftime('%Y%m%d-%H%M%S')}_{args.env.split('/')[-1]}").resolve()
+                   f"{time.strftime('%Y%m%d-%H%M%S')}_{args.env.split('/')[-1]}"
+                   f"{'_multi-agent-' + args.multi_agent if args.multi_agent else ''}").resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "args.json").write_text(json.dumps(vars(args), indent=2) + "\n", encoding="utf-8")
     init_ray(args.address, ship_code=args.ship_code)
-    algo_config = masked_ppo_config(args.env, config, num_env_runners=args.num_env_runners, hidden=hidden,
-                                    seed=args.seed, lr=args.lr, train_batch_size_per_learner=args.train_batch,
-                                    minibatch_size=args.minibatch, num_epochs=args.epochs)
+    common: dict[str, Any] = {"num_env_runners": args.num_env_runners, "hidden": hidden, "seed": args.seed,
+                              "lr": args.lr, "train_batch_size_per_learner": args.train_batch,
+                              "minibatch_size": args.minibatch, "num_epochs": args.epochs}
+    if args.multi_agent:
+        algo_config = masked_multi_agent_ppo_config(args.env, config, policies=args.multi_agent,
+                                                    reward=args.multi_agent_reward, **common)
+    else:
+        algo_config = masked_ppo_config(args.env, config, **common)
     algo = algo_config.build_algo()
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()

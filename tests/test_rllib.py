@@ -140,3 +140,51 @@ def test_tune_sweep_two_trials(tmp_path: Path) -> None:
     assert sorted(r["wifi.background_stations"] for r in rows) == [2, 24]
     assert all(not r["error"] and r["iterations"] == 1 and r["episode_return_mean"] is not None for r in rows)
     assert csv_path.read_text().count("\n") == 3
+
+
+MA_STEPS: list[tuple[str, np.ndarray, dict[str, Any]]] = []  # (observed agent, its mask, the action dict sent)
+
+
+def _recording_multi_agent_env(cfg: Any) -> Any:
+    """The RLlib multi-agent env, recording who was asked, its mask and the actions sent back (module level:
+    Ray pickles the creator by reference, so the records land in this module's MA_STEPS)."""
+    from offload_gym.integrations.rllib import OffloadMultiAgentEnv
+
+    class Recording(OffloadMultiAgentEnv):
+        def reset(self, **kwargs: Any) -> Any:
+            obs, infos = super().reset(**kwargs)
+            self._last = obs
+            return obs, infos
+
+        def step(self, action_dict: dict[str, Any]) -> Any:
+            ((agent, ob),) = self._last.items()  # exactly one phone was asked
+            MA_STEPS.append((agent, np.asarray(ob["action_mask"]).copy(), dict(action_dict)))
+            out = super().step(action_dict)
+            self._last = out[0]
+            return out
+
+    overrides = dict(cfg)
+    return Recording(overrides, scenario="tiny", reward=overrides.pop("multi_agent_reward"))
+
+
+@pytest.mark.parametrize("policies", ["shared", "independent"])
+def test_multi_agent_ppo_only_the_deciding_phone_acts(policies: str) -> None:
+    from offload_gym.integrations.rllib import masked_multi_agent_ppo_config
+
+    MA_STEPS.clear()
+    register_env("offload_gym-test/ma-recording", _recording_multi_agent_env)
+    cfg = masked_multi_agent_ppo_config(TINY, {"invalid_action": "raise"}, policies=policies, seed=0,
+                                        train_batch_size_per_learner=200, minibatch_size=50, num_epochs=1)
+    cfg = cfg.environment("offload_gym-test/ma-recording", env_config={"invalid_action": "raise"})
+    algo = cfg.build_algo()
+    try:
+        result = algo.train()
+        assert episode_return_mean(result) is not None
+        assert len(MA_STEPS) >= 200
+        assert all(list(actions) == [agent] and mask[actions[agent]] == 1 for agent, mask, actions in MA_STEPS)
+        assert len({agent for agent, _, _ in MA_STEPS}) == 4  # every phone acted
+        assert any(not mask.all() for _, mask, _ in MA_STEPS)
+        phones = {"phone_0", "phone_1", "phone_2", "phone_3"}
+        assert set(algo.env_runner.module.keys()) == (phones if policies == "independent" else {"shared"})
+    finally:
+        algo.stop()

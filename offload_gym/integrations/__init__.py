@@ -4,5 +4,6 @@ Nothing here is imported by ``import offload_gym``: each submodule imports its l
 imported, so the core never needs them.
 
 - :mod:`offload_gym.integrations.rllib`: Ray RLlib and Ray Tune (``pip install -e ".[ray]"``): env registration
-  that remote Ray workers can see, and a PPO config whose RLModule applies the action mask.
+  that remote Ray workers can see, a PPO config whose RLModule applies the action mask, and an RLlib
+  ``MultiAgentEnv`` (one agent per phone, only the deciding phone acts) with its multi-agent PPO config.
 """

@@ -20,11 +20,15 @@ Usage
 >>> result = algo.train()
 >>> episode_return_mean(result)  # mean return of the episodes finished in this iteration
 
-``masked_ppo_config`` returns an ordinary ``PPOConfig`` (new API stack): change it further with its methods
-(``.env_runners(num_env_runners=4)``, ``.learners(num_learners=1)``, ...) or hand it to ``ray.tune.Tuner`` as
-the ``param_space`` (see ``scripts/tune_sweep.py``). On a cluster (``ray.init(address=...)``) every node needs
-offload_gym importable: install it there, or ship it with ``ray.init(runtime_env={"py_modules": [offload_gym]})``
-(what ``--ship-code`` does in the scripts).
+One agent per phone: :func:`masked_multi_agent_ppo_config` trains on :class:`OffloadMultiAgentEnv`, the RLlib
+``MultiAgentEnv`` form of :func:`offload_gym.multi_agent.parallel_env` in which only the phone with a pending
+decision gets an observation and acts, with one masked module shared by all phones or one per phone.
+
+``masked_ppo_config`` (and its multi-agent twin) returns an ordinary ``PPOConfig`` (new API stack): change it
+further with its methods (``.env_runners(num_env_runners=4)``, ``.learners(num_learners=1)``, ...) or hand it to
+``ray.tune.Tuner`` as the ``param_space`` (see ``scripts/tune_sweep.py``). On a cluster (``ray.init(address=...)``)
+every node needs offload_gym importable: install it there, or ship it with
+``ray.init(runtime_env={"py_modules": [offload_gym]})`` (what ``--ship-code`` does in the scripts).
 """
 
 from __future__ import annotations
@@ -35,7 +39,9 @@ from typing import Any
 
 try:
     from ray.rllib.algorithms.ppo import PPOConfig
+    from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+    from ray.rllib.env.multi_agent_env import MultiAgentEnv
     from ray.rllib.examples.rl_modules.classes.action_masking_rlm import ActionMaskingTorchRLModule
     from ray.tune.registry import register_env
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
@@ -46,12 +52,17 @@ from offload_gym.registration import ENV_IDS
 
 __all__ = [
     "DICT_KEYS",
+    "MULTI_AGENT_POLICIES",
     "ActionMaskingTorchRLModule",
+    "OffloadMultiAgentEnv",
     "episode_return_mean",
     "init_ray",
     "load_config_text",
     "make_rllib_env",
+    "make_rllib_multi_agent_env",
+    "masked_multi_agent_ppo_config",
     "masked_ppo_config",
+    "multi_agent_env_name",
     "register_rllib_envs",
 ]
 
@@ -120,6 +131,134 @@ def masked_ppo_config(env_id: str = "offload_gym/WifiOffload-tiny-v0", config: M
         .env_runners(num_env_runners=num_env_runners)
         .rl_module(rl_module_spec=RLModuleSpec(module_class=ActionMaskingTorchRLModule,
                                                model_config={"fcnet_hiddens": list(hidden)}))
+    )
+    if training_kwargs:
+        cfg = cfg.training(**training_kwargs)
+    if seed is not None:
+        cfg = cfg.debugging(seed=seed)
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------- multi-agent
+
+#: ``policies`` of :func:`masked_multi_agent_ppo_config`: one module for every phone, or one module per phone
+MULTI_AGENT_POLICIES = ("shared", "independent")
+
+
+class OffloadMultiAgentEnv(MultiAgentEnv):
+    """RLlib ``MultiAgentEnv``, one agent per phone, over :func:`offload_gym.multi_agent.parallel_env`.
+
+    Only the phone with a pending decision gets an observation (and so acts) at each step; the others wait.
+    Rewards go to every phone at every step (0 for most): RLlib holds a waiting phone's rewards and credits them
+    to its last action when it next acts. When the episode ends every phone gets a last observation and is
+    truncated (``__all__``), so a phone's last action is bootstrapped from its own view. Observations are the
+    multi-agent env's Dict ``{"observations", "action_mask"}`` (the waiting phones' masks allow only action 0,
+    but a waiting phone is never asked). ``reward``: ``"individual"`` (a phone's own queries) or ``"shared"``.
+    """
+
+    def __init__(self, config: Mapping[str, Any] | None = None, *, scenario: str = "tiny",
+                 reward: str = "individual") -> None:
+        super().__init__()
+        from offload_gym.multi_agent import parallel_env
+
+        overrides = dict(config or {})
+        overrides.update(DICT_KEYS)
+        self.par_env = parallel_env(config=overrides, scenario=scenario, reward=reward)
+        self.possible_agents = list(self.par_env.possible_agents)
+        self.agents = list(self.possible_agents)
+        self.observation_spaces = {a: self.par_env.observation_space(a) for a in self.possible_agents}
+        self.action_spaces = {a: self.par_env.action_space(a) for a in self.possible_agents}
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
+              ) -> tuple[dict[str, Any], dict[str, Any]]:
+        obs, infos = self.par_env.reset(seed=seed, options=options)
+        self.agents = list(self.possible_agents)
+        agent = self.par_env.deciding_agent
+        assert agent is not None
+        return {agent: obs[agent]}, {agent: infos[agent]}
+
+    def step(self, action_dict: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float], dict[str, bool],
+                                                           dict[str, bool], dict[str, Any]]:
+        obs, rewards, terms, _truncs, infos = self.par_env.step(action_dict)
+        done = not self.par_env.agents
+        agent = self.par_env.deciding_agent
+        if done or agent is None:
+            terminated = any(terms.values())
+            self.agents = []
+            return (obs, dict(rewards), {**dict.fromkeys(obs, terminated), "__all__": terminated},
+                    {**dict.fromkeys(obs, not terminated), "__all__": not terminated}, infos)
+        return ({agent: obs[agent]}, dict(rewards), {"__all__": False}, {"__all__": False}, {agent: infos[agent]})
+
+    def render(self) -> Any:
+        return self.par_env.render()
+
+    def close(self) -> None:
+        self.par_env.close()
+
+
+def multi_agent_env_name(env_id: str) -> str:
+    """The Ray registry name of ``env_id``'s multi-agent form (``"multi_agent:" + env_id``)."""
+    return "multi_agent:" + env_id
+
+
+def make_rllib_multi_agent_env(env_config: Mapping[str, Any] | None = None, *,
+                               env_id: str = "offload_gym/WifiOffload-tiny-v0") -> OffloadMultiAgentEnv:
+    """Build :class:`OffloadMultiAgentEnv` from RLlib's ``env_config``: scenario overrides plus the optional key
+    ``multi_agent_reward`` (``"individual"``, the default, or ``"shared"``)."""
+    if env_id not in ENV_IDS:
+        raise ValueError(f"env_id: {env_id!r} is not an offload_gym id; choose one of {sorted(ENV_IDS)}")
+    overrides = dict(env_config or {})
+    reward = str(overrides.pop("multi_agent_reward", "individual"))
+    return OffloadMultiAgentEnv(overrides, scenario=ENV_IDS[env_id], reward=reward)
+
+
+def _shared_policy(agent_id: Any, episode: Any = None, **kwargs: Any) -> str:
+    return "shared"
+
+
+def _own_policy(agent_id: Any, episode: Any = None, **kwargs: Any) -> str:
+    return str(agent_id)
+
+
+def masked_multi_agent_ppo_config(env_id: str = "offload_gym/WifiOffload-tiny-v0",
+                                  config: Mapping[str, Any] | None = None, *, policies: str = "shared",
+                                  reward: str = "individual", num_env_runners: int = 0,
+                                  hidden: Sequence[int] = (64, 64), seed: int | None = None,
+                                  **training_kwargs: Any) -> PPOConfig:
+    """Multi-agent PPO (RLlib new API stack) on ``env_id``'s one-agent-per-phone form, masks applied.
+
+    Args:
+        env_id: an offload_gym id; its scenario is the multi-agent env's (``topology.n_users`` phones).
+        config: scenario overrides (as for :func:`masked_ppo_config`).
+        policies: ``"shared"``: one masked PPO module that every phone uses (parameter sharing; module id
+            ``"shared"``); ``"independent"``: one module per phone (independent PPO; module ids = agent ids
+            ``"phone_0"`` ..), which needs ``topology.n_users`` fixed in ``config`` (not a Tune search space).
+        reward: ``"individual"`` (each phone its own queries' rewards) or ``"shared"`` (every phone the total).
+        num_env_runners, hidden, seed, **training_kwargs: as for :func:`masked_ppo_config`.
+
+    The env is registered with Ray as :func:`multi_agent_env_name` (``"multi_agent:" + env_id``).
+    """
+    from offload_gym.config import make_config
+
+    if policies not in MULTI_AGENT_POLICIES:
+        raise ValueError(f"policies: {policies!r} is not allowed; choose one of {list(MULTI_AGENT_POLICIES)}")
+    if env_id not in ENV_IDS:
+        raise ValueError(f"env_id: {env_id!r} is not an offload_gym id; choose one of {sorted(ENV_IDS)}")
+    name = multi_agent_env_name(env_id)
+    register_env(name, functools.partial(make_rllib_multi_agent_env, env_id=env_id))
+    if policies == "shared":
+        module_ids, mapping = ["shared"], _shared_policy
+    else:
+        n_users = make_config(dict(config or {}), scenario=ENV_IDS[env_id]).topology.n_users
+        module_ids, mapping = [f"phone_{u}" for u in range(n_users)], _own_policy
+    spec = RLModuleSpec(module_class=ActionMaskingTorchRLModule, model_config={"fcnet_hiddens": list(hidden)})
+    cfg = (
+        PPOConfig()
+        .api_stack(enable_rl_module_and_learner=True, enable_env_runner_and_connector_v2=True)
+        .environment(name, env_config={**dict(config or {}), "multi_agent_reward": reward})
+        .env_runners(num_env_runners=num_env_runners)
+        .multi_agent(policies=set(module_ids), policy_mapping_fn=mapping)
+        .rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs=dict.fromkeys(module_ids, spec)))
     )
     if training_kwargs:
         cfg = cfg.training(**training_kwargs)
