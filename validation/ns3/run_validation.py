@@ -176,14 +176,15 @@ def sat_sweep(raw: list[dict[str, str]], cap_s: float, max_runs: int) -> None:
                       f"access {res['access_delay_s'] * 1e3:.3f} ms ({wall:.1f} s)", flush=True)
 
 
-def upload_sweep(raw: list[dict[str, str]], cap_s: float, max_runs: int) -> None:
+def upload_sweep(raw: list[dict[str, str]], cap_s: float, max_runs: int, chunk_s: float = 1.0,
+                 only_k: tuple[int, ...] = UPLOAD_K) -> None:
     for nbytes in UPLOAD_BYTES:
-        for k in UPLOAD_K:
+        for k in only_k:
             rows = upload_rows(raw, k, nbytes)
             t_start = time.monotonic()
             guess = model_upload(k, nbytes, "dcf")
             gap = 1.25e-3
-            per_run = max(3, min(400, int(1.0 / (guess + gap))))
+            per_run = max(3, min(400, int(chunk_s / (guess + gap))))
             while True:
                 s = stat(completions(rows))
                 if (s.count >= 10 and s.rel <= TARGET_REL_CI) or len(rows) >= max_runs or (
@@ -335,7 +336,8 @@ def write_plot(raw: list[dict[str, str]]) -> None:
         if not ks:
             continue
         st2 = [stat(completions(upload_rows(raw, k, nbytes))) for k in ks]
-        axes[2].errorbar(ks, [s.mean * 1e3 for s in st2], yerr=[s.sd * 1e3 for s in st2], fmt="o-", color=color,
+        lower = [min(s.sd, 0.9 * s.mean) * 1e3 for s in st2]  # clipped: the axis is logarithmic
+        axes[2].errorbar(ks, [s.mean * 1e3 for s in st2], yerr=[lower, [s.sd * 1e3 for s in st2]], fmt="o-", color=color,
                          capsize=3, label=f"ns-3 {nbytes / 1e3:g} kB (bars: sd)")
         for m in ACCESS_MODES:
             axes[2].plot(ks, [model_upload(k, nbytes, m) * 1e3 for k in ks], markers[m] + "--", color=color,
@@ -356,14 +358,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="at most 2 runs and 20 s per case (a smoke test)")
     ap.add_argument("--cap-s", type=float, default=90.0, help="wall-clock cap per case for adding ns-3 runs")
     ap.add_argument("--max-runs", type=int, default=12, help="most ns-3 runs per case")
+    ap.add_argument("--upload-only", action="store_true", help="skip the saturation sweep")
+    ap.add_argument("--upload-k", type=int, nargs="*", default=list(UPLOAD_K), help="background counts to run")
+    ap.add_argument("--chunk-s", type=float, default=1.0, help="simulated seconds of messages per upload run")
     ns = ap.parse_args(argv)
     t0 = time.monotonic()
     raw = load_raw()
     if not ns.model_only:
         build()
         cap, max_runs = (20.0, 2) if ns.quick else (ns.cap_s, ns.max_runs)
-        sat_sweep(raw, cap, max_runs)
-        upload_sweep(raw, cap, max_runs)
+        if not ns.upload_only:
+            sat_sweep(raw, cap, max_runs)
+        upload_sweep(raw, cap, max_runs, ns.chunk_s, tuple(ns.upload_k))
         raw = load_raw()
     if not raw:
         print(f"no ns-3 results in {RAW_CSV}; run without --model-only first", file=sys.stderr)
