@@ -98,10 +98,30 @@ class WifiConfig:
     ap_tx_dbm: float = _f(20.0, "AP transmit power", "dBm", lo=-10, hi=36)
     slot_s: float = _f(9e-6, "slot time", "s", lo=0.0, lo_open=True, hi=1e-3)
     sifs_s: float = _f(16e-6, "SIFS", "s", lo=0.0, hi=1e-3)
-    difs_s: float = _f(34e-6, "DIFS", "s", lo=0.0, hi=1e-3)
+    difs_s: float = _f(34e-6, "DIFS (access dcf; edca waits AIFS instead)", "s", lo=0.0, hi=1e-3)
     cw_min: int = _f(15, "minimum contention window (W = cw_min + 1)", lo=1, hi=1023)
     cw_max: int = _f(1023, "maximum contention window", lo=1, hi=65535)
-    preamble_s: float = _f(44e-6, "HE PHY preamble and header", "s", lo=0.0, hi=1e-3)
+    preamble_s: float = _f(44e-6, "HE SU preamble with one HE-LTF (access edca adds he_ltf_s per further HE-LTF)", "s",
+                           lo=0.0, hi=1e-3)
+    access: str = _f("edca", "channel access timing: edca (802.11ax best effort as ns-3 runs it: AIFS, the preamble by "
+                     "spatial streams, EIFS after a collision; validation/ns3) or dcf (the classic Bianchi timings of "
+                     "DESIGN.md section 4: DIFS, a fixed preamble; the model before the ns-3 comparison)",
+                     choices=("edca", "dcf"))
+    aifsn: int = _f(3, "edca: AIFS = SIFS + aifsn slots (3: best effort, 802.11-2020 Table 9-155)", lo=1, hi=15)
+    he_ltf_s: float = _f(8e-6, "edca: duration of each HE-LTF beyond the first (802.11ax 27.3.11; ns-3: 8 us)", "s",
+                         lo=0.0, hi=1e-4)
+    retry_limit: int = _f(7, "edca: attempts before a frame is dropped (802.11 dot11ShortRetryLimit; ns-3 MaxSsrc)",
+                          lo=1, hi=64)
+    collision: str = _f("ack-timeout", "edca: collision time, ack-timeout (T_data + SIFS + slot + AIFS, the best fit "
+                        "to ns-3) or eifs (T_data + EIFS, 802.11-2020 10.3.2.3.7; 3-7 % slower than ns-3)",
+                        choices=("ack-timeout", "eifs"))
+    immediate_access: bool = _f(True, "edca: a message alone in its cell sends its first frame at once (no AIFS, no "
+                                "backoff: 802.11-2020 10.23.2.2), as ns-3 does")
+    access_delay_cv: float = _f(0.0, "0: every message waits the model's mean access delay; above 0 a gamma draw with "
+                                "that mean and this coefficient of variation (ns-3's per-frame delays spread about 1-3x "
+                                "their mean under contention; validation/ns3)", lo=0.0, hi=10.0)
+    eifs_ack_rate_bps: float = _f(6e6, "edca: the lowest basic rate, whose ACK time sets EIFS after a collision", "b/s",
+                                  lo=0.0, lo_open=True)
     symbol_s: float = _f(13.6e-6, "OFDM data symbol with 0.8 us GI", "s", lo=0.0, lo_open=True, hi=1e-3)
     mac_header_bytes: int = _f(30, "MAC header", "B", lo=0, hi=1000)
     ack_bytes: int = _f(14, "ACK frame", "B", lo=0, hi=1000)

@@ -77,7 +77,7 @@ def test_access_delay_key_matches_the_dcf_model() -> None:
         n = rng.randint(1, 40)
         rate = rng.choice(sim.up_rate_bps + sim.down_rate_bps + [8.6e6])
         nbytes = rng.choice([rng.uniform(1.0, 3000.0), float(rng.randint(1, 3000)), 1500.0])
-        expected = sim.dcf(n, rate, min(nbytes, sim.cfg.wifi.frame_bytes)).access_delay_s
+        expected = sim.access_delay_s(n, rate, min(nbytes, sim.cfg.wifi.frame_bytes))
         assert est._access_s(n, rate, nbytes) == expected
 
 

@@ -34,7 +34,9 @@ def hand_wifi_latency(sim: Simulator, up_bytes: float, down_bytes: float) -> flo
     up_share = sim.dcf(n, sim.up_rate_bps[0], 1500).throughput_bps / n
     down = sim.dcf(n, sim.down_rate_bps[0], min(down_bytes, 1500))
     down_share = sim.dcf(n, sim.down_rate_bps[0], 1500).throughput_bps / n
-    return up.access_delay_s + 8 * up_bytes / up_share + down.access_delay_s + 8 * down_bytes / down_share
+    # alone in the cell (no background), EDCA sends the first frame at once: one frame exchange, no backoff
+    up_access, down_access = (up.idle_access_s, down.idle_access_s) if n == 1 else (up.access_delay_s, down.access_delay_s)
+    return up_access + 8 * up_bytes / up_share + down_access + 8 * down_bytes / down_share
 
 
 @pytest.mark.parametrize("background", [0, 16, 30])
@@ -208,3 +210,29 @@ def test_workload_drawn_in_blocks_is_the_same_workload(monkeypatch: pytest.Monke
     times = [t for t, *_ in whole]
     assert times == sorted(times) and times[0] > 0.0
     assert len({spec.prompt_tokens for _, _, spec, _ in whole}) > 10  # a real draw, not one query repeated
+
+
+def test_random_access_delay_keeps_the_mean_and_adds_spread() -> None:
+    """wifi.access_delay_cv: per-message gamma access delays with the model's mean (off: every message the mean)."""
+    from offload_gym.envs.offload_env import OffloadEnv
+
+    def latencies(cv: float) -> np.ndarray:
+        cfg = deterministic_overrides(topology={"n_users": 1, "n_aps": 1, "user_positions": [[3.0, 0.0]],
+                                                "ap_positions": [[0.0, 0.0]]},
+                                      wifi={"background_stations": 30, "access_delay_cv": cv},
+                                      workload={"arrival_rate": 0.02}, episode={"queries": 300})
+        env = OffloadEnv(config=cfg)
+        env.reset(seed=0)
+        out = []
+        while True:
+            _, _, _, truncated, info = env.step(1)  # every query whole on the AP: one upload, one download
+            out += [c["latency_s"] for c in info["completed"]]
+            if truncated:
+                return np.array(out)
+
+    fixed, spread = latencies(0.0), latencies(1.5)
+    alone = np.median(fixed)
+    assert np.mean(np.abs(fixed - alone) < 1e-9) > 0.9  # all alike, one at a time (but the few that overlap)
+    assert np.mean(np.abs(spread - alone) < 1e-9) < 0.05 and spread.std() > 0.02 * spread.mean()
+    # two access delays per query (upload, answer): the mean moves by sampling noise only
+    assert spread.mean() == pytest.approx(fixed.mean(), rel=0.05)

@@ -9,6 +9,7 @@ import pytest
 from offload_gym.sim.wifi import (
     MCS_SNR_THRESHOLDS_DB,
     dcf_saturation,
+    he_ltf_count,
     mcs_for_snr,
     noise_dbm,
     path_loss_db,
@@ -21,15 +22,16 @@ BIANCHI_REFERENCE = {1: (35.4, 0.34), 5: (35.9, 1.7), 10: (33.9, 3.5), 20: (31.7
 
 @pytest.mark.parametrize("n", sorted(BIANCHI_REFERENCE))
 def test_dcf_saturation_matches_reference(n: int) -> None:
+    """The classic computation (access "dcf") against DESIGN.md section 8's values, within 2 %."""
     throughput_mbps, delay_ms = BIANCHI_REFERENCE[n]
-    res = dcf_saturation(n, phy_rate_bps=86e6, payload_bytes=1500)
+    res = dcf_saturation(n, phy_rate_bps=86e6, payload_bytes=1500, access="dcf")
     assert res.throughput_bps / 1e6 == pytest.approx(throughput_mbps, rel=0.02)
     assert res.access_delay_s * 1e3 == pytest.approx(delay_ms, rel=0.02)
 
 
 def test_fixed_point_is_consistent() -> None:
     for n in (2, 7, 30, 120):
-        res = dcf_saturation(n, phy_rate_bps=480e6, payload_bytes=1500)
+        res = dcf_saturation(n, phy_rate_bps=480e6, payload_bytes=1500, access="dcf")
         assert res.collision_prob == pytest.approx(1 - (1 - res.tau) ** (n - 1), abs=1e-9)
         w, m, p = 16, 6, res.collision_prob
         assert res.tau == pytest.approx(2 / (1 + w + p * w * sum((2 * p) ** i for i in range(m))), rel=1e-9)
@@ -43,6 +45,54 @@ def test_single_station_closed_form() -> None:
     slot = (1 - tau) * 9e-6 + tau * res.success_time_s
     assert res.throughput_bps == pytest.approx(tau * 12000 / slot)
     assert res.access_delay_s == pytest.approx(slot / tau)
+
+
+def test_edca_timings_by_hand() -> None:
+    """access "edca": AIFS = SIFS + 3 slots, the HE preamble by spatial streams, EIFS after a collision."""
+    # MCS11 80 MHz 2 SS: 1201 Mb/s x 13.6 us = 16,334 bits a symbol; 1534 B + 22 bits -> 1 symbol
+    rate = 143.4e6 * 4.2 * 2
+    res = dcf_saturation(1, phy_rate_bps=rate, payload_bytes=1500, spatial_streams=2)
+    symbols = math.ceil((8 * (30 + 4 + 1500) + 22) / (rate * 13.6e-6))
+    t_data = 44e-6 + 8e-6 + symbols * 13.6e-6  # one more HE-LTF at 2 streams
+    t_ack = 20e-6 + math.ceil((8 * 14 + 22) / (24e6 * 4e-6)) * 4e-6  # 28 us at 24 Mb/s
+    aifs = 16e-6 + 3 * 9e-6
+    assert res.success_time_s == pytest.approx(t_data + 16e-6 + t_ack + aifs, rel=1e-12)
+    assert res.collision_time_s == pytest.approx(t_data + 16e-6 + 9e-6 + aifs, rel=1e-12)  # ACK timeout, then AIFS
+    assert res.idle_access_s == pytest.approx(t_data + 16e-6 + t_ack, rel=1e-12)
+    eifs = 16e-6 + (20e-6 + math.ceil((8 * 14 + 22) / (6e6 * 4e-6)) * 4e-6) + aifs  # ACK at 6 Mb/s: 44 us
+    with_eifs = dcf_saturation(1, phy_rate_bps=rate, payload_bytes=1500, spatial_streams=2, collision="eifs")
+    assert with_eifs.collision_time_s == pytest.approx(t_data + eifs, rel=1e-12)
+    dcf = dcf_saturation(1, phy_rate_bps=rate, payload_bytes=1500, access="dcf")
+    assert dcf.success_time_s == pytest.approx(44e-6 + symbols * 13.6e-6 + 16e-6 + t_ack + 34e-6, rel=1e-12)
+    assert dcf.collision_time_s == pytest.approx(44e-6 + symbols * 13.6e-6 + 34e-6, rel=1e-12)
+    assert res.throughput_bps < dcf.throughput_bps and res.access_delay_s > dcf.access_delay_s
+    one = dcf_saturation(1, phy_rate_bps=rate, payload_bytes=1500, spatial_streams=1)
+    assert res.success_time_s - one.success_time_s == pytest.approx(8e-6, rel=1e-9)
+
+
+def test_retry_limit_fixed_point_and_delivered_delay() -> None:
+    """edca: Bianchi over 7 attempts (windows 16, 32, ..., 1024, 1024); the access delay of delivered frames."""
+    for n in (2, 10, 50):
+        res = dcf_saturation(n, phy_rate_bps=86e6, payload_bytes=1500, spatial_streams=1)
+        p = res.collision_prob
+        windows = [min(16 * 2**i, 1024) for i in range(7)]
+        tau = sum(p**i for i in range(7)) / sum(p**i * (w + 1) / 2 for i, w in enumerate(windows))
+        assert res.tau == pytest.approx(tau, rel=1e-9)
+        assert p == pytest.approx(1 - (1 - res.tau) ** (n - 1), abs=1e-9)
+        slots = sum(p ** (j - 1) * (1 - p) * sum((w + 1) / 2 for w in windows[:j]) for j in range(1, 8)) / (1 - p**7)
+        assert res.access_delay_s == pytest.approx(res.expected_slot_s * slots, rel=1e-9)
+        assert res.drop_prob == pytest.approx(p**7, rel=1e-9)
+    # without drops (a huge limit) it is the classic expression E[slot] / (tau (1 - p))
+    big = dcf_saturation(10, phy_rate_bps=86e6, payload_bytes=1500, spatial_streams=1, retry_limit=64)
+    assert big.access_delay_s == pytest.approx(big.expected_slot_s / (big.tau * (1 - big.collision_prob)), rel=1e-6)
+
+
+def test_he_ltf_count_follows_the_standard_table() -> None:
+    assert [he_ltf_count(n) for n in range(1, 9)] == [1, 2, 4, 4, 6, 6, 8, 8]
+    with pytest.raises(ValueError, match="spatial_streams"):
+        he_ltf_count(9)
+    with pytest.raises(ValueError, match="access"):
+        dcf_saturation(3, phy_rate_bps=86e6, payload_bytes=1500, access="csma")
 
 
 def test_more_stations_never_faster_per_station() -> None:

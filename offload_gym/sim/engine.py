@@ -324,6 +324,10 @@ class Simulator:
         self.rng_topology = np.random.default_rng(seeds[0])
         self.rng_arrivals = np.random.default_rng(seeds[1])
         self.rng_workload = np.random.default_rng(seeds[2])
+        #: wifi.access_delay_cv > 0 only: random access delays, from a stream of their own (the others unchanged)
+        self.rng_access = np.random.default_rng([seeds[0], 7])
+        cv = cfg.wifi.access_delay_cv
+        self._access_shape = 1.0 / (cv * cv) if cv > 0 else 0.0
         self.n_users = cfg.topology.n_users
         self.n_aps = cfg.topology.n_aps
         self.now = 0.0
@@ -359,8 +363,11 @@ class Simulator:
             "slot_s": w.slot_s, "sifs_s": w.sifs_s, "difs_s": w.difs_s, "cw_min": w.cw_min, "cw_max": w.cw_max,
             "preamble_s": w.preamble_s, "symbol_s": w.symbol_s, "mac_header_bytes": w.mac_header_bytes,
             "ack_bytes": w.ack_bytes, "ack_rate_bps": w.ack_rate_bps, "ack_preamble_s": w.ack_preamble_s,
-            "ack_symbol_s": w.ack_symbol_s,
+            "ack_symbol_s": w.ack_symbol_s, "spatial_streams": w.spatial_streams, "access": w.access,
+            "aifsn": w.aifsn, "he_ltf_s": w.he_ltf_s, "retry_limit": w.retry_limit, "collision": w.collision,
+            "eifs_ack_rate_bps": w.eifs_ack_rate_bps,
         }
+        self._immediate_access = w.immediate_access and w.access == "edca"
         self._schedule_next_arrival()
         self._schedule_faults()
 
@@ -653,7 +660,9 @@ class Simulator:
         msg.phy_rate = rate  # the link rate when the hop started (a later re-association does not change it)
         cell.msgs.append(msg)
         n_own = self.cell_contenders(ap)
-        access = self.dcf(n_own, rate, min(msg.nbytes, self.cfg.wifi.frame_bytes)).access_delay_s
+        access = self.access_delay_s(n_own, rate, min(msg.nbytes, self.cfg.wifi.frame_bytes))
+        if self._access_shape:  # a gamma draw with the model's mean and the configured spread
+            access = float(self.rng_access.gamma(self._access_shape, access / self._access_shape))
         msg.access_until = self.now + access
         self._cell_reschedule(ap)
 
@@ -675,6 +684,11 @@ class Simulator:
             res = wifi_model.dcf_saturation(n, phy_rate_bps=rate_bps, payload_bytes=payload_bytes, **self._dcf_kwargs)
             self._dcf_cache[key] = res
         return res
+
+    def access_delay_s(self, n: int, rate_bps: float, payload_bytes: float) -> float:
+        """What a message's first frame waits for the channel with ``n`` contenders (itself included): the
+        model's mean access delay, or, alone in the cell with ``wifi.immediate_access``, one frame exchange."""
+        return wifi_model.message_access_s(self.dcf(n, rate_bps, payload_bytes), self._immediate_access)
 
     def cell_contenders(self, ap: int) -> int:
         """Stations contending in AP ``ap``'s cell now: background + uploading phones + the AP if sending."""
@@ -919,7 +933,7 @@ class Simulator:
         w = self.cfg.wifi
         best = wifi_model.phy_rate_bps(len(wifi_model.HE_RATES_20MHZ_MBPS) - 1, w.bandwidth_mhz, w.spatial_streams)
         alone = self.dcf(1, best, w.frame_bytes)
-        return self.dcf(1, best, min(nbytes, w.frame_bytes)).access_delay_s + 8.0 * nbytes / alone.throughput_bps
+        return self.access_delay_s(1, best, min(nbytes, w.frame_bytes)) + 8.0 * nbytes / alone.throughput_bps
 
     def latency_lower_bound_s(self, query: Query) -> float:
         """A no-contention, no-queue lower bound of the query's latency for where it ran (0 if it failed)."""

@@ -721,7 +721,7 @@ class Estimator:
             whole = float(min(largest, self._frame))
             if whole < 1 or self._symbols(rate, whole) != symbols:  # pragma: no cover - rounding at a boundary
                 whole = payload
-            access = self.view.dcf(n, rate, whole).access_delay_s
+            access = self.view.access_delay_s(n, rate, whole)
             self._access[key] = access
         return access
 
@@ -749,7 +749,8 @@ class Estimator:
         """A new transfer in ``ap``'s cell that shares its sender's airtime with ``sharing`` others."""
         n = self.view.cell_contenders(ap) + (0 if sharing else 1)  # the sender joins unless already contending
         full = self.view.dcf(n, rate_bps, self._frame)
-        return _Link(n, rate_bps, cell_share_bps(full.throughput_bps, n, sharing + 1), full.access_delay_s)
+        return _Link(n, rate_bps, cell_share_bps(full.throughput_bps, n, sharing + 1),
+                     self.view.access_delay_s(n, rate_bps, self._frame))
 
     def _link_s(self, link: _Link, nbytes: float) -> float:
         access = link.frame_access_s if nbytes >= self._frame else self._access_s(link.n, link.rate_bps, nbytes)

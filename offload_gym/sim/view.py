@@ -95,6 +95,10 @@ class SimView:
         """Locations a new item of ``user`` may go to now (a new list)."""
         return self._sim.usable_locations(user)
 
+    def access_delay_s(self, n: int, rate_bps: float, payload_bytes: float) -> float:
+        """What a new message's first frame waits for the channel (the engine's rule, ``Simulator.access_delay_s``)."""
+        return self._sim.access_delay_s(n, rate_bps, payload_bytes)
+
     def dcf(self, n: int, rate_bps: float, payload_bytes: float) -> DcfResult:
         """The Wi-Fi model's saturation operating point with this scenario's frame timings."""
         return self._sim.dcf(n, rate_bps, payload_bytes)

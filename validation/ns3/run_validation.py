@@ -233,7 +233,10 @@ def model_dcf(n: int, phy: str, payload: float, access: str) -> wifi.DcfResult:
 def model_upload(k: int, nbytes: int, access: str, phy: str = "mcs11") -> float:
     """The simulator's flow-level completion time of an M-byte upload with n = k + 1 contenders."""
     n = k + 1
-    access_delay = model_dcf(n, phy, min(nbytes, FRAME_BYTES), access).access_delay_s
+    first = model_dcf(n, phy, min(nbytes, FRAME_BYTES), access)
+    # the engine's rule (Simulator.access_delay_s): alone in the cell, edca sends the first frame at once
+    access_delay = (wifi.message_access_s(first, immediate_access=access == "edca")
+                    if hasattr(wifi, "message_access_s") else first.access_delay_s)
     rate = model_dcf(n, phy, FRAME_BYTES, access).throughput_bps / n
     return access_delay + 8.0 * nbytes / rate
 
