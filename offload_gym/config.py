@@ -104,8 +104,9 @@ class WifiConfig:
     preamble_s: float = _f(44e-6, "HE SU preamble with one HE-LTF (access edca adds he_ltf_s per further HE-LTF)", "s",
                            lo=0.0, hi=1e-3)
     access: str = _f("edca", "channel access timing: edca (802.11ax best effort as ns-3 runs it: AIFS, the preamble by "
-                     "spatial streams, EIFS after a collision; validation/ns3) or dcf (the classic Bianchi timings of "
-                     "DESIGN.md section 4: DIFS, a fixed preamble; the model before the ns-3 comparison)",
+                     "spatial streams, a retry limit, the fitted collision time; validation/ns3) or dcf (the classic "
+                     "Bianchi timings of DESIGN.md section 4: DIFS, a fixed preamble, unlimited retries; the model "
+                     "before the ns-3 comparison)",
                      choices=("edca", "dcf"))
     aifsn: int = _f(3, "edca: AIFS = SIFS + aifsn slots (3: best effort, 802.11-2020 Table 9-155)", lo=1, hi=15)
     he_ltf_s: float = _f(8e-6, "edca: duration of each HE-LTF beyond the first (802.11ax 27.3.11; ns-3: 8 us)", "s",

@@ -171,15 +171,18 @@ def _fixed_point_retry(n_stations: int, windows: tuple[int, ...]) -> tuple[float
 def _delivered_backoff_slots(p: float, windows: tuple[int, ...]) -> float:
     """Mean generic slots from the head of the queue to the success of a frame that is delivered (not dropped at
     the retry limit): ``sum_j p^(j-1) (1 - p) sum_{i<j} (W_i + 1) / 2 / (1 - p^R)``."""
+    # (1 - p) cancels between the sum and 1 - p^R = (1 - p) sum_{j<R} p^j: what is left has no 0 / 0 when p -> 1
+    # (every frame collides: the delivered ones are spread evenly over the R attempts)
     total = 0.0
+    weight = 0.0
     waited = 0.0
     power = 1.0
     for w in windows:
         waited += (w + 1) / 2.0
-        total += power * (1.0 - p) * waited
+        total += power * waited
+        weight += power
         power *= p
-    delivered = 1.0 - power
-    return total / delivered if delivered > 0.0 else math.inf
+    return total / weight
 
 
 @lru_cache(maxsize=8192)  # bounded: a full cache is a few MiB per process
