@@ -46,7 +46,7 @@ Sweeps: --sweep KEY=V1,V2,... evaluates every policy once per value of the dotte
 workload.structure_probs=[0.7,0.2,0.1],[0.5,0.3,0.2]); values are parsed as JSON when they parse.
 The alias edge.model=3B,8B,70B sets the edge server's model (INT4 on a consumer GPU):
 {_edge_models_help()}.
-Abilities are GSM8K-calibrated (REFERENCES.md 4.2); speeds scale the 8B default by the memory-bound decode
+Abilities are GSM8K-calibrated (docs/model.md#quality-and-reward); speeds scale the 8B default by the memory-bound decode
 and compute-bound prefill laws (3B: measured 3B/8B INT4 decode ratio 2.26, prefill x 8/3; 70B: 8.75x the
 weight bytes on the same memory bandwidth, prefill x 8/70). See docs/results.md.
 

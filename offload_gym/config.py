@@ -105,7 +105,7 @@ class WifiConfig:
                            lo=0.0, hi=1e-3)
     access: str = _f("edca", "channel access timing: edca (802.11ax best effort as ns-3 runs it: AIFS, the preamble by "
                      "spatial streams, a retry limit, the fitted collision time; validation/ns3) or dcf (the classic "
-                     "Bianchi timings of DESIGN.md section 4: DIFS, a fixed preamble, unlimited retries; the model "
+                     "Bianchi timings of docs/model.md#classic-dcf: DIFS, a fixed preamble, unlimited retries; the model "
                      "before the ns-3 comparison)",
                      choices=("edca", "dcf"))
     aifsn: int = _f(3, "edca: AIFS = SIFS + aifsn slots (3: best effort, 802.11-2020 Table 9-155)", lo=1, hi=15)
@@ -582,7 +582,7 @@ def _given_twice(path: str, first: Any, second: Any) -> ConfigError:
 
 
 SCENARIOS: dict[str, dict[str, Any]] = {
-    # The paper scenario: 20 phones, 4 APs, a busy office (DESIGN.md section 2).
+    # The paper scenario: 20 phones, 4 APs, a busy office (docs/model.md#topology-and-radio).
     "paper": {},
     # Small and short, for tests and smoke runs.
     "tiny": {"topology": {"n_users": 4, "n_aps": 2}, "episode": {"queries": 20}},

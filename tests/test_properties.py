@@ -3,7 +3,7 @@
 Hypothesis draws whole scenarios (topology, Wi-Fi contention, workload incl. fixed token counts,
 planner, edge batching, reward, planner latency and faults) and drives one short episode with one of
 seven drivers: random masked actions, unmasked random actions (the fallback rule), or a built-in
-policy. At every step and at episode end it checks the Gymnasium contract of DESIGN.md section 3:
+policy. At every step and at episode end it checks the Gymnasium contract (the env docstring and README):
 
 * observations inside the declared space, float32, finite; rewards finite Python floats;
 * masks allow at least one action, always the phone; ``action_masks()`` equals ``info["action_mask"]``;

@@ -1,4 +1,4 @@
-"""Wi-Fi physics against closed forms: Bianchi saturation (DESIGN.md section 8), path loss, MCS."""
+"""Wi-Fi physics against closed forms: Bianchi saturation (docs/model.md#closed-form-tests), path loss, MCS."""
 
 from __future__ import annotations
 
@@ -16,13 +16,13 @@ from offload_gym.sim.wifi import (
     phy_rate_bps,
 )
 
-# DESIGN.md section 8: 1500 B at 86 Mb/s (HE20 MCS7)
+# docs/model.md#closed-form-tests: 1500 B at 86 Mb/s (HE20 MCS7), classic DCF timings
 BIANCHI_REFERENCE = {1: (35.4, 0.34), 5: (35.9, 1.7), 10: (33.9, 3.5), 20: (31.7, 7.6), 50: (28.3, 21.2)}
 
 
 @pytest.mark.parametrize("n", sorted(BIANCHI_REFERENCE))
 def test_dcf_saturation_matches_reference(n: int) -> None:
-    """The classic computation (access "dcf") against DESIGN.md section 8's values, within 2 %."""
+    """The classic computation (access "dcf") against the reference values (docs/model.md#closed-form-tests), within 2 %."""
     throughput_mbps, delay_ms = BIANCHI_REFERENCE[n]
     res = dcf_saturation(n, phy_rate_bps=86e6, payload_bytes=1500, access="dcf")
     assert res.throughput_bps / 1e6 == pytest.approx(throughput_mbps, rel=0.02)
@@ -114,7 +114,7 @@ def test_dcf_rejects_bad_arguments() -> None:
 
 
 def test_path_loss_tgax_enterprise() -> None:
-    # REFERENCES.md section 2.5 table: 5 m 60.7 dB, 10 m 66.7 dB, 20 m 77.3 dB, 40 m 87.8 dB at 5.18 GHz
+    # docs/model.md#topology-and-radio: 5 m 60.7 dB, 10 m 66.7 dB, 20 m 77.3 dB, 40 m 87.8 dB at 5.18 GHz
     for d, expected in ((5, 60.7), (10, 66.7), (20, 77.3), (40, 87.8)):
         assert path_loss_db(d) == pytest.approx(expected, abs=0.1)
     assert path_loss_db(15) > path_loss_db(10)

@@ -654,9 +654,11 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
     def _energy_features(self) -> list[float]:
         """Per location, the squashed estimate of the phone's energy for the pending item there (0 unreachable).
 
-        Phone: its compute, from the predicted tokens. An AP: the phone's airtime for the item's input (and the
-        attachment if it reads it) and for the answer if it answers the phone, at the current PHY rates, plus the
-        radio awake over the rest of the estimated wait. The same powers as the simulator's accounting.
+        Phone: its compute, from the predicted tokens. An AP: the phone's airtime for what it uploads itself for
+        the item (the prompt and attachment of a whole query; a subtask's context, the attachment for a root
+        subtask and the outputs of predecessors it computed; for the aggregation, the outputs of the subtasks it
+        computed) and for the answer if the item answers the phone, at the current PHY rates, plus the radio
+        awake over the rest of the estimated wait. The same powers as the simulator's accounting.
         """
         sim, query = self.sim, self._query
         item = self._current_item()
@@ -669,9 +671,22 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         energies = {PHONE: e.prefill_power_w * prefill_s + e.decode_power_w * decode_s}
         if len(self._estimates) > 1:
             w = self.config.wifi
-            up_bytes = token_bytes(item.pred_input_tokens, w.bytes_per_token, w.message_overhead_bytes)
-            if item.kind == WHOLE or (item.kind == SUBTASK and not item.preds):
-                up_bytes += query.spec.attachment_bytes
+
+            def msg_bytes(tokens: float) -> float:
+                return token_bytes(tokens, w.bytes_per_token, w.message_overhead_bytes)
+
+            # what the phone itself uploads for the item: the prompt (whole), the context and the outputs of
+            # predecessors it computed (subtask), the outputs of the subtasks it computed (aggregation)
+            if item.kind == WHOLE:
+                up_bytes = msg_bytes(item.pred_input_tokens) + query.spec.attachment_bytes
+            else:
+                inputs = item.preds if item.kind == SUBTASK else range(len(query.subtasks))
+                up_bytes = sum(msg_bytes(query.subtasks[d].pred_output_tokens) for d in inputs
+                               if query.subtasks[d].location == PHONE)
+                if item.kind == SUBTASK:
+                    up_bytes += msg_bytes(self.config.workload.subtask_context_tokens)
+                    if not item.preds:
+                        up_bytes += query.spec.attachment_bytes
             answers_phone = item.kind != SUBTASK
             down_bytes = token_bytes(item.pred_output_tokens, w.bytes_per_token, w.message_overhead_bytes)
             up_rate, down_rate = view.up_rate_bps[user], view.down_rate_bps[user]

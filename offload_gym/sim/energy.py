@@ -12,9 +12,9 @@ What each duration is:
 
 - ``prefill_s``, ``decode_s``: the phone's own model processing the prompt and generating tokens (a local item).
   Nothing is counted for work on an edge server: that is the server's energy, not the battery's.
-- ``tx_airtime_s``: the phone's own frames on the air (upload of the prompt, context and attachments, with their
-  preambles and headers). ``rx_airtime_s``: frames addressed to the phone (the answer, and the ACKs of its uploads
-  if the caller counts them).
+- ``tx_airtime_s``: the phone's own data on the air (upload of the prompt, context and attachments). The simulator
+  counts their bits at the phone's PHY rate; frame preambles, headers and the ACKs fall in the idle share below.
+  ``rx_airtime_s``: data addressed to the phone (the answer), likewise.
 - ``idle_s``: **the phone's wait for an edge answer**: from the end of its upload to the start of the answer's
   download, and any contention (backoff, others' frames) before or between its own frames. The radio stays
   associated and listens (power-save polling or constant-awake listening), which costs far less than receiving but

@@ -7,7 +7,7 @@ query arrives (returned) or everything has drained (``None``).
 
 Locations are numbered ``0`` (the query's own phone) and ``1..A`` (AP ``j - 1``'s edge server).
 
-Model (DESIGN.md section 2):
+Model (docs/model.md, sections Transfers and backhaul, Compute on phones and edges, Faults):
 
 * Wi-Fi is flow level. In each AP's cell the contenders are the background stations, the phones with
   an active upload and the AP if it is sending; an upload gets ``S(n, R, frame) / n`` shared over the

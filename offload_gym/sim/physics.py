@@ -2,7 +2,7 @@
 
 The simulator (:mod:`offload_gym.sim.engine`) runs these on true token counts; the estimator
 (:mod:`offload_gym.sim.estimates`) runs them on predicted ones. Keeping one copy means the two cannot drift
-apart (DESIGN.md section 2), and a compiled core has one list of what it must reproduce. Every function
+apart (docs/model.md), and a compiled core has one list of what it must reproduce. Every function
 here is the exact floating-point expression the callers used before it moved, so trajectories are unchanged.
 
 Integer kinds (:class:`HopKind`, :class:`ItemKind`, :class:`EventKind`, :class:`FaultKind`) replace the
@@ -92,7 +92,7 @@ def route(own_ap: int, user: int, src: int, dst: int) -> list[Hop]:
     """Hops from location ``src`` to ``dst`` for a phone associated with AP ``own_ap`` (``src != dst``).
 
     Work on a foreign AP goes phone -> own AP -> backhaul -> target, and back the same way; AP to AP is
-    one backhaul hop (DESIGN.md section 2).
+    one backhaul hop (docs/model.md#transfers-and-backhaul).
     """
     own = own_ap + 1
     if src == PHONE:

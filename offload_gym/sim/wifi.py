@@ -6,7 +6,7 @@ Pure functions of their arguments; nothing here knows about Gymnasium or the sim
 * :func:`mcs_for_snr` / :func:`phy_rate_bps` - SNR to the highest HE MCS whose threshold it meets.
 * :func:`dcf_saturation` - Bianchi's fixed point for ``n`` saturated stations: attempt probability
   ``tau``, conditional collision probability, total payload throughput and a tagged station's mean
-  access delay (contract, DESIGN.md section 4).
+  access delay (contract; docs/model.md#wi-fi-channel-access).
 """
 
 from __future__ import annotations
@@ -218,7 +218,7 @@ def dcf_saturation(
     preamble plus whole OFDM symbols carrying MAC header, MPDU delimiter, payload, 16 service bits
     and 6 tail bits. The access delay of a tagged station is ``E[slot] / (tau (1 - tau)^(n - 1))``.
 
-    ``access`` chooses the timings (REFERENCES.md, Wi-Fi; validated against ns-3 in ``validation/ns3``):
+    ``access`` chooses the timings (docs/model.md#wi-fi-channel-access; validated against ns-3 in ``validation/ns3``):
 
     * ``"edca"`` (default): 802.11ax best-effort EDCA as ns-3 3.37 runs it, four corrections measured in
       ``validation/ns3`` (throughput within 3.5 %, access delay within 2.2 % of ns-3 for 1-50 stations at
@@ -236,9 +236,9 @@ def dcf_saturation(
          standard); ``collision="eifs"``: ``T_c = T_data + EIFS`` with ``EIFS = SIFS + ACK at the lowest basic
          rate + AIFS`` (802.11-2020 10.3.2.3.7), which leaves the model 3-7 % slower than ns-3.
 
-    * ``"dcf"``: the classic computation of DESIGN.md section 4: DIFS, a fixed ``preamble_s`` whatever the
+    * ``"dcf"``: the classic computation (docs/model.md#classic-dcf): DIFS, a fixed ``preamble_s`` whatever the
       streams, unlimited retries, ``T_c = T_data + DIFS`` (the edca-only arguments unused). It matches
-      DESIGN.md section 8's reference values, and ns-3 within 4 % at one stream but up to 23 % too fast at the
+      the reference values of docs/model.md#closed-form-tests, and ns-3 within 4 % at one stream but up to 23 % too fast at the
       default PHY.
 
     :param n_stations: contending stations (>= 1).

@@ -76,7 +76,7 @@ def _categorical(probs: tuple[float, ...], rng: np.random.Generator) -> int:
 
 def draw_query(cfg: WorkloadConfig, rng: np.random.Generator, prompt_tokens: int | None = None,
                answer_tokens: int | None = None) -> QuerySpec:
-    """Draw one query from the synthetic workload of DESIGN.md section 2.
+    """Draw one query from the synthetic workload of docs/model.md#synthetic-default.
 
     ``prompt_tokens`` / ``answer_tokens`` (a replayed trace's) replace the drawn lengths; the lengths are drawn
     anyway, so the rest of the query (difficulty, attachment, decomposition) is the synthetic one of the same seed.
