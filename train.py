@@ -1,6 +1,6 @@
 """Train a Stable-Baselines3 / sb3-contrib agent on offload_gym (RL-Zoo-style command line).
 
-    python train.py                                   # MaskablePPO, paper scenario, residual interface, ~3 min on 2 cores
+    python train.py                                   # MaskablePPO, paper scenario, residual interface, ~5 min on 2 cores
     python train.py --algo ppo --env offload_gym/WifiOffload-tiny-v0 --timesteps 20000
     python train.py --config '{"edge": {"kappa": 0.1}}' --seed 3 --n-envs 4
     python train.py --resume logs/maskable_ppo/WifiOffload-v0_1/checkpoints/rl_model_100000_steps.zip
