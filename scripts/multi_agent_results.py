@@ -39,7 +39,7 @@ import numpy as np
 from agents.evaluation import evaluate_many, paired_difference, summarize
 from offload_gym.integrations.rllib import (
     OffloadMultiAgentEnv,
-    episode_return_mean,
+    iteration_row,
     masked_multi_agent_ppo_config,
 )
 from offload_gym.policies import make_policy
@@ -147,13 +147,8 @@ def train(label: str, policies: str, args: argparse.Namespace, seeds: range) -> 
     start = time.perf_counter()
     try:
         for it in range(1, args.iters + 1):
-            result = algo.train()
-            runners = result.get("env_runners", {})
-            ret = episode_return_mean(result)
-            row = {"iteration": it, "env_steps": int(runners.get("num_env_steps_sampled_lifetime", 0)),
-                   "agent_steps": int(sum((runners.get("num_agent_steps_sampled_lifetime") or {}).values())),
-                   "episodes": int(runners.get("num_episodes_lifetime", 0)), "episode_return_mean": ret,
-                   "seconds": round(time.perf_counter() - start, 1)}
+            row = iteration_row(algo.train(), it, time.perf_counter() - start)
+            ret = row["episode_return_mean"]
             curve.append(row)
             shown = "n/a" if ret is None else f"{ret:.3f}"
             print(f"[{label}] iter {it:>3}/{args.iters}  env steps {row['env_steps']:>7}  episodes {row['episodes']:>5}"

@@ -29,8 +29,8 @@ from typing import Any
 
 from offload_gym.integrations.rllib import (
     MULTI_AGENT_POLICIES,
-    episode_return_mean,
     init_ray,
+    iteration_row,
     load_config_text,
     masked_multi_agent_ppo_config,
     masked_ppo_config,
@@ -88,12 +88,8 @@ def train(args: argparse.Namespace) -> tuple[Path, list[dict[str, Any]]]:
     start = time.perf_counter()
     try:
         for it in range(1, args.iters + 1):
-            result = algo.train()
-            runners = result.get("env_runners", {})
-            ret = episode_return_mean(result)
-            row = {"iteration": it, "env_steps": int(runners.get("num_env_steps_sampled_lifetime", 0)),
-                   "episodes": int(runners.get("num_episodes_lifetime", 0)), "episode_return_mean": ret,
-                   "seconds": round(time.perf_counter() - start, 1)}
+            row = iteration_row(algo.train(), it, time.perf_counter() - start)
+            ret = row["episode_return_mean"]
             rows.append(row)
             shown = "n/a (no episode finished)" if ret is None else f"{ret:.3f}"
             print(f"iter {it:>3}/{args.iters}  env steps {row['env_steps']:>7}  episodes {row['episodes']:>5}  "

@@ -34,6 +34,7 @@ every node needs offload_gym importable: install it there, or ship it with
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -57,6 +58,7 @@ __all__ = [
     "OffloadMultiAgentEnv",
     "episode_return_mean",
     "init_ray",
+    "iteration_row",
     "load_config_text",
     "make_rllib_env",
     "make_rllib_multi_agent_env",
@@ -277,6 +279,18 @@ def episode_return_mean(result: Mapping[str, Any]) -> float | None:
     return None if value is None else float(value)
 
 
+def iteration_row(result: Mapping[str, Any], iteration: int, seconds: float) -> dict[str, Any]:
+    """One line of a training log from a result of ``Algorithm.train()``: lifetime env and agent steps, episodes,
+    the mean episode return (``None`` before the first episode ends) and the seconds so far."""
+    runners = result.get("env_runners", {})
+    agent_steps = runners.get("num_agent_steps_sampled_lifetime") or 0
+    if isinstance(agent_steps, Mapping):  # multi-agent: per agent
+        agent_steps = sum(agent_steps.values())
+    return {"iteration": iteration, "env_steps": int(runners.get("num_env_steps_sampled_lifetime", 0)),
+            "agent_steps": int(agent_steps), "episodes": int(runners.get("num_episodes_lifetime", 0)),
+            "episode_return_mean": episode_return_mean(result), "seconds": round(seconds, 1)}
+
+
 def init_ray(address: str | None = None, *, ship_code: bool = False, num_cpus: int | None = None) -> None:
     """Start Ray locally (``address=None``, or the ``RAY_ADDRESS`` environment variable when set) or connect to a
     cluster (``"auto"`` on a cluster node, ``"ray://HEAD:10001"`` from outside). ``ship_code``: upload this
@@ -292,7 +306,11 @@ def init_ray(address: str | None = None, *, ship_code: bool = False, num_cpus: i
         import offload_gym
 
         kwargs["runtime_env"] = {"py_modules": [offload_gym]}
-    if address is None and num_cpus is not None:
+    if address is None and not os.environ.get("RAY_ADDRESS"):
+        # a new local instance: Ray would otherwise attach to whatever cluster /tmp/ray/ray_current_cluster names
+        # (a stale one from an earlier run on this machine makes ray.init fail)
+        address = "local"
+    if address == "local" and num_cpus is not None:
         kwargs["num_cpus"] = num_cpus
     ray.init(address=address, **kwargs)
 

@@ -12,6 +12,7 @@ Pure functions of their arguments; nothing here knows about Gymnasium or the sim
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -104,8 +105,14 @@ def _fixed_point(n_stations: int, window: int, stages: int) -> tuple[float, floa
     def tau_of(p: float) -> float:
         return 2.0 / (1.0 + window + p * window * sum((2.0 * p) ** i for i in range(stages)))
 
+    return _bisect(n_stations, tau_of)
+
+
+def _bisect(n_stations: int, tau_of: Callable[[float], float]) -> tuple[float, float]:
+    """The root of ``p = 1 - (1 - tau(p))^(n-1)``, ``(tau, p)``: the left side minus p decreases in p, so bisection
+    on [0, 1] finds the unique root (80 halvings: to the last bit of a double)."""
     lo, hi = 0.0, 1.0
-    for _ in range(80):  # p(tau(p)) - p is decreasing in p: a unique root in [0, 1)
+    for _ in range(80):
         mid = 0.5 * (lo + hi)
         if 1.0 - (1.0 - tau_of(mid)) ** (n_stations - 1) > mid:
             lo = mid
@@ -157,15 +164,7 @@ def _fixed_point_retry(n_stations: int, windows: tuple[int, ...]) -> tuple[float
 
     if n_stations == 1:
         return tau_of(0.0), 0.0
-    lo, hi = 0.0, 1.0
-    for _ in range(80):  # as in _fixed_point: p(tau(p)) - p decreases in p
-        mid = 0.5 * (lo + hi)
-        if 1.0 - (1.0 - tau_of(mid)) ** (n_stations - 1) > mid:
-            lo = mid
-        else:
-            hi = mid
-    p = 0.5 * (lo + hi)
-    return tau_of(p), p
+    return _bisect(n_stations, tau_of)
 
 
 def _delivered_backoff_slots(p: float, windows: tuple[int, ...]) -> float:
