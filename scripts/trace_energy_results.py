@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from agents.evaluation import _fmt_ci as _cell
 from agents.evaluation import default_policies, evaluate_many
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,11 +35,6 @@ CASES: tuple[tuple[str, str, dict[str, Any] | None], ...] = (
 
 def _ranking(results: dict[str, dict[str, float]], key: str) -> list[str]:
     return sorted(results, key=lambda name: -results[name][key])
-
-
-def _cell(s: dict[str, float], key: str, digits: int) -> str:
-    ci = s.get(f"{key}_ci95", math.nan)
-    return f"{s[key]:.{digits}f} ± {ci:.{digits}f}" if math.isfinite(ci) else f"{s[key]:.{digits}f}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ from gymnasium import spaces
 from offload_gym.config import ScenarioConfig, check_planner_checkpoint, make_config, merge_overrides
 from offload_gym.envs import observation as obs_layout
 from offload_gym.policies import GreedyPolicy
+from offload_gym.sim.energy import compute_energy_j, radio_energy_j
 from offload_gym.sim.engine import FINISHED_LOG_LIMIT, PHONE, SUBTASK, WHOLE, Item, Query, Simulator
 from offload_gym.sim.estimates import Estimate, Estimator, PlanEstimate, subtask_order
 from offload_gym.sim.physics import token_bytes
@@ -663,12 +664,12 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         sim, query = self.sim, self._query
         item = self._current_item()
         assert sim is not None and query is not None and item is not None
-        view, e = sim.view, self.config.energy
+        view, params = sim.view, sim.energy_params
         user = query.user
         out = [0.0] * (self.n_aps + 1)
         prefill_s = item.pred_input_tokens / view.phone_prefill_tps[user]
         decode_s = item.pred_output_tokens / view.phone_decode_tps[user]
-        energies = {PHONE: e.prefill_power_w * prefill_s + e.decode_power_w * decode_s}
+        energies = {PHONE: compute_energy_j(prefill_s, decode_s, params)}
         if len(self._estimates) > 1:
             w = self.config.wifi
 
@@ -688,14 +689,14 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
                     if not item.preds:
                         up_bytes += query.spec.attachment_bytes
             answers_phone = item.kind != SUBTASK
-            down_bytes = token_bytes(item.pred_output_tokens, w.bytes_per_token, w.message_overhead_bytes)
+            down_bytes = msg_bytes(item.pred_output_tokens)
             up_rate, down_rate = view.up_rate_bps[user], view.down_rate_bps[user]
             tx_s = 8.0 * up_bytes / up_rate if up_rate > 0 else 0.0
             rx_s = 8.0 * down_bytes / down_rate if answers_phone and down_rate > 0 else 0.0
             for loc, est in self._estimates.items():
                 if loc != PHONE:
                     idle_s = max(est.finish_s - view.now - tx_s - rx_s, 0.0)
-                    energies[loc] = e.tx_power_w * tx_s + e.rx_power_w * rx_s + e.idle_power_w * idle_s
+                    energies[loc] = radio_energy_j(tx_s, rx_s, idle_s, params)
         for loc, energy_j in energies.items():
             if loc in self._estimates:
                 out[loc] = energy_j / (energy_j + obs_layout.ENERGY_SCALE_J)

@@ -28,13 +28,14 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from offload_gym.config import ScenarioConfig
 from offload_gym.sim import wifi as wifi_model
+from offload_gym.sim.energy import PhoneEnergyParams, compute_energy_j, radio_energy_j
 from offload_gym.sim.episode import EpisodeWorkload
 from offload_gym.sim.physics import PHONE, EventKind, FaultKind, Hop, HopKind, ItemKind, cell_share_bps, decode_rate_tps
 from offload_gym.sim.physics import route as physics_route
@@ -52,7 +53,7 @@ WHOLE, SUBTASK, AGGREGATION = ItemKind.WHOLE, ItemKind.SUBTASK, ItemKind.AGGREGA
 _ARRIVAL, _PHONE_DONE, _PREFILL_DONE, _DECODE_DONE = (EventKind.ARRIVAL, EventKind.PHONE_DONE, EventKind.PREFILL_DONE,
                                                       EventKind.DECODE_DONE)
 _BSS, _BACKHAUL_DONE, _RELEASE, _FAULT = EventKind.CELL, EventKind.BACKHAUL_DONE, EventKind.RELEASE, EventKind.FAULT
-_UP, _BACKHAUL, _DOWN = HopKind.UP, HopKind.BACKHAUL, HopKind.DOWN
+_UP, _BACKHAUL = HopKind.UP, HopKind.BACKHAUL
 _BYTES_EPS = 1e-6
 _TOKENS_EPS = 1e-9
 
@@ -326,6 +327,8 @@ class Simulator:
         self.rng_workload = np.random.default_rng(seeds[2])
         #: wifi.access_delay_cv > 0 only: random access delays, from a stream of their own (the others unchanged)
         self.rng_access = np.random.default_rng([seeds[0], 7])
+        #: the phone's power draws (``energy``), for the energy model's own functions
+        self.energy_params = PhoneEnergyParams(**asdict(cfg.energy))
         cv = cfg.wifi.access_delay_cv
         self._access_shape = 1.0 / (cv * cv) if cv > 0 else 0.0
         self.n_users = cfg.topology.n_users
@@ -756,7 +759,7 @@ class Simulator:
             else:
                 query.rx_s += airtime
             query.net_end = self.now
-        if direction == _UP:
+        if direction == _UP:  # the cell's count of this phone's uploads, or of the AP's downloads
             left = cell.uploads[user] - 1
             if left:
                 cell.uploads[user] = left
@@ -797,11 +800,9 @@ class Simulator:
 
     def _phone_energy_j(self, item: Item, elapsed_s: float) -> float:
         """Energy of ``elapsed_s`` seconds of ``item`` on its phone: prefill first, then decode."""
-        phone, e = self.phones[item.query.user], self.cfg.energy
-        prefill_s = item.input_tokens / phone.prefill_tps
-        if elapsed_s <= prefill_s:
-            return e.prefill_power_w * elapsed_s
-        return e.prefill_power_w * prefill_s + e.decode_power_w * (elapsed_s - prefill_s)
+        prefill_s = item.input_tokens / self.phones[item.query.user].prefill_tps
+        prefilled_s = elapsed_s if elapsed_s <= prefill_s else prefill_s
+        return compute_energy_j(prefilled_s, elapsed_s - prefilled_s, self.energy_params)
 
     def _phone_done(self, user: int) -> None:
         phone = self.phones[user]
@@ -906,13 +907,12 @@ class Simulator:
 
     def _record(self, query: Query, quality: float) -> None:
         query.quality = quality
-        e = self.cfg.energy
-        radio_j = e.tx_power_w * query.tx_s + e.rx_power_w * query.rx_s
+        idle_s = 0.0
         if query.net_start == query.net_start:  # it used the network: the radio stayed awake for it
             end = self.now if query.failed else query.net_end
-            idle_s = end - query.net_start - query.tx_s - query.rx_s
-            radio_j += e.idle_power_w * (idle_s if idle_s > 0.0 else 0.0)
-        query.energy_j += radio_j
+            awake_s = end - query.net_start - query.tx_s - query.rx_s
+            idle_s = awake_s if awake_s > 0.0 else 0.0
+        query.energy_j += radio_energy_j(query.tx_s, query.rx_s, idle_s, self.energy_params)
         del self.in_flight[query.qid]
         self.queries_finished += 1
         record = CompletedQuery(query, self.now - query.arrival_time, quality)
