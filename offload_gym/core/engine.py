@@ -1,0 +1,935 @@
+"""The event engine of :mod:`offload_gym.sim.engine` on explicit arrays, compiled (issue 11; in progress).
+
+The same model and the same floating-point operations in the same order as :class:`~offload_gym.sim.engine.Simulator`,
+so that the two produce the same trajectories bit for bit (``tests/test_core_engine.py`` replays placements on
+both and compares every finished query's time, quality and energy). State is explicit (gymnax-style): a
+:class:`CoreState` holds arrays and typed lists, every kernel takes its tuple :attr:`CoreState.arrays`, and the
+only randomness (the workload) is drawn ahead by :class:`~offload_gym.sim.episode.EpisodeWorkload`.
+
+Layout. Items are numbered by placement (an item's id is its placement ``seq``, so heaps of ids are heaps in
+placement order); queries by arrival; messages by creation. Per-entity columns live in 2-D arrays indexed
+with the ``Q*``, ``I*`` and ``M*`` constants below. Heaps are numba typed lists used with :mod:`heapq`:
+events ``(time, seq, kind, a, b)`` exactly as the Python engine orders them.
+
+Not ported yet (:class:`CoreEngine` refuses such configs with a clear error): faults, random access delays
+(``wifi.access_delay_cv``). The estimator and the observation are not ported either; the env still runs
+:mod:`offload_gym.sim`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from typing import Any
+
+import numpy as np
+
+from offload_gym.config import ScenarioConfig
+from offload_gym.core._jit import HAVE_NUMBA, njit
+from offload_gym.core.wifi import dcf_params, dcf_point
+
+__all__ = ["CoreEngine", "CoreState"]
+
+# event kinds (offload_gym.sim.physics.EventKind)
+EV_ARRIVAL, EV_PHONE_DONE, EV_PREFILL_DONE, EV_DECODE_DONE, EV_CELL, EV_BACKHAUL_DONE, EV_RELEASE = 0, 1, 2, 3, 4, 5, 6
+# item kinds and hop kinds (ItemKind, HopKind)
+K_WHOLE, K_SUBTASK, K_AGGREGATION = 0, 1, 2
+H_UP, H_BACKHAUL, H_DOWN = 0, 1, 2
+PHONE = 0
+BYTES_EPS = 1e-6
+TOKENS_EPS = 1e-9
+
+# query columns: floats
+QF_ARRIVAL, QF_FINISH, QF_QUALITY, QF_ENERGY, QF_TX, QF_RX, QF_NET_START, QF_NET_END = range(8)
+N_QF = 8
+# query columns: ints
+(QI_USER, QI_DECOMPOSED, QI_RELEASED, QI_N_ITEMS, QI_N_MSGS, QI_N_DEFERRED, QI_WHOLE, QI_AGG, QI_FAILED,
+ QI_REDISPATCHED, QI_DONE) = range(11)
+N_QI = 11
+# item columns: floats
+(IF_IN, IF_OUT, IF_DIFF, IF_PRED_IN, IF_PRED_OUT, IF_PRED_DIFF, IF_READY, IF_START, IF_FINISH, IF_EST_READY,
+ IF_EST_FINISH, IF_PRED_DURATION, IF_DECODE_TARGET, IF_PREFILL_END) = range(14)
+N_IF = 14
+# item columns: ints
+II_QUERY, II_KIND, II_INDEX, II_LOCATION, II_PENDING, II_DONE, II_CANCELLED, II_N_SUCCS, II_N_PREDS = range(9)
+N_II = 9
+# message columns: floats
+MF_NBYTES, MF_REMAINING, MF_ACCESS_UNTIL, MF_LAST, MF_RATE, MF_PHY_RATE, MF_FINISH_AT = range(7)
+N_MF = 7
+# message columns: ints (then the hops' kinds and APs, then the targets)
+MI_QUERY, MI_ANSWER, MI_SRC, MI_DST, MI_HOP, MI_N_HOPS, MI_DELIVERED, MI_CANCELLED, MI_N_TARGETS = range(9)
+MI_HOPS = 9  # 3 hops: kind at MI_HOPS + 2 h, AP at MI_HOPS + 2 h + 1
+MI_TARGETS = MI_HOPS + 6
+
+# float parameters
+(CF_FRAME, CF_BYTES_PER_TOKEN, CF_OVERHEAD, CF_EDGE_PREFILL, CF_EDGE_DECODE, CF_KAPPA, CF_EDGE_ABILITY, CF_PLANNER_S,
+ CF_CONTEXT, CF_AGG_OUT, CF_AGG_DIFF, CF_P_PREFILL_W, CF_P_DECODE_W, CF_P_TX_W, CF_P_RX_W, CF_P_IDLE_W) = range(16)
+N_CF = 16
+# int parameters
+CI_QUERIES, CI_MAX_BATCH, CI_N_USERS, CI_N_APS, CI_IMMEDIATE, CI_MAX_K = range(6)
+N_CI = 6
+# global scalars: floats, ints
+GF_NOW, GF_BACKHAUL_DELAY, GF_BACKHAUL_RATE, GF_EDGE_OUT_TOKENS, GF_TOTAL_OUT_TOKENS = range(5)
+GI_EVENT_SEQ, GI_PLACE_SEQ, GI_ARRIVED, GI_SCHEDULED, GI_FINISHED, GI_N_MSGS = range(6)
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+@njit
+def _push(S: Any, time: float, kind: int, a: int, b: int) -> None:
+    events, gi = S[0], S[2]
+    gi[GI_EVENT_SEQ] += 1
+    heapq.heappush(events, (time, gi[GI_EVENT_SEQ], kind, a, b))
+
+
+@njit
+def _dcf(S: Any, n: int, rate: float, payload: float) -> tuple[float, float, float]:
+    cache, params = S[22], S[23]
+    key = (n, rate, payload)
+    if key in cache:
+        return cache[key]
+    res = dcf_point(n, rate, payload, params)
+    cache[key] = res
+    return res
+
+
+@njit
+def _access_delay_s(S: Any, n: int, rate: float, payload: float) -> float:
+    ci = S[4]
+    _, access, idle = _dcf(S, n, rate, payload)
+    if ci[CI_IMMEDIATE] != 0 and n == 1:
+        return idle
+    return access
+
+
+@njit
+def _token_bytes(S: Any, tokens: float) -> float:
+    cf = S[3]
+    return tokens * cf[CF_BYTES_PER_TOKEN] + cf[CF_OVERHEAD]
+
+
+@njit
+def _contenders(S: Any, ap: int) -> int:
+    background, cell_n_up, cell_down = S[13], S[15], S[16]
+    return background[ap] + cell_n_up[ap] + (1 if cell_down[ap] else 0)
+
+
+# ---------------------------------------------------------------------------------------------------- messages
+@njit
+def _new_message(S: Any, user: int, src: int, dst: int, nbytes: float, target: int, answer: int, query: int) -> int:
+    gi, mf, mi, qi, qmsgs, own_ap = S[2], S[7], S[8], S[5], S[18], S[11]
+    m = gi[GI_N_MSGS]
+    gi[GI_N_MSGS] += 1
+    mf[m, MF_NBYTES] = nbytes
+    mf[m, MF_REMAINING] = nbytes
+    mf[m, MF_ACCESS_UNTIL] = 0.0
+    mf[m, MF_LAST] = 0.0
+    mf[m, MF_RATE] = 0.0
+    mf[m, MF_PHY_RATE] = 0.0
+    mf[m, MF_FINISH_AT] = math.inf
+    mi[m, MI_QUERY] = query
+    mi[m, MI_ANSWER] = answer
+    mi[m, MI_SRC] = src
+    mi[m, MI_DST] = dst
+    mi[m, MI_HOP] = 0
+    mi[m, MI_DELIVERED] = 0
+    mi[m, MI_CANCELLED] = 0
+    # the route (offload_gym.sim.physics.route)
+    oa = own_ap[user]
+    own = oa + 1
+    nh = 0
+    if src == PHONE:
+        mi[m, MI_HOPS] = H_UP
+        mi[m, MI_HOPS + 1] = oa
+        nh = 1
+        if dst != own:
+            mi[m, MI_HOPS + 2] = H_BACKHAUL
+            mi[m, MI_HOPS + 3] = -1
+            nh = 2
+    elif dst == PHONE:
+        if src != own:
+            mi[m, MI_HOPS] = H_BACKHAUL
+            mi[m, MI_HOPS + 1] = -1
+            nh = 1
+        mi[m, MI_HOPS + 2 * nh] = H_DOWN
+        mi[m, MI_HOPS + 2 * nh + 1] = oa
+        nh += 1
+    else:
+        mi[m, MI_HOPS] = H_BACKHAUL
+        mi[m, MI_HOPS + 1] = -1
+        nh = 1
+    mi[m, MI_N_HOPS] = nh
+    if target >= 0:
+        mi[m, MI_TARGETS] = target
+        mi[m, MI_N_TARGETS] = 1
+    else:
+        mi[m, MI_N_TARGETS] = 0
+    qmsgs[query, qi[query, QI_N_MSGS]] = m
+    qi[query, QI_N_MSGS] += 1
+    return m
+
+
+@njit
+def _cell_advance(S: Any, ap: int) -> None:
+    gf, mf, cell_msgs = S[1], S[7], S[14]
+    now = gf[GF_NOW]
+    for m in cell_msgs[ap]:
+        last, until = mf[m, MF_LAST], mf[m, MF_ACCESS_UNTIL]
+        start = last if last > until else until
+        if now > start:
+            mf[m, MF_REMAINING] -= mf[m, MF_RATE] * (now - start) / 8.0
+        mf[m, MF_LAST] = now
+
+
+@njit
+def _cell_reschedule(S: Any, ap: int) -> None:
+    gf, cf, mf, mi, cell_msgs, cell_up, cell_down, cell_version = S[1], S[3], S[7], S[8], S[14], S[17], S[16], S[19]
+    cell_version[ap] += 1
+    msgs = cell_msgs[ap]
+    if len(msgs) == 0:
+        return
+    n = _contenders(S, ap)
+    frame = cf[CF_FRAME]
+    now = gf[GF_NOW]
+    next_time = math.inf
+    for m in msgs:
+        h = mi[m, MI_HOP]
+        direction = mi[m, MI_HOPS + 2 * h]
+        user = mi[m, MI_QUERY]  # replaced below: the hop's user is the query's
+        user = S[5][user, QI_USER]
+        sharing = cell_up[ap, user] if direction == H_UP else cell_down[ap]
+        thr = _dcf(S, n, mf[m, MF_PHY_RATE], frame)[0]
+        rate = thr / n / sharing
+        mf[m, MF_RATE] = rate
+        until = mf[m, MF_ACCESS_UNTIL]
+        start = until if until > now else now
+        rem = mf[m, MF_REMAINING]
+        t = start + 8.0 * (rem if rem > 0.0 else 0.0) / rate
+        mf[m, MF_FINISH_AT] = t
+        if t < next_time:
+            next_time = t
+    _push(S, next_time, EV_CELL, ap, cell_version[ap])
+
+
+@njit
+def _start_hop(S: Any, m: int) -> None:
+    gf, cf, qf, qi, mf, mi = S[1], S[3], S[6], S[5], S[7], S[8]
+    up_rate, down_rate, cell_msgs, cell_n_up, cell_down, cell_up = S[9], S[10], S[14], S[15], S[16], S[17]
+    now = gf[GF_NOW]
+    h = mi[m, MI_HOP]
+    kind = mi[m, MI_HOPS + 2 * h]
+    if kind == H_BACKHAUL:
+        _push(S, now + gf[GF_BACKHAUL_DELAY] + 8.0 * mf[m, MF_NBYTES] / gf[GF_BACKHAUL_RATE], EV_BACKHAUL_DONE, m, 0)
+        return
+    ap = mi[m, MI_HOPS + 2 * h + 1]
+    q = mi[m, MI_QUERY]
+    user = qi[q, QI_USER]
+    if qf[q, QF_NET_START] != qf[q, QF_NET_START]:  # nan: the query's first transfer
+        qf[q, QF_NET_START] = now
+    _cell_advance(S, ap)
+    mf[m, MF_REMAINING] = mf[m, MF_NBYTES]
+    mf[m, MF_LAST] = now
+    if kind == H_UP:
+        if cell_up[ap, user] == 0:
+            cell_n_up[ap] += 1
+        cell_up[ap, user] += 1
+        rate = up_rate[user]
+    else:
+        cell_down[ap] += 1
+        rate = down_rate[user]
+    mf[m, MF_PHY_RATE] = rate
+    cell_msgs[ap].append(m)
+    n_own = _contenders(S, ap)
+    nbytes = mf[m, MF_NBYTES]
+    frame = cf[CF_FRAME]
+    access = _access_delay_s(S, n_own, rate, nbytes if nbytes < frame else frame)
+    mf[m, MF_ACCESS_UNTIL] = now + access
+    _cell_reschedule(S, ap)
+
+
+@njit
+def _cell_remove(S: Any, ap: int, m: int) -> None:
+    gf, qf, qi, mf, mi = S[1], S[6], S[5], S[7], S[8]
+    cell_msgs, cell_n_up, cell_down, cell_up = S[14], S[15], S[16], S[17]
+    msgs = cell_msgs[ap]
+    for j in range(len(msgs)):
+        if msgs[j] == m:
+            msgs.pop(j)
+            break
+    h = mi[m, MI_HOP]
+    direction = mi[m, MI_HOPS + 2 * h]
+    q = mi[m, MI_QUERY]
+    user = qi[q, QI_USER]
+    rem, nbytes, phy = mf[m, MF_REMAINING], mf[m, MF_NBYTES], mf[m, MF_PHY_RATE]
+    sent = nbytes - rem if rem > 0.0 else nbytes
+    airtime = 8.0 * sent / phy if phy > 0.0 else 0.0
+    if direction == H_UP:
+        qf[q, QF_TX] += airtime
+    else:
+        qf[q, QF_RX] += airtime
+    qf[q, QF_NET_END] = gf[GF_NOW]
+    if direction == H_UP:
+        cell_up[ap, user] -= 1
+        if cell_up[ap, user] == 0:
+            cell_n_up[ap] -= 1
+    else:
+        cell_down[ap] -= 1
+
+
+@njit
+def _cell_event(S: Any, ap: int) -> None:
+    gf, mf, cell_msgs = S[1], S[7], S[14]
+    _cell_advance(S, ap)
+    now = gf[GF_NOW]
+    finished = []
+    for m in cell_msgs[ap]:
+        if mf[m, MF_FINISH_AT] <= now or (now >= mf[m, MF_ACCESS_UNTIL] and mf[m, MF_REMAINING] <= BYTES_EPS):
+            finished.append(m)
+    for m in finished:
+        _cell_remove(S, ap, m)
+    _cell_reschedule(S, ap)
+    for m in finished:
+        _next_hop(S, m)
+
+
+@njit
+def _next_hop(S: Any, m: int) -> None:
+    mi = S[8]
+    mi[m, MI_HOP] += 1
+    if mi[m, MI_HOP] < mi[m, MI_N_HOPS]:
+        _start_hop(S, m)
+        return
+    mi[m, MI_DELIVERED] = 1
+    if mi[m, MI_ANSWER] >= 0:
+        _finish_query(S, mi[m, MI_ANSWER])
+    for j in range(mi[m, MI_N_TARGETS]):
+        _input_arrived(S, mi[m, MI_TARGETS + j])
+
+
+# ---------------------------------------------------------------------------------------------------- compute
+@njit
+def _input_arrived(S: Any, it: int) -> None:
+    gf, qi, itf, iti = S[1], S[5], S[20], S[21]
+    if iti[it, II_CANCELLED]:
+        return
+    iti[it, II_PENDING] -= 1
+    if iti[it, II_PENDING] > 0:
+        return
+    itf[it, IF_READY] = gf[GF_NOW]
+    loc = iti[it, II_LOCATION]
+    if loc == PHONE:
+        user = qi[iti[it, II_QUERY], QI_USER]
+        heapq.heappush(S[24][user], it)
+        _phone_try_start(S, user)
+    else:
+        e = loc - 1
+        waiting = S[27][e]
+        for j in range(len(waiting)):
+            if waiting[j] == it:
+                waiting.pop(j)
+                break
+        heapq.heappush(S[28][e], it)
+        _edge_try_admit(S, e)
+
+
+@njit
+def _phone_try_start(S: Any, user: int) -> None:
+    gf, itf, phone_f, phone_i = S[1], S[20], S[25], S[26]
+    ready = S[24][user]
+    if phone_i[user, 0] >= 0 or len(ready) == 0:
+        return
+    it = heapq.heappop(ready)
+    phone_i[user, 0] = it
+    phone_f[user, 1] -= itf[it, IF_PRED_DURATION]
+    now = gf[GF_NOW]
+    itf[it, IF_START] = now
+    duration = itf[it, IF_IN] / phone_f[user, 2] + itf[it, IF_OUT] / phone_f[user, 3]
+    phone_f[user, 0] = now + duration
+    _push(S, phone_f[user, 0], EV_PHONE_DONE, user, phone_i[user, 1])
+
+
+@njit
+def _phone_energy_j(S: Any, it: int, user: int, elapsed_s: float) -> float:
+    cf, itf, phone_f = S[3], S[20], S[25]
+    prefill_s = itf[it, IF_IN] / phone_f[user, 2]
+    prefilled_s = elapsed_s if elapsed_s <= prefill_s else prefill_s
+    return cf[CF_P_PREFILL_W] * prefilled_s + cf[CF_P_DECODE_W] * (elapsed_s - prefilled_s)
+
+
+@njit
+def _phone_done(S: Any, user: int) -> None:
+    qf, itf, iti, phone_f, phone_i = S[6], S[20], S[21], S[25], S[26]
+    it = phone_i[user, 0]
+    qf[iti[it, II_QUERY], QF_ENERGY] += _phone_energy_j(S, it, user, phone_f[user, 0] - itf[it, IF_START])
+    phone_i[user, 0] = -1
+    _item_done(S, it)
+    _phone_try_start(S, user)
+
+
+@njit
+def _edge_rate(S: Any, batch: int) -> float:
+    cf = S[3]
+    return cf[CF_EDGE_DECODE] / (1.0 + cf[CF_KAPPA] * (batch - 1)) if batch > 0 else 0.0
+
+
+@njit
+def _edge_progress_now(S: Any, e: int) -> float:
+    gf, edge_f = S[1], S[29]
+    return edge_f[e, 0] + edge_f[e, 2] * (gf[GF_NOW] - edge_f[e, 1])
+
+
+@njit
+def _edge_retime(S: Any, e: int) -> None:
+    gf, edge_f, edge_i = S[1], S[29], S[30]
+    edge_f[e, 0] = _edge_progress_now(S, e)
+    edge_f[e, 1] = gf[GF_NOW]
+    edge_f[e, 2] = _edge_rate(S, edge_i[e, 0])
+    edge_i[e, 1] += 1
+    decoding = S[31][e]
+    if len(decoding) > 0:
+        target = decoding[0][0]
+        left = target - edge_f[e, 0]
+        _push(S, gf[GF_NOW] + (left if left > 0.0 else 0.0) / edge_f[e, 2], EV_DECODE_DONE, e, edge_i[e, 1])
+
+
+@njit
+def _edge_try_admit(S: Any, e: int) -> None:
+    gf, ci, cf, itf, edge_i = S[1], S[4], S[3], S[20], S[30]
+    ready, prefilling = S[28][e], S[32][e]
+    admitted = False
+    while len(ready) > 0 and edge_i[e, 0] < ci[CI_MAX_BATCH]:
+        it = heapq.heappop(ready)
+        edge_i[e, 0] += 1
+        now = gf[GF_NOW]
+        itf[it, IF_START] = now
+        end = now + itf[it, IF_IN] / cf[CF_EDGE_PREFILL]
+        itf[it, IF_PREFILL_END] = end
+        prefilling.append(it)
+        _push(S, end, EV_PREFILL_DONE, e, it)
+        admitted = True
+    if admitted:
+        _edge_retime(S, e)
+
+
+@njit
+def _prefill_done(S: Any, e: int, it: int) -> None:
+    itf, iti = S[20], S[21]
+    if iti[it, II_CANCELLED]:
+        return
+    prefilling = S[32][e]
+    for j in range(len(prefilling)):
+        if prefilling[j] == it:
+            prefilling.pop(j)
+            break
+    target = _edge_progress_now(S, e) + itf[it, IF_OUT]
+    itf[it, IF_DECODE_TARGET] = target
+    heapq.heappush(S[31][e], (target, it))
+    _edge_retime(S, e)
+
+
+@njit
+def _decode_done(S: Any, e: int) -> None:
+    gf, itf, edge_i = S[1], S[20], S[30]
+    decoding = S[31][e]
+    progress = _edge_progress_now(S, e)
+    done = []
+    if len(decoding) > 0:
+        done.append(heapq.heappop(decoding)[1])
+    while len(decoding) > 0 and decoding[0][0] <= progress + TOKENS_EPS:
+        done.append(heapq.heappop(decoding)[1])
+    edge_i[e, 0] -= len(done)
+    _edge_retime(S, e)
+    for it in done:
+        gf[GF_EDGE_OUT_TOKENS] += itf[it, IF_OUT]
+        _item_done(S, it)
+    _edge_try_admit(S, e)
+
+
+@njit
+def _item_done(S: Any, it: int) -> None:
+    gf, qi, itf, iti, wl_deps, q_sub = S[1], S[5], S[20], S[21], S[39], S[40]
+    iti[it, II_DONE] = 1
+    itf[it, IF_FINISH] = gf[GF_NOW]
+    q = iti[it, II_QUERY]
+    user = qi[q, QI_USER]
+    gf[GF_TOTAL_OUT_TOKENS] += itf[it, IF_OUT]
+    loc = iti[it, II_LOCATION]
+    if iti[it, II_KIND] == K_SUBTASK:
+        # the successors in the Python engine's order: the later subtasks that read this one, by index, then
+        # the aggregation (every item of the query is placed before time moves on)
+        index = iti[it, II_INDEX]
+        k = S[42][q]
+        for j in range(index + 1, k + 1):
+            if j < k:
+                reads = False
+                for t in range(wl_deps[q, j, 0]):
+                    if wl_deps[q, j, 1 + t] == index:
+                        reads = True
+                if not reads:
+                    continue
+                succ = q_sub[q, j]
+            else:
+                succ = qi[q, QI_AGG]
+            if iti[succ, II_LOCATION] == loc:
+                _input_arrived(S, succ)
+            else:
+                m = _new_message(S, user, loc, iti[succ, II_LOCATION], _token_bytes(S, itf[it, IF_OUT]), succ, -1, q)
+                _start_hop(S, m)
+        return
+    if loc == PHONE:
+        _finish_query(S, q)
+    else:
+        m = _new_message(S, user, loc, PHONE, _token_bytes(S, itf[it, IF_OUT]), -1, q, q)
+        _start_hop(S, m)
+
+
+@njit
+def _success_prob(ability: float, difficulty: float) -> float:
+    return 0.5 * math.erfc(-(ability - difficulty) / math.sqrt(2.0))
+
+
+@njit
+def _ability(S: Any, user: int, loc: int) -> float:
+    cf, phone_f = S[3], S[25]
+    return phone_f[user, 4] if loc == PHONE else cf[CF_EDGE_ABILITY]
+
+
+@njit
+def _finish_query(S: Any, q: int) -> None:
+    gf, qf, qi, itf, iti = S[1], S[6], S[5], S[20], S[21]
+    qf[q, QF_FINISH] = gf[GF_NOW]
+    user = qi[q, QI_USER]
+    if qi[q, QI_DECOMPOSED] and not qi[q, QI_REDISPATCHED]:
+        total = 0.0  # in subtask order, as the Python engine sums them
+        k = S[42][q]
+        for j in range(k):
+            s = S[40][q, j]
+            total += _success_prob(_ability(S, user, iti[s, II_LOCATION]), itf[s, IF_DIFF])
+        n_sub = k
+        agg = qi[q, QI_AGG]
+        quality = _success_prob(_ability(S, user, iti[agg, II_LOCATION]), itf[agg, IF_DIFF]) * (total / n_sub)
+    else:
+        w = qi[q, QI_WHOLE]
+        quality = _success_prob(_ability(S, user, iti[w, II_LOCATION]), itf[w, IF_DIFF])
+    _record(S, q, quality)
+
+
+@njit
+def _record(S: Any, q: int, quality: float) -> None:
+    gf, gi, cf, qf, qi, completed = S[1], S[2], S[3], S[6], S[5], S[35]
+    qf[q, QF_QUALITY] = quality
+    idle_s = 0.0
+    if qf[q, QF_NET_START] == qf[q, QF_NET_START]:
+        end = gf[GF_NOW] if qi[q, QI_FAILED] else qf[q, QF_NET_END]
+        awake_s = end - qf[q, QF_NET_START] - qf[q, QF_TX] - qf[q, QF_RX]
+        idle_s = awake_s if awake_s > 0.0 else 0.0
+    qf[q, QF_ENERGY] += (cf[CF_P_TX_W] * qf[q, QF_TX] + cf[CF_P_RX_W] * qf[q, QF_RX] + cf[CF_P_IDLE_W] * idle_s)
+    qi[q, QI_DONE] = 1
+    gi[GI_FINISHED] += 1
+    completed.append(q)
+
+
+# ---------------------------------------------------------------------------------------------------- placement
+@njit
+def _assign(S: Any, q: int, kind: int, index: int, loc: int, in_tok: float, out_tok: float, diff: float,
+            pred_in: float, pred_out: float, pred_diff: float, est_ready: float, est_finish: float) -> int:
+    """A new item of query ``q`` at ``loc`` (its id is its placement seq); returns the id."""
+    gi, qi, itf, iti, phone_f, qitems = S[2], S[5], S[20], S[21], S[25], S[34]
+    it = gi[GI_PLACE_SEQ]
+    gi[GI_PLACE_SEQ] += 1
+    itf[it, IF_IN] = in_tok
+    itf[it, IF_OUT] = out_tok
+    itf[it, IF_DIFF] = diff
+    itf[it, IF_PRED_IN] = pred_in
+    itf[it, IF_PRED_OUT] = pred_out
+    itf[it, IF_PRED_DIFF] = pred_diff
+    itf[it, IF_READY] = math.nan
+    itf[it, IF_START] = math.nan
+    itf[it, IF_FINISH] = math.nan
+    itf[it, IF_EST_READY] = est_ready
+    itf[it, IF_EST_FINISH] = est_finish
+    itf[it, IF_PRED_DURATION] = 0.0
+    itf[it, IF_DECODE_TARGET] = 0.0
+    itf[it, IF_PREFILL_END] = 0.0
+    iti[it, II_QUERY] = q
+    iti[it, II_KIND] = kind
+    iti[it, II_INDEX] = index
+    iti[it, II_LOCATION] = loc
+    iti[it, II_PENDING] = 0
+    iti[it, II_DONE] = 0
+    iti[it, II_CANCELLED] = 0
+    iti[it, II_N_SUCCS] = 0
+    iti[it, II_N_PREDS] = 0
+    qitems[q, qi[q, QI_N_ITEMS]] = it
+    qi[q, QI_N_ITEMS] += 1
+    if loc == PHONE:
+        user = qi[q, QI_USER]
+        d = pred_in / phone_f[user, 2] + pred_out / phone_f[user, 3]
+        itf[it, IF_PRED_DURATION] = d
+        phone_f[user, 1] += d
+    else:
+        S[27][loc - 1].append(it)
+    return it
+
+
+@njit
+def _when_released(S: Any, q: int, is_send: int, ident: int) -> None:
+    qi, deferred = S[5], S[36]
+    if qi[q, QI_RELEASED]:
+        _do(S, is_send, ident)
+    else:
+        j = qi[q, QI_N_DEFERRED]
+        deferred[q, j, 0] = is_send
+        deferred[q, j, 1] = ident
+        qi[q, QI_N_DEFERRED] = j + 1
+
+
+@njit
+def _do(S: Any, is_send: int, ident: int) -> None:
+    if is_send:
+        _start_hop(S, ident)
+    else:
+        _input_arrived(S, ident)
+
+
+@njit
+def _release(S: Any, q: int) -> None:
+    qi, deferred = S[5], S[36]
+    qi[q, QI_RELEASED] = 1
+    n = qi[q, QI_N_DEFERRED]
+    qi[q, QI_N_DEFERRED] = 0
+    for j in range(n):
+        _do(S, deferred[q, j, 0], deferred[q, j, 1])
+
+
+@njit
+def place_whole(S: Any, q: int, loc: int, est_ready: float, est_finish: float) -> int:
+    """Run query ``q`` whole at ``loc`` (Simulator.place_whole)."""
+    qi, wl_f = S[5], S[37]
+    qi[q, QI_DECOMPOSED] = 0
+    prompt = wl_f[q, 0]
+    it = _assign(S, q, K_WHOLE, 0, loc, prompt, wl_f[q, 1], wl_f[q, 2], prompt, wl_f[q, 4], wl_f[q, 5],
+                 est_ready, est_finish)
+    qi[q, QI_WHOLE] = it
+    if loc == PHONE:
+        _when_released(S, q, 0, it)
+    else:
+        S[21][it, II_PENDING] = 1
+        nbytes = _token_bytes(S, prompt) + wl_f[q, 3]
+        m = _new_message(S, qi[q, QI_USER], PHONE, loc, nbytes, it, -1, q)
+        _when_released(S, q, 1, m)
+    return it
+
+
+@njit
+def place_subtask(S: Any, q: int, index: int, loc: int, est_ready: float, est_finish: float) -> int:
+    """Place subtask ``index`` of query ``q`` (its predecessors already placed) at ``loc``."""
+    cf, qi, iti, mi, wl_f, wl_sub, wl_deps = S[3], S[5], S[21], S[8], S[37], S[38], S[39]
+    q_sub = S[40]
+    qi[q, QI_DECOMPOSED] = 1
+    context = cf[CF_CONTEXT]
+    n_deps = wl_deps[q, index, 0]
+    true_sum = 0.0
+    pred_sum = 0.0
+    for j in range(n_deps):
+        d = wl_deps[q, index, 1 + j]
+        true_sum += wl_sub[q, d, 0]
+        pred_sum += wl_sub[q, d, 2]
+    it = _assign(S, q, K_SUBTASK, index, loc, context + true_sum, wl_sub[q, index, 0], wl_sub[q, index, 1],
+                 context + pred_sum, wl_sub[q, index, 2], wl_sub[q, index, 3], est_ready, est_finish)
+    q_sub[q, index] = it
+    iti[it, II_N_PREDS] = n_deps
+    iti[it, II_PENDING] = n_deps
+    if loc != PHONE:
+        iti[it, II_PENDING] += 1
+        nbytes = _token_bytes(S, context)
+        attachment = wl_f[q, 3]
+        needs = n_deps == 0 and attachment > 0
+        carrier = S[41][q, loc] if needs else -1
+        if needs and carrier < 0:
+            nbytes += attachment
+        m = _new_message(S, qi[q, QI_USER], PHONE, loc, nbytes, it, -1, q)
+        if needs and carrier < 0:
+            S[41][q, loc] = m
+        elif carrier >= 0 and not mi[carrier, MI_DELIVERED]:
+            iti[it, II_PENDING] += 1
+            mi[carrier, MI_TARGETS + mi[carrier, MI_N_TARGETS]] = it
+            mi[carrier, MI_N_TARGETS] += 1
+        _when_released(S, q, 1, m)
+    elif n_deps == 0:
+        _when_released(S, q, 0, it)
+    return it
+
+
+@njit
+def place_aggregation(S: Any, q: int, loc: int, est_ready: float, est_finish: float) -> int:
+    """Place the aggregation step of query ``q`` (every subtask placed) at ``loc``."""
+    cf, qi, iti, wl_f, wl_sub = S[3], S[5], S[21], S[37], S[38]
+    k = S[42][q]
+    true_sum = 0.0
+    pred_sum = 0.0
+    for j in range(k):
+        true_sum += wl_sub[q, j, 0]
+        pred_sum += wl_sub[q, j, 2]
+    it = _assign(S, q, K_AGGREGATION, k, loc, true_sum, cf[CF_AGG_OUT], cf[CF_AGG_DIFF], pred_sum, wl_f[q, 6],
+                 wl_f[q, 7], est_ready, est_finish)
+    qi[q, QI_AGG] = it
+    iti[it, II_N_PREDS] = k
+    iti[it, II_PENDING] = k
+    return it
+
+
+# ---------------------------------------------------------------------------------------------------- the loop
+@njit
+def _schedule_next_arrival(S: Any) -> None:
+    gi, ci, wl_arrival, wl_user = S[2], S[4], S[43], S[44]
+    k = gi[GI_SCHEDULED]
+    if k >= ci[CI_QUERIES] or k >= len(wl_arrival):
+        return
+    gi[GI_SCHEDULED] += 1
+    _push(S, wl_arrival[k], EV_ARRIVAL, wl_user[k], 0)
+
+
+@njit
+def _arrive(S: Any, user: int) -> int:
+    gf, gi, cf, qf, qi = S[1], S[2], S[3], S[6], S[5]
+    q = gi[GI_ARRIVED]
+    gi[GI_ARRIVED] += 1
+    now = gf[GF_NOW]
+    qi[q, QI_USER] = user
+    qf[q, QF_ARRIVAL] = now
+    qf[q, QF_FINISH] = math.nan
+    qf[q, QF_QUALITY] = math.nan
+    qf[q, QF_ENERGY] = 0.0
+    qf[q, QF_TX] = 0.0
+    qf[q, QF_RX] = 0.0
+    qf[q, QF_NET_START] = math.nan
+    qf[q, QF_NET_END] = math.nan
+    qi[q, QI_RELEASED] = 1
+    if cf[CF_PLANNER_S] > 0:
+        qi[q, QI_RELEASED] = 0
+        _push(S, now + cf[CF_PLANNER_S], EV_RELEASE, q, 0)
+    _schedule_next_arrival(S)
+    return q
+
+
+@njit
+def run_until_decision(S: Any) -> int:
+    """Process events until a query arrives (its id, to be placed), everything drained (-1) or the arrays need
+    to grow (-2: call again after :meth:`CoreState.grow`)."""
+    events, gf, gi, ci = S[0], S[1], S[2], S[4]
+    total = ci[CI_QUERIES]
+    cell_version, phone_i, edge_i = S[19], S[26], S[30]
+    while len(events) > 0:
+        if gi[GI_FINISHED] == total:
+            break
+        if gi[GI_N_MSGS] + S[45] > S[8].shape[0]:
+            return -2
+        time, _, kind, a, b = heapq.heappop(events)
+        if time > gf[GF_NOW]:
+            gf[GF_NOW] = time
+        if kind == EV_ARRIVAL:
+            return _arrive(S, a)
+        if kind == EV_CELL:
+            if b == cell_version[a]:
+                _cell_event(S, a)
+        elif kind == EV_DECODE_DONE:
+            if b == edge_i[a, 1]:
+                _decode_done(S, a)
+        elif kind == EV_PREFILL_DONE:
+            _prefill_done(S, a, b)
+        elif kind == EV_PHONE_DONE:
+            if b == phone_i[a, 1]:
+                _phone_done(S, a)
+        elif kind == EV_BACKHAUL_DONE:
+            if not S[8][a, MI_CANCELLED]:
+                _next_hop(S, a)
+        elif kind == EV_RELEASE:
+            _release(S, a)
+    return -1
+
+
+# ---------------------------------------------------------------------------------------------------- Python side
+def _typed_int_lists(n: int) -> Any:
+    if not HAVE_NUMBA:  # pragma: no cover
+        return [[] for _ in range(n)]
+    from numba import typed, types
+
+    outer = typed.List.empty_list(types.ListType(types.int64))
+    for _ in range(n):
+        outer.append(typed.List.empty_list(types.int64))
+    return outer
+
+
+def _typed_pair_lists(n: int) -> Any:
+    if not HAVE_NUMBA:  # pragma: no cover
+        return [[] for _ in range(n)]
+    from numba import typed, types
+
+    pair = types.Tuple((types.float64, types.int64))
+    outer = typed.List.empty_list(types.ListType(pair))
+    for _ in range(n):
+        outer.append(typed.List.empty_list(pair))
+    return outer
+
+
+def _typed_events() -> Any:
+    if not HAVE_NUMBA:  # pragma: no cover
+        return []
+    from numba import typed, types
+
+    return typed.List.empty_list(types.Tuple((types.float64, types.int64, types.int64, types.int64, types.int64)))
+
+
+def _typed_cache() -> Any:
+    if not HAVE_NUMBA:  # pragma: no cover
+        return {}
+    from numba import typed, types
+
+    return typed.Dict.empty(types.Tuple((types.int64, types.float64, types.float64)), types.UniTuple(types.float64, 3))
+
+
+class CoreState:
+    """Every array of one episode's compiled engine; :attr:`arrays` is the tuple the kernels take."""
+
+    def __init__(self, sim: Any) -> None:
+        """Build from a freshly constructed :class:`offload_gym.sim.engine.Simulator` (its topology, phones and
+        workload, drawn with the same generators, so both engines start from the same state)."""
+        cfg: ScenarioConfig = sim.cfg
+        if cfg.faults.ap_outages or cfg.faults.background_changes or cfg.faults.backhaul_changes:
+            raise NotImplementedError("faults: the compiled engine does not run faults yet (issue 11, in progress)")
+        if cfg.wifi.access_delay_cv > 0:
+            raise NotImplementedError("wifi.access_delay_cv: the compiled engine has no random access delays yet")
+        n_users, n_aps = cfg.topology.n_users, cfg.topology.n_aps
+        n_queries = cfg.episode.queries
+        wl = sim.workload
+        if n_queries > len(wl.arrival_s):
+            raise NotImplementedError("episode.queries: episodes longer than one workload block are not ported yet")
+        max_k = cfg.max_subtasks
+        w, e, en = cfg.wifi, cfg.edge, cfg.energy
+        cf = np.zeros(N_CF)
+        cf[CF_FRAME] = w.frame_bytes
+        cf[CF_BYTES_PER_TOKEN] = w.bytes_per_token
+        cf[CF_OVERHEAD] = w.message_overhead_bytes
+        cf[CF_EDGE_PREFILL], cf[CF_EDGE_DECODE], cf[CF_KAPPA], cf[CF_EDGE_ABILITY] = (e.prefill_tps, e.decode_tps,
+                                                                                     e.kappa, e.ability)
+        cf[CF_PLANNER_S] = cfg.planner.latency_s
+        cf[CF_CONTEXT] = cfg.workload.subtask_context_tokens
+        cf[CF_AGG_OUT] = cfg.workload.aggregation_output_tokens
+        cf[CF_AGG_DIFF] = cfg.workload.aggregation_difficulty
+        cf[CF_P_PREFILL_W], cf[CF_P_DECODE_W] = en.prefill_power_w, en.decode_power_w
+        cf[CF_P_TX_W], cf[CF_P_RX_W], cf[CF_P_IDLE_W] = en.tx_power_w, en.rx_power_w, en.idle_power_w
+        ci = np.zeros(N_CI, dtype=np.int64)
+        ci[CI_QUERIES], ci[CI_MAX_BATCH], ci[CI_N_USERS], ci[CI_N_APS] = n_queries, e.max_batch, n_users, n_aps
+        ci[CI_IMMEDIATE] = int(w.immediate_access and w.access == "edca")
+        ci[CI_MAX_K] = max_k
+        gf = np.zeros(5)
+        gf[GF_BACKHAUL_DELAY], gf[GF_BACKHAUL_RATE] = w.backhaul_delay_s, w.backhaul_rate_bps
+        gi = np.zeros(6, dtype=np.int64)
+        items_per_query = max_k + 2
+        msgs_per_query = 2 + max_k + max_k * max_k + 1
+        # the workload: per query (prompt, answer, difficulty, attachment, pred answer, pred difficulty,
+        # pred aggregation output, pred aggregation difficulty); per subtask (out, diff, pred out, pred diff)
+        wl_f = np.zeros((n_queries, 8))
+        wl_sub = np.zeros((n_queries, max_k, 4))
+        wl_deps = np.zeros((n_queries, max_k, max_k + 1), dtype=np.int64)
+        wl_k = np.zeros(n_queries, dtype=np.int64)
+        for q in range(n_queries):
+            spec, pred = wl.query(q)
+            wl_f[q] = (spec.prompt_tokens, spec.answer_tokens, spec.difficulty, spec.attachment_bytes,
+                       pred.answer_tokens, pred.difficulty, pred.aggregation_output_tokens, pred.aggregation_difficulty)
+            k = len(spec.deps)
+            wl_k[q] = k
+            for i, deps in enumerate(spec.deps):
+                wl_sub[q, i] = (spec.subtask_output_tokens[i], spec.subtask_difficulty[i],
+                                pred.subtask_output_tokens[i], pred.subtask_difficulty[i])
+                wl_deps[q, i, 0] = len(deps)
+                wl_deps[q, i, 1:1 + len(deps)] = deps
+        phone_f = np.zeros((n_users, 5))  # run_end, unstarted_pred_s, prefill_tps, decode_tps, ability
+        phone_i = np.zeros((n_users, 2), dtype=np.int64)  # running item (-1), version
+        phone_i[:, 0] = -1
+        for u, phone in enumerate(sim.phones):
+            phone_f[u, 2:5] = (phone.prefill_tps, phone.decode_tps, phone.ability)
+        self.n_queries = n_queries
+        self.msg_margin = 4 * (e.max_batch + 2) * (max_k + 2) + 64  # messages one event can create, at most
+        n_msgs = n_queries * msgs_per_query + self.msg_margin
+        self.arrays: tuple[Any, ...] = (
+            _typed_events(),  # 0 events
+            gf, gi, cf, ci,  # 1-4
+            np.zeros((n_queries, N_QI), dtype=np.int64),  # 5 qi
+            np.zeros((n_queries, N_QF)),  # 6 qf
+            np.zeros((n_msgs, N_MF)),  # 7 mf
+            np.zeros((n_msgs, MI_TARGETS + max_k + 1), dtype=np.int64),  # 8 mi
+            np.array(sim.up_rate_bps, dtype=np.float64),  # 9
+            np.array(sim.down_rate_bps, dtype=np.float64),  # 10
+            np.array(sim.own_ap, dtype=np.int64),  # 11
+            np.array(sim.ap_up, dtype=np.int64),  # 12
+            np.array(sim.background, dtype=np.int64),  # 13
+            _typed_int_lists(n_aps),  # 14 cell messages, in order
+            np.zeros(n_aps, dtype=np.int64),  # 15 uploading phones per cell
+            np.zeros(n_aps, dtype=np.int64),  # 16 downloads per cell
+            np.zeros((n_aps, n_users), dtype=np.int64),  # 17 uploads per (cell, phone)
+            np.zeros((n_queries, msgs_per_query), dtype=np.int64),  # 18 messages per query
+            np.zeros(n_aps, dtype=np.int64),  # 19 cell versions
+            np.zeros((n_queries * items_per_query, N_IF)),  # 20 itf
+            np.zeros((n_queries * items_per_query, N_II), dtype=np.int64),  # 21 iti
+            _typed_cache(),  # 22 dcf memo
+            dcf_params(w),  # 23
+            _typed_int_lists(n_users),  # 24 phone ready heaps (item ids = placement order)
+            phone_f, phone_i,  # 25, 26
+            _typed_int_lists(n_aps),  # 27 edge waiting (placed, inputs not all there), in placement order
+            _typed_int_lists(n_aps),  # 28 edge ready heaps
+            np.zeros((n_aps, 3)),  # 29 edge progress, progress time, rate
+            np.zeros((n_aps, 2), dtype=np.int64),  # 30 edge batch, version
+            _typed_pair_lists(n_aps),  # 31 edge decoding heaps (target, item)
+            _typed_int_lists(n_aps),  # 32 edge prefilling, in admission order
+            np.zeros((n_queries * items_per_query, max_k + 1), dtype=np.int64),  # 33 successors
+            np.zeros((n_queries, items_per_query), dtype=np.int64),  # 34 items per query
+            _typed_int_lists(1)[0] if HAVE_NUMBA else [],  # 35 finished queries, in order (drained by the caller)
+            np.zeros((n_queries, max_k + 2, 2), dtype=np.int64),  # 36 deferred actions (is send, id)
+            wl_f, wl_sub, wl_deps,  # 37-39
+            np.full((n_queries, max_k), -1, dtype=np.int64),  # 40 subtask item ids per query
+            np.full((n_queries, n_aps + 1), -1, dtype=np.int64),  # 41 attachment carriers per (query, location)
+            wl_k,  # 42
+            np.array(wl.arrival_s[:n_queries], dtype=np.float64), np.array(wl.user[:n_queries], dtype=np.int64),
+            self.msg_margin,  # 45
+        )
+
+
+class CoreEngine:
+    """The compiled engine behind a Python API shaped like :class:`~offload_gym.sim.engine.Simulator`'s
+    placement calls (for the replay tests; the env does not use it yet)."""
+
+    def __init__(self, sim: Any) -> None:
+        self.state = CoreState(sim)
+        self.S = self.state.arrays
+        _schedule_next_arrival(self.S)
+
+    @property
+    def now(self) -> float:
+        return float(self.S[1][GF_NOW])
+
+    def run_until_decision(self) -> int:
+        q = run_until_decision(self.S)
+        if q == -2:  # pragma: no cover - the message arrays are sized for the whole episode
+            raise RuntimeError("compiled engine: message capacity exceeded")
+        return int(q)
+
+    def pop_completed(self) -> list[int]:
+        done = self.S[35]
+        out = [int(q) for q in done]
+        done.clear()
+        return out
+
+    def place_whole(self, q: int, loc: int) -> int:
+        return int(place_whole(self.S, q, loc, math.nan, math.nan))
+
+    def place_subtask(self, q: int, index: int, loc: int) -> int:
+        return int(place_subtask(self.S, q, index, loc, math.nan, math.nan))
+
+    def place_aggregation(self, q: int, loc: int) -> int:
+        return int(place_aggregation(self.S, q, loc, math.nan, math.nan))
+
+    def query_record(self, q: int) -> tuple[float, float, float]:
+        """Finish time, quality and energy of query ``q``."""
+        qf = self.S[6]
+        return float(qf[q, QF_FINISH]), float(qf[q, QF_QUALITY]), float(qf[q, QF_ENERGY])
