@@ -892,6 +892,7 @@ class CoreState:
             wl_k,  # 42
             np.array(wl.arrival_s[:n_queries], dtype=np.float64), np.array(wl.user[:n_queries], dtype=np.int64),
             self.msg_margin,  # 45
+            np.zeros(n_queries * items_per_query, dtype=np.bool_),  # 46 scratch: per item, queued at its edge
         )
 
 
@@ -928,6 +929,12 @@ class CoreEngine:
 
     def place_aggregation(self, q: int, loc: int) -> int:
         return int(place_aggregation(self.S, q, loc, math.nan, math.nan))
+
+    def set_estimate(self, item: int, ready_s: float, finish_s: float) -> None:
+        """What the estimates said of a placed item (the estimates of later decisions read it)."""
+        itf = self.S[20]
+        itf[item, IF_EST_READY] = ready_s
+        itf[item, IF_EST_FINISH] = finish_s
 
     def query_record(self, q: int) -> tuple[float, float, float]:
         """Finish time, quality and energy of query ``q``."""

@@ -1,0 +1,610 @@
+"""The estimates of :mod:`offload_gym.sim.estimates` over the compiled engine's arrays (issue 11; in progress).
+
+The same formulation as :class:`~offload_gym.sim.estimates.Estimator`, in the same floating-point order, but
+without its per-state caches and checkpointed projections: compiled, the plain projection of each edge's FIFO
+(:func:`offload_gym.core.batch.edge_finish_arrays`) is cheap enough. ``tests/test_core_estimates.py`` compares
+every estimate with the Python estimator's on replayed states.
+
+Estimates are written into arrays: per location ``(ready_s, finish_s, quality)``, NaN rows for the locations
+the phone cannot use.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from offload_gym.core._jit import njit
+from offload_gym.core.batch import edge_finish_arrays
+from offload_gym.core.engine import (
+    CF_CONTEXT,
+    CF_EDGE_ABILITY,
+    CF_EDGE_DECODE,
+    CF_EDGE_PREFILL,
+    CF_FRAME,
+    CF_KAPPA,
+    CF_PLANNER_S,
+    CI_MAX_BATCH,
+    CI_N_APS,
+    GF_BACKHAUL_DELAY,
+    GF_BACKHAUL_RATE,
+    GF_NOW,
+    IF_EST_FINISH,
+    IF_EST_READY,
+    IF_IN,
+    IF_OUT,
+    IF_PRED_DURATION,
+    IF_PRED_IN,
+    IF_PRED_OUT,
+    IF_PREFILL_END,
+    IF_START,
+    II_LOCATION,
+    MI_TARGETS,
+    PHONE,
+    QF_ARRIVAL,
+    QI_USER,
+    _access_delay_s,
+    _contenders,
+    _dcf,
+    _success_prob,
+    _token_bytes,
+)
+from offload_gym.core.wifi import P_MAC_HEADER_BYTES, P_MPDU_DELIMITER_BYTES, P_SYMBOL_S
+
+__all__ = ["aggregation_estimates", "plan", "subtask_estimates", "subtask_order", "whole_estimates"]
+
+_TAIL_BITS = 22.0
+
+
+@njit
+def _pmax(a: float, b: float) -> float:
+    """Python's ``max(a, b)``: ``b`` only if it is greater (the same float for ties and NaN as the Python code)."""
+    return b if b > a else a
+
+
+@njit
+def phone_free_at(S: Any, user: int) -> float:
+    gf, itf, phone_f, phone_i = S[1], S[20], S[25], S[26]
+    now = gf[GF_NOW]
+    free = now + phone_f[user, 1]
+    running = phone_i[user, 0]
+    if running >= 0:
+        free += _pmax(itf[running, IF_START] + itf[running, IF_PRED_DURATION] - now, 0.0)
+    return free
+
+
+@njit
+def usable_locations(S: Any, user: int) -> np.ndarray:
+    ci, own_ap, ap_up = S[4], S[11], S[12]
+    n_aps = ci[CI_N_APS]
+    if own_ap[user] < 0:
+        return np.zeros(1, dtype=np.int64)
+    out = np.zeros(n_aps + 1, dtype=np.int64)
+    n = 1
+    for a in range(n_aps):
+        if ap_up[a]:
+            out[n] = a + 1
+            n += 1
+    return out[:n]
+
+
+# ------------------------------------------------------------------------------------------- edges
+@njit
+def edge_snapshot(S: Any, e: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Edge ``e``'s streams now, as ``Estimator._exact_edge_state`` lists them: prefilling ``(end, predicted
+    decode)``, decoding streams' predicted remaining tokens, and the FIFO of queued and in-transit streams
+    ``(ready, prefill s, predicted decode)`` in placement order."""
+    gf, cf, itf, edge_f = S[1], S[3], S[20], S[29]
+    now = gf[GF_NOW]
+    prefill_tps = cf[CF_EDGE_PREFILL]
+    prefilling = S[32][e]
+    n_pref = len(prefilling)
+    pref_end = np.empty(n_pref)
+    pref_dec = np.empty(n_pref)
+    for j in range(n_pref):
+        it = prefilling[j]
+        pref_end[j] = itf[it, IF_PREFILL_END]
+        pref_dec[j] = itf[it, IF_PRED_OUT]
+    decoding = S[31][e]
+    n_dec = len(decoding)
+    dec_rem = np.empty(n_dec)
+    if n_dec:
+        progress = edge_f[e, 0] + edge_f[e, 2] * (now - edge_f[e, 1])
+        for j in range(n_dec):
+            target, it = decoding[j]
+            decoded = itf[it, IF_OUT] - (target - progress)
+            rem = itf[it, IF_PRED_OUT] - decoded
+            dec_rem[j] = rem if rem > 1.0 else 1.0
+    ready, waiting = S[28][e], S[27][e]
+    n_ready, n_wait = len(ready), len(waiting)
+    ids = np.empty(n_ready + n_wait, dtype=np.int64)
+    for j in range(n_ready):
+        ids[j] = ready[j]
+    for j in range(n_wait):
+        ids[n_ready + j] = waiting[j]
+    ids.sort()  # placement order (ids are placement seqs)
+    n_pend = n_ready + n_wait
+    pend_ready = np.empty(n_pend)
+    pend_prefill = np.empty(n_pend)
+    pend_dec = np.empty(n_pend)
+    is_ready = S[46]
+    for j in range(n_ready):
+        is_ready[ready[j]] = True
+    for j in range(n_pend):
+        it = ids[j]
+        if is_ready[it]:  # queued at the edge: its true prompt is there
+            pend_ready[j] = now
+            pend_prefill[j] = itf[it, IF_IN] / prefill_tps
+        else:  # still travelling: when the estimate said it would arrive
+            pend_ready[j] = _pmax(now, itf[it, IF_EST_READY])
+            pend_prefill[j] = itf[it, IF_PRED_IN] / prefill_tps
+        pend_dec[j] = itf[it, IF_PRED_OUT]
+    for j in range(n_ready):
+        is_ready[ready[j]] = False
+    return pref_end, pref_dec, dec_rem, pend_ready, pend_prefill, pend_dec
+
+
+@njit
+def _edge_finish(S: Any, snaps: Any, e: int, ready_s: float, prefill_s: float, decode_tokens: float,
+                 ex_f: np.ndarray, ex_n: np.ndarray) -> float:
+    cf, ci, gf = S[3], S[4], S[1]
+    snap = snaps[e]
+    n_extra = ex_n[e]
+    if snap[0].shape[0] + snap[2].shape[0] + snap[3].shape[0] == 0 and n_extra == 0:
+        return ready_s + prefill_s + decode_tokens / cf[CF_EDGE_DECODE]  # idle: prefill, then decode alone
+    return edge_finish_arrays(gf[GF_NOW], cf[CF_EDGE_DECODE], cf[CF_KAPPA], ci[CI_MAX_BATCH], snap[0], snap[1], snap[2],
+                              snap[3], snap[4], snap[5], ex_f[e, :n_extra, 0].copy(), ex_f[e, :n_extra, 1].copy(),
+                              ex_f[e, :n_extra, 2].copy(), ready_s, prefill_s, decode_tokens)
+
+
+@njit
+def snapshots(S: Any) -> Any:
+    ci = S[4]
+    return [edge_snapshot(S, e) for e in range(ci[CI_N_APS])]
+
+
+# ------------------------------------------------------------------------------------------- links
+@njit
+def _link(S: Any, ap: int, rate_bps: float, sharing: int) -> tuple[int, float, float, float]:
+    """``(contenders, PHY rate, share, frame access delay)`` of a new transfer in ``ap``'s cell."""
+    cf = S[3]
+    n = _contenders(S, ap) + (0 if sharing else 1)
+    frame = cf[CF_FRAME]
+    full = _dcf(S, n, rate_bps, frame)[0]
+    return n, rate_bps, full / n / (sharing + 1), _access_delay_s(S, n, rate_bps, frame)
+
+
+@njit
+def uplink(S: Any, user: int) -> tuple[int, float, float, float]:
+    ap = S[11][user]
+    return _link(S, ap, S[9][user], S[17][ap, user])
+
+
+@njit
+def downlink(S: Any, user: int) -> tuple[int, float, float, float]:
+    ap = S[11][user]
+    return _link(S, ap, S[10][user], S[16][ap])
+
+
+@njit
+def _symbols(params: np.ndarray, rate: float, payload: float) -> float:
+    header = params[P_MAC_HEADER_BYTES] + params[P_MPDU_DELIMITER_BYTES]
+    return np.ceil((8.0 * (header + payload) + _TAIL_BITS) / (rate * params[P_SYMBOL_S]))
+
+
+@njit
+def _access_s(S: Any, n: int, rate: float, nbytes: float) -> float:
+    """``Estimator._access_s``: the access delay asked with the whole byte count that fills the same symbols."""
+    cf, params = S[3], S[23]
+    frame = cf[CF_FRAME]
+    payload = nbytes if nbytes < frame else frame
+    symbols = _symbols(params, rate, payload)
+    header = params[P_MAC_HEADER_BYTES] + params[P_MPDU_DELIMITER_BYTES]
+    largest = math.floor((symbols * rate * params[P_SYMBOL_S] - _TAIL_BITS) / 8 - header)
+    whole = float(largest if largest < frame else frame)
+    if whole < 1 or _symbols(params, rate, whole) != symbols:
+        whole = payload
+    return _access_delay_s(S, n, rate, whole)
+
+
+@njit
+def link_s(S: Any, link: tuple[int, float, float, float], nbytes: float) -> float:
+    cf = S[3]
+    n, rate, share, frame_access = link
+    access = frame_access if nbytes >= cf[CF_FRAME] else _access_s(S, n, rate, nbytes)
+    return access + 8.0 * nbytes / share
+
+
+@njit
+def backhaul_s(S: Any, nbytes: float) -> float:
+    gf = S[1]
+    return gf[GF_BACKHAUL_DELAY] + 8.0 * nbytes / gf[GF_BACKHAUL_RATE]
+
+
+# ------------------------------------------------------------------------------------------- items
+@njit
+def subtask_inputs(S: Any, q: int, i: int) -> float:
+    """Predicted input tokens of subtask ``i``: the context plus its predecessors' predicted outputs."""
+    cf, wl_sub, wl_deps = S[3], S[38], S[39]
+    total = 0.0
+    for j in range(wl_deps[q, i, 0]):
+        total += wl_sub[q, wl_deps[q, i, 1 + j], 2]
+    return cf[CF_CONTEXT] + total
+
+
+@njit
+def subtask_order(S: Any, q: int) -> np.ndarray:
+    """:func:`offload_gym.sim.estimates.subtask_order`: by depth, larger predicted output first, then index."""
+    wl_sub, wl_deps = S[38], S[39]
+    k = S[42][q]
+    depth = np.zeros(k, dtype=np.int64)
+    for i in range(k):
+        d = -1
+        for j in range(wl_deps[q, i, 0]):
+            p = wl_deps[q, i, 1 + j]
+            if depth[p] > d:
+                d = depth[p]
+        depth[i] = 1 + d
+    order = np.arange(k)
+    for a in range(1, k):  # insertion sort on (depth, -pred out, index): k <= 8
+        x = order[a]
+        b = a - 1
+        while b >= 0:
+            y = order[b]
+            if (depth[y] > depth[x] or (depth[y] == depth[x] and (-wl_sub[q, y, 2] > -wl_sub[q, x, 2]
+                                                                    or (-wl_sub[q, y, 2] == -wl_sub[q, x, 2] and y > x)))):
+                order[b + 1] = y
+                b -= 1
+            else:
+                break
+        order[b + 1] = x
+    return order
+
+
+@njit
+def _phone_finish(S: Any, user: int, ready_s: float, input_tokens: float, pred_out: float, extra_s: float) -> float:
+    phone_f = S[25]
+    start = _pmax(ready_s, phone_free_at(S, user) + extra_s)
+    return start + input_tokens / phone_f[user, 2] + pred_out / phone_f[user, 3]
+
+
+@njit
+def _qualities(S: Any, user: int, difficulty: float) -> tuple[float, float]:
+    cf, phone_f = S[3], S[25]
+    return _success_prob(phone_f[user, 4], difficulty), _success_prob(cf[CF_EDGE_ABILITY], difficulty)
+
+
+@njit
+def whole_estimates(S: Any, snaps: Any, q: int, out: np.ndarray) -> None:
+    """``Estimator.whole``: per location, running query ``q`` whole there (answer back on the phone)."""
+    cf, qf, qi, wl_f = S[3], S[6], S[5], S[37]
+    out[:] = np.nan
+    user = qi[q, QI_USER]
+    release = qf[q, QF_ARRIVAL] + cf[CF_PLANNER_S]
+    q_phone, q_edge = _qualities(S, user, wl_f[q, 5])
+    pred_in, pred_out = wl_f[q, 0], wl_f[q, 4]
+    out[PHONE, 0] = release
+    out[PHONE, 1] = _phone_finish(S, user, release, pred_in, pred_out, 0.0)
+    out[PHONE, 2] = q_phone
+    locations = usable_locations(S, user)
+    if len(locations) > 1:
+        up_bytes = _token_bytes(S, wl_f[q, 0]) + wl_f[q, 3]
+        down_bytes = _token_bytes(S, pred_out)
+        up = link_s(S, uplink(S, user), up_bytes)
+        down = link_s(S, downlink(S, user), down_bytes)
+        up_bh = up + backhaul_s(S, up_bytes)
+        bh_down = backhaul_s(S, down_bytes) + down
+        own = S[11][user] + 1
+        prefill_s = pred_in / cf[CF_EDGE_PREFILL]
+        ex_f, ex_n = _no_extra(S)
+        for loc in locations[1:]:
+            ready = release + (up if loc == own else up_bh)
+            finish = _edge_finish(S, snaps, loc - 1, ready, prefill_s, pred_out, ex_f, ex_n)
+            finish += down if loc == own else bh_down
+            out[loc, 0] = ready
+            out[loc, 1] = finish
+            out[loc, 2] = q_edge
+
+
+@njit
+def _no_extra(S: Any) -> tuple[np.ndarray, np.ndarray]:
+    n_aps = S[4][CI_N_APS]
+    return np.zeros((n_aps, 1, 3)), np.zeros(n_aps, dtype=np.int64)
+
+
+@njit
+def _latest_arrivals(S: Any, q: int, preds: np.ndarray, locations: np.ndarray, own: int, ov_loc: np.ndarray,
+                     ov_finish: np.ndarray, up: Any, down: Any) -> np.ndarray:
+    """``Estimator._latest_arrivals``: per location, the latest predicted arrival of the outputs of ``preds``."""
+    iti, itf, wl_sub, q_sub = S[21], S[20], S[38], S[40]
+    n_aps = S[4][CI_N_APS]
+    latest = np.full(n_aps + 1, -np.inf)
+    n_locs = len(locations)
+    for d in preds:
+        if ov_loc[d] >= 0:
+            d_loc, d_finish = ov_loc[d], ov_finish[d]
+        else:
+            it = q_sub[q, d]
+            d_loc, d_finish = iti[it, II_LOCATION], itf[it, IF_EST_FINISH]
+        nbytes = _token_bytes(S, wl_sub[q, d, 2])
+        if d_loc == PHONE:
+            arrival = d_finish + 0.0
+            if arrival > latest[0]:
+                latest[0] = arrival
+            if n_locs > 1:
+                up_s = link_s(S, up, nbytes)
+                up_bh = up_s + backhaul_s(S, nbytes)
+                for loc in locations[1:]:
+                    arrival = d_finish + (up_s if loc == own else up_bh)
+                    if arrival > latest[loc]:
+                        latest[loc] = arrival
+        else:
+            bh = backhaul_s(S, nbytes)
+            down_s = link_s(S, down, nbytes)
+            arrival = d_finish + (down_s if d_loc == own else bh + down_s)
+            if arrival > latest[0]:
+                latest[0] = arrival
+            for loc in locations[1:]:
+                arrival = d_finish + (0.0 if loc == d_loc else bh)
+                if arrival > latest[loc]:
+                    latest[loc] = arrival
+    return latest
+
+
+@njit
+def _preds(S: Any, q: int, i: int) -> np.ndarray:
+    wl_deps = S[39]
+    n = wl_deps[q, i, 0]
+    return wl_deps[q, i, 1:1 + n].copy()
+
+
+@njit
+def _subtask_ready(S: Any, q: int, i: int, ov_loc: np.ndarray, ov_finish: np.ndarray, att_eta: np.ndarray,
+                   phone_extra_s: float, ap_ready: np.ndarray, phone_est: np.ndarray) -> tuple[int, float, float]:
+    """``Estimator._subtask_ready``: fills ``phone_est`` (ready, finish, quality) and ``ap_ready[j] = (loc,
+    ready)`` for the usable APs; returns how many APs, the prefill time on an edge and the edge quality."""
+    cf, qf, qi, wl_f, wl_sub = S[3], S[6], S[5], S[37], S[38]
+    user = qi[q, QI_USER]
+    release = qf[q, QF_ARRIVAL] + cf[CF_PLANNER_S]
+    q_phone, q_edge = _qualities(S, user, wl_sub[q, i, 3])
+    preds = _preds(S, q, i)
+    pred_in = subtask_inputs(S, q, i)
+    own = S[11][user] + 1
+    locations = usable_locations(S, user)
+    n_aps_usable = len(locations) - 1
+    has_up = n_aps_usable > 0
+    up = uplink(S, user) if has_up else (0, 0.0, 1.0, 0.0)
+    down = downlink(S, user) if has_up else (0, 0.0, 1.0, 0.0)
+    ready = release
+    latest = np.empty(0)
+    if len(preds):
+        latest = _latest_arrivals(S, q, preds, locations, own, ov_loc, ov_finish, up, down)
+        if latest[0] > ready:
+            ready = latest[0]
+    phone_est[0] = ready
+    phone_est[1] = _phone_finish(S, user, ready, pred_in, wl_sub[q, i, 2], phone_extra_s)
+    phone_est[2] = q_phone
+    prefill_s = pred_in / cf[CF_EDGE_PREFILL]
+    if not has_up:
+        return 0, prefill_s, q_edge
+    context_bytes = _token_bytes(S, cf[CF_CONTEXT])
+    attachment = wl_f[q, 3] if len(preds) == 0 else 0.0
+    send_all = link_s(S, up, context_bytes + attachment)
+    send_all_bh = send_all + backhaul_s(S, context_bytes + attachment)
+    send_ctx = 0.0
+    send_ctx_bh = 0.0
+    if attachment:
+        send_ctx = link_s(S, up, context_bytes)
+        send_ctx_bh = send_ctx + backhaul_s(S, context_bytes)
+    j = 0
+    for loc in locations[1:]:
+        carried = np.nan
+        has_carried = False
+        if attachment:
+            if att_eta[loc] == att_eta[loc]:  # the plan's own carrier (not NaN)
+                carried, has_carried = att_eta[loc], True
+            else:
+                m = S[41][q, loc]
+                if m >= 0:
+                    carried, has_carried = S[20][S[8][m, MI_TARGETS], IF_EST_READY], True
+        if not has_carried:
+            r = release + (send_all if loc == own else send_all_bh)
+        else:
+            r = release + (send_ctx if loc == own else send_ctx_bh)
+            if carried > r:
+                r = carried
+        if len(preds) and latest[loc] > r:
+            r = latest[loc]
+        ap_ready[j, 0] = loc
+        ap_ready[j, 1] = r
+        j += 1
+    return j, prefill_s, q_edge
+
+
+@njit
+def subtask_estimates(S: Any, snaps: Any, q: int, i: int, out: np.ndarray) -> None:
+    """``Estimator.subtask`` (no overlay): per location, when subtask ``i`` of query ``q`` would be done there."""
+    n_aps = S[4][CI_N_APS]
+    k = S[42][q]
+    out[:] = np.nan
+    ov_loc = np.full(k, -1, dtype=np.int64)
+    ov_finish = np.zeros(k)
+    att_eta = np.full(n_aps + 1, np.nan)
+    ap_ready = np.zeros((n_aps, 2))
+    phone_est = np.zeros(3)
+    n, prefill_s, q_edge = _subtask_ready(S, q, i, ov_loc, ov_finish, att_eta, 0.0, ap_ready, phone_est)
+    out[PHONE] = phone_est
+    ex_f, ex_n = _no_extra(S)
+    pred_out = S[38][q, i, 2]
+    for j in range(n):
+        loc = int(ap_ready[j, 0])
+        finish = _edge_finish(S, snaps, loc - 1, ap_ready[j, 1], prefill_s, pred_out, ex_f, ex_n) + 0.0
+        out[loc, 0] = ap_ready[j, 1]
+        out[loc, 1] = finish
+        out[loc, 2] = q_edge
+
+
+@njit
+def _aggregation_ready(S: Any, q: int, ov_loc: np.ndarray, ov_finish: np.ndarray, phone_extra_s: float,
+                       ap_ready: np.ndarray, phone_est: np.ndarray) -> tuple[int, float, float, float, float, int]:
+    """``Estimator._aggregation_ready``: ``(APs, prefill s, edge quality, down s, backhaul + down s, own)``."""
+    cf, qf, qi, wl_f, wl_sub = S[3], S[6], S[5], S[37], S[38]
+    user = qi[q, QI_USER]
+    k = S[42][q]
+    release = qf[q, QF_ARRIVAL] + cf[CF_PLANNER_S]
+    q_phone, q_edge = _qualities(S, user, wl_f[q, 7])
+    pred_sum = 0.0
+    for j in range(k):
+        pred_sum += wl_sub[q, j, 2]
+    pred_in, pred_out = pred_sum, wl_f[q, 6]
+    own = S[11][user] + 1
+    locations = usable_locations(S, user)
+    has_up = len(locations) > 1
+    up = uplink(S, user) if has_up else (0, 0.0, 1.0, 0.0)
+    down = downlink(S, user) if has_up else (0, 0.0, 1.0, 0.0)
+    latest = _latest_arrivals(S, q, np.arange(k), locations, own, ov_loc, ov_finish, up, down)
+    ready = latest[0] if latest[0] > release else release
+    phone_est[0] = ready
+    phone_est[1] = _phone_finish(S, user, ready, pred_in, pred_out, phone_extra_s)
+    phone_est[2] = q_phone
+    prefill_s = pred_in / cf[CF_EDGE_PREFILL]
+    if not has_up:
+        return 0, prefill_s, q_edge, 0.0, 0.0, own
+    down_bytes = _token_bytes(S, pred_out)
+    down_s = link_s(S, down, down_bytes)
+    bh_down = backhaul_s(S, down_bytes) + down_s
+    j = 0
+    for loc in locations[1:]:
+        ap_ready[j, 0] = loc
+        ap_ready[j, 1] = latest[loc] if latest[loc] > release else release
+        j += 1
+    return j, prefill_s, q_edge, down_s, bh_down, own
+
+
+@njit
+def aggregation_estimates(S: Any, snaps: Any, q: int, out: np.ndarray) -> None:
+    """``Estimator.aggregation`` (no overlay): per location, the answer back on the phone."""
+    n_aps = S[4][CI_N_APS]
+    k = S[42][q]
+    out[:] = np.nan
+    ov_loc = np.full(k, -1, dtype=np.int64)
+    ov_finish = np.zeros(k)
+    ap_ready = np.zeros((n_aps, 2))
+    phone_est = np.zeros(3)
+    n, prefill_s, q_edge, down_s, bh_down, own = _aggregation_ready(S, q, ov_loc, ov_finish, 0.0, ap_ready, phone_est)
+    out[PHONE] = phone_est
+    ex_f, ex_n = _no_extra(S)
+    pred_out = S[37][q, 6]
+    for j in range(n):
+        loc = int(ap_ready[j, 0])
+        finish = _edge_finish(S, snaps, loc - 1, ap_ready[j, 1], prefill_s, pred_out, ex_f, ex_n)
+        finish += down_s if loc == own else bh_down
+        out[loc, 0] = ap_ready[j, 1]
+        out[loc, 1] = finish
+        out[loc, 2] = q_edge
+
+
+@njit
+def _bound_margin(t: float) -> float:
+    return 1e-9 * (1.0 + abs(t))
+
+
+@njit
+def _sorted_bounds(ap_ready: np.ndarray, n: int, alone: float) -> np.ndarray:
+    """Rows ``(ready + alone, loc, ready)`` sorted as Python sorts the tuples (by bound, then location)."""
+    rows = np.empty((n, 3))
+    for j in range(n):
+        rows[j, 0] = ap_ready[j, 1] + alone
+        rows[j, 1] = ap_ready[j, 0]
+        rows[j, 2] = ap_ready[j, 1]
+    for a in range(1, n):
+        x0, x1, x2 = rows[a, 0], rows[a, 1], rows[a, 2]
+        b = a - 1
+        while b >= 0 and (rows[b, 0] > x0 or (rows[b, 0] == x0 and rows[b, 1] > x1)):
+            rows[b + 1] = rows[b]
+            b -= 1
+        rows[b + 1, 0], rows[b + 1, 1], rows[b + 1, 2] = x0, x1, x2
+    return rows
+
+
+@njit
+def plan(S: Any, snaps: Any, q: int, latency_weight: float, locations_out: np.ndarray) -> tuple[float, float]:
+    """``Estimator.plan``: the list scheduler's decomposed plan of query ``q``; returns ``(latency_s, quality)``
+    and writes each subtask's location (by index), then the aggregation's, into ``locations_out``."""
+    gf, cf, qi, wl_f, wl_sub, phone_f = S[1], S[3], S[5], S[37], S[38], S[25]
+    n_aps = S[4][CI_N_APS]
+    now = gf[GF_NOW]
+    user = qi[q, QI_USER]
+    k = S[42][q]
+    weight = latency_weight
+    edge_prefill_tps = cf[CF_EDGE_PREFILL]
+    r1 = cf[CF_EDGE_DECODE]
+    has_attachment = wl_f[q, 3] > 0
+    prune = weight >= 0.0
+    ov_loc = np.full(k, -1, dtype=np.int64)
+    ov_finish = np.zeros(k)
+    att_eta = np.full(n_aps + 1, np.nan)
+    phone_extra_s = 0.0
+    ex_f = np.zeros((n_aps, k, 3))
+    ex_n = np.zeros(n_aps, dtype=np.int64)
+    ap_ready = np.zeros((n_aps, 2))
+    phone_est = np.zeros(3)
+    qualities = np.zeros(k)
+    order = subtask_order(S, q)
+    for pos in range(k):
+        i = order[pos]
+        n, prefill_s, q_edge = _subtask_ready(S, q, i, ov_loc, ov_finish, att_eta, phone_extra_s, ap_ready, phone_est)
+        pred_out = wl_sub[q, i, 2]
+        loc = PHONE
+        est_ready, est_finish, est_quality = phone_est[0], phone_est[1], phone_est[2]
+        best = phone_est[2] / k - weight * (phone_est[1] - now)
+        alone = prefill_s + pred_out / r1
+        rows = _sorted_bounds(ap_ready, n, alone)
+        for j in range(n):
+            bound, L, ready = rows[j, 0], int(rows[j, 1]), rows[j, 2]
+            if prune and q_edge / k - weight * (bound - _bound_margin(bound) - now) < best:
+                continue
+            finish = _edge_finish(S, snaps, L - 1, ready, prefill_s, pred_out, ex_f, ex_n)
+            score = q_edge / k - weight * (finish - now)
+            if score > best or (score == best and L < loc):
+                loc, best = L, score
+                est_ready, est_finish, est_quality = ready, finish, q_edge
+        locations_out[i] = loc
+        qualities[pos] = est_quality
+        ov_loc[i] = loc
+        ov_finish[i] = est_finish
+        pred_in = subtask_inputs(S, q, i)
+        if loc == PHONE:
+            phone_extra_s += pred_in / phone_f[user, 2] + pred_out / phone_f[user, 3]
+        else:
+            e = loc - 1
+            ex_f[e, ex_n[e], 0] = est_ready
+            ex_f[e, ex_n[e], 1] = pred_in / edge_prefill_tps
+            ex_f[e, ex_n[e], 2] = pred_out
+            ex_n[e] += 1
+            if S[39][q, i, 0] == 0 and has_attachment and not att_eta[loc] == att_eta[loc]:
+                att_eta[loc] = est_ready
+    n, prefill_s, q_edge, down_s, bh_down, own = _aggregation_ready(S, q, ov_loc, ov_finish, phone_extra_s, ap_ready,
+                                                                    phone_est)
+    agg_out = wl_f[q, 6]
+    loc = PHONE
+    finish_best, quality_best = phone_est[1], phone_est[2]
+    alone = prefill_s + agg_out / r1
+    rows = _sorted_bounds(ap_ready, n, alone)
+    for j in range(n):
+        bound, L, ready = rows[j, 0], int(rows[j, 1]), rows[j, 2]
+        back = down_s if L == own else bh_down
+        if bound - _bound_margin(bound) + back > finish_best:
+            continue
+        finish = _edge_finish(S, snaps, L - 1, ready, prefill_s, agg_out, ex_f, ex_n)
+        finish += back
+        if finish < finish_best or (finish == finish_best and L < loc):
+            loc, finish_best, quality_best = L, finish, q_edge
+    locations_out[k] = loc
+    total = 0.0
+    for pos in range(k):
+        total += qualities[pos]
+    quality = quality_best * (total / k)
+    return finish_best - S[6][q, QF_ARRIVAL], quality
