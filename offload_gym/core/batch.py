@@ -1,0 +1,497 @@
+"""The continuous-batching projection of :mod:`offload_gym.sim.estimates` as numba kernels on arrays.
+
+:func:`project_batch_finish_arrays` gives the same float (``==``) as
+:func:`offload_gym.sim.estimates.project_batch_finish` on the same streams, and takes the same path (roomy
+when every stream fits in the batch, else general). Bit-for-bit equality needs more than the same formulas
+in the same order: the order in which equal-time events are handled changes the floats, so
+
+* every heap holds the Python tuple's fields in parallel 1-D arrays (ints as exact floats), compares them
+  as Python compares tuples (the first unequal field decides: :func:`_lt2`, :func:`_lt3`) and is pushed and
+  popped with :mod:`heapq`'s own sift algorithm, so that even items that compare equal pop in the same order;
+* the roomy path's events are sorted with a stable merge sort under the tuple comparison (Python's list
+  sort is stable too, so both give the one stable order).
+
+:func:`edge_finish_arrays` is the estimator's "edge snapshot + new streams appended" form
+(``Estimator._edge_finish``) as the plain projection of the concatenated FIFO: compiled code can afford it,
+so it needs no checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from offload_gym.core._jit import njit
+
+__all__ = ["EPS_TOKENS", "decode_rate_table", "edge_finish_arrays", "project_batch_finish_arrays"]
+
+#: a stream whose end is within this many tokens of the batch's progress has ended (``estimates._EPS_TOKENS``)
+EPS_TOKENS = 1e-9
+
+#: runs of this many items are insertion-sorted before the merges
+_SORT_RUN = 16
+
+
+# ------------------------------------------------------------------------------------------- rates
+@njit
+def decode_rate_table(r1: float, kappa: float, max_batch: int) -> np.ndarray:
+    """``r(b)`` for ``b = 0..max_batch`` as :func:`offload_gym.sim.physics.decode_rate_table` (entry 0 is ``r1``)."""
+    out = np.empty(max_batch + 1)
+    out[0] = r1
+    for b in range(1, max_batch + 1):
+        out[b] = r1 / (1.0 + kappa * (b - 1))
+    return out
+
+
+# ------------------------------------------------------------------- heapq on parallel arrays
+# Each arity has heapq's _siftdown (the new item moves up from ``pos`` towards ``start``), _siftup (the smaller
+# child moves up to a leaf, then the new item sifts down), heappush, heappop (the caller reads item 0 first)
+# and heapify, on the first ``n`` entries; the new item is passed by value (heapq's ``newitem``).
+@njit
+def _sift_down1(h: np.ndarray, start: int, pos: int, x: float) -> None:
+    while pos > start:
+        parent = (pos - 1) >> 1
+        if x < h[parent]:
+            h[pos] = h[parent]
+            pos = parent
+            continue
+        break
+    h[pos] = x
+
+
+@njit
+def _sift_up1(h: np.ndarray, pos: int, n: int, x: float) -> None:
+    start = pos
+    child = 2 * pos + 1
+    while child < n:
+        right = child + 1
+        if right < n and not h[child] < h[right]:
+            child = right
+        h[pos] = h[child]
+        pos = child
+        child = 2 * pos + 1
+    _sift_down1(h, start, pos, x)
+
+
+@njit
+def _push1(h: np.ndarray, n: int, x: float) -> int:
+    _sift_down1(h, 0, n, x)
+    return n + 1
+
+
+@njit
+def _pop1(h: np.ndarray, n: int) -> int:
+    n -= 1
+    if n > 0:
+        _sift_up1(h, 0, n, h[n])
+    return n
+
+
+@njit
+def _heapify1(h: np.ndarray, n: int) -> None:
+    for i in range(n // 2 - 1, -1, -1):
+        _sift_up1(h, i, n, h[i])
+
+
+@njit
+def _lt2(a0: float, a1: float, b0: float, b1: float) -> bool:
+    """``(a0, a1) < (b0, b1)`` as Python compares tuples."""
+    if a0 != b0:
+        return a0 < b0
+    return a1 < b1
+
+
+@njit
+def _sift_down2(k: np.ndarray, v: np.ndarray, start: int, pos: int, x0: float, x1: float) -> None:
+    while pos > start:
+        parent = (pos - 1) >> 1
+        if _lt2(x0, x1, k[parent], v[parent]):
+            k[pos] = k[parent]
+            v[pos] = v[parent]
+            pos = parent
+            continue
+        break
+    k[pos] = x0
+    v[pos] = x1
+
+
+@njit
+def _sift_up2(k: np.ndarray, v: np.ndarray, pos: int, n: int, x0: float, x1: float) -> None:
+    start = pos
+    child = 2 * pos + 1
+    while child < n:
+        right = child + 1
+        if right < n and not _lt2(k[child], v[child], k[right], v[right]):
+            child = right
+        k[pos] = k[child]
+        v[pos] = v[child]
+        pos = child
+        child = 2 * pos + 1
+    _sift_down2(k, v, start, pos, x0, x1)
+
+
+@njit
+def _push2(k: np.ndarray, v: np.ndarray, n: int, x0: float, x1: float) -> int:
+    _sift_down2(k, v, 0, n, x0, x1)
+    return n + 1
+
+
+@njit
+def _pop2(k: np.ndarray, v: np.ndarray, n: int) -> int:
+    n -= 1
+    if n > 0:
+        _sift_up2(k, v, 0, n, k[n], v[n])
+    return n
+
+
+@njit
+def _heapify2(k: np.ndarray, v: np.ndarray, n: int) -> None:
+    for i in range(n // 2 - 1, -1, -1):
+        _sift_up2(k, v, i, n, k[i], v[i])
+
+
+@njit
+def _lt3(a0: float, a1: float, a2: float, b0: float, b1: float, b2: float) -> bool:
+    """``(a0, a1, a2) < (b0, b1, b2)`` as Python compares tuples."""
+    if a0 != b0:
+        return a0 < b0
+    if a1 != b1:
+        return a1 < b1
+    return a2 < b2
+
+
+@njit
+def _sift_down3(k: np.ndarray, u: np.ndarray, v: np.ndarray, start: int, pos: int, x0: float, x1: float,
+                x2: float) -> None:
+    while pos > start:
+        parent = (pos - 1) >> 1
+        if _lt3(x0, x1, x2, k[parent], u[parent], v[parent]):
+            k[pos] = k[parent]
+            u[pos] = u[parent]
+            v[pos] = v[parent]
+            pos = parent
+            continue
+        break
+    k[pos] = x0
+    u[pos] = x1
+    v[pos] = x2
+
+
+@njit
+def _sift_up3(k: np.ndarray, u: np.ndarray, v: np.ndarray, pos: int, n: int, x0: float, x1: float, x2: float) -> None:
+    start = pos
+    child = 2 * pos + 1
+    while child < n:
+        right = child + 1
+        if right < n and not _lt3(k[child], u[child], v[child], k[right], u[right], v[right]):
+            child = right
+        k[pos] = k[child]
+        u[pos] = u[child]
+        v[pos] = v[child]
+        pos = child
+        child = 2 * pos + 1
+    _sift_down3(k, u, v, start, pos, x0, x1, x2)
+
+
+@njit
+def _push3(k: np.ndarray, u: np.ndarray, v: np.ndarray, n: int, x0: float, x1: float, x2: float) -> int:
+    _sift_down3(k, u, v, 0, n, x0, x1, x2)
+    return n + 1
+
+
+@njit
+def _pop3(k: np.ndarray, u: np.ndarray, v: np.ndarray, n: int) -> int:
+    n -= 1
+    if n > 0:
+        _sift_up3(k, u, v, 0, n, k[n], u[n], v[n])
+    return n
+
+
+@njit
+def _heapify3(k: np.ndarray, u: np.ndarray, v: np.ndarray, n: int) -> None:
+    for i in range(n // 2 - 1, -1, -1):
+        _sift_up3(k, u, v, i, n, k[i], u[i], v[i])
+
+
+# ----------------------------------------------------------------------------------------- sort
+@njit
+def _lt4(t: np.ndarray, kind: np.ndarray, dec: np.ndarray, tgt: np.ndarray, i: int, j: int) -> bool:
+    """Item ``i`` < item ``j``, compared as Python compares the tuples ``(t, kind, dec, tgt)``."""
+    if t[i] != t[j]:
+        return t[i] < t[j]
+    if kind[i] != kind[j]:
+        return kind[i] < kind[j]
+    if dec[i] != dec[j]:
+        return dec[i] < dec[j]
+    return tgt[i] < tgt[j]
+
+
+@njit
+def _stable_order(t: np.ndarray, kind: np.ndarray, dec: np.ndarray, tgt: np.ndarray, n: int,
+                  work: np.ndarray) -> np.ndarray:
+    """Indices of the first ``n`` tuples ``(t, kind, dec, tgt)`` in the stable sorted order that ``list.sort``
+    gives: insertion-sorted runs, then merges. ``work``: ``2 n`` ints (the result is a view of it)."""
+    idx = work[:n]
+    tmp = work[n:2 * n]
+    for i in range(n):
+        idx[i] = i
+    for lo in range(0, n, _SORT_RUN):
+        hi = min(lo + _SORT_RUN, n)
+        for i in range(lo + 1, hi):
+            x = idx[i]
+            m = i
+            while m > lo and _lt4(t, kind, dec, tgt, x, idx[m - 1]):
+                idx[m] = idx[m - 1]
+                m -= 1
+            idx[m] = x
+    width = _SORT_RUN
+    while width < n:
+        for lo in range(0, n, 2 * width):
+            mid = min(lo + width, n)
+            hi = min(lo + 2 * width, n)
+            i, j, m = lo, mid, lo
+            while i < mid and j < hi:
+                if _lt4(t, kind, dec, tgt, idx[j], idx[i]):  # the right run's item only when strictly smaller: stable
+                    tmp[m] = idx[j]
+                    j += 1
+                else:
+                    tmp[m] = idx[i]
+                    i += 1
+                m += 1
+            while i < mid:
+                tmp[m] = idx[i]
+                i += 1
+                m += 1
+            while j < hi:
+                tmp[m] = idx[j]
+                j += 1
+                m += 1
+        idx, tmp = tmp, idx
+        width *= 2
+    return idx
+
+
+# ------------------------------------------------------------------------------------ roomy path
+@njit
+def _roomy_loop(now: float, rates: np.ndarray, batch: int, order: np.ndarray, ev_t: np.ndarray, ev_kind: np.ndarray,
+                ev_dec: np.ndarray, ev_tgt: np.ndarray, dheap: np.ndarray, nd: int) -> float:
+    """``estimates._roomy_loop``: the events ``(time, kind, decode tokens, is target)`` in sorted ``order``,
+    ``dheap`` a heap of the decoding streams' end progress (``nd`` entries, room for every stream)."""
+    n_events = order.shape[0]
+    j = 0
+    t = now
+    progress = 0.0
+    target_v = math.inf
+    while True:
+        t_next = ev_t[order[j]] if j < n_events else math.inf
+        if nd > 0:
+            rate = rates[batch]
+            t_dec = t + (dheap[0] - progress) / rate
+            if t_dec < t_next:
+                t_next = t_dec
+                if t_dec <= t:  # the clock cannot resolve what is left of the top stream: it ends now
+                    progress = dheap[0]
+                else:
+                    progress += rate * (t_next - t)
+            else:
+                progress += rate * (t_next - t)
+        elif j == n_events:
+            return math.inf
+        if t_next == math.inf:
+            return math.inf
+        t = t_next
+        admitted = 0
+        while j < n_events and ev_t[order[j]] <= t:
+            e = order[j]
+            if ev_kind[e] != 0.0:
+                v = progress + ev_dec[e]
+                nd = _push1(dheap, nd, v)
+                if ev_tgt[e] != 0.0:
+                    target_v = v
+            else:
+                admitted += 1
+            j += 1
+        limit = progress + EPS_TOKENS
+        while nd > 0 and dheap[0] <= limit:
+            nd = _pop1(dheap, nd)
+            batch -= 1
+        if target_v <= limit:
+            return t
+        batch += admitted
+
+
+@njit
+def _project_roomy(now: float, r1: float, kappa: float, prefill_end_s: np.ndarray, prefill_dec: np.ndarray,
+                   decoding_rem: np.ndarray, pend_ready_s: np.ndarray, pend_prefill_s: np.ndarray,
+                   pend_dec: np.ndarray, target: int) -> float:
+    """``estimates._project_roomy``: the fixed events (``_fixed_events``) sorted, then the roomy loop.
+
+    The event fields (kind 0 = admission, 1 = prefill end; is target 0 or 1, as floats) and the decoding heap
+    are slices of one buffer: allocations are most of the cost of a small projection.
+    """
+    n_pre = prefill_end_s.shape[0]
+    n_dec = decoding_rem.shape[0]
+    n_pend = pend_ready_s.shape[0]
+    n_streams = n_pre + n_dec + n_pend
+    size = n_pre + 2 * n_pend
+    buf = np.empty(4 * size + n_streams)
+    t, kind, dec, tgt = buf[:size], buf[size:2 * size], buf[2 * size:3 * size], buf[3 * size:4 * size]
+    dheap = buf[4 * size:]
+    k = 0
+    for i in range(n_pre):
+        t[k] = prefill_end_s[i]
+        kind[k] = 1.0
+        dec[k] = prefill_dec[i]
+        tgt[k] = 0.0
+        k += 1
+    admitted_now = 0
+    for i in range(n_pend):
+        if pend_ready_s[i] <= now:
+            admitted_now += 1
+            t[k] = now + pend_prefill_s[i]
+        else:
+            t[k] = pend_ready_s[i]
+            kind[k] = 0.0
+            dec[k] = 0.0
+            tgt[k] = 0.0
+            k += 1
+            t[k] = pend_ready_s[i] + pend_prefill_s[i]
+        kind[k] = 1.0
+        dec[k] = pend_dec[i]
+        tgt[k] = 1.0 if i == target else 0.0
+        k += 1
+    order = _stable_order(t, kind, dec, tgt, k, np.empty(2 * k, dtype=np.int64))
+    for i in range(n_dec):
+        dheap[i] = decoding_rem[i]
+    _heapify1(dheap, n_dec)
+    rates = decode_rate_table(r1, kappa, n_streams)
+    return _roomy_loop(now, rates, n_pre + n_dec + admitted_now, order, t, kind, dec, tgt, dheap, n_dec)
+
+
+# ---------------------------------------------------------------------------------- general path
+@njit
+def _project_general(now: float, r1: float, kappa: float, max_batch: int, prefill_end_s: np.ndarray,
+                     prefill_dec: np.ndarray, decoding_rem: np.ndarray, pend_ready_s: np.ndarray,
+                     pend_prefill_s: np.ndarray, pend_dec: np.ndarray, target: int) -> float:
+    """``estimates._project_general``: FIFO admission among the ready streams when the batch may fill up.
+
+    Heaps of ``(end progress, index)`` (decoding), ``(prefill end, decode tokens, index)`` (prefilling) and
+    ``index`` (ready, not admitted), all slices of one buffer. The not-ready heap of unique ``(ready time,
+    index)`` pops in sorted order, so it is that order (a stable sort on the ready time) walked by position.
+    """
+    n_pre = prefill_end_s.shape[0]
+    n_dec = decoding_rem.shape[0]
+    n_pend = pend_ready_s.shape[0]
+    n_all = n_pre + n_dec + n_pend
+    n_p = n_pre + n_pend
+    buf = np.empty(2 * n_all + 3 * n_p + 2 * n_pend)
+    d_key, d_idx = buf[:n_all], buf[n_all:2 * n_all]
+    o = 2 * n_all
+    p_end, p_dec, p_idx = buf[o:o + n_p], buf[o + n_p:o + 2 * n_p], buf[o + 2 * n_p:o + 3 * n_p]
+    o += 3 * n_p
+    ready, zeros = buf[o:o + n_pend], buf[o + n_pend:o + 2 * n_pend]
+    for i in range(n_dec):
+        d_key[i] = decoding_rem[i]
+        d_idx[i] = -1.0
+    nd = n_dec
+    _heapify2(d_key, d_idx, nd)
+    for i in range(n_pre):
+        p_end[i] = prefill_end_s[i]
+        p_dec[i] = prefill_dec[i]
+        p_idx[i] = -1.0
+    npf = n_pre
+    _heapify3(p_end, p_dec, p_idx, npf)
+    zeros[:] = 0.0
+    # ties by index, as (ready, index) tuples compare
+    later = _stable_order(pend_ready_s, zeros, zeros, zeros, n_pend, np.empty(2 * n_pend, dtype=np.int64))
+    pos = 0
+    nr = 0
+    batch = nd + npf
+    rates = decode_rate_table(r1, kappa, max(batch, max_batch))
+    t = now
+    progress = 0.0
+    rate = 0.0
+    inf = math.inf
+    while True:
+        next_ready = inf
+        if batch < max_batch and (pos < n_pend or nr > 0):
+            while pos < n_pend and pend_ready_s[later[pos]] <= t:
+                nr = _push1(ready, nr, float(later[pos]))
+                pos += 1
+            while nr > 0 and batch < max_batch:
+                idx = int(ready[0])
+                nr = _pop1(ready, nr)
+                batch += 1
+                npf = _push3(p_end, p_dec, p_idx, npf, t + pend_prefill_s[idx], pend_dec[idx], float(idx))
+            if batch < max_batch and pos < n_pend:
+                next_ready = pend_ready_s[later[pos]]
+        t_next = next_ready
+        stalled = False
+        if nd > 0:
+            rate = rates[batch]
+            t_dec = t + (d_key[0] - progress) / rate
+            if t_dec < t_next:
+                t_next = t_dec
+                stalled = t_dec <= t  # the clock cannot resolve what is left of the top stream
+        if npf > 0 and p_end[0] <= t_next:
+            t_next = p_end[0]
+            stalled = False
+        if t_next == inf:
+            return inf
+        if stalled:
+            progress = d_key[0]
+        elif nd > 0:
+            progress += rate * (t_next - t)
+        t = t_next
+        while npf > 0 and p_end[0] <= t:
+            v, idx_p = progress + p_dec[0], p_idx[0]
+            npf = _pop3(p_end, p_dec, p_idx, npf)
+            nd = _push2(d_key, d_idx, nd, v, idx_p)
+        while nd > 0 and d_key[0] <= progress + EPS_TOKENS:
+            idx_d = d_idx[0]
+            nd = _pop2(d_key, d_idx, nd)
+            batch -= 1
+            if idx_d == target:
+                return t
+
+
+# ------------------------------------------------------------------------------------ entry points
+@njit
+def project_batch_finish_arrays(now: float, r1: float, kappa: float, max_batch: int, prefill_end_s: np.ndarray,
+                                prefill_dec: np.ndarray, decoding_rem: np.ndarray, pend_ready_s: np.ndarray,
+                                pend_prefill_s: np.ndarray, pend_dec: np.ndarray, target: int) -> float:
+    """Finish time of pending stream ``target``: ``estimates.project_batch_finish`` with ``prefilling`` as
+    ``(prefill_end_s, prefill_dec)``, ``decoding`` as ``decoding_rem`` and ``pending`` as ``(pend_ready_s,
+    pend_prefill_s, pend_dec)`` (float64 arrays), the same float, on the same path."""
+    if prefill_end_s.shape[0] + decoding_rem.shape[0] + pend_ready_s.shape[0] <= max_batch:
+        return _project_roomy(now, r1, kappa, prefill_end_s, prefill_dec, decoding_rem, pend_ready_s,
+                              pend_prefill_s, pend_dec, target)
+    return _project_general(now, r1, kappa, max_batch, prefill_end_s, prefill_dec, decoding_rem, pend_ready_s,
+                            pend_prefill_s, pend_dec, target)
+
+
+@njit
+def edge_finish_arrays(now: float, r1: float, kappa: float, max_batch: int, prefill_end_s: np.ndarray,
+                       prefill_dec: np.ndarray, decoding_rem: np.ndarray, pend_ready_s: np.ndarray,
+                       pend_prefill_s: np.ndarray, pend_dec: np.ndarray, extra_ready_s: np.ndarray,
+                       extra_prefill_s: np.ndarray, extra_dec: np.ndarray, ready_s: float, prefill_s: float,
+                       decode_tokens: float) -> float:
+    """``Estimator._edge_finish``: a new stream placed after an edge's snapshot (its prefilling, decoding and
+    pending streams) and the plan's ``extra`` ones, projected over the whole FIFO with the new stream the target."""
+    n_pend = pend_ready_s.shape[0]
+    n = n_pend + extra_ready_s.shape[0] + 1
+    ready = np.empty(n)
+    prefill = np.empty(n)
+    dec = np.empty(n)
+    ready[:n_pend] = pend_ready_s
+    prefill[:n_pend] = pend_prefill_s
+    dec[:n_pend] = pend_dec
+    ready[n_pend:n - 1] = extra_ready_s
+    prefill[n_pend:n - 1] = extra_prefill_s
+    dec[n_pend:n - 1] = extra_dec
+    ready[n - 1] = ready_s
+    prefill[n - 1] = prefill_s
+    dec[n - 1] = decode_tokens
+    return project_batch_finish_arrays(now, r1, kappa, max_batch, prefill_end_s, prefill_dec, decoding_rem, ready,
+                                       prefill, dec, n - 1)
