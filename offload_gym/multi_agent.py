@@ -118,8 +118,7 @@ class OffloadParallelEnv(ParallelEnv):
         return self._observations(info), self._infos(info, [])
 
     def _set_deciding(self, info: dict[str, Any]) -> None:
-        query = self.core._query
-        self._deciding = query.user if query is not None and info["decision"] != "end" else -1
+        self._deciding = self.core.deciding_user() if info["decision"] != "end" else -1
 
     def _observations(self, info: dict[str, Any]) -> dict[str, Any]:
         out = {}

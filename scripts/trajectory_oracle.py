@@ -91,23 +91,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=2, help="episodes (seeds) per registered id")
     parser.add_argument("--out", default="", help="write the digests to this JSON file")
     parser.add_argument("--compare", default="", help="compare with digests in this JSON file; exit 1 on a difference")
+    parser.add_argument("--core", default="auto", choices=("auto", "compiled", "python"),
+                        help="the simulation core (OffloadEnv's core): compare python against auto to check the port")
     parser.add_argument("--override", default="", help="JSON overrides merged into every config, e.g. a default that "
                         "changed: '{\"wifi.access\": \"dcf\"}' reproduces the model before the ns-3 fixes")
     args = parser.parse_args(argv)
     override = json.loads(args.override) if args.override else {}
     started = time.perf_counter()
     digests: dict[str, str] = {}
+    compiled = 0
     for env_id in sorted(i for i in gym.registry if i.startswith("offload_gym/")):
         for seed in range(args.seeds):
-            env = gym.make(env_id, config=override) if override else gym.make(env_id)
+            env = gym.make(env_id, config=override, core=args.core) if override else gym.make(env_id, core=args.core)
             digests[f"{env_id}#{seed}"] = digest(env, seed)
+            compiled += env.unwrapped.episode is not None
             env.close()
     rng = np.random.default_rng(20261201)
     for k in range(args.configs):
         cfg = random_config(rng)
         key = f"config{k}:{json.dumps(cfg, sort_keys=True)}"
-        digests[key] = digest(OffloadEnv(config={**cfg, **override}), k)
-    print(f"{len(digests)} episodes in {time.perf_counter() - started:.1f} s")
+        env = OffloadEnv(config={**cfg, **override}, core=args.core)
+        digests[key] = digest(env, k)
+        compiled += env.episode is not None
+    print(f"{len(digests)} episodes in {time.perf_counter() - started:.1f} s ({compiled} on the compiled core)")
     if args.out:
         with open(args.out, "w") as f:
             json.dump(digests, f, indent=0, sort_keys=True)

@@ -833,12 +833,14 @@ class CoreState:
         wl_sub = np.zeros((n_queries, max_k, 4))
         wl_deps = np.zeros((n_queries, max_k, max_k + 1), dtype=np.int64)
         wl_k = np.zeros(n_queries, dtype=np.int64)
+        wl_structure = np.zeros(n_queries, dtype=np.int64)
         for q in range(n_queries):
             spec, pred = wl.query(q)
             wl_f[q] = (spec.prompt_tokens, spec.answer_tokens, spec.difficulty, spec.attachment_bytes,
                        pred.answer_tokens, pred.difficulty, pred.aggregation_output_tokens, pred.aggregation_difficulty)
             k = len(spec.deps)
             wl_k[q] = k
+            wl_structure[q] = spec.structure
             for i, deps in enumerate(spec.deps):
                 wl_sub[q, i] = (spec.subtask_output_tokens[i], spec.subtask_difficulty[i],
                                 pred.subtask_output_tokens[i], pred.subtask_difficulty[i])
@@ -893,6 +895,7 @@ class CoreState:
             np.array(wl.arrival_s[:n_queries], dtype=np.float64), np.array(wl.user[:n_queries], dtype=np.int64),
             self.msg_margin,  # 45
             np.zeros(n_queries * items_per_query, dtype=np.bool_),  # 46 scratch: per item, queued at its edge
+            wl_structure,  # 47 per query: FAN_OUT, CHAIN or DAG
         )
 
 

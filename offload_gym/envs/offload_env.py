@@ -11,6 +11,7 @@ from gymnasium import spaces
 
 from offload_gym.config import ScenarioConfig, check_planner_checkpoint, make_config, merge_overrides
 from offload_gym.envs import observation as obs_layout
+from offload_gym.envs.compiled import CompiledEpisode, core_available, unsupported_reason
 from offload_gym.policies import GreedyPolicy
 from offload_gym.sim.energy import compute_energy_j, radio_energy_j
 from offload_gym.sim.engine import FINISHED_LOG_LIMIT, PHONE, SUBTASK, WHOLE, Item, Query, Simulator
@@ -21,6 +22,8 @@ from offload_gym.sim.workload import CHAIN, DAG, FAN_OUT
 __all__ = ["OffloadEnv"]
 
 _QUERY, _SUBTASK, _AGGREGATION, _END = "query", "subtask", "aggregation", "end"
+#: ``core`` of :class:`OffloadEnv`
+CORES = ("auto", "compiled", "python")
 
 # Observation indices, derived from the feature names (a reordering of the names moves the values with them).
 _GLOBAL_INDEX = {name: i for i, name in enumerate(obs_layout.GLOBAL_FEATURES)}
@@ -203,7 +206,12 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
     }
 
     def __init__(self, config: dict[str, Any] | ScenarioConfig | None = None, scenario: str = "paper",
-                 render_mode: str | None = None) -> None:
+                 render_mode: str | None = None, core: str = "auto") -> None:
+        if core not in CORES:
+            raise ValueError(f"core: {core!r} is not allowed; choose one of {list(CORES)}")
+        #: which simulation core runs the episodes: ``auto`` (compiled where the scenario is supported),
+        #: ``compiled`` (an error where it is not) or ``python`` (the reference engine)
+        self.core = core
         self.config = make_config(config, scenario=scenario)
         check_planner_checkpoint(self.config)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -238,6 +246,9 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         # The built-in scheduler: greedy's rule on the item observation (expert, sub-scheduler, "follow").
         self._builtin = GreedyPolicy(self.config)
         self.sim: Simulator | None = None
+        #: the episode on the compiled core (``None`` when the Python engine runs it, :attr:`sim`)
+        self.episode: CompiledEpisode | None = None
+        self._n_item = self._n_global + (self.n_aps + 1) * self._n_loc
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -262,16 +273,52 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         if options and "config" in options:
             self.config = self._merged_config(options["config"])
         self._reset_state()
-        self.sim = Simulator(self.config, self.np_random, finished_log_limit=FINISHED_LOG_LIMIT)
-        self.estimator = Estimator(self.sim, self.config.reward.latency_weight,
-                                   approx_queue_reuse=self.config.approx_estimates)
-        self._done = False
-        completed = self._advance()
+        if self._runs_compiled():
+            self.sim = None
+            self.episode = CompiledEpisode(self.config, self.np_random, self.observes_energy)
+            self._mask = self.episode.mask
+            self._done = False
+            completed = [self._compiled_record(q) for q in self.episode.advance()]
+            self._kind = self.episode.kind
+        else:
+            self.episode = None
+            self.sim = Simulator(self.config, self.np_random, finished_log_limit=FINISHED_LOG_LIMIT)
+            self.estimator = Estimator(self.sim, self.config.reward.latency_weight,
+                                       approx_queue_reuse=self.config.approx_estimates)
+            self._done = False
+            completed = self._advance()
         if completed:  # pragma: no cover - nothing can finish before the first decision
             raise RuntimeError("a query finished before the first decision")
         if self.render_mode == "human":
             self.render()
         return self._emit(self._observation()), self._info([], 0.0)
+
+    def _runs_compiled(self) -> bool:
+        """Whether this episode runs on the compiled core (``core``; rendering and unported features: Python)."""
+        if self.core == "python":
+            return False
+        reason = unsupported_reason(self.config, self.render_mode)
+        if self.core == "compiled":
+            if not core_available():
+                raise ValueError("core: 'compiled' needs numba (pip install numba); use core='auto' or 'python'")
+            if reason is not None:
+                raise ValueError(f"core: 'compiled' does not run {reason} yet (issue 11); use core='auto' or 'python'")
+            return True
+        return reason is None and core_available()
+
+    def _now(self) -> float:
+        if self.episode is not None:
+            return self.episode.now
+        assert self.sim is not None
+        return self.sim.now
+
+    def deciding_user(self) -> int:
+        """The phone whose query the pending decision belongs to (-1 when none is pending)."""
+        if self._done or self._kind == _END:
+            return -1
+        if self.episode is not None:
+            return int(self.episode.S[5][self.episode.query_id, 0])
+        return self._query.user if self._query is not None else -1
 
     def _merged_config(self, overrides: Any) -> ScenarioConfig:
         if isinstance(overrides, ScenarioConfig):  # a whole scenario, as gym.make accepts
@@ -297,7 +344,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         return new
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
-        if self._done or self.sim is None:
+        if self._done or (self.sim is None and self.episode is None):
             raise RuntimeError("step() called after the episode ended (or before reset()); call reset() first")
         a = self._check_action(action)
         if not self._allowed(a):
@@ -308,7 +355,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
             a = PHONE
         elif a == self.follow_action:
             a = self._builtin_action()
-        start_s = self.sim.now
+        start_s = self._now()
         completed = self._apply(a)
         # query and residual modes: the built-in scheduler places the subtasks and the aggregation
         while self.action_mode != "item" and self._kind in (_SUBTASK, _AGGREGATION):
@@ -318,7 +365,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         if truncated:
             self._done = True
         obs = self._emit(self._observation())
-        info = self._info(completed, self.sim.now - start_s)
+        info = self._info(completed, self._now() - start_s)
         if self.render_mode == "human":
             self.render()
         return obs, reward, False, truncated, info
@@ -334,6 +381,11 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
 
     def _apply(self, a: int) -> list[dict[str, Any]]:
         """One item-level decision ``a`` (already allowed); returns the queries finished if the simulator advanced."""
+        if self.episode is not None:
+            done = self.episode.apply(a)
+            self._kind = self.episode.kind
+            self._suggested = None
+            return [self._compiled_record(q) for q in done]
         sim, query = self.sim, self._query
         assert sim is not None and query is not None
         finished_query = False
@@ -389,6 +441,8 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         ``item_obs``: the pending decision's item observation when the caller has already built it.
         """
         if self._suggested is None:
+            if item_obs is None and self.episode is not None:
+                item_obs = self.episode.observation()[: self._n_item]
             obs = np.array(item_obs if item_obs is not None else self._item_observation(), dtype=np.float32)
             self._suggested = self._builtin.decide(obs, self._mask)
         return self._suggested
@@ -528,6 +582,8 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         return quality - r.latency_weight * latency_s - r.deadline_penalty * float(latency_s > r.deadline_s)
 
     def _observation(self) -> np.ndarray:
+        if self.episode is not None:
+            return self._compiled_observation()
         if self.sim is None or self._query is None or self._kind == _END:
             return np.zeros(len(self.observation_names), dtype=np.float32)
         g = self._item_observation()
@@ -538,6 +594,37 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
             suggestion[self._builtin_action(g)] = 1.0
             g += suggestion
         return np.array(g, dtype=np.float32)
+
+    def _compiled_observation(self) -> np.ndarray:
+        episode = self.episode
+        assert episode is not None
+        if self._kind == _END:
+            return np.zeros(len(self.observation_names), dtype=np.float32)
+        g = episode.observation()
+        if self.follow_action is None:
+            return g.astype(np.float32)
+        out = np.zeros(len(self.observation_names), dtype=np.float32)  # residual: greedy's choice, one-hot
+        out[: g.size] = g
+        out[g.size + self._builtin_action(g[: self._n_item])] = 1.0
+        return out
+
+    def _compiled_record(self, q: int) -> dict[str, Any]:
+        """``_completed_record`` for query ``q`` finished on the compiled core (which has no faults yet)."""
+        episode = self.episode
+        assert episode is not None
+        f = episode.query_fields(q)
+        reward = self._query_reward(f["latency_s"], f["quality"])
+        if self._energy_weight:
+            reward -= self._energy_weight * f["energy_j"]
+        self._reward_sum += reward
+        self._reward_count += 1
+        return {
+            "query_id": q, "user": f["user"], "arrival_s": f["arrival_s"], "latency_s": f["latency_s"],
+            "quality": f["quality"], "reward": reward, "decomposed": f["decomposed"], "placements": f["placements"],
+            "n_subtasks": f["n_subtasks"], "attachment_bytes": f["attachment_bytes"],
+            "deadline_missed": f["latency_s"] > self.config.reward.deadline_s,
+            "failed": False, "fail_reason": "", "redispatched": False, "energy_j": f["energy_j"],
+        }
 
     def _item_observation(self) -> list[float]:
         """The item-interface observation of the pending decision, as a list (converted once by the caller)."""
@@ -640,9 +727,18 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         are 0, ``reachable`` marks the locations it could use, and the rest is what it knows of the network
         (:meth:`_fill_state`: its own phone and link, and what each AP broadcasts).
         """
-        if self._query is not None and self._kind != _END and self._query.user == user:
+        if self.deciding_user() == user:
             return self._observation()
         out = np.zeros(len(self.observation_names), dtype=np.float32)
+        if self.episode is not None:
+            if self._kind == _END:
+                return out
+            state = np.zeros(self._n_item)
+            self.episode.phone_state(user, state)
+            for loc in self.episode.usable_locations(user):
+                state[self._n_global + loc * self._n_loc + _L_REACHABLE] = 1.0
+            out[: self._n_item] = state
+            return out
         if self.sim is None or self._kind == _END:
             return out
         g = [0.0] * (self._n_global + (self.n_aps + 1) * self._n_loc)
@@ -703,10 +799,23 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         return out
 
     def _info(self, completed: list[dict[str, Any]], elapsed_s: float) -> dict[str, Any]:
+        if self.episode is not None:
+            info: dict[str, Any] = {
+                "action_mask": self.action_masks().astype(np.int8),
+                "decision": self._kind,
+                "decision_query_id": self.episode.query_id if not self._done and self._kind != _END else -1,
+                "time_s": self.episode.now,
+                "elapsed_s": elapsed_s,
+                "invalid_actions": self._invalid_actions,
+                "completed": completed,
+            }
+            if self._kind == _END:
+                info["episode_metrics"] = self.episode_metrics()
+            return info
         sim = self.sim
         assert sim is not None
         pending = self._query is not None and self._kind != _END
-        info: dict[str, Any] = {
+        info = {
             "action_mask": self.action_masks().astype(np.int8),
             "decision": self._kind,
             "decision_query_id": self._query.qid if pending and self._query is not None else -1,
@@ -721,9 +830,14 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
 
     def episode_metrics(self) -> dict[str, float]:
         """Metrics over the queries finished so far in this episode."""
+        if self.episode is not None:
+            return self._metrics(self.episode.summary, self.episode.edge_share(), 0, 0, self.episode.now)
         sim = self.sim
         assert sim is not None
-        summary = sim.summary
+        return self._metrics(sim.summary, sim.edge_output_tokens / sim.total_output_tokens if sim.total_output_tokens
+                             else 0.0, sim.failed_queries, sim.redispatched_queries, sim.now)
+
+    def _metrics(self, summary: Any, edge_share: float, failed: int, redispatched: int, now: float) -> dict[str, float]:
         n = summary.count
         return {
             "queries": n,
@@ -735,11 +849,11 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
             "total_reward": self._reward_sum,
             "deadline_miss_rate": summary.deadline_miss_rate(self.config.reward.deadline_s),
             "decomposed_share": summary.decomposed_share(),
-            "edge_share": sim.edge_output_tokens / sim.total_output_tokens if sim.total_output_tokens else 0.0,
+            "edge_share": edge_share,
             "invalid_actions": self._invalid_actions,
-            "failed_queries": sim.failed_queries,
-            "redispatched_queries": sim.redispatched_queries,
-            "sim_time_s": sim.now,
+            "failed_queries": failed,
+            "redispatched_queries": redispatched,
+            "sim_time_s": now,
         }
 
     def _render_ansi(self) -> str:

@@ -1,0 +1,345 @@
+"""One env decision in one compiled call: apply the action, run events to the next decision, estimate, observe.
+
+The decision logic of :class:`~offload_gym.envs.offload_env.OffloadEnv` (its ``_apply``, ``_advance``,
+``_prepare_decision``, ``_item_observation``, ``_fill_state`` and ``_energy_features``) over the compiled
+engine's arrays, in the same floating-point order. The decision context lives in explicit arrays
+(:class:`Decision`); the observation and the mask are written into preallocated arrays. The env keeps what
+is not numeric (info dicts, rewards of finished queries, greedy's rule for the query and residual modes).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from offload_gym.core._jit import njit
+from offload_gym.core.engine import (
+    CF_CONTEXT,
+    CF_P_DECODE_W,
+    CF_P_IDLE_W,
+    CF_P_PREFILL_W,
+    CF_P_RX_W,
+    CF_P_TX_W,
+    CI_MAX_BATCH,
+    CI_MAX_K,
+    CI_N_APS,
+    CI_N_USERS,
+    CI_QUERIES,
+    GF_NOW,
+    GI_ARRIVED,
+    GI_FINISHED,
+    II_LOCATION,
+    PHONE,
+    QI_USER,
+    _contenders,
+    _token_bytes,
+    place_aggregation,
+    place_subtask,
+    place_whole,
+    run_until_decision,
+)
+from offload_gym.core.estimates import (
+    aggregation_estimates,
+    link_s,
+    phone_free_at,
+    plan,
+    snapshots,
+    subtask_estimates,
+    subtask_inputs,
+    subtask_order,
+    uplink,
+    usable_locations,
+    whole_estimates,
+)
+
+__all__ = ["KIND_AGGREGATION", "KIND_END", "KIND_QUERY", "KIND_SUBTASK", "advance", "apply_action", "observe"]
+
+KIND_QUERY, KIND_SUBTASK, KIND_AGGREGATION, KIND_END = 0, 1, 2, 3
+# the decision context (int array): kind, query, position in the order, whether a plan exists, then the order
+D_KIND, D_QUERY, D_POSITION, D_HAS_PLAN, D_ORDER = 0, 1, 2, 3, 4
+# its floats: the plan's predicted latency and quality, the latency weight of the estimates
+DF_PLAN_LATENCY, DF_PLAN_QUALITY, DF_LATENCY_WEIGHT = 0, 1, 2
+
+# observation constants, in an array so that a cached kernel never keeps stale indices (OffloadEnv builds it)
+(O_DECISION_QUERY, O_DECISION_SUBTASK, O_DECISION_AGGREGATION, O_PRED_DIFFICULTY, O_PRED_INPUT, O_PRED_OUTPUT,
+ O_ATTACHMENT, O_READS_ATTACHMENT, O_N_SUBTASKS, O_STRUCTURE_FAN_OUT, O_STRUCTURE_CHAIN, O_STRUCTURE_DAG,
+ O_POSITION, O_N_PREDECESSORS, O_CAN_DECOMPOSE, O_PLAN_LATENCY, O_PLAN_QUALITY, O_PROGRESS, O_IN_FLIGHT,
+ O_OWN_PHY, O_L_REACHABLE, O_L_EST_TIME, O_L_EST_QUALITY, O_L_BACKLOG, O_L_OCCUPANCY, O_L_LINK_RATE, O_L_CONTENTION,
+ O_L_IS_OWN_AP, O_N_GLOBAL, O_N_LOC, O_STRUCT_CODE_FAN_OUT, O_STRUCT_CODE_CHAIN, O_STRUCT_CODE_DAG) = range(33)
+N_O = 33
+# observation floats: time scale, log maxima, difficulty scale, energy scale, background stations
+OF_TIME_SCALE, OF_TOKENS_LOG_MAX, OF_BYTES_LOG_MAX, OF_RATE_LOG_MAX, OF_DIFFICULTY_SCALE, OF_ENERGY_SCALE, OF_BACKGROUND = \
+    range(7)
+N_OF = 7
+
+
+@njit
+def _pmax(a: float, b: float) -> float:
+    return b if b > a else a
+
+
+@njit
+def _pmin(a: float, b: float) -> float:
+    return b if b < a else a
+
+
+@njit
+def _prepare(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_locs: np.ndarray, mask: np.ndarray) -> None:
+    """``OffloadEnv._prepare_decision``: the mask, the estimates and (query step, K > 1) the plan."""
+    q = D[D_QUERY]
+    n_aps = S[4][CI_N_APS]
+    user = S[5][q, QI_USER]
+    mask[:] = False
+    for loc in usable_locations(S, user):
+        mask[loc] = True
+    D[D_HAS_PLAN] = 0
+    kind = D[D_KIND]
+    snaps = snapshots(S)
+    if kind == KIND_QUERY:
+        whole_estimates(S, snaps, q, est)
+        if S[42][q] > 1:
+            mask[n_aps + 1] = True
+            lat, qual = plan(S, snaps, q, DF[DF_LATENCY_WEIGHT], plan_locs)
+            DF[DF_PLAN_LATENCY] = lat
+            DF[DF_PLAN_QUALITY] = qual
+            D[D_HAS_PLAN] = 1
+    elif kind == KIND_SUBTASK:
+        subtask_estimates(S, snaps, q, D[D_ORDER + D[D_POSITION]], est)
+    else:
+        aggregation_estimates(S, snaps, q, est)
+
+
+@njit
+def advance(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_locs: np.ndarray, mask: np.ndarray) -> int:
+    """``OffloadEnv._advance``: run to the next arrival (or the drain) and set up its decision; -2 if the engine's
+    arrays must grow first (nothing changed then)."""
+    q = run_until_decision(S)
+    if q == -2:
+        return -2
+    if q < 0:
+        D[D_KIND] = KIND_END
+        D[D_QUERY] = -1
+        D[D_HAS_PLAN] = 0
+        mask[:] = False
+        mask[PHONE] = True
+        return -1
+    D[D_KIND] = KIND_QUERY
+    D[D_QUERY] = q
+    D[D_POSITION] = 0
+    _prepare(S, D, DF, est, plan_locs, mask)
+    return q
+
+
+@njit
+def apply_action(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_locs: np.ndarray, mask: np.ndarray,
+                 a: int) -> int:
+    """``OffloadEnv._apply`` of an allowed item action ``a``; returns 1 if the simulation advanced (the query's
+    last decision), -2 if it must be called again after the arrays grew (the placement is kept), else 0."""
+    q = D[D_QUERY]
+    n_aps = S[4][CI_N_APS]
+    kind = D[D_KIND]
+    finished_query = False
+    if kind == KIND_QUERY:
+        if a == n_aps + 1:
+            order = subtask_order(S, q)
+            for j in range(len(order)):
+                D[D_ORDER + j] = order[j]
+            D[D_POSITION] = 0
+            D[D_KIND] = KIND_SUBTASK
+        else:
+            place_whole(S, q, a, est[a, 0], est[a, 1])
+            finished_query = True
+    elif kind == KIND_SUBTASK:
+        index = D[D_ORDER + D[D_POSITION]]
+        place_subtask(S, q, index, a, est[a, 0], est[a, 1])
+        D[D_POSITION] += 1
+        if D[D_POSITION] == S[42][q]:
+            D[D_KIND] = KIND_AGGREGATION
+    else:
+        place_aggregation(S, q, a, est[a, 0], est[a, 1])
+        finished_query = True
+    if finished_query:
+        D[D_KIND] = KIND_END  # until advance succeeds (it may ask for larger arrays first)
+        if advance(S, D, DF, est, plan_locs, mask) == -2:
+            return -2
+        return 1
+    _prepare(S, D, DF, est, plan_locs, mask)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- observation
+@njit
+def _item_fields(S: Any, D: np.ndarray) -> tuple[float, float, float, int]:
+    """The pending item's predicted difficulty, input and output tokens, and its predecessors (-1: not a subtask)."""
+    wl_f, wl_sub, wl_deps = S[37], S[38], S[39]
+    q = D[D_QUERY]
+    kind = D[D_KIND]
+    if kind == KIND_QUERY:
+        return wl_f[q, 5], wl_f[q, 0], wl_f[q, 4], -1
+    if kind == KIND_SUBTASK:
+        i = D[D_ORDER + D[D_POSITION]]
+        return wl_sub[q, i, 3], subtask_inputs(S, q, i), wl_sub[q, i, 2], wl_deps[q, i, 0]
+    k = S[42][q]
+    total = 0.0
+    for j in range(k):
+        total += wl_sub[q, j, 2]
+    return wl_f[q, 7], total, wl_f[q, 6], -1
+
+
+@njit
+def _fill_state(S: Any, g: np.ndarray, user: int, OI: np.ndarray, OF: np.ndarray) -> None:
+    """``OffloadEnv._fill_state``: what phone ``user`` knows of the network now."""
+    gf, gi, ci = S[1], S[2], S[4]
+    n_aps = ci[CI_N_APS]
+    n_users = ci[CI_N_USERS]
+    time_scale = OF[OF_TIME_SCALE]
+    g[OI[O_PROGRESS]] = gi[GI_ARRIVED] / ci[CI_QUERIES]
+    g[OI[O_IN_FLIGHT]] = math.tanh((gi[GI_ARRIVED] - gi[GI_FINISHED]) / n_users)
+    phy_mbps = S[9][user] / 1e6
+    g[OI[O_OWN_PHY]] = math.log1p(phy_mbps) / OF[OF_RATE_LOG_MAX]
+    now = gf[GF_NOW]
+    own = S[11][user]
+    contention_norm = OF[OF_BACKGROUND] + n_users + 1
+    n_loc = OI[O_N_LOC]
+    o = OI[O_N_GLOBAL]
+    t = phone_free_at(S, user) - now
+    if t < 0.0:
+        t = 0.0
+    g[o + OI[O_L_BACKLOG]] = t / (t + time_scale)
+    g[o + OI[O_L_OCCUPANCY]] = 1.0 if S[26][user, 0] >= 0 else 0.0
+    g[o + OI[O_L_LINK_RATE]] = g[OI[O_OWN_PHY]]
+    link_rate = 0.0
+    if own >= 0:
+        g[o + OI[O_L_CONTENTION]] = _pmin(_contenders(S, own) / contention_norm, 1.0)
+        share_bps = 8.0 * 1500.0 / _pmax(link_s(S, uplink(S, user), 1500.0), 1e-12)
+        link_rate = _pmin(math.log1p(share_bps / 1e6) / OF[OF_RATE_LOG_MAX], 1.0)
+    max_batch = ci[CI_MAX_BATCH]
+    for e in range(n_aps):
+        o += n_loc
+        g[o + OI[O_L_BACKLOG]] = _pmin((len(S[28][e]) + len(S[27][e])) / max_batch, 1.0)
+        g[o + OI[O_L_OCCUPANCY]] = S[30][e, 0] / max_batch
+        g[o + OI[O_L_LINK_RATE]] = link_rate
+        g[o + OI[O_L_CONTENTION]] = _pmin(_contenders(S, e) / contention_norm, 1.0)
+        g[o + OI[O_L_IS_OWN_AP]] = 1.0 if e == own else 0.0
+
+
+@njit
+def observe(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, g: np.ndarray, OI: np.ndarray, OF: np.ndarray,
+            energy: bool) -> None:
+    """``OffloadEnv._item_observation`` (and, with ``energy``, ``_energy_features`` after it) into ``g``."""
+    g[:] = 0.0
+    kind = D[D_KIND]
+    if kind == KIND_END:
+        return
+    gf, ci, wl_f = S[1], S[4], S[37]
+    q = D[D_QUERY]
+    k = S[42][q]
+    user = S[5][q, QI_USER]
+    pred_diff, pred_in, pred_out, n_preds = _item_fields(S, D)
+    if kind == KIND_QUERY:
+        g[OI[O_DECISION_QUERY]] = 1.0
+    elif kind == KIND_SUBTASK:
+        g[OI[O_DECISION_SUBTASK]] = 1.0
+        g[OI[O_POSITION]] = D[D_POSITION] / k
+        g[OI[O_N_PREDECESSORS]] = n_preds / max(k - 1, 1)
+    else:
+        g[OI[O_DECISION_AGGREGATION]] = 1.0
+        g[OI[O_POSITION]] = 1.0
+        g[OI[O_N_PREDECESSORS]] = 1.0
+    g[OI[O_PRED_DIFFICULTY]] = _pmin(_pmax(pred_diff / OF[OF_DIFFICULTY_SCALE], -1.0), 1.0)
+    g[OI[O_PRED_INPUT]] = _pmin(math.log1p(pred_in) / OF[OF_TOKENS_LOG_MAX], 1.0)
+    g[OI[O_PRED_OUTPUT]] = _pmin(math.log1p(pred_out) / OF[OF_TOKENS_LOG_MAX], 1.0)
+    attachment = wl_f[q, 3]
+    g[OI[O_ATTACHMENT]] = _pmin(math.log1p(attachment) / OF[OF_BYTES_LOG_MAX], 1.0)
+    reads = kind == KIND_QUERY or (kind == KIND_SUBTASK and n_preds == 0)
+    g[OI[O_READS_ATTACHMENT]] = 1.0 if reads and attachment > 0 else 0.0
+    k_max = ci[CI_MAX_K]
+    g[OI[O_N_SUBTASKS]] = (k - 1) / (k_max - 1) if k_max > 1 else 0.0
+    if k > 1:
+        structure = S[47][q]
+        if structure == OI[O_STRUCT_CODE_FAN_OUT]:
+            g[OI[O_STRUCTURE_FAN_OUT]] = 1.0
+        elif structure == OI[O_STRUCT_CODE_CHAIN]:
+            g[OI[O_STRUCTURE_CHAIN]] = 1.0
+        elif structure == OI[O_STRUCT_CODE_DAG]:
+            g[OI[O_STRUCTURE_DAG]] = 1.0
+    time_scale = OF[OF_TIME_SCALE]
+    if D[D_HAS_PLAN]:
+        g[OI[O_CAN_DECOMPOSE]] = 1.0
+        t = DF[DF_PLAN_LATENCY]
+        if t < 0.0:
+            t = 0.0
+        g[OI[O_PLAN_LATENCY]] = t / (t + time_scale)
+        g[OI[O_PLAN_QUALITY]] = DF[DF_PLAN_QUALITY]
+    _fill_state(S, g, user, OI, OF)
+    now = gf[GF_NOW]
+    n_aps = ci[CI_N_APS]
+    o = OI[O_N_GLOBAL]
+    for loc in range(n_aps + 1):
+        if est[loc, 1] != est[loc, 1]:  # NaN: not a usable location
+            g[o + OI[O_L_EST_TIME]] = 1.0 - 1e-6
+        else:
+            t = est[loc, 1] - now
+            if t < 0.0:
+                t = 0.0
+            g[o + OI[O_L_REACHABLE]] = 1.0
+            g[o + OI[O_L_EST_TIME]] = t / (t + time_scale)
+            g[o + OI[O_L_EST_QUALITY]] = est[loc, 2]
+        o += OI[O_N_LOC]
+    if energy:
+        _energy_features(S, D, est, g, o, OF, pred_in, pred_out, n_preds)
+
+
+@njit
+def _energy_features(S: Any, D: np.ndarray, est: np.ndarray, g: np.ndarray, o: int, OF: np.ndarray, pred_in: float,
+                     pred_out: float, n_preds: int) -> None:
+    """``OffloadEnv._energy_features`` at offset ``o``: each usable location's estimated phone energy, squashed."""
+    cf, ci, wl_f, wl_sub, wl_deps, phone_f = S[3], S[4], S[37], S[38], S[39], S[25]
+    q = D[D_QUERY]
+    kind = D[D_KIND]
+    user = S[5][q, QI_USER]
+    n_aps = ci[CI_N_APS]
+    now = S[1][GF_NOW]
+    scale = OF[OF_ENERGY_SCALE]
+    prefill_s = pred_in / phone_f[user, 2]
+    decode_s = pred_out / phone_f[user, 3]
+    phone_j = cf[CF_P_PREFILL_W] * prefill_s + cf[CF_P_DECODE_W] * decode_s
+    if est[PHONE, 1] == est[PHONE, 1]:
+        g[o] = phone_j / (phone_j + scale)
+    n_usable = 0
+    for loc in range(n_aps + 1):
+        if est[loc, 1] == est[loc, 1]:
+            n_usable += 1
+    if n_usable <= 1:
+        return
+    k = S[42][q]
+    if kind == KIND_QUERY:
+        up_bytes = _token_bytes(S, pred_in) + wl_f[q, 3]
+    else:
+        up_bytes = 0.0
+        if kind == KIND_SUBTASK:
+            i = D[D_ORDER + D[D_POSITION]]
+            for j in range(wl_deps[q, i, 0]):
+                d = wl_deps[q, i, 1 + j]
+                if S[21][S[40][q, d], II_LOCATION] == PHONE:
+                    up_bytes += _token_bytes(S, wl_sub[q, d, 2])
+            up_bytes += _token_bytes(S, cf[CF_CONTEXT])
+            if n_preds == 0:
+                up_bytes += wl_f[q, 3]
+        else:
+            for d in range(k):
+                if S[21][S[40][q, d], II_LOCATION] == PHONE:
+                    up_bytes += _token_bytes(S, wl_sub[q, d, 2])
+    answers_phone = kind != KIND_SUBTASK
+    down_bytes = _token_bytes(S, pred_out)
+    up_rate, down_rate = S[9][user], S[10][user]
+    tx_s = 8.0 * up_bytes / up_rate if up_rate > 0 else 0.0
+    rx_s = 8.0 * down_bytes / down_rate if answers_phone and down_rate > 0 else 0.0
+    for loc in range(1, n_aps + 1):
+        if est[loc, 1] == est[loc, 1]:
+            idle_s = _pmax(est[loc, 1] - now - tx_s - rx_s, 0.0)
+            radio_j = cf[CF_P_TX_W] * tx_s + cf[CF_P_RX_W] * rx_s + cf[CF_P_IDLE_W] * idle_s
+            g[o + loc] = radio_j / (radio_j + scale)
+
