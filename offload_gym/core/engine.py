@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from offload_gym.config import ScenarioConfig
-from offload_gym.core._jit import HAVE_NUMBA, njit
+from offload_gym.core._jit import HAVE_NUMBA, njit, njit_inline
 from offload_gym.core.wifi import dcf_params, dcf_point
 
 __all__ = ["CoreEngine", "CoreState"]
@@ -74,25 +74,40 @@ GI_EVENT_SEQ, GI_PLACE_SEQ, GI_ARRIVED, GI_SCHEDULED, GI_FINISHED, GI_N_MSGS = r
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
-@njit
+@njit_inline
 def _push(S: Any, time: float, kind: int, a: int, b: int) -> None:
     events, gi = S[0], S[2]
     gi[GI_EVENT_SEQ] += 1
     heapq.heappush(events, (time, gi[GI_EVENT_SEQ], kind, a, b))
 
 
-@njit
+#: rows of the Wi-Fi model's memo (a power of two); when it is 3/4 full, new points are computed, not stored
+DCF_MEMO_ROWS = 8192
+
+
+@njit_inline
 def _dcf(S: Any, n: int, rate: float, payload: float) -> tuple[float, float, float]:
-    cache, params = S[22], S[23]
-    key = (n, rate, payload)
-    if key in cache:
-        return cache[key]
+    """``dcf_point`` memoised per ``(n, rate, payload)`` in an open-addressing table of plain arrays (row:
+    used, n, rate, payload, throughput, access delay, idle access; the last row counts the used ones)."""
+    memo, params = S[22], S[23]
+    rows = memo.shape[0] - 1
+    h = (n * 2654435761 + int(rate) * 40503 + int(payload * 64.0) * 2246822519) & (rows - 1)
+    while memo[h, 0] != 0.0:
+        if memo[h, 1] == n and memo[h, 2] == rate and memo[h, 3] == payload:
+            return memo[h, 4], memo[h, 5], memo[h, 6]
+        h = (h + 1) & (rows - 1)
     res = dcf_point(n, rate, payload, params)
-    cache[key] = res
+    if memo[rows, 0] < 0.75 * rows:
+        memo[h, 0] = 1.0
+        memo[h, 1] = n
+        memo[h, 2] = rate
+        memo[h, 3] = payload
+        memo[h, 4], memo[h, 5], memo[h, 6] = res
+        memo[rows, 0] += 1.0
     return res
 
 
-@njit
+@njit_inline
 def _access_delay_s(S: Any, n: int, rate: float, payload: float) -> float:
     ci = S[4]
     _, access, idle = _dcf(S, n, rate, payload)
@@ -101,13 +116,13 @@ def _access_delay_s(S: Any, n: int, rate: float, payload: float) -> float:
     return access
 
 
-@njit
+@njit_inline
 def _token_bytes(S: Any, tokens: float) -> float:
     cf = S[3]
     return tokens * cf[CF_BYTES_PER_TOKEN] + cf[CF_OVERHEAD]
 
 
-@njit
+@njit_inline
 def _contenders(S: Any, ap: int) -> int:
     background, cell_n_up, cell_down = S[13], S[15], S[16]
     return background[ap] + cell_n_up[ap] + (1 if cell_down[ap] else 0)
@@ -365,13 +380,13 @@ def _phone_done(S: Any, user: int) -> None:
     _phone_try_start(S, user)
 
 
-@njit
+@njit_inline
 def _edge_rate(S: Any, batch: int) -> float:
     cf = S[3]
     return cf[CF_EDGE_DECODE] / (1.0 + cf[CF_KAPPA] * (batch - 1)) if batch > 0 else 0.0
 
 
-@njit
+@njit_inline
 def _edge_progress_now(S: Any, e: int) -> float:
     gf, edge_f = S[1], S[29]
     return edge_f[e, 0] + edge_f[e, 2] * (gf[GF_NOW] - edge_f[e, 1])
@@ -482,12 +497,12 @@ def _item_done(S: Any, it: int) -> None:
         _start_hop(S, m)
 
 
-@njit
+@njit_inline
 def _success_prob(ability: float, difficulty: float) -> float:
     return 0.5 * math.erfc(-(ability - difficulty) / math.sqrt(2.0))
 
 
-@njit
+@njit_inline
 def _ability(S: Any, user: int, loc: int) -> float:
     cf, phone_f = S[3], S[25]
     return phone_f[user, 4] if loc == PHONE else cf[CF_EDGE_ABILITY]
@@ -748,6 +763,30 @@ def run_until_decision(S: Any) -> int:
     return -1
 
 
+# ---------------------------------------------------------------------------------------------------- entry points
+#: the slots of the state tuple that hold numba typed containers (passed from Python one by one)
+TYPED_SLOTS = (0, 14, 22, 24, 27, 28, 31, 32, 35)  # (22, the Wi-Fi memo, is an array: passed alone all the same)
+
+
+@njit
+def join(A: Any, events: Any, cell_msgs: Any, dcf_cache: Any, phone_ready: Any, edge_waiting: Any, edge_ready: Any,
+         edge_decoding: Any, edge_prefilling: Any, completed: Any) -> Any:
+    """The state tuple from :attr:`CoreState.split` (inside compiled code, where building it costs nothing)."""
+    return (events, A[0], A[1], A[2], A[3], A[4], A[5], A[6], A[7], A[8], A[9], A[10], A[11], A[12], cell_msgs,
+            A[13], A[14], A[15], A[16], A[17], A[18], A[19], dcf_cache, A[20], phone_ready, A[21], A[22], edge_waiting,
+            edge_ready, A[23], A[24], edge_decoding, edge_prefilling, A[25], A[26], completed, A[27], A[28], A[29],
+            A[30], A[31], A[32], A[33], A[34], A[35], A[36], A[37], A[38])
+
+
+@njit
+def start_entry(A: Any, events: Any, cell_msgs: Any, dcf_cache: Any, phone_ready: Any, edge_waiting: Any,
+                edge_ready: Any, edge_decoding: Any, edge_prefilling: Any, completed: Any) -> None:
+    """Schedule the first arrival (the start of an episode)."""
+    S = join(A, events, cell_msgs, dcf_cache, phone_ready, edge_waiting, edge_ready, edge_decoding, edge_prefilling,
+             completed)
+    _schedule_next_arrival(S)
+
+
 # ---------------------------------------------------------------------------------------------------- Python side
 def _typed_int_lists(n: int) -> Any:
     if not HAVE_NUMBA:  # pragma: no cover
@@ -778,14 +817,6 @@ def _typed_events() -> Any:
     from numba import typed, types
 
     return typed.List.empty_list(types.Tuple((types.float64, types.int64, types.int64, types.int64, types.int64)))
-
-
-def _typed_cache() -> Any:
-    if not HAVE_NUMBA:  # pragma: no cover
-        return {}
-    from numba import typed, types
-
-    return typed.Dict.empty(types.Tuple((types.int64, types.float64, types.float64)), types.UniTuple(types.float64, 3))
 
 
 class CoreState:
@@ -874,7 +905,7 @@ class CoreState:
             np.zeros(n_aps, dtype=np.int64),  # 19 cell versions
             np.zeros((n_queries * items_per_query, N_IF)),  # 20 itf
             np.zeros((n_queries * items_per_query, N_II), dtype=np.int64),  # 21 iti
-            _typed_cache(),  # 22 dcf memo
+            np.zeros((DCF_MEMO_ROWS + 1, 7)),  # 22 the Wi-Fi model's memo (_dcf)
             dcf_params(w),  # 23
             _typed_int_lists(n_users),  # 24 phone ready heaps (item ids = placement order)
             phone_f, phone_i,  # 25, 26
@@ -897,6 +928,10 @@ class CoreState:
             np.zeros(n_queries * items_per_query, dtype=np.bool_),  # 46 scratch: per item, queued at its edge
             wl_structure,  # 47 per query: FAN_OUT, CHAIN or DAG
         )
+        #: the same state split for calls from Python: the plain arrays in one tuple, then each typed container
+        #: on its own (numba types a tuple holding a typed container in Python, about 0.6 ms a call; see join)
+        self.split: tuple[Any, ...] = (tuple(x for i, x in enumerate(self.arrays) if i not in TYPED_SLOTS),
+                                       *(self.arrays[i] for i in TYPED_SLOTS))
 
 
 class CoreEngine:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from offload_gym.core._jit import njit
+from offload_gym.core._jit import njit, njit_inline
 from offload_gym.core.batch import edge_finish_arrays
 from offload_gym.core.engine import (
     CF_CONTEXT,
@@ -58,13 +58,13 @@ __all__ = ["aggregation_estimates", "plan", "subtask_estimates", "subtask_order"
 _TAIL_BITS = 22.0
 
 
-@njit
+@njit_inline
 def _pmax(a: float, b: float) -> float:
     """Python's ``max(a, b)``: ``b`` only if it is greater (the same float for ties and NaN as the Python code)."""
     return b if b > a else a
 
 
-@njit
+@njit_inline
 def phone_free_at(S: Any, user: int) -> float:
     gf, itf, phone_f, phone_i = S[1], S[20], S[25], S[26]
     now = gf[GF_NOW]
@@ -75,7 +75,7 @@ def phone_free_at(S: Any, user: int) -> float:
     return free
 
 
-@njit
+@njit_inline
 def usable_locations(S: Any, user: int) -> np.ndarray:
     ci, own_ap, ap_up = S[4], S[11], S[12]
     n_aps = ci[CI_N_APS]
@@ -166,7 +166,7 @@ def snapshots(S: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------------------- links
-@njit
+@njit_inline
 def _link(S: Any, ap: int, rate_bps: float, sharing: int) -> tuple[int, float, float, float]:
     """``(contenders, PHY rate, share, frame access delay)`` of a new transfer in ``ap``'s cell."""
     cf = S[3]
@@ -176,25 +176,25 @@ def _link(S: Any, ap: int, rate_bps: float, sharing: int) -> tuple[int, float, f
     return n, rate_bps, full / n / (sharing + 1), _access_delay_s(S, n, rate_bps, frame)
 
 
-@njit
+@njit_inline
 def uplink(S: Any, user: int) -> tuple[int, float, float, float]:
     ap = S[11][user]
     return _link(S, ap, S[9][user], S[17][ap, user])
 
 
-@njit
+@njit_inline
 def downlink(S: Any, user: int) -> tuple[int, float, float, float]:
     ap = S[11][user]
     return _link(S, ap, S[10][user], S[16][ap])
 
 
-@njit
+@njit_inline
 def _symbols(params: np.ndarray, rate: float, payload: float) -> float:
     header = params[P_MAC_HEADER_BYTES] + params[P_MPDU_DELIMITER_BYTES]
     return np.ceil((8.0 * (header + payload) + _TAIL_BITS) / (rate * params[P_SYMBOL_S]))
 
 
-@njit
+@njit_inline
 def _access_s(S: Any, n: int, rate: float, nbytes: float) -> float:
     """``Estimator._access_s``: the access delay asked with the whole byte count that fills the same symbols."""
     cf, params = S[3], S[23]
@@ -209,7 +209,7 @@ def _access_s(S: Any, n: int, rate: float, nbytes: float) -> float:
     return _access_delay_s(S, n, rate, whole)
 
 
-@njit
+@njit_inline
 def link_s(S: Any, link: tuple[int, float, float, float], nbytes: float) -> float:
     cf = S[3]
     n, rate, share, frame_access = link
@@ -217,14 +217,14 @@ def link_s(S: Any, link: tuple[int, float, float, float], nbytes: float) -> floa
     return access + 8.0 * nbytes / share
 
 
-@njit
+@njit_inline
 def backhaul_s(S: Any, nbytes: float) -> float:
     gf = S[1]
     return gf[GF_BACKHAUL_DELAY] + 8.0 * nbytes / gf[GF_BACKHAUL_RATE]
 
 
 # ------------------------------------------------------------------------------------------- items
-@njit
+@njit_inline
 def subtask_inputs(S: Any, q: int, i: int) -> float:
     """Predicted input tokens of subtask ``i``: the context plus its predecessors' predicted outputs."""
     cf, wl_sub, wl_deps = S[3], S[38], S[39]
@@ -263,14 +263,14 @@ def subtask_order(S: Any, q: int) -> np.ndarray:
     return order
 
 
-@njit
+@njit_inline
 def _phone_finish(S: Any, user: int, ready_s: float, input_tokens: float, pred_out: float, extra_s: float) -> float:
     phone_f = S[25]
     start = _pmax(ready_s, phone_free_at(S, user) + extra_s)
     return start + input_tokens / phone_f[user, 2] + pred_out / phone_f[user, 3]
 
 
-@njit
+@njit_inline
 def _qualities(S: Any, user: int, difficulty: float) -> tuple[float, float]:
     cf, phone_f = S[3], S[25]
     return _success_prob(phone_f[user, 4], difficulty), _success_prob(cf[CF_EDGE_ABILITY], difficulty)
@@ -308,7 +308,7 @@ def whole_estimates(S: Any, snaps: Any, q: int, out: np.ndarray) -> None:
             out[loc, 2] = q_edge
 
 
-@njit
+@njit_inline
 def _no_extra(S: Any) -> tuple[np.ndarray, np.ndarray]:
     n_aps = S[4][CI_N_APS]
     return np.zeros((n_aps, 1, 3)), np.zeros(n_aps, dtype=np.int64)
@@ -353,7 +353,7 @@ def _latest_arrivals(S: Any, q: int, preds: np.ndarray, locations: np.ndarray, o
     return latest
 
 
-@njit
+@njit_inline
 def _preds(S: Any, q: int, i: int) -> np.ndarray:
     wl_deps = S[39]
     n = wl_deps[q, i, 0]
@@ -362,7 +362,8 @@ def _preds(S: Any, q: int, i: int) -> np.ndarray:
 
 @njit
 def _subtask_ready(S: Any, q: int, i: int, ov_loc: np.ndarray, ov_finish: np.ndarray, att_eta: np.ndarray,
-                   phone_extra_s: float, ap_ready: np.ndarray, phone_est: np.ndarray) -> tuple[int, float, float]:
+                   phone_extra_s: float, ap_ready: np.ndarray, phone_est: np.ndarray, locations: np.ndarray, up: Any,
+                   down: Any) -> tuple[int, float, float]:
     """``Estimator._subtask_ready``: fills ``phone_est`` (ready, finish, quality) and ``ap_ready[j] = (loc,
     ready)`` for the usable APs; returns how many APs, the prefill time on an edge and the edge quality."""
     cf, qf, qi, wl_f, wl_sub = S[3], S[6], S[5], S[37], S[38]
@@ -372,11 +373,7 @@ def _subtask_ready(S: Any, q: int, i: int, ov_loc: np.ndarray, ov_finish: np.nda
     preds = _preds(S, q, i)
     pred_in = subtask_inputs(S, q, i)
     own = S[11][user] + 1
-    locations = usable_locations(S, user)
-    n_aps_usable = len(locations) - 1
-    has_up = n_aps_usable > 0
-    up = uplink(S, user) if has_up else (0, 0.0, 1.0, 0.0)
-    down = downlink(S, user) if has_up else (0, 0.0, 1.0, 0.0)
+    has_up = len(locations) > 1
     ready = release
     latest = np.empty(0)
     if len(preds):
@@ -423,6 +420,15 @@ def _subtask_ready(S: Any, q: int, i: int, ov_loc: np.ndarray, ov_finish: np.nda
     return j, prefill_s, q_edge
 
 
+@njit_inline
+def _links(S: Any, user: int, locations: np.ndarray) -> tuple[Any, Any]:
+    """The deciding phone's uplink and downlink in this state (placeholders when it reaches no AP)."""
+    if len(locations) > 1:
+        return uplink(S, user), downlink(S, user)
+    none = (0, 0.0, 1.0, 0.0)
+    return none, none
+
+
 @njit
 def subtask_estimates(S: Any, snaps: Any, q: int, i: int, out: np.ndarray) -> None:
     """``Estimator.subtask`` (no overlay): per location, when subtask ``i`` of query ``q`` would be done there."""
@@ -434,7 +440,10 @@ def subtask_estimates(S: Any, snaps: Any, q: int, i: int, out: np.ndarray) -> No
     att_eta = np.full(n_aps + 1, np.nan)
     ap_ready = np.zeros((n_aps, 2))
     phone_est = np.zeros(3)
-    n, prefill_s, q_edge = _subtask_ready(S, q, i, ov_loc, ov_finish, att_eta, 0.0, ap_ready, phone_est)
+    locations = usable_locations(S, S[5][q, QI_USER])
+    up, down = _links(S, S[5][q, QI_USER], locations)
+    n, prefill_s, q_edge = _subtask_ready(S, q, i, ov_loc, ov_finish, att_eta, 0.0, ap_ready, phone_est, locations, up,
+                                          down)
     out[PHONE] = phone_est
     ex_f, ex_n = _no_extra(S)
     pred_out = S[38][q, i, 2]
@@ -448,7 +457,8 @@ def subtask_estimates(S: Any, snaps: Any, q: int, i: int, out: np.ndarray) -> No
 
 @njit
 def _aggregation_ready(S: Any, q: int, ov_loc: np.ndarray, ov_finish: np.ndarray, phone_extra_s: float,
-                       ap_ready: np.ndarray, phone_est: np.ndarray) -> tuple[int, float, float, float, float, int]:
+                       ap_ready: np.ndarray, phone_est: np.ndarray, locations: np.ndarray, up: Any,
+                       down: Any) -> tuple[int, float, float, float, float, int]:
     """``Estimator._aggregation_ready``: ``(APs, prefill s, edge quality, down s, backhaul + down s, own)``."""
     cf, qf, qi, wl_f, wl_sub = S[3], S[6], S[5], S[37], S[38]
     user = qi[q, QI_USER]
@@ -460,10 +470,7 @@ def _aggregation_ready(S: Any, q: int, ov_loc: np.ndarray, ov_finish: np.ndarray
         pred_sum += wl_sub[q, j, 2]
     pred_in, pred_out = pred_sum, wl_f[q, 6]
     own = S[11][user] + 1
-    locations = usable_locations(S, user)
     has_up = len(locations) > 1
-    up = uplink(S, user) if has_up else (0, 0.0, 1.0, 0.0)
-    down = downlink(S, user) if has_up else (0, 0.0, 1.0, 0.0)
     latest = _latest_arrivals(S, q, np.arange(k), locations, own, ov_loc, ov_finish, up, down)
     ready = latest[0] if latest[0] > release else release
     phone_est[0] = ready
@@ -493,7 +500,10 @@ def aggregation_estimates(S: Any, snaps: Any, q: int, out: np.ndarray) -> None:
     ov_finish = np.zeros(k)
     ap_ready = np.zeros((n_aps, 2))
     phone_est = np.zeros(3)
-    n, prefill_s, q_edge, down_s, bh_down, own = _aggregation_ready(S, q, ov_loc, ov_finish, 0.0, ap_ready, phone_est)
+    locations = usable_locations(S, S[5][q, QI_USER])
+    up, down = _links(S, S[5][q, QI_USER], locations)
+    n, prefill_s, q_edge, down_s, bh_down, own = _aggregation_ready(S, q, ov_loc, ov_finish, 0.0, ap_ready, phone_est,
+                                                                    locations, up, down)
     out[PHONE] = phone_est
     ex_f, ex_n = _no_extra(S)
     pred_out = S[37][q, 6]
@@ -506,7 +516,7 @@ def aggregation_estimates(S: Any, snaps: Any, q: int, out: np.ndarray) -> None:
         out[loc, 2] = q_edge
 
 
-@njit
+@njit_inline
 def _bound_margin(t: float) -> float:
     return 1e-9 * (1.0 + abs(t))
 
@@ -553,9 +563,12 @@ def plan(S: Any, snaps: Any, q: int, latency_weight: float, locations_out: np.nd
     phone_est = np.zeros(3)
     qualities = np.zeros(k)
     order = subtask_order(S, q)
+    locations = usable_locations(S, user)
+    up, down = _links(S, user, locations)
     for pos in range(k):
         i = order[pos]
-        n, prefill_s, q_edge = _subtask_ready(S, q, i, ov_loc, ov_finish, att_eta, phone_extra_s, ap_ready, phone_est)
+        n, prefill_s, q_edge = _subtask_ready(S, q, i, ov_loc, ov_finish, att_eta, phone_extra_s, ap_ready, phone_est,
+                                              locations, up, down)
         pred_out = wl_sub[q, i, 2]
         loc = PHONE
         est_ready, est_finish, est_quality = phone_est[0], phone_est[1], phone_est[2]
@@ -587,7 +600,7 @@ def plan(S: Any, snaps: Any, q: int, latency_weight: float, locations_out: np.nd
             if S[39][q, i, 0] == 0 and has_attachment and not att_eta[loc] == att_eta[loc]:
                 att_eta[loc] = est_ready
     n, prefill_s, q_edge, down_s, bh_down, own = _aggregation_ready(S, q, ov_loc, ov_finish, phone_extra_s, ap_ready,
-                                                                    phone_est)
+                                                                    phone_est, locations, up, down)
     agg_out = wl_f[q, 6]
     loc = PHONE
     finish_best, quality_best = phone_est[1], phone_est[2]

@@ -34,7 +34,9 @@ from offload_gym.core.engine import (
     PHONE,
     QI_USER,
     _contenders,
+    _schedule_next_arrival,
     _token_bytes,
+    join,
     place_aggregation,
     place_subtask,
     place_whole,
@@ -343,3 +345,42 @@ def _energy_features(S: Any, D: np.ndarray, est: np.ndarray, g: np.ndarray, o: i
             radio_j = cf[CF_P_TX_W] * tx_s + cf[CF_P_RX_W] * rx_s + cf[CF_P_IDLE_W] * idle_s
             g[o + loc] = radio_j / (radio_j + scale)
 
+
+
+# ------------------------------------------------------------------------------------------- entry points
+@njit
+def begin_entry(A: Any, events: Any, cell_msgs: Any, dcf_cache: Any, phone_ready: Any, edge_waiting: Any,
+                edge_ready: Any, edge_decoding: Any, edge_prefilling: Any, completed: Any, D: np.ndarray, DF: np.ndarray,
+                est: np.ndarray, plan_locs: np.ndarray, mask: np.ndarray, g: np.ndarray, OI: np.ndarray, OF: np.ndarray,
+                energy: bool) -> int:
+    """Start an episode: the first arrival, run to it, its decision and observation (into ``g``)."""
+    S = join(A, events, cell_msgs, dcf_cache, phone_ready, edge_waiting, edge_ready, edge_decoding, edge_prefilling,
+             completed)
+    _schedule_next_arrival(S)
+    flag = advance(S, D, DF, est, plan_locs, mask)
+    observe(S, D, DF, est, g, OI, OF, energy)
+    return flag
+
+
+@njit
+def decide_entry(A: Any, events: Any, cell_msgs: Any, dcf_cache: Any, phone_ready: Any, edge_waiting: Any,
+                 edge_ready: Any, edge_decoding: Any, edge_prefilling: Any, completed: Any, D: np.ndarray,
+                 DF: np.ndarray, est: np.ndarray, plan_locs: np.ndarray, mask: np.ndarray, g: np.ndarray, OI: np.ndarray,
+                 OF: np.ndarray, energy: bool, a: int) -> int:
+    """One decision: :func:`apply_action` of ``a``, then the next decision's observation (into ``g``)."""
+    S = join(A, events, cell_msgs, dcf_cache, phone_ready, edge_waiting, edge_ready, edge_decoding, edge_prefilling,
+             completed)
+    flag = apply_action(S, D, DF, est, plan_locs, mask, a)
+    observe(S, D, DF, est, g, OI, OF, energy)
+    return flag
+
+
+@njit
+def phone_state_entry(A: Any, events: Any, cell_msgs: Any, dcf_cache: Any, phone_ready: Any, edge_waiting: Any,
+                      edge_ready: Any, edge_decoding: Any, edge_prefilling: Any, completed: Any, user: int,
+                      out: np.ndarray, OI: np.ndarray, OF: np.ndarray) -> np.ndarray:
+    """What phone ``user`` knows of the network (into ``out``); returns the locations it can use."""
+    S = join(A, events, cell_msgs, dcf_cache, phone_ready, edge_waiting, edge_ready, edge_decoding, edge_prefilling,
+             completed)
+    _fill_state(S, out, user, OI, OF)
+    return usable_locations(S, user)

@@ -96,7 +96,6 @@ class CompiledEpisode:
         self.setup = Simulator(cfg, rng)
         self.state = ce.CoreState(self.setup)
         self.S = self.state.arrays
-        ce._schedule_next_arrival(self.S)
         self.cfg = cfg
         n_aps = cfg.topology.n_aps
         self.n_aps = n_aps
@@ -129,12 +128,15 @@ class CompiledEpisode:
 
     def advance(self) -> list[int]:
         """To the first decision; the queries finished on the way (none)."""
-        self._cs.advance(self.S, self.D, self.DF, self.est, self.plan_locations, self.mask)
+        self._cs.begin_entry(*self.state.split, self.D, self.DF, self.est, self.plan_locations, self.mask, self.g,
+                             self.OI, self.OF, self.energy)
         return self._drain()
 
     def apply(self, a: int) -> list[int]:
-        """Place the pending item at ``a`` (or decompose); the queries finished if time moved."""
-        if self._cs.apply_action(self.S, self.D, self.DF, self.est, self.plan_locations, self.mask, a) == -2:
+        """Place the pending item at ``a`` (or decompose), run to the next decision and observe it (one compiled
+        call); the queries finished if time moved."""
+        if self._cs.decide_entry(*self.state.split, self.D, self.DF, self.est, self.plan_locations, self.mask, self.g,
+                                 self.OI, self.OF, self.energy, a) == -2:
             raise RuntimeError("compiled core: message capacity exceeded")  # pragma: no cover - sized per episode
         return self._drain()
 
@@ -147,18 +149,14 @@ class CompiledEpisode:
         return out
 
     def observation(self) -> np.ndarray:
-        """The item observation (and energy features) of the pending decision, float64, written in place."""
-        self._cs.observe(self.S, self.D, self.DF, self.est, self.g, self.OI, self.OF, self.energy)
+        """The item observation (and energy features) of the pending decision, float64 (written by each call)."""
         return self.g
 
-    def phone_state(self, user: int, out: np.ndarray) -> None:
-        """``OffloadEnv._fill_state`` for phone ``user`` into ``out`` (the item layout's length)."""
-        self._cs._fill_state(self.S, out, user, self.OI, self.OF)
-
-    def usable_locations(self, user: int) -> list[int]:
-        from offload_gym.core.estimates import usable_locations
-
-        return [int(x) for x in usable_locations(self.S, user)]
+    def phone_state(self, user: int, out: np.ndarray) -> list[int]:
+        """``OffloadEnv._fill_state`` for phone ``user`` into ``out`` (the item layout's length); returns the
+        locations it can use."""
+        usable = self._cs.phone_state_entry(*self.state.split, user, out, self.OI, self.OF)
+        return [int(x) for x in usable]
 
     # ------------------------------------------------------------------ finished queries
     def query_fields(self, q: int) -> dict[str, Any]:

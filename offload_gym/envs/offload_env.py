@@ -734,8 +734,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
             if self._kind == _END:
                 return out
             state = np.zeros(self._n_item)
-            self.episode.phone_state(user, state)
-            for loc in self.episode.usable_locations(user):
+            for loc in self.episode.phone_state(user, state):
                 state[self._n_global + loc * self._n_loc + _L_REACHABLE] = 1.0
             out[: self._n_item] = state
             return out
