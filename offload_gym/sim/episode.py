@@ -23,6 +23,7 @@ import numpy as np
 
 from offload_gym.config import ScenarioConfig
 from offload_gym.sim.planner import Prediction, predict, predict_learned
+from offload_gym.sim.seeding import Reseeder, seed_states_many
 from offload_gym.sim.traces import TraceSample, load_trace, replay
 from offload_gym.sim.workload import QuerySpec, draw_corpus_query, draw_query
 
@@ -87,30 +88,36 @@ class EpisodeWorkload:
             self._last_arrival_s = t
             self.arrival_s = np.array(times, dtype=np.float64)
             self.user = np.array(users, dtype=np.int64)
-        seeds = [int(s) for s in self._rng_workload.integers(2**63, size=n)]
+        seeds = self._rng_workload.integers(2**63, size=n)
         self._specs, self._predictions = self._draw_queries(seeds, start)
         self._block_start = start
 
-    def _draw_queries(self, seeds: list[int], start: int) -> tuple[list[QuerySpec], list[Prediction]]:
+    def _draw_queries(self, seeds: np.ndarray, start: int) -> tuple[list[QuerySpec], list[Prediction]]:
+        # query i's truth from the stream of default_rng([seeds[i], 0]) and its planner noise from that of
+        # default_rng([seeds[i], 1]), both by re-seeding one generator (offload_gym.sim.seeding): the same draws
         cfg = self._cfg
+        reseed = Reseeder().reseed
         if cfg.uses_corpus and cfg.planner.kind == "learned":
-            specs = [draw_corpus_query(cfg.workload, np.random.default_rng([seed, 0])) for seed in seeds]
+            ((states, incs),) = seed_states_many(seeds, (0,))
+            specs = [draw_corpus_query(cfg.workload, reseed(state, inc)) for state, inc in zip(states, incs, strict=True)]
             predictions: list[Prediction] = []
             for i in range(0, len(specs), LEARNED_PLANNER_BATCH):  # batch boundaries as before: the same floats
                 predictions += predict_learned(specs[i:i + LEARNED_PLANNER_BATCH], cfg.workload, cfg.planner.checkpoint)
             return specs, predictions
         draw = draw_corpus_query if cfg.uses_corpus else draw_query
         trace = self._trace
+        workload, planner = cfg.workload, cfg.planner
+        (states0, incs0), (states1, incs1) = seed_states_many(seeds, (0, 1))
         specs, predictions = [], []
-        for i, seed in enumerate(seeds):
+        for i in range(len(seeds)):
             if trace is not None:
-                spec = draw_query(cfg.workload, np.random.default_rng([seed, 0]),
+                spec = draw_query(workload, reseed(states0[i], incs0[i]),
                                   prompt_tokens=int(trace.prompt_tokens[start + i]),
                                   answer_tokens=int(trace.answer_tokens[start + i]))
             else:
-                spec = draw(cfg.workload, np.random.default_rng([seed, 0]))
-            specs.append(spec)
-            predictions.append(predict(spec, cfg.planner, cfg.workload, np.random.default_rng([seed, 1])))
+                spec = draw(workload, reseed(states0[i], incs0[i]))
+            specs.append(spec)  # done with the truth's stream before the same generator is re-seeded for the noise
+            predictions.append(predict(spec, planner, workload, reseed(states1[i], incs1[i])))
         return specs, predictions
 
     def _local(self, k: int) -> int:
