@@ -73,13 +73,13 @@ class OffloadParallelEnv(ParallelEnv):
                                           "is_parallelizable": True}
 
     def __init__(self, config: dict[str, Any] | ScenarioConfig | None = None, scenario: str = "paper",
-                 reward: str = "individual", render_mode: str | None = None) -> None:
+                 reward: str = "individual", render_mode: str | None = None, core: str = "auto") -> None:
         if reward not in REWARD_MODES:
             raise ValueError(f"reward: {reward!r} is not allowed; choose one of {list(REWARD_MODES)}")
         cfg = make_config(config, scenario=scenario)
         # the single-agent core with box features: the dict form is made here, per phone
         core_cfg = make_config(merge_overrides(cfg.to_dict(), {"observation_format": "box"}))
-        self.core = OffloadEnv(config=core_cfg, render_mode=render_mode)
+        self.core = OffloadEnv(config=core_cfg, render_mode=render_mode, core=core)
         self.config = cfg
         self.reward_mode = reward
         self.render_mode = render_mode
@@ -180,12 +180,13 @@ class OffloadParallelEnv(ParallelEnv):
 
 
 def parallel_env(config: dict[str, Any] | ScenarioConfig | None = None, scenario: str = "paper",
-                 reward: str = "individual", render_mode: str | None = None) -> OffloadParallelEnv:
-    """The PettingZoo ``ParallelEnv``: one agent per phone (see the module docstring)."""
-    return OffloadParallelEnv(config=config, scenario=scenario, reward=reward, render_mode=render_mode)
+                 reward: str = "individual", render_mode: str | None = None, core: str = "auto") -> OffloadParallelEnv:
+    """The PettingZoo ``ParallelEnv``: one agent per phone (see the module docstring); ``core`` as in ``OffloadEnv``."""
+    return OffloadParallelEnv(config=config, scenario=scenario, reward=reward, render_mode=render_mode, core=core)
 
 
 def env(config: dict[str, Any] | ScenarioConfig | None = None, scenario: str = "paper", reward: str = "individual",
-        render_mode: str | None = None) -> Any:
+        render_mode: str | None = None, core: str = "auto") -> Any:
     """The same environment in PettingZoo's AEC form (agents take turns; only the deciding phone's turn matters)."""
-    return parallel_to_aec(parallel_env(config=config, scenario=scenario, reward=reward, render_mode=render_mode))
+    return parallel_to_aec(parallel_env(config=config, scenario=scenario, reward=reward, render_mode=render_mode,
+                                        core=core))

@@ -72,7 +72,8 @@ def digest(env: gym.Env, seed: int) -> str:
     obs, info = env.reset(seed=seed)
     done = False
     while not done:
-        h.update(np.asarray(obs).tobytes())
+        for part in (obs.values() if isinstance(obs, dict) else (obs,)):  # a dict observation: its arrays in order
+            h.update(np.asarray(part).tobytes())
         mask = np.asarray(info["action_mask"])
         h.update(mask.tobytes())
         h.update(repr((info["decision"], info["decision_query_id"], info["time_s"], info["elapsed_s"],

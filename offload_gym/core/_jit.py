@@ -7,7 +7,10 @@ the plain form, for debugging).
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -19,6 +22,43 @@ except ImportError:  # pragma: no cover - numba is in the dev extra
 
 #: whether kernels are compiled (numba importable); with ``NUMBA_DISABLE_JIT=1`` numba itself runs them as Python
 HAVE_NUMBA = _numba is not None
+#: whether they really run compiled (numba, and not ``NUMBA_DISABLE_JIT=1``): the plain form uses Python lists
+JIT_ENABLED = HAVE_NUMBA and not _numba.config.DISABLE_JIT
+
+
+def _drop_stale_cache() -> None:
+    """Delete the core's numba cache when any of the core's sources changed since it was written.
+
+    numba keys a cached function on its own file only, but the kernels call one another across files: an
+    edit of ``engine.py`` would leave ``estimates.py``'s cached code calling the old engine. One stamp over
+    all the sources of this package keeps the whole cache consistent (the next import recompiles it).
+    """
+    here = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for source in sorted(here.glob("*.py")):
+        digest.update(source.name.encode())
+        digest.update(source.read_bytes())
+    stamp = digest.hexdigest()
+    cache_dir = Path(os.environ.get("NUMBA_CACHE_DIR") or here / "__pycache__")
+    stamp_file = cache_dir / "offload_gym_core.stamp"
+    try:
+        if stamp_file.read_text() == stamp:
+            return
+    except OSError:
+        pass
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        for pattern in ("*.nbi", "*.nbc"):
+            for stale in cache_dir.rglob(pattern):
+                if "offload_gym" in str(stale.parent):  # a shared NUMBA_CACHE_DIR holds other projects' caches too
+                    stale.unlink(missing_ok=True)
+        stamp_file.write_text(stamp)
+    except OSError:  # pragma: no cover - a read-only install: numba then compiles in memory
+        pass
+
+
+if HAVE_NUMBA:
+    _drop_stale_cache()
 
 
 def njit(func: F) -> F:

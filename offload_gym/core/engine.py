@@ -25,8 +25,25 @@ from typing import Any
 import numpy as np
 
 from offload_gym.config import ScenarioConfig
-from offload_gym.core._jit import HAVE_NUMBA, njit, njit_inline
+from offload_gym.core._jit import JIT_ENABLED, njit, njit_inline
 from offload_gym.core.wifi import dcf_params, dcf_point
+
+if JIT_ENABLED:
+    from numba import types as _nbt
+    from numba.typed import List as TypedList
+
+    INT_TYPE = _nbt.int64
+    PAIR_TYPE = _nbt.Tuple((_nbt.float64, _nbt.int64))
+    EVENT_TYPE = _nbt.Tuple((_nbt.float64, _nbt.int64, _nbt.int64, _nbt.int64, _nbt.int64))
+    INT_LIST_TYPE = _nbt.ListType(INT_TYPE)
+    PAIR_LIST_TYPE = _nbt.ListType(PAIR_TYPE)
+else:  # pragma: no cover - plain Python lists stand in
+    class TypedList(list):  # type: ignore[no-redef]
+        @staticmethod
+        def empty_list(_: object) -> list:
+            return []
+
+    INT_TYPE = PAIR_TYPE = EVENT_TYPE = INT_LIST_TYPE = PAIR_LIST_TYPE = None
 
 __all__ = ["CoreEngine", "CoreState"]
 
@@ -70,7 +87,7 @@ CI_QUERIES, CI_MAX_BATCH, CI_N_USERS, CI_N_APS, CI_IMMEDIATE, CI_MAX_K = range(6
 N_CI = 6
 # global scalars: floats, ints
 GF_NOW, GF_BACKHAUL_DELAY, GF_BACKHAUL_RATE, GF_EDGE_OUT_TOKENS, GF_TOTAL_OUT_TOKENS = range(5)
-GI_EVENT_SEQ, GI_PLACE_SEQ, GI_ARRIVED, GI_SCHEDULED, GI_FINISHED, GI_N_MSGS = range(6)
+GI_EVENT_SEQ, GI_PLACE_SEQ, GI_ARRIVED, GI_SCHEDULED, GI_FINISHED, GI_N_MSGS, GI_N_COMPLETED = range(7)
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -540,7 +557,8 @@ def _record(S: Any, q: int, quality: float) -> None:
     qf[q, QF_ENERGY] += (cf[CF_P_TX_W] * qf[q, QF_TX] + cf[CF_P_RX_W] * qf[q, QF_RX] + cf[CF_P_IDLE_W] * idle_s)
     qi[q, QI_DONE] = 1
     gi[GI_FINISHED] += 1
-    completed.append(q)
+    completed[gi[GI_N_COMPLETED]] = q  # finished since the caller last drained them
+    gi[GI_N_COMPLETED] += 1
 
 
 # ---------------------------------------------------------------------------------------------------- placement
@@ -788,35 +806,25 @@ def start_entry(A: Any, events: Any, cell_msgs: Any, dcf_cache: Any, phone_ready
 
 
 # ---------------------------------------------------------------------------------------------------- Python side
-def _typed_int_lists(n: int) -> Any:
-    if not HAVE_NUMBA:  # pragma: no cover
-        return [[] for _ in range(n)]
-    from numba import typed, types
-
-    outer = typed.List.empty_list(types.ListType(types.int64))
-    for _ in range(n):
-        outer.append(typed.List.empty_list(types.int64))
-    return outer
-
-
-def _typed_pair_lists(n: int) -> Any:
-    if not HAVE_NUMBA:  # pragma: no cover
-        return [[] for _ in range(n)]
-    from numba import typed, types
-
-    pair = types.Tuple((types.float64, types.int64))
-    outer = typed.List.empty_list(types.ListType(pair))
-    for _ in range(n):
-        outer.append(typed.List.empty_list(pair))
-    return outer
-
-
-def _typed_events() -> Any:
-    if not HAVE_NUMBA:  # pragma: no cover
-        return []
-    from numba import typed, types
-
-    return typed.List.empty_list(types.Tuple((types.float64, types.int64, types.int64, types.int64, types.int64)))
+@njit
+def _new_containers(n_users: int, n_aps: int) -> Any:
+    """The state's typed lists, made in compiled code (from Python, each costs tens of microseconds)."""
+    events = TypedList.empty_list(EVENT_TYPE)
+    cell_msgs = TypedList.empty_list(INT_LIST_TYPE)
+    phone_ready = TypedList.empty_list(INT_LIST_TYPE)
+    edge_waiting = TypedList.empty_list(INT_LIST_TYPE)
+    edge_ready = TypedList.empty_list(INT_LIST_TYPE)
+    edge_decoding = TypedList.empty_list(PAIR_LIST_TYPE)
+    edge_prefilling = TypedList.empty_list(INT_LIST_TYPE)
+    for _ in range(n_users):
+        phone_ready.append(TypedList.empty_list(INT_TYPE))
+    for _ in range(n_aps):
+        cell_msgs.append(TypedList.empty_list(INT_TYPE))
+        edge_waiting.append(TypedList.empty_list(INT_TYPE))
+        edge_ready.append(TypedList.empty_list(INT_TYPE))
+        edge_decoding.append(TypedList.empty_list(PAIR_TYPE))
+        edge_prefilling.append(TypedList.empty_list(INT_TYPE))
+    return events, cell_msgs, phone_ready, edge_waiting, edge_ready, edge_decoding, edge_prefilling
 
 
 class CoreState:
@@ -855,7 +863,7 @@ class CoreState:
         ci[CI_MAX_K] = max_k
         gf = np.zeros(5)
         gf[GF_BACKHAUL_DELAY], gf[GF_BACKHAUL_RATE] = w.backhaul_delay_s, w.backhaul_rate_bps
-        gi = np.zeros(6, dtype=np.int64)
+        gi = np.zeros(7, dtype=np.int64)
         items_per_query = max_k + 2
         msgs_per_query = 2 + max_k + max_k * max_k + 1
         # the workload: per query (prompt, answer, difficulty, attachment, pred answer, pred difficulty,
@@ -865,18 +873,29 @@ class CoreState:
         wl_deps = np.zeros((n_queries, max_k, max_k + 1), dtype=np.int64)
         wl_k = np.zeros(n_queries, dtype=np.int64)
         wl_structure = np.zeros(n_queries, dtype=np.int64)
-        for q in range(n_queries):
+        rows, sub_rows, dep_rows = [], [], []
+        for q in range(n_queries):  # one pass in Python, then whole arrays (row writes cost more than the reads)
             spec, pred = wl.query(q)
-            wl_f[q] = (spec.prompt_tokens, spec.answer_tokens, spec.difficulty, spec.attachment_bytes,
-                       pred.answer_tokens, pred.difficulty, pred.aggregation_output_tokens, pred.aggregation_difficulty)
-            k = len(spec.deps)
-            wl_k[q] = k
-            wl_structure[q] = spec.structure
+            rows.append((spec.prompt_tokens, spec.answer_tokens, spec.difficulty, spec.attachment_bytes,
+                         pred.answer_tokens, pred.difficulty, pred.aggregation_output_tokens, pred.aggregation_difficulty,
+                         len(spec.deps), spec.structure))
             for i, deps in enumerate(spec.deps):
-                wl_sub[q, i] = (spec.subtask_output_tokens[i], spec.subtask_difficulty[i],
-                                pred.subtask_output_tokens[i], pred.subtask_difficulty[i])
-                wl_deps[q, i, 0] = len(deps)
-                wl_deps[q, i, 1:1 + len(deps)] = deps
+                sub_rows.append((q, i, spec.subtask_output_tokens[i], spec.subtask_difficulty[i],
+                                 pred.subtask_output_tokens[i], pred.subtask_difficulty[i]))
+                for j, d in enumerate(deps):
+                    dep_rows.append((q, i, j, d))
+        table = np.array(rows, dtype=np.float64).reshape(n_queries, 10)
+        wl_f[:] = table[:, :8]
+        wl_k[:] = table[:, 8]
+        wl_structure[:] = table[:, 9]
+        if sub_rows:
+            sub = np.array(sub_rows, dtype=np.float64)
+            qs, idx = sub[:, 0].astype(np.int64), sub[:, 1].astype(np.int64)
+            wl_sub[qs, idx] = sub[:, 2:]
+        if dep_rows:
+            dep = np.array(dep_rows, dtype=np.int64)
+            wl_deps[dep[:, 0], dep[:, 1], 1 + dep[:, 2]] = dep[:, 3]
+            np.add.at(wl_deps[:, :, 0], (dep[:, 0], dep[:, 1]), 1)
         phone_f = np.zeros((n_users, 5))  # run_end, unstarted_pred_s, prefill_tps, decode_tps, ability
         phone_i = np.zeros((n_users, 2), dtype=np.int64)  # running item (-1), version
         phone_i[:, 0] = -1
@@ -885,8 +904,10 @@ class CoreState:
         self.n_queries = n_queries
         self.msg_margin = 4 * (e.max_batch + 2) * (max_k + 2) + 64  # messages one event can create, at most
         n_msgs = n_queries * msgs_per_query + self.msg_margin
+        events, cell_msgs, phone_ready, edge_waiting, edge_ready, edge_decoding, edge_prefilling = \
+            _new_containers(n_users, n_aps)
         self.arrays: tuple[Any, ...] = (
-            _typed_events(),  # 0 events
+            events,  # 0 events
             gf, gi, cf, ci,  # 1-4
             np.zeros((n_queries, N_QI), dtype=np.int64),  # 5 qi
             np.zeros((n_queries, N_QF)),  # 6 qf
@@ -897,7 +918,7 @@ class CoreState:
             np.array(sim.own_ap, dtype=np.int64),  # 11
             np.array(sim.ap_up, dtype=np.int64),  # 12
             np.array(sim.background, dtype=np.int64),  # 13
-            _typed_int_lists(n_aps),  # 14 cell messages, in order
+            cell_msgs,  # 14 cell messages, in order
             np.zeros(n_aps, dtype=np.int64),  # 15 uploading phones per cell
             np.zeros(n_aps, dtype=np.int64),  # 16 downloads per cell
             np.zeros((n_aps, n_users), dtype=np.int64),  # 17 uploads per (cell, phone)
@@ -907,17 +928,17 @@ class CoreState:
             np.zeros((n_queries * items_per_query, N_II), dtype=np.int64),  # 21 iti
             np.zeros((DCF_MEMO_ROWS + 1, 7)),  # 22 the Wi-Fi model's memo (_dcf)
             dcf_params(w),  # 23
-            _typed_int_lists(n_users),  # 24 phone ready heaps (item ids = placement order)
+            phone_ready,  # 24 phone ready heaps (item ids = placement order)
             phone_f, phone_i,  # 25, 26
-            _typed_int_lists(n_aps),  # 27 edge waiting (placed, inputs not all there), in placement order
-            _typed_int_lists(n_aps),  # 28 edge ready heaps
+            edge_waiting,  # 27 edge waiting (placed, inputs not all there), in placement order
+            edge_ready,  # 28 edge ready heaps
             np.zeros((n_aps, 3)),  # 29 edge progress, progress time, rate
             np.zeros((n_aps, 2), dtype=np.int64),  # 30 edge batch, version
-            _typed_pair_lists(n_aps),  # 31 edge decoding heaps (target, item)
-            _typed_int_lists(n_aps),  # 32 edge prefilling, in admission order
+            edge_decoding,  # 31 edge decoding heaps (target, item)
+            edge_prefilling,  # 32 edge prefilling, in admission order
             np.zeros((n_queries * items_per_query, max_k + 1), dtype=np.int64),  # 33 successors
             np.zeros((n_queries, items_per_query), dtype=np.int64),  # 34 items per query
-            _typed_int_lists(1)[0] if HAVE_NUMBA else [],  # 35 finished queries, in order (drained by the caller)
+            np.zeros(n_queries, dtype=np.int64),  # 35 queries finished since the last drain, in order (GI_N_COMPLETED)
             np.zeros((n_queries, max_k + 2, 2), dtype=np.int64),  # 36 deferred actions (is send, id)
             wl_f, wl_sub, wl_deps,  # 37-39
             np.full((n_queries, max_k), -1, dtype=np.int64),  # 40 subtask item ids per query
@@ -932,6 +953,37 @@ class CoreState:
         #: on its own (numba types a tuple holding a typed container in Python, about 0.6 ms a call; see join)
         self.split: tuple[Any, ...] = (tuple(x for i, x in enumerate(self.arrays) if i not in TYPED_SLOTS),
                                        *(self.arrays[i] for i in TYPED_SLOTS))
+
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Typed lists do not pickle: they travel as plain (nested) lists, in their order (heaps stay heaps)."""
+        state = self.__dict__.copy()
+        arrays = list(self.arrays)
+        for slot in TYPED_SLOTS:
+            value = arrays[slot]
+            if not isinstance(value, np.ndarray):
+                arrays[slot] = [list(x) if not isinstance(x, tuple) else x for x in value] if slot else list(value)
+        state["arrays"] = arrays
+        del state["split"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        arrays = state.pop("arrays")
+        self.__dict__.update(state)
+        n_users, n_aps = int(arrays[4][CI_N_USERS]), int(arrays[4][CI_N_APS])
+        fresh = dict(zip((0, 14, 24, 27, 28, 31, 32), _new_containers(n_users, n_aps), strict=True))
+        for slot, container in fresh.items():
+            if slot == 0:
+                for event in arrays[0]:
+                    container.append(event)
+            else:
+                for target, values in zip(container, arrays[slot], strict=True):
+                    for value in values:
+                        target.append(value)
+            arrays[slot] = container
+        self.arrays = tuple(arrays)
+        self.split = (tuple(x for i, x in enumerate(self.arrays) if i not in TYPED_SLOTS),
+                      *(self.arrays[i] for i in TYPED_SLOTS))
 
 
 class CoreEngine:
@@ -954,10 +1006,10 @@ class CoreEngine:
         return int(q)
 
     def pop_completed(self) -> list[int]:
-        done = self.S[35]
-        out = [int(q) for q in done]
-        done.clear()
-        return out
+        gi = self.S[2]
+        n = int(gi[GI_N_COMPLETED])
+        gi[GI_N_COMPLETED] = 0
+        return self.S[35][:n].tolist()
 
     def place_whole(self, q: int, loc: int) -> int:
         return int(place_whole(self.S, q, loc, math.nan, math.nan))

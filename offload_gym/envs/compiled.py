@@ -83,19 +83,28 @@ def _observation_indices() -> tuple[np.ndarray, np.ndarray]:
     return oi, of
 
 
+_MODULES: tuple[Any, Any] | None = None
+
+
+def _modules() -> tuple[Any, Any]:
+    """The core's engine and step modules, imported on first use (numba's import is not paid by ``import
+    offload_gym``)."""
+    global _MODULES
+    if _MODULES is None:
+        from offload_gym.core import engine, step
+
+        _MODULES = (engine, step)
+    return _MODULES
+
+
 class CompiledEpisode:
     """One episode of the compiled core: its arrays, the pending decision, the observation buffer."""
 
     def __init__(self, cfg: ScenarioConfig, rng: np.random.Generator, energy: bool) -> None:
-        from offload_gym.core import engine as ce
-        from offload_gym.core import step as cs
-
-        self._cs = cs
-        self._ce = ce
+        ce, cs = _modules()
         # the Python engine's constructor draws the topology and the workload with the same generators
         self.setup = Simulator(cfg, rng)
         self.state = ce.CoreState(self.setup)
-        self.S = self.state.arrays
         self.cfg = cfg
         n_aps = cfg.topology.n_aps
         self.n_aps = n_aps
@@ -115,38 +124,43 @@ class CompiledEpisode:
 
     # ------------------------------------------------------------------ decisions
     @property
+    def S(self) -> tuple[Any, ...]:
+        """The core's state tuple (:attr:`offload_gym.core.engine.CoreState.arrays`)."""
+        return self.state.arrays
+
+    @property
     def kind(self) -> str:
-        return _KIND_NAMES[int(self.D[self._cs.D_KIND])]
+        return _KIND_NAMES[int(self.D[_modules()[1].D_KIND])]
 
     @property
     def query_id(self) -> int:
-        return int(self.D[self._cs.D_QUERY])
+        return int(self.D[_modules()[1].D_QUERY])
 
     @property
     def now(self) -> float:
-        return float(self.S[1][self._ce.GF_NOW])
+        return float(self.S[1][_modules()[0].GF_NOW])
 
     def advance(self) -> list[int]:
         """To the first decision; the queries finished on the way (none)."""
-        self._cs.begin_entry(*self.state.split, self.D, self.DF, self.est, self.plan_locations, self.mask, self.g,
+        _modules()[1].begin_entry(*self.state.split, self.D, self.DF, self.est, self.plan_locations, self.mask, self.g,
                              self.OI, self.OF, self.energy)
         return self._drain()
 
     def apply(self, a: int) -> list[int]:
         """Place the pending item at ``a`` (or decompose), run to the next decision and observe it (one compiled
         call); the queries finished if time moved."""
-        if self._cs.decide_entry(*self.state.split, self.D, self.DF, self.est, self.plan_locations, self.mask, self.g,
+        if _modules()[1].decide_entry(*self.state.split, self.D, self.DF, self.est, self.plan_locations, self.mask, self.g,
                                  self.OI, self.OF, self.energy, a) == -2:
             raise RuntimeError("compiled core: message capacity exceeded")  # pragma: no cover - sized per episode
         return self._drain()
 
     def _drain(self) -> list[int]:
-        done = self.S[35]
-        if not len(done):
+        gi = self.S[2]
+        n = int(gi[_modules()[0].GI_N_COMPLETED])
+        if not n:
             return []
-        out = [int(q) for q in done]
-        done.clear()
-        return out
+        gi[_modules()[0].GI_N_COMPLETED] = 0
+        return self.S[35][:n].tolist()
 
     def observation(self) -> np.ndarray:
         """The item observation (and energy features) of the pending decision, float64 (written by each call)."""
@@ -155,13 +169,13 @@ class CompiledEpisode:
     def phone_state(self, user: int, out: np.ndarray) -> list[int]:
         """``OffloadEnv._fill_state`` for phone ``user`` into ``out`` (the item layout's length); returns the
         locations it can use."""
-        usable = self._cs.phone_state_entry(*self.state.split, user, out, self.OI, self.OF)
+        usable = _modules()[1].phone_state_entry(*self.state.split, user, out, self.OI, self.OF)
         return [int(x) for x in usable]
 
     # ------------------------------------------------------------------ finished queries
     def query_fields(self, q: int) -> dict[str, Any]:
         """What the env's ``completed`` records say of finished query ``q`` (reward added by the env)."""
-        ce = self._ce
+        ce = _modules()[0]
         qf, qi, iti = self.S[6], self.S[5], self.S[21]
         spec, _ = self.setup.workload.query(q)
         arrival = float(qf[q, ce.QF_ARRIVAL])
@@ -182,16 +196,16 @@ class CompiledEpisode:
 
     @property
     def queries_arrived(self) -> int:
-        return int(self.S[2][self._ce.GI_ARRIVED])
+        return int(self.S[2][_modules()[0].GI_ARRIVED])
 
     @property
     def queries_finished(self) -> int:
-        return int(self.S[2][self._ce.GI_FINISHED])
+        return int(self.S[2][_modules()[0].GI_FINISHED])
 
     def edge_share(self) -> float:
         gf = self.S[1]
-        total = float(gf[self._ce.GF_TOTAL_OUT_TOKENS])
-        return float(gf[self._ce.GF_EDGE_OUT_TOKENS]) / total if total else 0.0
+        total = float(gf[_modules()[0].GF_TOTAL_OUT_TOKENS])
+        return float(gf[_modules()[0].GF_EDGE_OUT_TOKENS]) / total if total else 0.0
 
     def latency_check(self) -> float:  # pragma: no cover - debugging aid
         return math.nan

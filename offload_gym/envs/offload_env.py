@@ -173,8 +173,12 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
     ## Arguments
     ``gym.make("offload_gym/WifiOffload-v0", config={...}, render_mode=None)``. ``config`` takes nested
     (or dotted) overrides of the scenario, validated into a frozen :class:`~offload_gym.config.ScenarioConfig`
-    at ``env.unwrapped.config``. ``reset(options={"config": {...}})`` changes the scenario from that
-    episode on (the number of APs, the interface and whether energy is observed, which fix the spaces,
+    at ``env.unwrapped.config``. ``core="auto"`` (default) runs the episodes on the compiled core
+    (:mod:`offload_gym.core`, numba; bit-for-bit the same trajectories as the Python engine) where the scenario
+    is supported, else on the Python engine (:attr:`sim`): faults, ``wifi.access_delay_cv``, ``approx_estimates``,
+    episodes over 4,096 queries and any ``render_mode`` are not ported yet. ``core="compiled"`` makes that an
+    error; ``core="python"`` always runs the Python engine. ``reset(options={"config": {...}})`` changes the
+    scenario from that episode on (the number of APs, the interface and whether energy is observed, which fix the spaces,
     cannot change).
 
     Registered variants: ``WifiOffload-tiny-v0`` (4 phones, 2 APs, 20 queries), ``-query-v0`` and
@@ -196,7 +200,8 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
     ## Version history
     * v0: initial release; ``action_mode`` (query, residual), ``decision_query_id``, ``elapsed_s`` and
       :meth:`expert_action` added without changing the item interface's trajectories; then trace workloads,
-      ``energy_j`` / ``mean_energy_j`` and the optional energy term, also without changing them.
+      ``energy_j`` / ``mean_energy_j`` and the optional energy term, also without changing them; then the
+      compiled core (``core``), with the same trajectories.
     """
 
     metadata: ClassVar[dict[str, Any]] = {
