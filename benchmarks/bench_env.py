@@ -140,11 +140,13 @@ def measure_throughput(s: Settings) -> dict[str, Any]:
     """Decisions/s of the paper scenario (random masked and greedy) and of CartPole, interleaved."""
     cfg = _episode_config(s.queries)
     env = gym.make(ENV_ID, config=cfg)
+    python_env = gym.make(ENV_ID, config=cfg, core="python")  # the reference engine, for the before/after rows
     cart = gym.make(CARTPOLE_ID)
     policy = make_policy("greedy", env.unwrapped.config)  # type: ignore[attr-defined]
     rng = random.Random(0)
-    rand, greed, cp, ratio = [], [], [], []
-    run_episodes(env, 1, 10_000, random_masked(rng))  # warm-up (imports, caches)
+    rand, greed, cp, ratio, rand_py, greed_py, ratio_py = [], [], [], [], [], [], []
+    run_episodes(env, 1, 10_000, random_masked(rng))  # warm-up (imports, caches, the compiled core's cache)
+    run_episodes(python_env, 1, 10_000, random_masked(rng))
     run_cartpole(cart, 200, rng)
     for rep in range(s.reps):
         n, t = run_episodes(env, s.episodes, 100 * rep, random_masked(rng))
@@ -154,10 +156,18 @@ def measure_throughput(s: Settings) -> dict[str, Any]:
         ratio.append(rand[-1] / cp[-1])
         n, t = run_episodes(env, s.episodes, 100 * rep, greedy(policy))
         greed.append(n / t)
+        n, t = run_episodes(python_env, s.episodes, 100 * rep, random_masked(rng))
+        rand_py.append(n / t)
+        ratio_py.append(rand[-1] / rand_py[-1])
+        n, t = run_episodes(python_env, s.episodes, 100 * rep, greedy(policy))
+        greed_py.append(n / t)
     env.close()
+    python_env.close()
     cart.close()
     return {"offload_random_dps": median(rand), "offload_greedy_dps": median(greed),
-            "cartpole_random_dps": median(cp), "ratio_offload_cartpole": median(ratio)}
+            "cartpole_random_dps": median(cp), "ratio_offload_cartpole": median(ratio),
+            "python_core_random_dps": median(rand_py), "python_core_greedy_dps": median(greed_py),
+            "compiled_vs_python_random": median(ratio_py)}
 
 
 def measure_interfaces(s: Settings) -> dict[str, Any]:
@@ -316,9 +326,10 @@ def instrumented(timer: _Timer) -> Iterator[None]:
 def measure_shares(s: Settings) -> dict[str, Any]:
     """Shares of env time (reset + step, policy excluded) spent building observations, in the estimates and in the engine.
 
-    Measured by wrapping the methods (about 0.2 us per wrapped call, a few per cent of a step).
+    Measured by wrapping the methods (about 0.2 us per wrapped call, a few per cent of a step), on the Python
+    engine (``core="python"``): the compiled core does all three in one call.
     """
-    env = gym.make(ENV_ID, config=_episode_config(s.queries))
+    env = gym.make(ENV_ID, config=_episode_config(s.queries), core="python")
     rng = random.Random(2)
     choose = random_masked(rng)
     env_time = 0.0
@@ -484,6 +495,9 @@ def markdown(results: dict[str, Any]) -> str:
     add("paper scenario, greedy (predict included)", "offload_greedy_dps", "decisions/s")
     add("CartPole-v1 via gym.make, random", "cartpole_random_dps", "steps/s")
     add("offload random / CartPole", "ratio_offload_cartpole", "ratio")
+    add("paper scenario, random masked, Python engine (core='python')", "python_core_random_dps", "decisions/s")
+    add("paper scenario, greedy, Python engine", "python_core_greedy_dps", "decisions/s")
+    add("compiled / Python engine, random masked", "compiled_vs_python_random", "ratio")
     add("learned planner scenario, random masked", "learned_planner_dps", "decisions/s")
     if "vector64_dps" in results:
         rows.append((f"vector env ({results['vector_envs']} envs, one process), random masked",
@@ -499,10 +513,10 @@ def markdown(results: dict[str, Any]) -> str:
         rows.append((f"action_mode {mode}, random masked, per query", _fmt(results["interface_qps"][mode]),
                      "queries/s", ""))
     add("greedy predict", "greedy_predict_us", "us/decision")
-    add("share of env time in _observation", "observation_share", "fraction")
-    add("share of env time in the estimates", "estimates_share", "fraction")
-    add("share of env time in the engine", "engine_share", "fraction")
-    add("env time per decision (instrumented)", "env_us_per_decision_instrumented", "us")
+    add("Python engine: share of env time in _observation", "observation_share", "fraction")
+    add("Python engine: share in the estimates", "estimates_share", "fraction")
+    add("Python engine: share in the engine", "engine_share", "fraction")
+    add("Python engine: env time per decision (instrumented)", "env_us_per_decision_instrumented", "us")
     add("one env after an episode (tracemalloc)", "env_mem_kib", "KiB")
     add("peak during it (tracemalloc)", "env_peak_kib", "KiB")
     if "mem_growth_kib" in results:

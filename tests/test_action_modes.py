@@ -177,7 +177,7 @@ def test_subtask_count_feature_stays_in_space_with_the_corpus() -> None:
 
 def test_observation_features_match_their_names() -> None:
     """Each named feature holds what its name says, read back from the simulator (indices come from the names)."""
-    env = gym.make(TINY, config={"episode.queries": 40, "workload.subtask_count_probs": [0, 1.0]})
+    env = gym.make(TINY, config={"episode.queries": 40, "workload.subtask_count_probs": [0, 1.0]}, core="python")
     obs, _ = env.reset(seed=6)
     base = env.unwrapped
     names = base.observation_names

@@ -68,7 +68,7 @@ def test_roomy_batch_projection_equals_the_general_one(seed: int) -> None:
 
 def test_access_delay_key_matches_the_dcf_model() -> None:
     """The estimator keys access delays by OFDM symbols; that must equal the DCF model's own delay."""
-    env = gym.make("offload_gym/WifiOffload-v0")
+    env = gym.make("offload_gym/WifiOffload-v0", core="python")  # the Python estimator's fast paths
     env.reset(seed=0)
     est: Estimator = env.unwrapped.estimator  # type: ignore[attr-defined]
     sim = env.unwrapped.sim  # type: ignore[attr-defined]
@@ -112,7 +112,7 @@ def _reference_plan(est: Estimator, query: Any, order: list[int]) -> tuple[float
 @pytest.mark.parametrize("config", [None, {"topology": {"n_users": 60}}, {"reward": {"latency_weight": 0.0}},
                                     {"edge": {"max_batch": 2}}])
 def test_plan_with_pruning_equals_the_full_list_scheduler(config: dict[str, Any] | None) -> None:
-    env = gym.make("offload_gym/WifiOffload-v0", config=config)
+    env = gym.make("offload_gym/WifiOffload-v0", config=config, core="python")
     base = env.unwrapped
     rng = random.Random(1)
     _, info = env.reset(seed=3)

@@ -258,7 +258,7 @@ def test_real_states_equal_the_estimator(monkeypatch: pytest.MonkeyPatch, config
         return want
 
     monkeypatch.setattr(estimates.Estimator, "_edge_finish", checked)
-    env = OffloadEnv(config=config)
+    env = OffloadEnv(config=config, core="python")  # the Python estimator, wrapped
     pol = make_policy(policy, env.config, seed=0)
     obs, _ = env.reset(seed=0)
     done = False

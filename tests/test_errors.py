@@ -236,7 +236,7 @@ def test_api_error(row: str) -> None:
 
 
 def test_masked_action_with_the_default_rule_runs_on_the_phone() -> None:  # E04
-    env = gym.make(PAPER, config=NO_SPLIT)
+    env = gym.make(PAPER, config=NO_SPLIT, core="python")  # reads the Python engine's records
     env.reset(seed=0)
     _, _, _, _, info = env.step(5)
     assert info["invalid_actions"] == 1

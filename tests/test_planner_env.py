@@ -14,7 +14,7 @@ from offload_gym.config import make_config
 
 
 def test_learned_planner_env_passes_check_env() -> None:
-    env = gym.make("offload_gym/WifiOffload-tiny-v0", config={"planner": {"kind": "learned"}})
+    env = gym.make("offload_gym/WifiOffload-tiny-v0", config={"planner": {"kind": "learned"}}, core="python")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         check_env(env.unwrapped)
@@ -22,7 +22,7 @@ def test_learned_planner_env_passes_check_env() -> None:
 
 
 def test_learned_planner_predictions_differ_from_truth_and_are_deterministic() -> None:
-    env = gym.make("offload_gym/WifiOffload-tiny-v0", config={"planner": {"kind": "learned"}})
+    env = gym.make("offload_gym/WifiOffload-tiny-v0", config={"planner": {"kind": "learned"}}, core="python")
     a = rollout(env, 3, random_masked)
     b = rollout(env, 3, random_masked)
     assert [o.tobytes() for o in a["obs"]] == [o.tobytes() for o in b["obs"]]
@@ -34,7 +34,7 @@ def test_learned_planner_predictions_differ_from_truth_and_are_deterministic() -
 
 
 def test_corpus_source_without_learned_planner() -> None:
-    env = gym.make("offload_gym/WifiOffload-tiny-v0", config={"workload": {"source": "corpus"}})
+    env = gym.make("offload_gym/WifiOffload-tiny-v0", config={"workload": {"source": "corpus"}}, core="python")
     out = rollout(env, 1, random_masked)
     assert out["infos"][-1]["episode_metrics"]["queries"] == 20
     assert all(c.query.spec.text for c in env.unwrapped.sim.finished_log)

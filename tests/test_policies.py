@@ -57,7 +57,8 @@ def test_local_only_never_leaves_the_phone(tiny: gym.Env, seed: int) -> None:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_nearest_edge_uses_the_phones_own_ap(tiny: gym.Env, seed: int) -> None:
+def test_nearest_edge_uses_the_phones_own_ap(seed: int) -> None:
+    tiny = gym.make(TINY, core="python")  # reads the Python engine's associations
     _, completed, _ = play(tiny, "nearest-edge", seed)
     own_ap = tiny.unwrapped.sim.own_ap
     assert len(completed) == tiny.unwrapped.config.episode.queries

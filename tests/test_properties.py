@@ -189,7 +189,7 @@ def run_episode(cfg: dict[str, Any], driver: str, seed: int, timeout_s: float = 
     """One episode under ``driver``, asserting every invariant; raises AssertionError on a violation
     (and on any ``reset`` or ``step`` that takes longer than ``step_limit_s``)."""
     with time_limit(timeout_s), livelock_detector():
-        env = gym.make("offload_gym/WifiOffload-v0", config=cfg)
+        env = gym.make("offload_gym/WifiOffload-v0", config=cfg, core="python")  # checks read the Python engine
         try:
             _run_checked(env, cfg, driver, seed, step_limit_s)
         finally:

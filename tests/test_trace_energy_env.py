@@ -91,7 +91,7 @@ def _one_query(location: int, **extra: Any) -> tuple[dict[str, Any], OffloadEnv]
     cfg = deterministic_overrides(topology={"n_users": 1, "n_aps": 1, "user_positions": [[3.0, 0.0]],
                                             "ap_positions": [[0.0, 0.0]]},
                                   wifi={"background_stations": 0}, episode={"queries": 1}, **extra)
-    env = OffloadEnv(config=cfg)
+    env = OffloadEnv(config=cfg, core="python")  # the test reads the Python engine's state
     env.reset(seed=0)
     _, _, _, _, info = env.step(location)
     assert info["decision"] == "end"
@@ -141,7 +141,7 @@ def test_energy_metric_and_reward_term() -> None:
 
 def test_energy_observation_only_when_the_energy_term_is_on() -> None:
     plain = gym.make("offload_gym/WifiOffload-v0")
-    energy = gym.make("offload_gym/WifiOffload-energy-v0")
+    energy = gym.make("offload_gym/WifiOffload-energy-v0", core="python")
     names = energy.unwrapped.observation_names  # type: ignore[attr-defined]
     assert plain.unwrapped.observation_names == names[: len(plain.unwrapped.observation_names)]  # type: ignore[attr-defined]
     assert names[len(plain.unwrapped.observation_names):] == ("phone_est_energy", *(f"ap{j}_est_energy" for j in range(4)))  # type: ignore[attr-defined]

@@ -45,14 +45,16 @@ def predict(spec: QuerySpec, planner: PlannerConfig, workload: WorkloadConfig, r
     z_b = rng.standard_normal(k + 2)
     s_len = planner.length_noise_sigma if planner.kind == "noisy-oracle" else 0.0
     s_b = planner.difficulty_noise_sigma if planner.kind == "noisy-oracle" else 0.0
-    mult = np.exp(s_len * z_len)
+    # np.exp on the array (its floats, not math.exp's); then plain floats: the same IEEE operations, cheaper
+    mult = np.exp(s_len * z_len).tolist()
+    zb = z_b.tolist()
     return Prediction(
-        difficulty=spec.difficulty + s_b * float(z_b[0]),
-        answer_tokens=spec.answer_tokens * float(mult[0]),
-        subtask_difficulty=tuple(float(b + s_b * z) for b, z in zip(spec.subtask_difficulty, z_b[2:], strict=True)),
-        subtask_output_tokens=tuple(float(o * m) for o, m in zip(spec.subtask_output_tokens, mult[2:], strict=True)),
-        aggregation_difficulty=workload.aggregation_difficulty + s_b * float(z_b[1]),
-        aggregation_output_tokens=workload.aggregation_output_tokens * float(mult[1]),
+        difficulty=spec.difficulty + s_b * zb[0],
+        answer_tokens=spec.answer_tokens * mult[0],
+        subtask_difficulty=tuple([b + s_b * z for b, z in zip(spec.subtask_difficulty, zb[2:], strict=True)]),
+        subtask_output_tokens=tuple([o * m for o, m in zip(spec.subtask_output_tokens, mult[2:], strict=True)]),
+        aggregation_difficulty=workload.aggregation_difficulty + s_b * zb[1],
+        aggregation_output_tokens=workload.aggregation_output_tokens * mult[1],
     )
 
 
