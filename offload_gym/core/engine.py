@@ -26,7 +26,7 @@ import numpy as np
 
 from offload_gym.config import ScenarioConfig
 from offload_gym.core._jit import JIT_ENABLED, njit, njit_inline
-from offload_gym.core.wifi import dcf_params, dcf_point
+from offload_gym.core.wifi import dcf_from_fixed_point, dcf_params, fixed_point
 
 if JIT_ENABLED:
     from numba import types as _nbt
@@ -105,15 +105,24 @@ DCF_MEMO_ROWS = 8192
 @njit_inline
 def _dcf(S: Any, n: int, rate: float, payload: float) -> tuple[float, float, float]:
     """``dcf_point`` memoised per ``(n, rate, payload)`` in an open-addressing table of plain arrays (row:
-    used, n, rate, payload, throughput, access delay, idle access; the last row counts the used ones)."""
+    used, n, rate, payload, throughput, access delay, idle access; row ``DCF_MEMO_ROWS`` counts the used ones),
+    and its fixed point per station count ``n`` in the rows after it (used, tau, p): a new payload then costs
+    the frame arithmetic only."""
     memo, params = S[22], S[23]
-    rows = memo.shape[0] - 1
+    rows = DCF_MEMO_ROWS
     h = (n * 2654435761 + int(rate) * 40503 + int(payload * 64.0) * 2246822519) & (rows - 1)
     while memo[h, 0] != 0.0:
         if memo[h, 1] == n and memo[h, 2] == rate and memo[h, 3] == payload:
             return memo[h, 4], memo[h, 5], memo[h, 6]
         h = (h + 1) & (rows - 1)
-    res = dcf_point(n, rate, payload, params)
+    fp_row = rows + 1 + n
+    if fp_row < memo.shape[0] and memo[fp_row, 0] != 0.0:
+        tau, p = memo[fp_row, 1], memo[fp_row, 2]
+    else:
+        tau, p = fixed_point(n, params)
+        if fp_row < memo.shape[0]:
+            memo[fp_row, 0], memo[fp_row, 1], memo[fp_row, 2] = 1.0, tau, p
+    res = dcf_from_fixed_point(n, rate, payload, params, tau, p)
     if memo[rows, 0] < 0.75 * rows:
         memo[h, 0] = 1.0
         memo[h, 1] = n
@@ -830,9 +839,12 @@ def _new_containers(n_users: int, n_aps: int) -> Any:
 class CoreState:
     """Every array of one episode's compiled engine; :attr:`arrays` is the tuple the kernels take."""
 
-    def __init__(self, sim: Any) -> None:
+    def __init__(self, sim: Any, previous: CoreState | None = None) -> None:
         """Build from a freshly constructed :class:`offload_gym.sim.engine.Simulator` (its topology, phones and
-        workload, drawn with the same generators, so both engines start from the same state)."""
+        workload, drawn with the same generators, so both engines start from the same state).
+
+        ``previous``: an earlier episode's state; its Wi-Fi model memo is kept when the Wi-Fi parameters and the
+        station bound are the same (:attr:`memo_key`): the model's points do not depend on the episode."""
         cfg: ScenarioConfig = sim.cfg
         if cfg.faults.ap_outages or cfg.faults.background_changes or cfg.faults.backhaul_changes:
             raise NotImplementedError("faults: the compiled engine does not run faults yet (issue 11, in progress)")
@@ -901,6 +913,14 @@ class CoreState:
         phone_i[:, 0] = -1
         for u, phone in enumerate(sim.phones):
             phone_f[u, 2:5] = (phone.prefill_tps, phone.decode_tps, phone.ability)
+        params = dcf_params(w)
+        memo_rows = DCF_MEMO_ROWS + 2 + w.background_stations + n_users + 1
+        #: what a memo depends on: the Wi-Fi parameters and its size (the largest station count)
+        self.memo_key = (params.tobytes(), memo_rows)
+        if previous is not None and previous.memo_key == self.memo_key:
+            memo = previous.arrays[22]
+        else:
+            memo = np.zeros((memo_rows, 7))
         self.n_queries = n_queries
         self.msg_margin = 4 * (e.max_batch + 2) * (max_k + 2) + 64  # messages one event can create, at most
         n_msgs = n_queries * msgs_per_query + self.msg_margin
@@ -926,8 +946,8 @@ class CoreState:
             np.zeros(n_aps, dtype=np.int64),  # 19 cell versions
             np.zeros((n_queries * items_per_query, N_IF)),  # 20 itf
             np.zeros((n_queries * items_per_query, N_II), dtype=np.int64),  # 21 iti
-            np.zeros((DCF_MEMO_ROWS + 1, 7)),  # 22 the Wi-Fi model's memo (_dcf)
-            dcf_params(w),  # 23
+            memo,  # 22 the Wi-Fi model's memo (_dcf)
+            params,  # 23
             phone_ready,  # 24 phone ready heaps (item ids = placement order)
             phone_f, phone_i,  # 25, 26
             edge_waiting,  # 27 edge waiting (placed, inputs not all there), in placement order

@@ -217,6 +217,14 @@ def _frame_times(phy_rate_bps: float, payload_bytes: float, params: np.ndarray) 
 def dcf_point(n_stations: int, phy_rate_bps: float, payload_bytes: float, params: np.ndarray) -> tuple[float, float, float]:
     """``(throughput_bps, access_delay_s, idle_access_s)`` of ``dcf_saturation(n_stations, ...)`` for the
     parameters ``params`` (:func:`dcf_params`): the same floats, bit for bit. Inputs are not validated."""
+    tau, p = fixed_point(n_stations, params)
+    return dcf_from_fixed_point(n_stations, phy_rate_bps, payload_bytes, params, tau, p)
+
+
+@njit
+def fixed_point(n_stations: int, params: np.ndarray) -> tuple[float, float]:
+    """``(tau, p)`` for ``n_stations``: the expensive part of :func:`dcf_point` (80 bisection steps), which
+    depends on the station count and the parameters only, so callers can keep it per count."""
     access = int(params[P_ACCESS])
     window = int(params[P_CW_MIN]) + 1
     cap = int(params[P_CW_MAX]) + 1
@@ -224,7 +232,17 @@ def dcf_point(n_stations: int, phy_rate_bps: float, payload_bytes: float, params
     stages = 0
     if access == ACCESS_DCF:
         stages = round(math.log2(cap / window))
-    tau, p = _fixed_point(n_stations, access, window, stages, cap, retry_limit)
+    return _fixed_point(n_stations, access, window, stages, cap, retry_limit)
+
+
+@njit
+def dcf_from_fixed_point(n_stations: int, phy_rate_bps: float, payload_bytes: float, params: np.ndarray, tau: float,
+                         p: float) -> tuple[float, float, float]:
+    """:func:`dcf_point` given its :func:`fixed_point` ``(tau, p)``: frame times, slot and the three results."""
+    access = int(params[P_ACCESS])
+    window = int(params[P_CW_MIN]) + 1
+    cap = int(params[P_CW_MAX]) + 1
+    retry_limit = int(params[P_RETRY_LIMIT])
     t_data, t_ack, t_success, t_collision = _frame_times(phy_rate_bps, payload_bytes, params)
 
     slot_s = params[P_SLOT_S]

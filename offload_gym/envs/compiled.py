@@ -100,11 +100,12 @@ def _modules() -> tuple[Any, Any]:
 class CompiledEpisode:
     """One episode of the compiled core: its arrays, the pending decision, the observation buffer."""
 
-    def __init__(self, cfg: ScenarioConfig, rng: np.random.Generator, energy: bool) -> None:
+    def __init__(self, cfg: ScenarioConfig, rng: np.random.Generator, energy: bool,
+                 previous: CompiledEpisode | None = None) -> None:
         ce, cs = _modules()
         # the Python engine's constructor draws the topology and the workload with the same generators
         self.setup = Simulator(cfg, rng)
-        self.state = ce.CoreState(self.setup)
+        self.state = ce.CoreState(self.setup, previous=previous.state if previous is not None else None)
         self.cfg = cfg
         n_aps = cfg.topology.n_aps
         self.n_aps = n_aps

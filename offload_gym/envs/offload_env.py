@@ -280,7 +280,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         self._reset_state()
         if self._runs_compiled():
             self.sim = None
-            self.episode = CompiledEpisode(self.config, self.np_random, self.observes_energy)
+            self.episode = CompiledEpisode(self.config, self.np_random, self.observes_energy, previous=self.episode)
             self._mask = self.episode.mask
             self._done = False
             completed = [self._compiled_record(q) for q in self.episode.advance()]
