@@ -59,6 +59,23 @@ def single_query_latency(cfg: Any, location: int, seed: int = 0) -> float:
     return sim.finished_log[0].latency_s
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compiled_core_warm() -> None:
+    """Compile (or load from numba's on-disk cache) the compiled core's entry points once, first: a cold
+    compile takes minutes on 2 cores, and no test under a wall-clock guard should pay it."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:  # pragma: no cover - numba is a dependency
+        return
+    import warnings
+
+    from offload_gym.core.warm import warm
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the "compiling the core" notice
+        warm()
+
+
 @pytest.fixture
 def tiny_env() -> gym.Env:
     env = gym.make("offload_gym/WifiOffload-tiny-v0")

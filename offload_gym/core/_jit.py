@@ -57,6 +57,14 @@ def _drop_stale_cache() -> None:
         pass
 
 
+def cache_is_warm() -> bool:
+    """Whether the compiled core's main entry point is in numba's on-disk cache (else its first use compiles
+    the core: minutes, once per install, upgrade or source change)."""
+    here = Path(__file__).resolve().parent
+    cache_dir = Path(os.environ.get("NUMBA_CACHE_DIR") or here / "__pycache__")
+    return any(cache_dir.rglob("step.decide_entry-*.nbi"))
+
+
 if HAVE_NUMBA:
     _drop_stale_cache()
 

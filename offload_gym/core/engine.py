@@ -92,6 +92,18 @@ GI_EVENT_SEQ, GI_PLACE_SEQ, GI_ARRIVED, GI_SCHEDULED, GI_FINISHED, GI_N_MSGS, GI
 
 # ---------------------------------------------------------------------------------------------------- helpers
 @njit_inline
+def pmax(a: float, b: float) -> float:
+    """Python's ``max(a, b)``: ``b`` only if it is greater (the same float for ties and NaN as the Python code)."""
+    return b if b > a else a
+
+
+@njit_inline
+def pmin(a: float, b: float) -> float:
+    """Python's ``min(a, b)``: ``b`` only if it is smaller."""
+    return b if b < a else a
+
+
+@njit_inline
 def _push(S: Any, time: float, kind: int, a: int, b: int) -> None:
     events, gi = S[0], S[2]
     gi[GI_EVENT_SEQ] += 1

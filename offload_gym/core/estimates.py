@@ -50,6 +50,7 @@ from offload_gym.core.engine import (
     _dcf,
     _success_prob,
     _token_bytes,
+    pmax,
 )
 from offload_gym.core.wifi import P_MAC_HEADER_BYTES, P_MPDU_DELIMITER_BYTES, P_SYMBOL_S
 
@@ -59,19 +60,13 @@ _TAIL_BITS = 22.0
 
 
 @njit_inline
-def _pmax(a: float, b: float) -> float:
-    """Python's ``max(a, b)``: ``b`` only if it is greater (the same float for ties and NaN as the Python code)."""
-    return b if b > a else a
-
-
-@njit_inline
 def phone_free_at(S: Any, user: int) -> float:
     gf, itf, phone_f, phone_i = S[1], S[20], S[25], S[26]
     now = gf[GF_NOW]
     free = now + phone_f[user, 1]
     running = phone_i[user, 0]
     if running >= 0:
-        free += _pmax(itf[running, IF_START] + itf[running, IF_PRED_DURATION] - now, 0.0)
+        free += pmax(itf[running, IF_START] + itf[running, IF_PRED_DURATION] - now, 0.0)
     return free
 
 
@@ -138,7 +133,7 @@ def edge_snapshot(S: Any, e: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
             pend_ready[j] = now
             pend_prefill[j] = itf[it, IF_IN] / prefill_tps
         else:  # still travelling: when the estimate said it would arrive
-            pend_ready[j] = _pmax(now, itf[it, IF_EST_READY])
+            pend_ready[j] = pmax(now, itf[it, IF_EST_READY])
             pend_prefill[j] = itf[it, IF_PRED_IN] / prefill_tps
         pend_dec[j] = itf[it, IF_PRED_OUT]
     for j in range(n_ready):
@@ -266,7 +261,7 @@ def subtask_order(S: Any, q: int) -> np.ndarray:
 @njit_inline
 def _phone_finish(S: Any, user: int, ready_s: float, input_tokens: float, pred_out: float, extra_s: float) -> float:
     phone_f = S[25]
-    start = _pmax(ready_s, phone_free_at(S, user) + extra_s)
+    start = pmax(ready_s, phone_free_at(S, user) + extra_s)
     return start + input_tokens / phone_f[user, 2] + pred_out / phone_f[user, 3]
 
 

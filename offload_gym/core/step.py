@@ -40,6 +40,8 @@ from offload_gym.core.engine import (
     place_aggregation,
     place_subtask,
     place_whole,
+    pmax,
+    pmin,
     run_until_decision,
 )
 from offload_gym.core.estimates import (
@@ -75,16 +77,6 @@ N_O = 33
 OF_TIME_SCALE, OF_TOKENS_LOG_MAX, OF_BYTES_LOG_MAX, OF_RATE_LOG_MAX, OF_DIFFICULTY_SCALE, OF_ENERGY_SCALE, OF_BACKGROUND = \
     range(7)
 N_OF = 7
-
-
-@njit
-def _pmax(a: float, b: float) -> float:
-    return b if b > a else a
-
-
-@njit
-def _pmin(a: float, b: float) -> float:
-    return b if b < a else a
 
 
 @njit
@@ -214,16 +206,16 @@ def _fill_state(S: Any, g: np.ndarray, user: int, OI: np.ndarray, OF: np.ndarray
     g[o + OI[O_L_LINK_RATE]] = g[OI[O_OWN_PHY]]
     link_rate = 0.0
     if own >= 0:
-        g[o + OI[O_L_CONTENTION]] = _pmin(_contenders(S, own) / contention_norm, 1.0)
-        share_bps = 8.0 * 1500.0 / _pmax(link_s(S, uplink(S, user), 1500.0), 1e-12)
-        link_rate = _pmin(math.log1p(share_bps / 1e6) / OF[OF_RATE_LOG_MAX], 1.0)
+        g[o + OI[O_L_CONTENTION]] = pmin(_contenders(S, own) / contention_norm, 1.0)
+        share_bps = 8.0 * 1500.0 / pmax(link_s(S, uplink(S, user), 1500.0), 1e-12)
+        link_rate = pmin(math.log1p(share_bps / 1e6) / OF[OF_RATE_LOG_MAX], 1.0)
     max_batch = ci[CI_MAX_BATCH]
     for e in range(n_aps):
         o += n_loc
-        g[o + OI[O_L_BACKLOG]] = _pmin((len(S[28][e]) + len(S[27][e])) / max_batch, 1.0)
+        g[o + OI[O_L_BACKLOG]] = pmin((len(S[28][e]) + len(S[27][e])) / max_batch, 1.0)
         g[o + OI[O_L_OCCUPANCY]] = S[30][e, 0] / max_batch
         g[o + OI[O_L_LINK_RATE]] = link_rate
-        g[o + OI[O_L_CONTENTION]] = _pmin(_contenders(S, e) / contention_norm, 1.0)
+        g[o + OI[O_L_CONTENTION]] = pmin(_contenders(S, e) / contention_norm, 1.0)
         g[o + OI[O_L_IS_OWN_AP]] = 1.0 if e == own else 0.0
 
 
@@ -250,11 +242,11 @@ def observe(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, g: np.ndarra
         g[OI[O_DECISION_AGGREGATION]] = 1.0
         g[OI[O_POSITION]] = 1.0
         g[OI[O_N_PREDECESSORS]] = 1.0
-    g[OI[O_PRED_DIFFICULTY]] = _pmin(_pmax(pred_diff / OF[OF_DIFFICULTY_SCALE], -1.0), 1.0)
-    g[OI[O_PRED_INPUT]] = _pmin(math.log1p(pred_in) / OF[OF_TOKENS_LOG_MAX], 1.0)
-    g[OI[O_PRED_OUTPUT]] = _pmin(math.log1p(pred_out) / OF[OF_TOKENS_LOG_MAX], 1.0)
+    g[OI[O_PRED_DIFFICULTY]] = pmin(pmax(pred_diff / OF[OF_DIFFICULTY_SCALE], -1.0), 1.0)
+    g[OI[O_PRED_INPUT]] = pmin(math.log1p(pred_in) / OF[OF_TOKENS_LOG_MAX], 1.0)
+    g[OI[O_PRED_OUTPUT]] = pmin(math.log1p(pred_out) / OF[OF_TOKENS_LOG_MAX], 1.0)
     attachment = wl_f[q, 3]
-    g[OI[O_ATTACHMENT]] = _pmin(math.log1p(attachment) / OF[OF_BYTES_LOG_MAX], 1.0)
+    g[OI[O_ATTACHMENT]] = pmin(math.log1p(attachment) / OF[OF_BYTES_LOG_MAX], 1.0)
     reads = kind == KIND_QUERY or (kind == KIND_SUBTASK and n_preds == 0)
     g[OI[O_READS_ATTACHMENT]] = 1.0 if reads and attachment > 0 else 0.0
     k_max = ci[CI_MAX_K]
@@ -341,7 +333,7 @@ def _energy_features(S: Any, D: np.ndarray, est: np.ndarray, g: np.ndarray, o: i
     rx_s = 8.0 * down_bytes / down_rate if answers_phone and down_rate > 0 else 0.0
     for loc in range(1, n_aps + 1):
         if est[loc, 1] == est[loc, 1]:
-            idle_s = _pmax(est[loc, 1] - now - tx_s - rx_s, 0.0)
+            idle_s = pmax(est[loc, 1] - now - tx_s - rx_s, 0.0)
             radio_j = cf[CF_P_TX_W] * tx_s + cf[CF_P_RX_W] * rx_s + cf[CF_P_IDLE_W] * idle_s
             g[o + loc] = radio_j / (radio_j + scale)
 

@@ -10,6 +10,7 @@ workload block, rendering): those features are not ported yet (issue 11).
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -91,6 +92,13 @@ def _modules() -> tuple[Any, Any]:
     offload_gym``)."""
     global _MODULES
     if _MODULES is None:
+        from offload_gym.core._jit import JIT_ENABLED, cache_is_warm
+
+        if JIT_ENABLED and not cache_is_warm():
+            warnings.warn("offload_gym: compiling the simulation core with numba, once after an install or upgrade "
+                          "(about 4 minutes on 2 CPU cores; later processes load it from the cache in about 1 s). "
+                          "`python -m offload_gym.core` does it ahead; core='python' runs the Python engine instead.",
+                          UserWarning, stacklevel=4)
         from offload_gym.core import engine, step
 
         _MODULES = (engine, step)

@@ -803,27 +803,16 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         return out
 
     def _info(self, completed: list[dict[str, Any]], elapsed_s: float) -> dict[str, Any]:
+        pending = not self._done and self._kind != _END
         if self.episode is not None:
-            info: dict[str, Any] = {
-                "action_mask": self.action_masks().astype(np.int8),
-                "decision": self._kind,
-                "decision_query_id": self.episode.query_id if not self._done and self._kind != _END else -1,
-                "time_s": self.episode.now,
-                "elapsed_s": elapsed_s,
-                "invalid_actions": self._invalid_actions,
-                "completed": completed,
-            }
-            if self._kind == _END:
-                info["episode_metrics"] = self.episode_metrics()
-            return info
-        sim = self.sim
-        assert sim is not None
-        pending = self._query is not None and self._kind != _END
-        info = {
+            query_id = self.episode.query_id if pending else -1
+        else:
+            query_id = self._query.qid if pending and self._query is not None else -1
+        info: dict[str, Any] = {
             "action_mask": self.action_masks().astype(np.int8),
             "decision": self._kind,
-            "decision_query_id": self._query.qid if pending and self._query is not None else -1,
-            "time_s": sim.now,
+            "decision_query_id": query_id,
+            "time_s": self._now(),
             "elapsed_s": elapsed_s,
             "invalid_actions": self._invalid_actions,
             "completed": completed,
