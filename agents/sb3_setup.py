@@ -146,6 +146,12 @@ def make_vec_env(env_id: str | EnvSpec, n_envs: int = 1, *, seed: int | None = 0
     fns = [make_env_fn(spec, rank=i, seed=seed, env_kwargs=env_kwargs, monitor_dir=monitor_dir) for i in range(n_envs)]
     venv: VecEnv
     if vec_env == "subproc":
+        from offload_gym.core._jit import JIT_ENABLED, cache_is_warm
+
+        if JIT_ENABLED and not cache_is_warm():  # compile the core once here, not once in every worker at the same time
+            from offload_gym.core.warm import warm
+
+            warm()
         if start_method is None:
             import multiprocessing as mp
 
