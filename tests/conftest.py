@@ -47,6 +47,18 @@ def random_masked(obs: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -
     return int(rng.choice(np.flatnonzero(mask)))
 
 
+def random_streams(rng: np.random.Generator, now: float, n: int) -> list[tuple[float, float, float]]:
+    """``n`` pending streams ``(ready, prefill s, decode tokens)`` for batch projections: some ready now, some at a
+    shared later time (ties), some at random times."""
+    out = []
+    for _ in range(n):
+        kind = rng.integers(4)
+        ready = now if kind == 0 else now + (0.5 if kind == 1 else float(rng.uniform(0.0, 30.0)))
+        prefill = 0.0 if rng.random() < 0.1 else float(rng.uniform(0.01, 2.0))
+        out.append((ready, prefill, float(rng.choice([1.0, 40.0])) if rng.random() < 0.3 else float(rng.uniform(1, 300))))
+    return out
+
+
 def single_query_latency(cfg: Any, location: int, seed: int = 0) -> float:
     """Latency of an episode's first query placed whole at ``location`` (the episode must hold one query)."""
     from offload_gym.sim.engine import Simulator

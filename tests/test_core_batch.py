@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import random_streams
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -169,17 +170,6 @@ def test_stall_at_huge_times() -> None:
         assert compiled(*args) == estimates.project_batch_finish(*args)  # type: ignore[arg-type]
 
 
-def _random_streams(rng: np.random.Generator, now: float, n: int) -> Pending:
-    """``n`` pending streams: some ready now, some at a shared later time, some at random times."""
-    out = []
-    for _ in range(n):
-        kind = rng.integers(4)
-        ready = now if kind == 0 else now + (0.5 if kind == 1 else float(rng.uniform(0.0, 30.0)))
-        prefill = 0.0 if rng.random() < 0.1 else float(rng.uniform(0.01, 2.0))
-        out.append((ready, prefill, float(rng.choice([1.0, 40.0])) if rng.random() < 0.3 else float(rng.uniform(1, 300))))
-    return out
-
-
 @pytest.mark.parametrize("seed", range(6))
 def test_long_queues_and_large_batches(seed: int) -> None:
     """200 pending streams behind a batch of 8 (the general path, sorts beyond one insertion run), and roomy
@@ -189,7 +179,7 @@ def test_long_queues_and_large_batches(seed: int) -> None:
     kappa = float(rng.choice([0.0, 0.05, 0.3, 1.0]))
     prefilling = [(now + float(rng.uniform(0, 1)), float(rng.uniform(1, 200))) for _ in range(rng.integers(0, 4))]
     decoding = [float(rng.uniform(1, 200)) for _ in range(rng.integers(0, 8))]
-    pending = _random_streams(rng, now, 200)
+    pending = random_streams(rng, now, 200)
     for target in (0, 7, 100, 199):
         args = (now, 78.0, kappa, 8, prefilling, decoding, pending, target)
         assert compiled(*args) == estimates.project_batch_finish(*args)  # type: ignore[arg-type]

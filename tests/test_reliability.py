@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import time_limit
+from conftest import random_streams, time_limit
 
 from offload_gym import OffloadEnv
 from offload_gym.config import ConfigError, ScenarioConfig, make_config
@@ -257,17 +257,6 @@ def test_summary_matches_the_episode_metrics(core: str) -> None:
 
 
 # ------------------------------------------------------------------ 5. time per decision on overloaded edges
-def _random_streams(rng: np.random.Generator, now: float, n: int) -> list[tuple[float, float, float]]:
-    """``n`` pending streams ``(ready, prefill s, decode tokens)``: some ready now, some later, some tied."""
-    out = []
-    for _ in range(n):
-        kind = rng.integers(4)
-        ready = now if kind == 0 else now + (0.5 if kind == 1 else float(rng.uniform(0.0, 30.0)))
-        prefill = 0.0 if rng.random() < 0.1 else float(rng.uniform(0.01, 2.0))
-        out.append((ready, prefill, float(rng.choice([1.0, 40.0])) if rng.random() < 0.3 else float(rng.uniform(1, 300))))
-    return out
-
-
 @pytest.mark.parametrize("seed", range(12))
 def test_checkpointed_projection_equals_the_full_projection(seed: int) -> None:
     # one base run of an edge's own streams, many estimates resumed from its checkpoints in random order
@@ -280,11 +269,11 @@ def test_checkpointed_projection_equals_the_full_projection(seed: int) -> None:
     kappa = float(rng.choice([0.0, 0.05, 0.3]))
     prefilling = [(now + float(rng.uniform(0, 1)), float(rng.uniform(1, 200))) for _ in range(rng.integers(0, 3))]
     decoding = [float(rng.uniform(1, 200)) for _ in range(rng.integers(0, max_batch + 1))]
-    pending = _random_streams(rng, now, int(rng.integers(0, 40)))
+    pending = random_streams(rng, now, int(rng.integers(0, 40)))
     run = _BaseRun(now, 78.0, kappa, max_batch, prefilling, decoding, pending)
     with time_limit(GUARD_S):
         for _ in range(40):
-            appended = _random_streams(rng, now, int(rng.integers(1, 4)))
+            appended = random_streams(rng, now, int(rng.integers(1, 4)))
             items = [*pending, *appended]
             expected = _project_general(now, 78.0, kappa, max_batch, prefilling, decoding, items, len(items) - 1)
             cp = run.checkpoint_for(min(a[0] for a in appended))

@@ -68,8 +68,8 @@ N_QI = 11
  IF_EST_FINISH, IF_PRED_DURATION, IF_DECODE_TARGET, IF_PREFILL_END) = range(14)
 N_IF = 14
 # item columns: ints
-II_QUERY, II_KIND, II_INDEX, II_LOCATION, II_PENDING, II_DONE, II_CANCELLED, II_N_SUCCS, II_N_PREDS = range(9)
-N_II = 9
+II_QUERY, II_KIND, II_INDEX, II_LOCATION, II_PENDING, II_DONE, II_CANCELLED, II_N_PREDS = range(8)
+N_II = 8
 # message columns: floats
 MF_NBYTES, MF_REMAINING, MF_ACCESS_UNTIL, MF_LAST, MF_RATE, MF_PHY_RATE, MF_FINISH_AT = range(7)
 N_MF = 7
@@ -247,8 +247,7 @@ def _cell_reschedule(S: Any, ap: int) -> None:
     for m in msgs:
         h = mi[m, MI_HOP]
         direction = mi[m, MI_HOPS + 2 * h]
-        user = mi[m, MI_QUERY]  # replaced below: the hop's user is the query's
-        user = S[5][user, QI_USER]
+        user = S[5][mi[m, MI_QUERY], QI_USER]  # the hop's phone is its query's
         sharing = cell_up[ap, user] if direction == H_UP else cell_down[ap]
         thr = _dcf(S, n, mf[m, MF_PHY_RATE], frame)[0]
         rate = thr / n / sharing
@@ -611,7 +610,6 @@ def _assign(S: Any, q: int, kind: int, index: int, loc: int, in_tok: float, out_
     iti[it, II_PENDING] = 0
     iti[it, II_DONE] = 0
     iti[it, II_CANCELLED] = 0
-    iti[it, II_N_SUCCS] = 0
     iti[it, II_N_PREDS] = 0
     qitems[q, qi[q, QI_N_ITEMS]] = it
     qi[q, QI_N_ITEMS] += 1
@@ -804,7 +802,9 @@ def run_until_decision(S: Any) -> int:
 
 # ---------------------------------------------------------------------------------------------------- entry points
 #: the slots of the state tuple that hold numba typed containers (passed from Python one by one)
-TYPED_SLOTS = (0, 14, 22, 24, 27, 28, 31, 32, 35)  # (22, the Wi-Fi memo, is an array: passed alone all the same)
+TYPED_SLOTS = (0, 14, 22, 24, 27, 28, 31, 32, 35)  # (22, the Wi-Fi memo, and 35 are arrays: passed alone all the same)
+#: the typed lists among them, in :func:`_new_containers`'s order (what pickling converts)
+LIST_SLOTS = (0, 14, 24, 27, 28, 31, 32)
 
 
 @njit
@@ -991,10 +991,8 @@ class CoreState:
         """Typed lists do not pickle: they travel as plain (nested) lists, in their order (heaps stay heaps)."""
         state = self.__dict__.copy()
         arrays = list(self.arrays)
-        for slot in TYPED_SLOTS:
-            value = arrays[slot]
-            if not isinstance(value, np.ndarray):
-                arrays[slot] = [list(x) if not isinstance(x, tuple) else x for x in value] if slot else list(value)
+        for slot in LIST_SLOTS:  # the events are tuples; the others lists of lists
+            arrays[slot] = list(arrays[slot]) if slot == 0 else [list(x) for x in arrays[slot]]
         state["arrays"] = arrays
         del state["split"]
         return state
@@ -1003,7 +1001,7 @@ class CoreState:
         arrays = state.pop("arrays")
         self.__dict__.update(state)
         n_users, n_aps = int(arrays[4][CI_N_USERS]), int(arrays[4][CI_N_APS])
-        fresh = dict(zip((0, 14, 24, 27, 28, 31, 32), _new_containers(n_users, n_aps), strict=True))
+        fresh = dict(zip(LIST_SLOTS, _new_containers(n_users, n_aps), strict=True))
         for slot, container in fresh.items():
             if slot == 0:
                 for event in arrays[0]:

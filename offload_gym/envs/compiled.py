@@ -9,7 +9,6 @@ workload block, rendering): those features are not ported yet (issue 11).
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any
 
@@ -182,8 +181,9 @@ class CompiledEpisode:
         return [int(x) for x in usable]
 
     # ------------------------------------------------------------------ finished queries
-    def query_fields(self, q: int) -> dict[str, Any]:
-        """What the env's ``completed`` records say of finished query ``q`` (reward added by the env)."""
+    def finished(self, q: int) -> tuple[int, float, float, float, bool, list[int], int, float, float]:
+        """Finished query ``q``, counted in :attr:`summary`: ``(user, arrival_s, latency_s, quality, decomposed,
+        placements, n_subtasks, attachment_bytes, energy_j)`` (the env adds the reward)."""
         ce = _modules()[0]
         qf, qi, iti = self.S[6], self.S[5], self.S[21]
         spec, _ = self.setup.workload.query(q)
@@ -199,9 +199,8 @@ class CompiledEpisode:
             placements = [int(iti[qi[q, ce.QI_WHOLE], ce.II_LOCATION])]
         energy_j = float(qf[q, ce.QF_ENERGY])
         self.summary.add(latency, quality, decomposed, False, False, energy_j)
-        return {"query_id": q, "user": int(qi[q, ce.QI_USER]), "arrival_s": arrival, "latency_s": latency,
-                "quality": quality, "decomposed": decomposed, "placements": placements,
-                "n_subtasks": spec.n_subtasks, "attachment_bytes": spec.attachment_bytes, "energy_j": energy_j}
+        return (int(qi[q, ce.QI_USER]), arrival, latency, quality, decomposed, placements, spec.n_subtasks,
+                spec.attachment_bytes, energy_j)
 
     @property
     def queries_arrived(self) -> int:
@@ -215,6 +214,3 @@ class CompiledEpisode:
         gf = self.S[1]
         total = float(gf[_modules()[0].GF_TOTAL_OUT_TOKENS])
         return float(gf[_modules()[0].GF_EDGE_OUT_TOKENS]) / total if total else 0.0
-
-    def latency_check(self) -> float:  # pragma: no cover - debugging aid
-        return math.nan

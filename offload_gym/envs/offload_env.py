@@ -559,25 +559,30 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
 
     def _completed_record(self, c: Any) -> dict[str, Any]:
         query = c.query
-        reward = -self.config.reward.failure_penalty if query.failed else self._query_reward(c.latency_s, c.quality)
-        if self._energy_weight:
-            reward -= self._energy_weight * query.energy_j
-        self._reward_sum += reward
-        self._reward_count += 1
         if query.redispatched:
             placements = [PHONE]
         elif query.decomposed and query.aggregation is not None:
             placements = [s.location for s in query.subtasks] + [query.aggregation.location]
         else:
             placements = [query.whole.location] if query.whole is not None else []
+        return self._record(query.qid, query.user, query.arrival_time, c.latency_s, c.quality, query.decomposed,
+                            placements, query.spec.n_subtasks, query.spec.attachment_bytes, query.energy_j,
+                            query.failed, query.fail_reason, query.redispatched)
+
+    def _record(self, query_id: int, user: int, arrival_s: float, latency_s: float, quality: float, decomposed: bool,
+                placements: list[int], n_subtasks: int, attachment_bytes: float, energy_j: float, failed: bool = False,
+                fail_reason: str = "", redispatched: bool = False) -> dict[str, Any]:
+        """A finished query's ``completed`` record (either core), its reward added to the episode's sums."""
+        reward = -self.config.reward.failure_penalty if failed else self._query_reward(latency_s, quality)
+        if self._energy_weight:
+            reward -= self._energy_weight * energy_j
+        self._reward_sum += reward
+        self._reward_count += 1
         return {
-            "query_id": query.qid, "user": query.user, "arrival_s": query.arrival_time,
-            "latency_s": c.latency_s, "quality": c.quality, "reward": reward, "decomposed": query.decomposed,
-            "placements": placements, "n_subtasks": query.spec.n_subtasks,
-            "attachment_bytes": query.spec.attachment_bytes,
-            "deadline_missed": c.latency_s > self.config.reward.deadline_s,
-            "failed": query.failed, "fail_reason": query.fail_reason, "redispatched": query.redispatched,
-            "energy_j": query.energy_j,
+            "query_id": query_id, "user": user, "arrival_s": arrival_s, "latency_s": latency_s, "quality": quality,
+            "reward": reward, "decomposed": decomposed, "placements": placements, "n_subtasks": n_subtasks,
+            "attachment_bytes": attachment_bytes, "deadline_missed": latency_s > self.config.reward.deadline_s,
+            "failed": failed, "fail_reason": fail_reason, "redispatched": redispatched, "energy_j": energy_j,
         }
 
     def _query_reward(self, latency_s: float, quality: float) -> float:
@@ -617,19 +622,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         """``_completed_record`` for query ``q`` finished on the compiled core (which has no faults yet)."""
         episode = self.episode
         assert episode is not None
-        f = episode.query_fields(q)
-        reward = self._query_reward(f["latency_s"], f["quality"])
-        if self._energy_weight:
-            reward -= self._energy_weight * f["energy_j"]
-        self._reward_sum += reward
-        self._reward_count += 1
-        return {
-            "query_id": q, "user": f["user"], "arrival_s": f["arrival_s"], "latency_s": f["latency_s"],
-            "quality": f["quality"], "reward": reward, "decomposed": f["decomposed"], "placements": f["placements"],
-            "n_subtasks": f["n_subtasks"], "attachment_bytes": f["attachment_bytes"],
-            "deadline_missed": f["latency_s"] > self.config.reward.deadline_s,
-            "failed": False, "fail_reason": "", "redispatched": False, "energy_j": f["energy_j"],
-        }
+        return self._record(q, *episode.finished(q))
 
     def _item_observation(self) -> list[float]:
         """The item-interface observation of the pending decision, as a list (converted once by the caller)."""
