@@ -77,8 +77,7 @@ def njit(func: F) -> F:
 
 
 def njit_inline(func: F) -> F:
-    """:func:`njit` for a small helper that takes the state tuple: inlined where it is called, because a compiled
-    call passes the tuple's dozens of arrays by value (about 0.4 us a call, more than most helpers' work)."""
+    """:func:`njit` for a small helper: inlined where it is called (a compiled call costs more than its work)."""
     if _numba is None:  # pragma: no cover
         return func
     return _numba.njit(cache=True, inline="always")(func)  # type: ignore[no-any-return]

@@ -3,17 +3,17 @@
 The same model and the same floating-point operations in the same order as :class:`~offload_gym.sim.engine.Simulator`,
 so that the two produce the same trajectories bit for bit (``tests/test_core_engine.py`` replays placements on
 both and compares every finished query's time, quality and energy). State is explicit (gymnax-style): a
-:class:`CoreState` holds arrays and typed lists, every kernel takes its tuple :attr:`CoreState.arrays`, and the
-only randomness (the workload) is drawn ahead by :class:`~offload_gym.sim.episode.EpisodeWorkload`.
+:class:`CoreState` holds arrays and typed lists, every kernel takes them as one reference ``S``
+(:mod:`offload_gym.core.state`: ``S.qi``, ``S.events``...), and the only randomness (the workload) is drawn
+ahead by :class:`~offload_gym.sim.episode.EpisodeWorkload`.
 
 Layout. Items are numbered by placement (an item's id is its placement ``seq``, so heaps of ids are heaps in
 placement order); queries by arrival; messages by creation. Per-entity columns live in 2-D arrays indexed
 with the ``Q*``, ``I*`` and ``M*`` constants below. Heaps are numba typed lists used with :mod:`heapq`:
 events ``(time, seq, kind, a, b)`` exactly as the Python engine orders them.
 
-Not ported yet (:class:`CoreEngine` refuses such configs with a clear error): faults, random access delays
-(``wifi.access_delay_cv``). The estimator and the observation are not ported either; the env still runs
-:mod:`offload_gym.sim`.
+Not ported yet (:class:`CoreState` refuses such configs with a clear error; the env runs them on
+:mod:`offload_gym.sim`): faults, random access delays (``wifi.access_delay_cv``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,11 @@ import numpy as np
 
 from offload_gym.config import ScenarioConfig
 from offload_gym.core._jit import JIT_ENABLED, njit, njit_inline
+from offload_gym.core.state import make_struct
 from offload_gym.core.wifi import dcf_from_fixed_point, dcf_params, fixed_point
+
+if JIT_ENABLED:
+    from offload_gym.core.state import CoreStruct
 
 if JIT_ENABLED:
     from numba import types as _nbt
@@ -105,7 +109,7 @@ def pmin(a: float, b: float) -> float:
 
 @njit_inline
 def _push(S: Any, time: float, kind: int, a: int, b: int) -> None:
-    events, gi = S[0], S[2]
+    events, gi = S.events, S.gi
     gi[GI_EVENT_SEQ] += 1
     heapq.heappush(events, (time, gi[GI_EVENT_SEQ], kind, a, b))
 
@@ -120,7 +124,7 @@ def _dcf(S: Any, n: int, rate: float, payload: float) -> tuple[float, float, flo
     used, n, rate, payload, throughput, access delay, idle access; row ``DCF_MEMO_ROWS`` counts the used ones),
     and its fixed point per station count ``n`` in the rows after it (used, tau, p): a new payload then costs
     the frame arithmetic only."""
-    memo, params = S[22], S[23]
+    memo, params = S.memo, S.params
     rows = DCF_MEMO_ROWS
     h = (n * 2654435761 + int(rate) * 40503 + int(payload * 64.0) * 2246822519) & (rows - 1)
     while memo[h, 0] != 0.0:
@@ -147,7 +151,7 @@ def _dcf(S: Any, n: int, rate: float, payload: float) -> tuple[float, float, flo
 
 @njit_inline
 def _access_delay_s(S: Any, n: int, rate: float, payload: float) -> float:
-    ci = S[4]
+    ci = S.ci
     _, access, idle = _dcf(S, n, rate, payload)
     if ci[CI_IMMEDIATE] != 0 and n == 1:
         return idle
@@ -156,20 +160,20 @@ def _access_delay_s(S: Any, n: int, rate: float, payload: float) -> float:
 
 @njit_inline
 def _token_bytes(S: Any, tokens: float) -> float:
-    cf = S[3]
+    cf = S.cf
     return tokens * cf[CF_BYTES_PER_TOKEN] + cf[CF_OVERHEAD]
 
 
 @njit_inline
 def _contenders(S: Any, ap: int) -> int:
-    background, cell_n_up, cell_down = S[13], S[15], S[16]
+    background, cell_n_up, cell_down = S.background, S.cell_n_up, S.cell_down
     return background[ap] + cell_n_up[ap] + (1 if cell_down[ap] else 0)
 
 
 # ---------------------------------------------------------------------------------------------------- messages
 @njit
 def _new_message(S: Any, user: int, src: int, dst: int, nbytes: float, target: int, answer: int, query: int) -> int:
-    gi, mf, mi, qi, qmsgs, own_ap = S[2], S[7], S[8], S[5], S[18], S[11]
+    gi, mf, mi, qi, qmsgs, own_ap = S.gi, S.mf, S.mi, S.qi, S.qmsgs, S.own_ap
     m = gi[GI_N_MSGS]
     gi[GI_N_MSGS] += 1
     mf[m, MF_NBYTES] = nbytes
@@ -223,7 +227,7 @@ def _new_message(S: Any, user: int, src: int, dst: int, nbytes: float, target: i
 
 @njit
 def _cell_advance(S: Any, ap: int) -> None:
-    gf, mf, cell_msgs = S[1], S[7], S[14]
+    gf, mf, cell_msgs = S.gf, S.mf, S.cell_msgs
     now = gf[GF_NOW]
     for m in cell_msgs[ap]:
         last, until = mf[m, MF_LAST], mf[m, MF_ACCESS_UNTIL]
@@ -235,7 +239,8 @@ def _cell_advance(S: Any, ap: int) -> None:
 
 @njit
 def _cell_reschedule(S: Any, ap: int) -> None:
-    gf, cf, mf, mi, cell_msgs, cell_up, cell_down, cell_version = S[1], S[3], S[7], S[8], S[14], S[17], S[16], S[19]
+    gf, cf, mf, mi = S.gf, S.cf, S.mf, S.mi
+    cell_msgs, cell_up, cell_down, cell_version = S.cell_msgs, S.cell_up, S.cell_down, S.cell_version
     cell_version[ap] += 1
     msgs = cell_msgs[ap]
     if len(msgs) == 0:
@@ -247,7 +252,7 @@ def _cell_reschedule(S: Any, ap: int) -> None:
     for m in msgs:
         h = mi[m, MI_HOP]
         direction = mi[m, MI_HOPS + 2 * h]
-        user = S[5][mi[m, MI_QUERY], QI_USER]  # the hop's phone is its query's
+        user = S.qi[mi[m, MI_QUERY], QI_USER]  # the hop's phone is its query's
         sharing = cell_up[ap, user] if direction == H_UP else cell_down[ap]
         thr = _dcf(S, n, mf[m, MF_PHY_RATE], frame)[0]
         rate = thr / n / sharing
@@ -264,8 +269,9 @@ def _cell_reschedule(S: Any, ap: int) -> None:
 
 @njit
 def _start_hop(S: Any, m: int) -> None:
-    gf, cf, qf, qi, mf, mi = S[1], S[3], S[6], S[5], S[7], S[8]
-    up_rate, down_rate, cell_msgs, cell_n_up, cell_down, cell_up = S[9], S[10], S[14], S[15], S[16], S[17]
+    gf, cf, qf, qi, mf, mi = S.gf, S.cf, S.qf, S.qi, S.mf, S.mi
+    up_rate, down_rate, cell_msgs = S.up_rate, S.down_rate, S.cell_msgs
+    cell_n_up, cell_down, cell_up = S.cell_n_up, S.cell_down, S.cell_up
     now = gf[GF_NOW]
     h = mi[m, MI_HOP]
     kind = mi[m, MI_HOPS + 2 * h]
@@ -300,8 +306,8 @@ def _start_hop(S: Any, m: int) -> None:
 
 @njit
 def _cell_remove(S: Any, ap: int, m: int) -> None:
-    gf, qf, qi, mf, mi = S[1], S[6], S[5], S[7], S[8]
-    cell_msgs, cell_n_up, cell_down, cell_up = S[14], S[15], S[16], S[17]
+    gf, qf, qi, mf, mi = S.gf, S.qf, S.qi, S.mf, S.mi
+    cell_msgs, cell_n_up, cell_down, cell_up = S.cell_msgs, S.cell_n_up, S.cell_down, S.cell_up
     msgs = cell_msgs[ap]
     for j in range(len(msgs)):
         if msgs[j] == m:
@@ -329,7 +335,7 @@ def _cell_remove(S: Any, ap: int, m: int) -> None:
 
 @njit
 def _cell_event(S: Any, ap: int) -> None:
-    gf, mf, cell_msgs = S[1], S[7], S[14]
+    gf, mf, cell_msgs = S.gf, S.mf, S.cell_msgs
     _cell_advance(S, ap)
     now = gf[GF_NOW]
     finished = []
@@ -345,7 +351,7 @@ def _cell_event(S: Any, ap: int) -> None:
 
 @njit
 def _next_hop(S: Any, m: int) -> None:
-    mi = S[8]
+    mi = S.mi
     mi[m, MI_HOP] += 1
     if mi[m, MI_HOP] < mi[m, MI_N_HOPS]:
         _start_hop(S, m)
@@ -360,7 +366,7 @@ def _next_hop(S: Any, m: int) -> None:
 # ---------------------------------------------------------------------------------------------------- compute
 @njit
 def _input_arrived(S: Any, it: int) -> None:
-    gf, qi, itf, iti = S[1], S[5], S[20], S[21]
+    gf, qi, itf, iti = S.gf, S.qi, S.itf, S.iti
     if iti[it, II_CANCELLED]:
         return
     iti[it, II_PENDING] -= 1
@@ -370,23 +376,23 @@ def _input_arrived(S: Any, it: int) -> None:
     loc = iti[it, II_LOCATION]
     if loc == PHONE:
         user = qi[iti[it, II_QUERY], QI_USER]
-        heapq.heappush(S[24][user], it)
+        heapq.heappush(S.phone_ready[user], it)
         _phone_try_start(S, user)
     else:
         e = loc - 1
-        waiting = S[27][e]
+        waiting = S.edge_waiting[e]
         for j in range(len(waiting)):
             if waiting[j] == it:
                 waiting.pop(j)
                 break
-        heapq.heappush(S[28][e], it)
+        heapq.heappush(S.edge_ready[e], it)
         _edge_try_admit(S, e)
 
 
 @njit
 def _phone_try_start(S: Any, user: int) -> None:
-    gf, itf, phone_f, phone_i = S[1], S[20], S[25], S[26]
-    ready = S[24][user]
+    gf, itf, phone_f, phone_i = S.gf, S.itf, S.phone_f, S.phone_i
+    ready = S.phone_ready[user]
     if phone_i[user, 0] >= 0 or len(ready) == 0:
         return
     it = heapq.heappop(ready)
@@ -401,7 +407,7 @@ def _phone_try_start(S: Any, user: int) -> None:
 
 @njit
 def _phone_energy_j(S: Any, it: int, user: int, elapsed_s: float) -> float:
-    cf, itf, phone_f = S[3], S[20], S[25]
+    cf, itf, phone_f = S.cf, S.itf, S.phone_f
     prefill_s = itf[it, IF_IN] / phone_f[user, 2]
     prefilled_s = elapsed_s if elapsed_s <= prefill_s else prefill_s
     return cf[CF_P_PREFILL_W] * prefilled_s + cf[CF_P_DECODE_W] * (elapsed_s - prefilled_s)
@@ -409,7 +415,7 @@ def _phone_energy_j(S: Any, it: int, user: int, elapsed_s: float) -> float:
 
 @njit
 def _phone_done(S: Any, user: int) -> None:
-    qf, itf, iti, phone_f, phone_i = S[6], S[20], S[21], S[25], S[26]
+    qf, itf, iti, phone_f, phone_i = S.qf, S.itf, S.iti, S.phone_f, S.phone_i
     it = phone_i[user, 0]
     qf[iti[it, II_QUERY], QF_ENERGY] += _phone_energy_j(S, it, user, phone_f[user, 0] - itf[it, IF_START])
     phone_i[user, 0] = -1
@@ -419,24 +425,24 @@ def _phone_done(S: Any, user: int) -> None:
 
 @njit_inline
 def _edge_rate(S: Any, batch: int) -> float:
-    cf = S[3]
+    cf = S.cf
     return cf[CF_EDGE_DECODE] / (1.0 + cf[CF_KAPPA] * (batch - 1)) if batch > 0 else 0.0
 
 
 @njit_inline
 def _edge_progress_now(S: Any, e: int) -> float:
-    gf, edge_f = S[1], S[29]
+    gf, edge_f = S.gf, S.edge_f
     return edge_f[e, 0] + edge_f[e, 2] * (gf[GF_NOW] - edge_f[e, 1])
 
 
 @njit
 def _edge_retime(S: Any, e: int) -> None:
-    gf, edge_f, edge_i = S[1], S[29], S[30]
+    gf, edge_f, edge_i = S.gf, S.edge_f, S.edge_i
     edge_f[e, 0] = _edge_progress_now(S, e)
     edge_f[e, 1] = gf[GF_NOW]
     edge_f[e, 2] = _edge_rate(S, edge_i[e, 0])
     edge_i[e, 1] += 1
-    decoding = S[31][e]
+    decoding = S.edge_decoding[e]
     if len(decoding) > 0:
         target = decoding[0][0]
         left = target - edge_f[e, 0]
@@ -445,8 +451,8 @@ def _edge_retime(S: Any, e: int) -> None:
 
 @njit
 def _edge_try_admit(S: Any, e: int) -> None:
-    gf, ci, cf, itf, edge_i = S[1], S[4], S[3], S[20], S[30]
-    ready, prefilling = S[28][e], S[32][e]
+    gf, ci, cf, itf, edge_i = S.gf, S.ci, S.cf, S.itf, S.edge_i
+    ready, prefilling = S.edge_ready[e], S.edge_prefilling[e]
     admitted = False
     while len(ready) > 0 and edge_i[e, 0] < ci[CI_MAX_BATCH]:
         it = heapq.heappop(ready)
@@ -464,24 +470,24 @@ def _edge_try_admit(S: Any, e: int) -> None:
 
 @njit
 def _prefill_done(S: Any, e: int, it: int) -> None:
-    itf, iti = S[20], S[21]
+    itf, iti = S.itf, S.iti
     if iti[it, II_CANCELLED]:
         return
-    prefilling = S[32][e]
+    prefilling = S.edge_prefilling[e]
     for j in range(len(prefilling)):
         if prefilling[j] == it:
             prefilling.pop(j)
             break
     target = _edge_progress_now(S, e) + itf[it, IF_OUT]
     itf[it, IF_DECODE_TARGET] = target
-    heapq.heappush(S[31][e], (target, it))
+    heapq.heappush(S.edge_decoding[e], (target, it))
     _edge_retime(S, e)
 
 
 @njit
 def _decode_done(S: Any, e: int) -> None:
-    gf, itf, edge_i = S[1], S[20], S[30]
-    decoding = S[31][e]
+    gf, itf, edge_i = S.gf, S.itf, S.edge_i
+    decoding = S.edge_decoding[e]
     progress = _edge_progress_now(S, e)
     done = []
     if len(decoding) > 0:
@@ -498,7 +504,7 @@ def _decode_done(S: Any, e: int) -> None:
 
 @njit
 def _item_done(S: Any, it: int) -> None:
-    gf, qi, itf, iti, wl_deps, q_sub = S[1], S[5], S[20], S[21], S[39], S[40]
+    gf, qi, itf, iti, wl_deps, q_sub = S.gf, S.qi, S.itf, S.iti, S.wl_deps, S.sub_items
     iti[it, II_DONE] = 1
     itf[it, IF_FINISH] = gf[GF_NOW]
     q = iti[it, II_QUERY]
@@ -509,7 +515,7 @@ def _item_done(S: Any, it: int) -> None:
         # the successors in the Python engine's order: the later subtasks that read this one, by index, then
         # the aggregation (every item of the query is placed before time moves on)
         index = iti[it, II_INDEX]
-        k = S[42][q]
+        k = S.wl_k[q]
         for j in range(index + 1, k + 1):
             if j < k:
                 reads = False
@@ -541,20 +547,20 @@ def _success_prob(ability: float, difficulty: float) -> float:
 
 @njit_inline
 def _ability(S: Any, user: int, loc: int) -> float:
-    cf, phone_f = S[3], S[25]
+    cf, phone_f = S.cf, S.phone_f
     return phone_f[user, 4] if loc == PHONE else cf[CF_EDGE_ABILITY]
 
 
 @njit
 def _finish_query(S: Any, q: int) -> None:
-    gf, qf, qi, itf, iti = S[1], S[6], S[5], S[20], S[21]
+    gf, qf, qi, itf, iti = S.gf, S.qf, S.qi, S.itf, S.iti
     qf[q, QF_FINISH] = gf[GF_NOW]
     user = qi[q, QI_USER]
     if qi[q, QI_DECOMPOSED] and not qi[q, QI_REDISPATCHED]:
         total = 0.0  # in subtask order, as the Python engine sums them
-        k = S[42][q]
+        k = S.wl_k[q]
         for j in range(k):
-            s = S[40][q, j]
+            s = S.sub_items[q, j]
             total += _success_prob(_ability(S, user, iti[s, II_LOCATION]), itf[s, IF_DIFF])
         n_sub = k
         agg = qi[q, QI_AGG]
@@ -567,7 +573,7 @@ def _finish_query(S: Any, q: int) -> None:
 
 @njit
 def _record(S: Any, q: int, quality: float) -> None:
-    gf, gi, cf, qf, qi, completed = S[1], S[2], S[3], S[6], S[5], S[35]
+    gf, gi, cf, qf, qi, completed = S.gf, S.gi, S.cf, S.qf, S.qi, S.completed
     qf[q, QF_QUALITY] = quality
     idle_s = 0.0
     if qf[q, QF_NET_START] == qf[q, QF_NET_START]:
@@ -586,7 +592,7 @@ def _record(S: Any, q: int, quality: float) -> None:
 def _assign(S: Any, q: int, kind: int, index: int, loc: int, in_tok: float, out_tok: float, diff: float,
             pred_in: float, pred_out: float, pred_diff: float, est_ready: float, est_finish: float) -> int:
     """A new item of query ``q`` at ``loc`` (its id is its placement seq); returns the id."""
-    gi, qi, itf, iti, phone_f, qitems = S[2], S[5], S[20], S[21], S[25], S[34]
+    gi, qi, itf, iti, phone_f, qitems = S.gi, S.qi, S.itf, S.iti, S.phone_f, S.query_items
     it = gi[GI_PLACE_SEQ]
     gi[GI_PLACE_SEQ] += 1
     itf[it, IF_IN] = in_tok
@@ -619,13 +625,13 @@ def _assign(S: Any, q: int, kind: int, index: int, loc: int, in_tok: float, out_
         itf[it, IF_PRED_DURATION] = d
         phone_f[user, 1] += d
     else:
-        S[27][loc - 1].append(it)
+        S.edge_waiting[loc - 1].append(it)
     return it
 
 
 @njit
 def _when_released(S: Any, q: int, is_send: int, ident: int) -> None:
-    qi, deferred = S[5], S[36]
+    qi, deferred = S.qi, S.deferred
     if qi[q, QI_RELEASED]:
         _do(S, is_send, ident)
     else:
@@ -645,7 +651,7 @@ def _do(S: Any, is_send: int, ident: int) -> None:
 
 @njit
 def _release(S: Any, q: int) -> None:
-    qi, deferred = S[5], S[36]
+    qi, deferred = S.qi, S.deferred
     qi[q, QI_RELEASED] = 1
     n = qi[q, QI_N_DEFERRED]
     qi[q, QI_N_DEFERRED] = 0
@@ -656,7 +662,7 @@ def _release(S: Any, q: int) -> None:
 @njit
 def place_whole(S: Any, q: int, loc: int, est_ready: float, est_finish: float) -> int:
     """Run query ``q`` whole at ``loc`` (Simulator.place_whole)."""
-    qi, wl_f = S[5], S[37]
+    qi, wl_f = S.qi, S.wl_f
     qi[q, QI_DECOMPOSED] = 0
     prompt = wl_f[q, 0]
     it = _assign(S, q, K_WHOLE, 0, loc, prompt, wl_f[q, 1], wl_f[q, 2], prompt, wl_f[q, 4], wl_f[q, 5],
@@ -665,7 +671,7 @@ def place_whole(S: Any, q: int, loc: int, est_ready: float, est_finish: float) -
     if loc == PHONE:
         _when_released(S, q, 0, it)
     else:
-        S[21][it, II_PENDING] = 1
+        S.iti[it, II_PENDING] = 1
         nbytes = _token_bytes(S, prompt) + wl_f[q, 3]
         m = _new_message(S, qi[q, QI_USER], PHONE, loc, nbytes, it, -1, q)
         _when_released(S, q, 1, m)
@@ -675,8 +681,8 @@ def place_whole(S: Any, q: int, loc: int, est_ready: float, est_finish: float) -
 @njit
 def place_subtask(S: Any, q: int, index: int, loc: int, est_ready: float, est_finish: float) -> int:
     """Place subtask ``index`` of query ``q`` (its predecessors already placed) at ``loc``."""
-    cf, qi, iti, mi, wl_f, wl_sub, wl_deps = S[3], S[5], S[21], S[8], S[37], S[38], S[39]
-    q_sub = S[40]
+    cf, qi, iti, mi, wl_f, wl_sub, wl_deps = S.cf, S.qi, S.iti, S.mi, S.wl_f, S.wl_sub, S.wl_deps
+    q_sub = S.sub_items
     qi[q, QI_DECOMPOSED] = 1
     context = cf[CF_CONTEXT]
     n_deps = wl_deps[q, index, 0]
@@ -696,12 +702,12 @@ def place_subtask(S: Any, q: int, index: int, loc: int, est_ready: float, est_fi
         nbytes = _token_bytes(S, context)
         attachment = wl_f[q, 3]
         needs = n_deps == 0 and attachment > 0
-        carrier = S[41][q, loc] if needs else -1
+        carrier = S.carriers[q, loc] if needs else -1
         if needs and carrier < 0:
             nbytes += attachment
         m = _new_message(S, qi[q, QI_USER], PHONE, loc, nbytes, it, -1, q)
         if needs and carrier < 0:
-            S[41][q, loc] = m
+            S.carriers[q, loc] = m
         elif carrier >= 0 and not mi[carrier, MI_DELIVERED]:
             iti[it, II_PENDING] += 1
             mi[carrier, MI_TARGETS + mi[carrier, MI_N_TARGETS]] = it
@@ -715,8 +721,8 @@ def place_subtask(S: Any, q: int, index: int, loc: int, est_ready: float, est_fi
 @njit
 def place_aggregation(S: Any, q: int, loc: int, est_ready: float, est_finish: float) -> int:
     """Place the aggregation step of query ``q`` (every subtask placed) at ``loc``."""
-    cf, qi, iti, wl_f, wl_sub = S[3], S[5], S[21], S[37], S[38]
-    k = S[42][q]
+    cf, qi, iti, wl_f, wl_sub = S.cf, S.qi, S.iti, S.wl_f, S.wl_sub
+    k = S.wl_k[q]
     true_sum = 0.0
     pred_sum = 0.0
     for j in range(k):
@@ -733,7 +739,7 @@ def place_aggregation(S: Any, q: int, loc: int, est_ready: float, est_finish: fl
 # ---------------------------------------------------------------------------------------------------- the loop
 @njit
 def _schedule_next_arrival(S: Any) -> None:
-    gi, ci, wl_arrival, wl_user = S[2], S[4], S[43], S[44]
+    gi, ci, wl_arrival, wl_user = S.gi, S.ci, S.wl_arrival, S.wl_user
     k = gi[GI_SCHEDULED]
     if k >= ci[CI_QUERIES] or k >= len(wl_arrival):
         return
@@ -743,7 +749,7 @@ def _schedule_next_arrival(S: Any) -> None:
 
 @njit
 def _arrive(S: Any, user: int) -> int:
-    gf, gi, cf, qf, qi = S[1], S[2], S[3], S[6], S[5]
+    gf, gi, cf, qf, qi = S.gf, S.gi, S.cf, S.qf, S.qi
     q = gi[GI_ARRIVED]
     gi[GI_ARRIVED] += 1
     now = gf[GF_NOW]
@@ -768,13 +774,13 @@ def _arrive(S: Any, user: int) -> int:
 def run_until_decision(S: Any) -> int:
     """Process events until a query arrives (its id, to be placed), everything drained (-1) or the arrays need
     to grow (-2: call again after :meth:`CoreState.grow`)."""
-    events, gf, gi, ci = S[0], S[1], S[2], S[4]
+    events, gf, gi, ci = S.events, S.gf, S.gi, S.ci
     total = ci[CI_QUERIES]
-    cell_version, phone_i, edge_i = S[19], S[26], S[30]
+    cell_version, phone_i, edge_i = S.cell_version, S.phone_i, S.edge_i
     while len(events) > 0:
         if gi[GI_FINISHED] == total:
             break
-        if gi[GI_N_MSGS] + S[45] > S[8].shape[0]:
+        if gi[GI_N_MSGS] + S.msg_margin > S.mi.shape[0]:
             return -2
         time, _, kind, a, b = heapq.heappop(events)
         if time > gf[GF_NOW]:
@@ -793,7 +799,7 @@ def run_until_decision(S: Any) -> int:
             if b == phone_i[a, 1]:
                 _phone_done(S, a)
         elif kind == EV_BACKHAUL_DONE:
-            if not S[8][a, MI_CANCELLED]:
+            if not S.mi[a, MI_CANCELLED]:
                 _next_hop(S, a)
         elif kind == EV_RELEASE:
             _release(S, a)
@@ -801,28 +807,26 @@ def run_until_decision(S: Any) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- entry points
-#: the slots of the state tuple that hold numba typed containers (passed from Python one by one)
+#: the slots of :attr:`CoreState.arrays` that hold numba typed containers (passed from Python one by one)
 TYPED_SLOTS = (0, 14, 22, 24, 27, 28, 31, 32, 35)  # (22, the Wi-Fi memo, and 35 are arrays: passed alone all the same)
 #: the typed lists among them, in :func:`_new_containers`'s order (what pickling converts)
 LIST_SLOTS = (0, 14, 24, 27, 28, 31, 32)
 
 
 @njit
-def join(A: Any, events: Any, cell_msgs: Any, dcf_cache: Any, phone_ready: Any, edge_waiting: Any, edge_ready: Any,
-         edge_decoding: Any, edge_prefilling: Any, completed: Any) -> Any:
-    """The state tuple from :attr:`CoreState.split` (inside compiled code, where building it costs nothing)."""
-    return (events, A[0], A[1], A[2], A[3], A[4], A[5], A[6], A[7], A[8], A[9], A[10], A[11], A[12], cell_msgs,
-            A[13], A[14], A[15], A[16], A[17], A[18], A[19], dcf_cache, A[20], phone_ready, A[21], A[22], edge_waiting,
-            edge_ready, A[23], A[24], edge_decoding, edge_prefilling, A[25], A[26], completed, A[27], A[28], A[29],
-            A[30], A[31], A[32], A[33], A[34], A[35], A[36], A[37], A[38])
+def build_struct(A: Any, events: Any, cell_msgs: Any, dcf_cache: Any, phone_ready: Any, edge_waiting: Any,
+                 edge_ready: Any, edge_decoding: Any, edge_prefilling: Any, completed: Any) -> Any:
+    """The state (:mod:`offload_gym.core.state`) from :attr:`CoreState.split`, once an episode: its members are
+    the arrays and lists Python holds, so both see the same memory."""
+    return CoreStruct(events, A[0], A[1], A[2], A[3], A[4], A[5], A[6], A[7], A[8], A[9], A[10], A[11], A[12],
+                      cell_msgs, A[13], A[14], A[15], A[16], A[17], A[18], A[19], dcf_cache, A[20], phone_ready, A[21],
+                      A[22], edge_waiting, edge_ready, A[23], A[24], edge_decoding, edge_prefilling, A[25], A[26],
+                      completed, A[27], A[28], A[29], A[30], A[31], A[32], A[33], A[34], A[35], A[36], A[37], A[38])
 
 
 @njit
-def start_entry(A: Any, events: Any, cell_msgs: Any, dcf_cache: Any, phone_ready: Any, edge_waiting: Any,
-                edge_ready: Any, edge_decoding: Any, edge_prefilling: Any, completed: Any) -> None:
+def start_entry(S: Any) -> None:
     """Schedule the first arrival (the start of an episode)."""
-    S = join(A, events, cell_msgs, dcf_cache, phone_ready, edge_waiting, edge_ready, edge_decoding, edge_prefilling,
-             completed)
     _schedule_next_arrival(S)
 
 
@@ -983,8 +987,7 @@ class CoreState:
         )
         #: the same state split for calls from Python: the plain arrays in one tuple, then each typed container
         #: on its own (numba types a tuple holding a typed container in Python, about 0.6 ms a call; see join)
-        self.split: tuple[Any, ...] = (tuple(x for i, x in enumerate(self.arrays) if i not in TYPED_SLOTS),
-                                       *(self.arrays[i] for i in TYPED_SLOTS))
+        self.struct = self._struct()
 
 
     def __getstate__(self) -> dict[str, Any]:
@@ -994,7 +997,7 @@ class CoreState:
         for slot in LIST_SLOTS:  # the events are tuples; the others lists of lists
             arrays[slot] = list(arrays[slot]) if slot == 0 else [list(x) for x in arrays[slot]]
         state["arrays"] = arrays
-        del state["split"]
+        del state["struct"]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -1012,8 +1015,16 @@ class CoreState:
                         target.append(value)
             arrays[slot] = container
         self.arrays = tuple(arrays)
-        self.split = (tuple(x for i, x in enumerate(self.arrays) if i not in TYPED_SLOTS),
-                      *(self.arrays[i] for i in TYPED_SLOTS))
+        self.struct = self._struct()
+
+    def _struct(self) -> Any:
+        """The state the kernels take (:mod:`offload_gym.core.state`), over :attr:`arrays`."""
+        if not JIT_ENABLED:
+            return make_struct(self.arrays)
+        # the plain arrays in one tuple, then each typed container on its own: numba types a tuple holding a
+        # typed container in Python in about 0.6 ms
+        return build_struct(tuple(x for i, x in enumerate(self.arrays) if i not in TYPED_SLOTS),
+                            *(self.arrays[i] for i in TYPED_SLOTS))
 
 
 class CoreEngine:
@@ -1022,12 +1033,13 @@ class CoreEngine:
 
     def __init__(self, sim: Any) -> None:
         self.state = CoreState(sim)
-        self.S = self.state.arrays
-        _schedule_next_arrival(self.S)
+        self.A = self.state.arrays  # what Python reads
+        self.S = self.state.struct  # what the kernels take
+        start_entry(self.S)
 
     @property
     def now(self) -> float:
-        return float(self.S[1][GF_NOW])
+        return float(self.A[1][GF_NOW])
 
     def run_until_decision(self) -> int:
         q = run_until_decision(self.S)
@@ -1036,10 +1048,10 @@ class CoreEngine:
         return int(q)
 
     def pop_completed(self) -> list[int]:
-        gi = self.S[2]
+        gi = self.A[2]
         n = int(gi[GI_N_COMPLETED])
         gi[GI_N_COMPLETED] = 0
-        return self.S[35][:n].tolist()
+        return self.A[35][:n].tolist()
 
     def place_whole(self, q: int, loc: int) -> int:
         return int(place_whole(self.S, q, loc, math.nan, math.nan))
@@ -1052,11 +1064,11 @@ class CoreEngine:
 
     def set_estimate(self, item: int, ready_s: float, finish_s: float) -> None:
         """What the estimates said of a placed item (the estimates of later decisions read it)."""
-        itf = self.S[20]
+        itf = self.A[20]
         itf[item, IF_EST_READY] = ready_s
         itf[item, IF_EST_FINISH] = finish_s
 
     def query_record(self, q: int) -> tuple[float, float, float]:
         """Finish time, quality and energy of query ``q``."""
-        qf = self.S[6]
+        qf = self.A[6]
         return float(qf[q, QF_FINISH]), float(qf[q, QF_QUALITY]), float(qf[q, QF_ENERGY])

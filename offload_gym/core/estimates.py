@@ -61,7 +61,7 @@ _TAIL_BITS = 22.0
 
 @njit_inline
 def phone_free_at(S: Any, user: int) -> float:
-    gf, itf, phone_f, phone_i = S[1], S[20], S[25], S[26]
+    gf, itf, phone_f, phone_i = S.gf, S.itf, S.phone_f, S.phone_i
     now = gf[GF_NOW]
     free = now + phone_f[user, 1]
     running = phone_i[user, 0]
@@ -72,7 +72,7 @@ def phone_free_at(S: Any, user: int) -> float:
 
 @njit_inline
 def usable_locations(S: Any, user: int) -> np.ndarray:
-    ci, own_ap, ap_up = S[4], S[11], S[12]
+    ci, own_ap, ap_up = S.ci, S.own_ap, S.ap_up
     n_aps = ci[CI_N_APS]
     if own_ap[user] < 0:
         return np.zeros(1, dtype=np.int64)
@@ -91,10 +91,10 @@ def edge_snapshot(S: Any, e: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     """Edge ``e``'s streams now, as ``Estimator._exact_edge_state`` lists them: prefilling ``(end, predicted
     decode)``, decoding streams' predicted remaining tokens, and the FIFO of queued and in-transit streams
     ``(ready, prefill s, predicted decode)`` in placement order."""
-    gf, cf, itf, edge_f = S[1], S[3], S[20], S[29]
+    gf, cf, itf, edge_f = S.gf, S.cf, S.itf, S.edge_f
     now = gf[GF_NOW]
     prefill_tps = cf[CF_EDGE_PREFILL]
-    prefilling = S[32][e]
+    prefilling = S.edge_prefilling[e]
     n_pref = len(prefilling)
     pref_end = np.empty(n_pref)
     pref_dec = np.empty(n_pref)
@@ -102,7 +102,7 @@ def edge_snapshot(S: Any, e: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
         it = prefilling[j]
         pref_end[j] = itf[it, IF_PREFILL_END]
         pref_dec[j] = itf[it, IF_PRED_OUT]
-    decoding = S[31][e]
+    decoding = S.edge_decoding[e]
     n_dec = len(decoding)
     dec_rem = np.empty(n_dec)
     if n_dec:
@@ -112,7 +112,7 @@ def edge_snapshot(S: Any, e: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
             decoded = itf[it, IF_OUT] - (target - progress)
             rem = itf[it, IF_PRED_OUT] - decoded
             dec_rem[j] = rem if rem > 1.0 else 1.0
-    ready, waiting = S[28][e], S[27][e]
+    ready, waiting = S.edge_ready[e], S.edge_waiting[e]
     n_ready, n_wait = len(ready), len(waiting)
     ids = np.empty(n_ready + n_wait, dtype=np.int64)
     for j in range(n_ready):
@@ -124,7 +124,7 @@ def edge_snapshot(S: Any, e: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     pend_ready = np.empty(n_pend)
     pend_prefill = np.empty(n_pend)
     pend_dec = np.empty(n_pend)
-    is_ready = S[46]
+    is_ready = S.queued_scratch
     for j in range(n_ready):
         is_ready[ready[j]] = True
     for j in range(n_pend):
@@ -144,7 +144,7 @@ def edge_snapshot(S: Any, e: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
 @njit
 def _edge_finish(S: Any, snaps: Any, e: int, ready_s: float, prefill_s: float, decode_tokens: float,
                  ex_f: np.ndarray, ex_n: np.ndarray) -> float:
-    cf, ci, gf = S[3], S[4], S[1]
+    cf, ci, gf = S.cf, S.ci, S.gf
     snap = snaps[e]
     n_extra = ex_n[e]
     if snap[0].shape[0] + snap[2].shape[0] + snap[3].shape[0] == 0 and n_extra == 0:
@@ -156,7 +156,7 @@ def _edge_finish(S: Any, snaps: Any, e: int, ready_s: float, prefill_s: float, d
 
 @njit
 def snapshots(S: Any) -> Any:
-    ci = S[4]
+    ci = S.ci
     return [edge_snapshot(S, e) for e in range(ci[CI_N_APS])]
 
 
@@ -164,7 +164,7 @@ def snapshots(S: Any) -> Any:
 @njit_inline
 def _link(S: Any, ap: int, rate_bps: float, sharing: int) -> tuple[int, float, float, float]:
     """``(contenders, PHY rate, share, frame access delay)`` of a new transfer in ``ap``'s cell."""
-    cf = S[3]
+    cf = S.cf
     n = _contenders(S, ap) + (0 if sharing else 1)
     frame = cf[CF_FRAME]
     full = _dcf(S, n, rate_bps, frame)[0]
@@ -173,14 +173,14 @@ def _link(S: Any, ap: int, rate_bps: float, sharing: int) -> tuple[int, float, f
 
 @njit_inline
 def uplink(S: Any, user: int) -> tuple[int, float, float, float]:
-    ap = S[11][user]
-    return _link(S, ap, S[9][user], S[17][ap, user])
+    ap = S.own_ap[user]
+    return _link(S, ap, S.up_rate[user], S.cell_up[ap, user])
 
 
 @njit_inline
 def downlink(S: Any, user: int) -> tuple[int, float, float, float]:
-    ap = S[11][user]
-    return _link(S, ap, S[10][user], S[16][ap])
+    ap = S.own_ap[user]
+    return _link(S, ap, S.down_rate[user], S.cell_down[ap])
 
 
 @njit_inline
@@ -192,7 +192,7 @@ def _symbols(params: np.ndarray, rate: float, payload: float) -> float:
 @njit_inline
 def _access_s(S: Any, n: int, rate: float, nbytes: float) -> float:
     """``Estimator._access_s``: the access delay asked with the whole byte count that fills the same symbols."""
-    cf, params = S[3], S[23]
+    cf, params = S.cf, S.params
     frame = cf[CF_FRAME]
     payload = nbytes if nbytes < frame else frame
     symbols = _symbols(params, rate, payload)
@@ -206,7 +206,7 @@ def _access_s(S: Any, n: int, rate: float, nbytes: float) -> float:
 
 @njit_inline
 def link_s(S: Any, link: tuple[int, float, float, float], nbytes: float) -> float:
-    cf = S[3]
+    cf = S.cf
     n, rate, share, frame_access = link
     access = frame_access if nbytes >= cf[CF_FRAME] else _access_s(S, n, rate, nbytes)
     return access + 8.0 * nbytes / share
@@ -214,7 +214,7 @@ def link_s(S: Any, link: tuple[int, float, float, float], nbytes: float) -> floa
 
 @njit_inline
 def backhaul_s(S: Any, nbytes: float) -> float:
-    gf = S[1]
+    gf = S.gf
     return gf[GF_BACKHAUL_DELAY] + 8.0 * nbytes / gf[GF_BACKHAUL_RATE]
 
 
@@ -222,7 +222,7 @@ def backhaul_s(S: Any, nbytes: float) -> float:
 @njit_inline
 def subtask_inputs(S: Any, q: int, i: int) -> float:
     """Predicted input tokens of subtask ``i``: the context plus its predecessors' predicted outputs."""
-    cf, wl_sub, wl_deps = S[3], S[38], S[39]
+    cf, wl_sub, wl_deps = S.cf, S.wl_sub, S.wl_deps
     total = 0.0
     for j in range(wl_deps[q, i, 0]):
         total += wl_sub[q, wl_deps[q, i, 1 + j], 2]
@@ -232,8 +232,8 @@ def subtask_inputs(S: Any, q: int, i: int) -> float:
 @njit
 def subtask_order(S: Any, q: int) -> np.ndarray:
     """:func:`offload_gym.sim.estimates.subtask_order`: by depth, larger predicted output first, then index."""
-    wl_sub, wl_deps = S[38], S[39]
-    k = S[42][q]
+    wl_sub, wl_deps = S.wl_sub, S.wl_deps
+    k = S.wl_k[q]
     depth = np.zeros(k, dtype=np.int64)
     for i in range(k):
         d = -1
@@ -260,21 +260,21 @@ def subtask_order(S: Any, q: int) -> np.ndarray:
 
 @njit_inline
 def _phone_finish(S: Any, user: int, ready_s: float, input_tokens: float, pred_out: float, extra_s: float) -> float:
-    phone_f = S[25]
+    phone_f = S.phone_f
     start = pmax(ready_s, phone_free_at(S, user) + extra_s)
     return start + input_tokens / phone_f[user, 2] + pred_out / phone_f[user, 3]
 
 
 @njit_inline
 def _qualities(S: Any, user: int, difficulty: float) -> tuple[float, float]:
-    cf, phone_f = S[3], S[25]
+    cf, phone_f = S.cf, S.phone_f
     return _success_prob(phone_f[user, 4], difficulty), _success_prob(cf[CF_EDGE_ABILITY], difficulty)
 
 
 @njit
 def whole_estimates(S: Any, snaps: Any, q: int, out: np.ndarray) -> None:
     """``Estimator.whole``: per location, running query ``q`` whole there (answer back on the phone)."""
-    cf, qf, qi, wl_f = S[3], S[6], S[5], S[37]
+    cf, qf, qi, wl_f = S.cf, S.qf, S.qi, S.wl_f
     out[:] = np.nan
     user = qi[q, QI_USER]
     release = qf[q, QF_ARRIVAL] + cf[CF_PLANNER_S]
@@ -291,7 +291,7 @@ def whole_estimates(S: Any, snaps: Any, q: int, out: np.ndarray) -> None:
         down = link_s(S, downlink(S, user), down_bytes)
         up_bh = up + backhaul_s(S, up_bytes)
         bh_down = backhaul_s(S, down_bytes) + down
-        own = S[11][user] + 1
+        own = S.own_ap[user] + 1
         prefill_s = pred_in / cf[CF_EDGE_PREFILL]
         ex_f, ex_n = _no_extra(S)
         for loc in locations[1:]:
@@ -305,7 +305,7 @@ def whole_estimates(S: Any, snaps: Any, q: int, out: np.ndarray) -> None:
 
 @njit_inline
 def _no_extra(S: Any) -> tuple[np.ndarray, np.ndarray]:
-    n_aps = S[4][CI_N_APS]
+    n_aps = S.ci[CI_N_APS]
     return np.zeros((n_aps, 1, 3)), np.zeros(n_aps, dtype=np.int64)
 
 
@@ -313,8 +313,8 @@ def _no_extra(S: Any) -> tuple[np.ndarray, np.ndarray]:
 def _latest_arrivals(S: Any, q: int, preds: np.ndarray, locations: np.ndarray, own: int, ov_loc: np.ndarray,
                      ov_finish: np.ndarray, up: Any, down: Any) -> np.ndarray:
     """``Estimator._latest_arrivals``: per location, the latest predicted arrival of the outputs of ``preds``."""
-    iti, itf, wl_sub, q_sub = S[21], S[20], S[38], S[40]
-    n_aps = S[4][CI_N_APS]
+    iti, itf, wl_sub, q_sub = S.iti, S.itf, S.wl_sub, S.sub_items
+    n_aps = S.ci[CI_N_APS]
     latest = np.full(n_aps + 1, -np.inf)
     n_locs = len(locations)
     for d in preds:
@@ -350,7 +350,7 @@ def _latest_arrivals(S: Any, q: int, preds: np.ndarray, locations: np.ndarray, o
 
 @njit_inline
 def _preds(S: Any, q: int, i: int) -> np.ndarray:
-    wl_deps = S[39]
+    wl_deps = S.wl_deps
     n = wl_deps[q, i, 0]
     return wl_deps[q, i, 1:1 + n].copy()
 
@@ -361,13 +361,13 @@ def _subtask_ready(S: Any, q: int, i: int, ov_loc: np.ndarray, ov_finish: np.nda
                    down: Any) -> tuple[int, float, float]:
     """``Estimator._subtask_ready``: fills ``phone_est`` (ready, finish, quality) and ``ap_ready[j] = (loc,
     ready)`` for the usable APs; returns how many APs, the prefill time on an edge and the edge quality."""
-    cf, qf, qi, wl_f, wl_sub = S[3], S[6], S[5], S[37], S[38]
+    cf, qf, qi, wl_f, wl_sub = S.cf, S.qf, S.qi, S.wl_f, S.wl_sub
     user = qi[q, QI_USER]
     release = qf[q, QF_ARRIVAL] + cf[CF_PLANNER_S]
     q_phone, q_edge = _qualities(S, user, wl_sub[q, i, 3])
     preds = _preds(S, q, i)
     pred_in = subtask_inputs(S, q, i)
-    own = S[11][user] + 1
+    own = S.own_ap[user] + 1
     has_up = len(locations) > 1
     ready = release
     latest = np.empty(0)
@@ -398,9 +398,9 @@ def _subtask_ready(S: Any, q: int, i: int, ov_loc: np.ndarray, ov_finish: np.nda
             if att_eta[loc] == att_eta[loc]:  # the plan's own carrier (not NaN)
                 carried, has_carried = att_eta[loc], True
             else:
-                m = S[41][q, loc]
+                m = S.carriers[q, loc]
                 if m >= 0:
-                    carried, has_carried = S[20][S[8][m, MI_TARGETS], IF_EST_READY], True
+                    carried, has_carried = S.itf[S.mi[m, MI_TARGETS], IF_EST_READY], True
         if not has_carried:
             r = release + (send_all if loc == own else send_all_bh)
         else:
@@ -427,21 +427,21 @@ def _links(S: Any, user: int, locations: np.ndarray) -> tuple[Any, Any]:
 @njit
 def subtask_estimates(S: Any, snaps: Any, q: int, i: int, out: np.ndarray) -> None:
     """``Estimator.subtask`` (no overlay): per location, when subtask ``i`` of query ``q`` would be done there."""
-    n_aps = S[4][CI_N_APS]
-    k = S[42][q]
+    n_aps = S.ci[CI_N_APS]
+    k = S.wl_k[q]
     out[:] = np.nan
     ov_loc = np.full(k, -1, dtype=np.int64)
     ov_finish = np.zeros(k)
     att_eta = np.full(n_aps + 1, np.nan)
     ap_ready = np.zeros((n_aps, 2))
     phone_est = np.zeros(3)
-    locations = usable_locations(S, S[5][q, QI_USER])
-    up, down = _links(S, S[5][q, QI_USER], locations)
+    locations = usable_locations(S, S.qi[q, QI_USER])
+    up, down = _links(S, S.qi[q, QI_USER], locations)
     n, prefill_s, q_edge = _subtask_ready(S, q, i, ov_loc, ov_finish, att_eta, 0.0, ap_ready, phone_est, locations, up,
                                           down)
     out[PHONE] = phone_est
     ex_f, ex_n = _no_extra(S)
-    pred_out = S[38][q, i, 2]
+    pred_out = S.wl_sub[q, i, 2]
     for j in range(n):
         loc = int(ap_ready[j, 0])
         finish = _edge_finish(S, snaps, loc - 1, ap_ready[j, 1], prefill_s, pred_out, ex_f, ex_n) + 0.0
@@ -455,16 +455,16 @@ def _aggregation_ready(S: Any, q: int, ov_loc: np.ndarray, ov_finish: np.ndarray
                        ap_ready: np.ndarray, phone_est: np.ndarray, locations: np.ndarray, up: Any,
                        down: Any) -> tuple[int, float, float, float, float, int]:
     """``Estimator._aggregation_ready``: ``(APs, prefill s, edge quality, down s, backhaul + down s, own)``."""
-    cf, qf, qi, wl_f, wl_sub = S[3], S[6], S[5], S[37], S[38]
+    cf, qf, qi, wl_f, wl_sub = S.cf, S.qf, S.qi, S.wl_f, S.wl_sub
     user = qi[q, QI_USER]
-    k = S[42][q]
+    k = S.wl_k[q]
     release = qf[q, QF_ARRIVAL] + cf[CF_PLANNER_S]
     q_phone, q_edge = _qualities(S, user, wl_f[q, 7])
     pred_sum = 0.0
     for j in range(k):
         pred_sum += wl_sub[q, j, 2]
     pred_in, pred_out = pred_sum, wl_f[q, 6]
-    own = S[11][user] + 1
+    own = S.own_ap[user] + 1
     has_up = len(locations) > 1
     latest = _latest_arrivals(S, q, np.arange(k), locations, own, ov_loc, ov_finish, up, down)
     ready = latest[0] if latest[0] > release else release
@@ -488,20 +488,20 @@ def _aggregation_ready(S: Any, q: int, ov_loc: np.ndarray, ov_finish: np.ndarray
 @njit
 def aggregation_estimates(S: Any, snaps: Any, q: int, out: np.ndarray) -> None:
     """``Estimator.aggregation`` (no overlay): per location, the answer back on the phone."""
-    n_aps = S[4][CI_N_APS]
-    k = S[42][q]
+    n_aps = S.ci[CI_N_APS]
+    k = S.wl_k[q]
     out[:] = np.nan
     ov_loc = np.full(k, -1, dtype=np.int64)
     ov_finish = np.zeros(k)
     ap_ready = np.zeros((n_aps, 2))
     phone_est = np.zeros(3)
-    locations = usable_locations(S, S[5][q, QI_USER])
-    up, down = _links(S, S[5][q, QI_USER], locations)
+    locations = usable_locations(S, S.qi[q, QI_USER])
+    up, down = _links(S, S.qi[q, QI_USER], locations)
     n, prefill_s, q_edge, down_s, bh_down, own = _aggregation_ready(S, q, ov_loc, ov_finish, 0.0, ap_ready, phone_est,
                                                                     locations, up, down)
     out[PHONE] = phone_est
     ex_f, ex_n = _no_extra(S)
-    pred_out = S[37][q, 6]
+    pred_out = S.wl_f[q, 6]
     for j in range(n):
         loc = int(ap_ready[j, 0])
         finish = _edge_finish(S, snaps, loc - 1, ap_ready[j, 1], prefill_s, pred_out, ex_f, ex_n)
@@ -538,11 +538,11 @@ def _sorted_bounds(ap_ready: np.ndarray, n: int, alone: float) -> np.ndarray:
 def plan(S: Any, snaps: Any, q: int, latency_weight: float, locations_out: np.ndarray) -> tuple[float, float]:
     """``Estimator.plan``: the list scheduler's decomposed plan of query ``q``; returns ``(latency_s, quality)``
     and writes each subtask's location (by index), then the aggregation's, into ``locations_out``."""
-    gf, cf, qi, wl_f, wl_sub, phone_f = S[1], S[3], S[5], S[37], S[38], S[25]
-    n_aps = S[4][CI_N_APS]
+    gf, cf, qi, wl_f, wl_sub, phone_f = S.gf, S.cf, S.qi, S.wl_f, S.wl_sub, S.phone_f
+    n_aps = S.ci[CI_N_APS]
     now = gf[GF_NOW]
     user = qi[q, QI_USER]
-    k = S[42][q]
+    k = S.wl_k[q]
     weight = latency_weight
     edge_prefill_tps = cf[CF_EDGE_PREFILL]
     r1 = cf[CF_EDGE_DECODE]
@@ -592,7 +592,7 @@ def plan(S: Any, snaps: Any, q: int, latency_weight: float, locations_out: np.nd
             ex_f[e, ex_n[e], 1] = pred_in / edge_prefill_tps
             ex_f[e, ex_n[e], 2] = pred_out
             ex_n[e] += 1
-            if S[39][q, i, 0] == 0 and has_attachment and not att_eta[loc] == att_eta[loc]:
+            if S.wl_deps[q, i, 0] == 0 and has_attachment and not att_eta[loc] == att_eta[loc]:
                 att_eta[loc] = est_ready
     n, prefill_s, q_edge, down_s, bh_down, own = _aggregation_ready(S, q, ov_loc, ov_finish, phone_extra_s, ap_ready,
                                                                     phone_est, locations, up, down)
@@ -615,4 +615,4 @@ def plan(S: Any, snaps: Any, q: int, latency_weight: float, locations_out: np.nd
     for pos in range(k):
         total += qualities[pos]
     quality = quality_best * (total / k)
-    return finish_best - S[6][q, QF_ARRIVAL], quality
+    return finish_best - S.qf[q, QF_ARRIVAL], quality

@@ -36,7 +36,6 @@ from offload_gym.core.engine import (
     _contenders,
     _schedule_next_arrival,
     _token_bytes,
-    join,
     place_aggregation,
     place_subtask,
     place_whole,
@@ -83,8 +82,8 @@ N_OF = 7
 def _prepare(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_locs: np.ndarray, mask: np.ndarray) -> None:
     """``OffloadEnv._prepare_decision``: the mask, the estimates and (query step, K > 1) the plan."""
     q = D[D_QUERY]
-    n_aps = S[4][CI_N_APS]
-    user = S[5][q, QI_USER]
+    n_aps = S.ci[CI_N_APS]
+    user = S.qi[q, QI_USER]
     mask[:] = False
     for loc in usable_locations(S, user):
         mask[loc] = True
@@ -93,7 +92,7 @@ def _prepare(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_locs: 
     snaps = snapshots(S)
     if kind == KIND_QUERY:
         whole_estimates(S, snaps, q, est)
-        if S[42][q] > 1:
+        if S.wl_k[q] > 1:
             mask[n_aps + 1] = True
             lat, qual = plan(S, snaps, q, DF[DF_LATENCY_WEIGHT], plan_locs)
             DF[DF_PLAN_LATENCY] = lat
@@ -132,7 +131,7 @@ def apply_action(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_lo
     """``OffloadEnv._apply`` of an allowed item action ``a``; returns 1 if the simulation advanced (the query's
     last decision), -2 if it must be called again after the arrays grew (the placement is kept), else 0."""
     q = D[D_QUERY]
-    n_aps = S[4][CI_N_APS]
+    n_aps = S.ci[CI_N_APS]
     kind = D[D_KIND]
     finished_query = False
     if kind == KIND_QUERY:
@@ -149,7 +148,7 @@ def apply_action(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_lo
         index = D[D_ORDER + D[D_POSITION]]
         place_subtask(S, q, index, a, est[a, 0], est[a, 1])
         D[D_POSITION] += 1
-        if D[D_POSITION] == S[42][q]:
+        if D[D_POSITION] == S.wl_k[q]:
             D[D_KIND] = KIND_AGGREGATION
     else:
         place_aggregation(S, q, a, est[a, 0], est[a, 1])
@@ -167,7 +166,7 @@ def apply_action(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_lo
 @njit
 def _item_fields(S: Any, D: np.ndarray) -> tuple[float, float, float, int]:
     """The pending item's predicted difficulty, input and output tokens, and its predecessors (-1: not a subtask)."""
-    wl_f, wl_sub, wl_deps = S[37], S[38], S[39]
+    wl_f, wl_sub, wl_deps = S.wl_f, S.wl_sub, S.wl_deps
     q = D[D_QUERY]
     kind = D[D_KIND]
     if kind == KIND_QUERY:
@@ -175,7 +174,7 @@ def _item_fields(S: Any, D: np.ndarray) -> tuple[float, float, float, int]:
     if kind == KIND_SUBTASK:
         i = D[D_ORDER + D[D_POSITION]]
         return wl_sub[q, i, 3], subtask_inputs(S, q, i), wl_sub[q, i, 2], wl_deps[q, i, 0]
-    k = S[42][q]
+    k = S.wl_k[q]
     total = 0.0
     for j in range(k):
         total += wl_sub[q, j, 2]
@@ -185,16 +184,16 @@ def _item_fields(S: Any, D: np.ndarray) -> tuple[float, float, float, int]:
 @njit
 def _fill_state(S: Any, g: np.ndarray, user: int, OI: np.ndarray, OF: np.ndarray) -> None:
     """``OffloadEnv._fill_state``: what phone ``user`` knows of the network now."""
-    gf, gi, ci = S[1], S[2], S[4]
+    gf, gi, ci = S.gf, S.gi, S.ci
     n_aps = ci[CI_N_APS]
     n_users = ci[CI_N_USERS]
     time_scale = OF[OF_TIME_SCALE]
     g[OI[O_PROGRESS]] = gi[GI_ARRIVED] / ci[CI_QUERIES]
     g[OI[O_IN_FLIGHT]] = math.tanh((gi[GI_ARRIVED] - gi[GI_FINISHED]) / n_users)
-    phy_mbps = S[9][user] / 1e6
+    phy_mbps = S.up_rate[user] / 1e6
     g[OI[O_OWN_PHY]] = math.log1p(phy_mbps) / OF[OF_RATE_LOG_MAX]
     now = gf[GF_NOW]
-    own = S[11][user]
+    own = S.own_ap[user]
     contention_norm = OF[OF_BACKGROUND] + n_users + 1
     n_loc = OI[O_N_LOC]
     o = OI[O_N_GLOBAL]
@@ -202,7 +201,7 @@ def _fill_state(S: Any, g: np.ndarray, user: int, OI: np.ndarray, OF: np.ndarray
     if t < 0.0:
         t = 0.0
     g[o + OI[O_L_BACKLOG]] = t / (t + time_scale)
-    g[o + OI[O_L_OCCUPANCY]] = 1.0 if S[26][user, 0] >= 0 else 0.0
+    g[o + OI[O_L_OCCUPANCY]] = 1.0 if S.phone_i[user, 0] >= 0 else 0.0
     g[o + OI[O_L_LINK_RATE]] = g[OI[O_OWN_PHY]]
     link_rate = 0.0
     if own >= 0:
@@ -212,8 +211,8 @@ def _fill_state(S: Any, g: np.ndarray, user: int, OI: np.ndarray, OF: np.ndarray
     max_batch = ci[CI_MAX_BATCH]
     for e in range(n_aps):
         o += n_loc
-        g[o + OI[O_L_BACKLOG]] = pmin((len(S[28][e]) + len(S[27][e])) / max_batch, 1.0)
-        g[o + OI[O_L_OCCUPANCY]] = S[30][e, 0] / max_batch
+        g[o + OI[O_L_BACKLOG]] = pmin((len(S.edge_ready[e]) + len(S.edge_waiting[e])) / max_batch, 1.0)
+        g[o + OI[O_L_OCCUPANCY]] = S.edge_i[e, 0] / max_batch
         g[o + OI[O_L_LINK_RATE]] = link_rate
         g[o + OI[O_L_CONTENTION]] = pmin(_contenders(S, e) / contention_norm, 1.0)
         g[o + OI[O_L_IS_OWN_AP]] = 1.0 if e == own else 0.0
@@ -227,10 +226,10 @@ def observe(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, g: np.ndarra
     kind = D[D_KIND]
     if kind == KIND_END:
         return
-    gf, ci, wl_f = S[1], S[4], S[37]
+    gf, ci, wl_f = S.gf, S.ci, S.wl_f
     q = D[D_QUERY]
-    k = S[42][q]
-    user = S[5][q, QI_USER]
+    k = S.wl_k[q]
+    user = S.qi[q, QI_USER]
     pred_diff, pred_in, pred_out, n_preds = _item_fields(S, D)
     if kind == KIND_QUERY:
         g[OI[O_DECISION_QUERY]] = 1.0
@@ -252,7 +251,7 @@ def observe(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, g: np.ndarra
     k_max = ci[CI_MAX_K]
     g[OI[O_N_SUBTASKS]] = (k - 1) / (k_max - 1) if k_max > 1 else 0.0
     if k > 1:
-        structure = S[47][q]
+        structure = S.wl_structure[q]
         if structure == OI[O_STRUCT_CODE_FAN_OUT]:
             g[OI[O_STRUCTURE_FAN_OUT]] = 1.0
         elif structure == OI[O_STRUCT_CODE_CHAIN]:
@@ -290,12 +289,12 @@ def observe(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, g: np.ndarra
 def _energy_features(S: Any, D: np.ndarray, est: np.ndarray, g: np.ndarray, o: int, OF: np.ndarray, pred_in: float,
                      pred_out: float, n_preds: int) -> None:
     """``OffloadEnv._energy_features`` at offset ``o``: each usable location's estimated phone energy, squashed."""
-    cf, ci, wl_f, wl_sub, wl_deps, phone_f = S[3], S[4], S[37], S[38], S[39], S[25]
+    cf, ci, wl_f, wl_sub, wl_deps, phone_f = S.cf, S.ci, S.wl_f, S.wl_sub, S.wl_deps, S.phone_f
     q = D[D_QUERY]
     kind = D[D_KIND]
-    user = S[5][q, QI_USER]
+    user = S.qi[q, QI_USER]
     n_aps = ci[CI_N_APS]
-    now = S[1][GF_NOW]
+    now = S.gf[GF_NOW]
     scale = OF[OF_ENERGY_SCALE]
     prefill_s = pred_in / phone_f[user, 2]
     decode_s = pred_out / phone_f[user, 3]
@@ -308,7 +307,7 @@ def _energy_features(S: Any, D: np.ndarray, est: np.ndarray, g: np.ndarray, o: i
             n_usable += 1
     if n_usable <= 1:
         return
-    k = S[42][q]
+    k = S.wl_k[q]
     if kind == KIND_QUERY:
         up_bytes = _token_bytes(S, pred_in) + wl_f[q, 3]
     else:
@@ -317,18 +316,18 @@ def _energy_features(S: Any, D: np.ndarray, est: np.ndarray, g: np.ndarray, o: i
             i = D[D_ORDER + D[D_POSITION]]
             for j in range(wl_deps[q, i, 0]):
                 d = wl_deps[q, i, 1 + j]
-                if S[21][S[40][q, d], II_LOCATION] == PHONE:
+                if S.iti[S.sub_items[q, d], II_LOCATION] == PHONE:
                     up_bytes += _token_bytes(S, wl_sub[q, d, 2])
             up_bytes += _token_bytes(S, cf[CF_CONTEXT])
             if n_preds == 0:
                 up_bytes += wl_f[q, 3]
         else:
             for d in range(k):
-                if S[21][S[40][q, d], II_LOCATION] == PHONE:
+                if S.iti[S.sub_items[q, d], II_LOCATION] == PHONE:
                     up_bytes += _token_bytes(S, wl_sub[q, d, 2])
     answers_phone = kind != KIND_SUBTASK
     down_bytes = _token_bytes(S, pred_out)
-    up_rate, down_rate = S[9][user], S[10][user]
+    up_rate, down_rate = S.up_rate[user], S.down_rate[user]
     tx_s = 8.0 * up_bytes / up_rate if up_rate > 0 else 0.0
     rx_s = 8.0 * down_bytes / down_rate if answers_phone and down_rate > 0 else 0.0
     for loc in range(1, n_aps + 1):
@@ -341,13 +340,9 @@ def _energy_features(S: Any, D: np.ndarray, est: np.ndarray, g: np.ndarray, o: i
 
 # ------------------------------------------------------------------------------------------- entry points
 @njit
-def begin_entry(A: Any, events: Any, cell_msgs: Any, dcf_cache: Any, phone_ready: Any, edge_waiting: Any,
-                edge_ready: Any, edge_decoding: Any, edge_prefilling: Any, completed: Any, D: np.ndarray, DF: np.ndarray,
-                est: np.ndarray, plan_locs: np.ndarray, mask: np.ndarray, g: np.ndarray, OI: np.ndarray, OF: np.ndarray,
-                energy: bool) -> int:
+def begin_entry(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_locs: np.ndarray, mask: np.ndarray,
+                g: np.ndarray, OI: np.ndarray, OF: np.ndarray, energy: bool) -> int:
     """Start an episode: the first arrival, run to it, its decision and observation (into ``g``)."""
-    S = join(A, events, cell_msgs, dcf_cache, phone_ready, edge_waiting, edge_ready, edge_decoding, edge_prefilling,
-             completed)
     _schedule_next_arrival(S)
     flag = advance(S, D, DF, est, plan_locs, mask)
     observe(S, D, DF, est, g, OI, OF, energy)
@@ -355,24 +350,16 @@ def begin_entry(A: Any, events: Any, cell_msgs: Any, dcf_cache: Any, phone_ready
 
 
 @njit
-def decide_entry(A: Any, events: Any, cell_msgs: Any, dcf_cache: Any, phone_ready: Any, edge_waiting: Any,
-                 edge_ready: Any, edge_decoding: Any, edge_prefilling: Any, completed: Any, D: np.ndarray,
-                 DF: np.ndarray, est: np.ndarray, plan_locs: np.ndarray, mask: np.ndarray, g: np.ndarray, OI: np.ndarray,
-                 OF: np.ndarray, energy: bool, a: int) -> int:
+def decide_entry(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_locs: np.ndarray, mask: np.ndarray,
+                 g: np.ndarray, OI: np.ndarray, OF: np.ndarray, energy: bool, a: int) -> int:
     """One decision: :func:`apply_action` of ``a``, then the next decision's observation (into ``g``)."""
-    S = join(A, events, cell_msgs, dcf_cache, phone_ready, edge_waiting, edge_ready, edge_decoding, edge_prefilling,
-             completed)
     flag = apply_action(S, D, DF, est, plan_locs, mask, a)
     observe(S, D, DF, est, g, OI, OF, energy)
     return flag
 
 
 @njit
-def phone_state_entry(A: Any, events: Any, cell_msgs: Any, dcf_cache: Any, phone_ready: Any, edge_waiting: Any,
-                      edge_ready: Any, edge_decoding: Any, edge_prefilling: Any, completed: Any, user: int,
-                      out: np.ndarray, OI: np.ndarray, OF: np.ndarray) -> np.ndarray:
+def phone_state_entry(S: Any, user: int, out: np.ndarray, OI: np.ndarray, OF: np.ndarray) -> np.ndarray:
     """What phone ``user`` knows of the network (into ``out``); returns the locations it can use."""
-    S = join(A, events, cell_msgs, dcf_cache, phone_ready, edge_waiting, edge_ready, edge_decoding, edge_prefilling,
-             completed)
     _fill_state(S, out, user, OI, OF)
     return usable_locations(S, user)

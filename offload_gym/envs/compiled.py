@@ -150,14 +150,14 @@ class CompiledEpisode:
 
     def advance(self) -> list[int]:
         """To the first decision; the queries finished on the way (none)."""
-        _modules()[1].begin_entry(*self.state.split, self.D, self.DF, self.est, self.plan_locations, self.mask, self.g,
+        _modules()[1].begin_entry(self.state.struct, self.D, self.DF, self.est, self.plan_locations, self.mask, self.g,
                              self.OI, self.OF, self.energy)
         return self._drain()
 
     def apply(self, a: int) -> list[int]:
         """Place the pending item at ``a`` (or decompose), run to the next decision and observe it (one compiled
         call); the queries finished if time moved."""
-        if _modules()[1].decide_entry(*self.state.split, self.D, self.DF, self.est, self.plan_locations, self.mask, self.g,
+        if _modules()[1].decide_entry(self.state.struct, self.D, self.DF, self.est, self.plan_locations, self.mask, self.g,
                                  self.OI, self.OF, self.energy, a) == -2:
             raise RuntimeError("compiled core: message capacity exceeded")  # pragma: no cover - sized per episode
         return self._drain()
@@ -177,7 +177,7 @@ class CompiledEpisode:
     def phone_state(self, user: int, out: np.ndarray) -> list[int]:
         """``OffloadEnv._fill_state`` for phone ``user`` into ``out`` (the item layout's length); returns the
         locations it can use."""
-        usable = _modules()[1].phone_state_entry(*self.state.split, user, out, self.OI, self.OF)
+        usable = _modules()[1].phone_state_entry(self.state.struct, user, out, self.OI, self.OF)
         return [int(x) for x in usable]
 
     # ------------------------------------------------------------------ finished queries

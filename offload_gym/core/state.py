@@ -1,0 +1,67 @@
+"""The compiled engine's state as one reference (a numba StructRef), not a tuple of its arrays.
+
+Every kernel takes the state ``S`` and reads its members by name (``S.gf``, ``S.qi``...). A StructRef is passed
+by reference: a call costs one reference count, where a tuple of the 48 members cost 96 atomic reference-count
+operations a call (measured with ``perf``: 60 % of the kernels' time went to ``NRT_incref``/``NRT_decref``), and
+the functions' signatures (so the compile) are a fraction of the size.
+
+The type is defined here, apart from the kernels, because numba's cache misses when a StructRef is defined in
+the module that uses it (numba issue 9030). Without a compiler (``NUMBA_DISABLE_JIT=1``, no numba) the state
+is a plain namespace with the same member names.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from offload_gym.core._jit import JIT_ENABLED
+
+__all__ = ["FIELDS", "make_struct"]
+
+#: the members, in :attr:`offload_gym.core.engine.CoreState.arrays`'s order (the index is the tuple slot)
+FIELDS: tuple[str, ...] = (
+    "events",  # 0 the event heap (time, seq, kind, a, b)
+    "gf", "gi", "cf", "ci",  # 1-4 global floats and ints, config floats and ints
+    "qi", "qf",  # 5, 6 per query
+    "mf", "mi",  # 7, 8 per message
+    "up_rate", "down_rate", "own_ap", "ap_up", "background",  # 9-13 per phone, per AP
+    "cell_msgs",  # 14 per cell, its messages in order
+    "cell_n_up", "cell_down", "cell_up",  # 15-17 uploading phones, downloads, uploads per (cell, phone)
+    "qmsgs",  # 18 messages per query
+    "cell_version",  # 19
+    "itf", "iti",  # 20, 21 per item
+    "memo", "params",  # 22, 23 the Wi-Fi model's memo and parameters
+    "phone_ready", "phone_f", "phone_i",  # 24-26
+    "edge_waiting", "edge_ready",  # 27, 28
+    "edge_f", "edge_i",  # 29, 30 progress, progress time, rate; batch, version
+    "edge_decoding", "edge_prefilling",  # 31, 32
+    "successors", "query_items", "completed", "deferred",  # 33-36
+    "wl_f", "wl_sub", "wl_deps",  # 37-39 the workload
+    "sub_items", "carriers", "wl_k", "wl_arrival", "wl_user",  # 40-44
+    "msg_margin",  # 45 messages one event can create, at most
+    "queued_scratch",  # 46
+    "wl_structure",  # 47
+)
+
+if JIT_ENABLED:
+    from numba.core import types as _types
+    from numba.experimental import structref as _structref
+
+    @_structref.register
+    class CoreStructType(_types.StructRef):
+        """numba type of the engine state (members typed from what builds it)."""
+
+        def preprocess_fields(self, fields: Any) -> Any:
+            return tuple((name, _types.unliteral(typ)) for name, typ in fields)
+
+    class CoreStruct(_structref.StructRefProxy):
+        """The engine state as Python holds it (opaque: Python reads the arrays of ``CoreState.arrays``)."""
+
+    _structref.define_proxy(CoreStruct, CoreStructType, list(FIELDS))
+
+
+def make_struct(members: tuple[Any, ...]) -> Any:
+    """The state without a compiler: a namespace of the members by name (the compiled form is built inside
+    numba, :func:`offload_gym.core.engine.build_struct`)."""
+    return SimpleNamespace(**dict(zip(FIELDS, members, strict=True)))
