@@ -16,7 +16,7 @@ pytest.importorskip("numba")
 
 from offload_gym.config import make_config
 from offload_gym.core import estimates as ce
-from offload_gym.core.engine import CoreEngine
+from offload_gym.core.arrays import CoreEngine
 from offload_gym.sim.engine import Simulator
 from offload_gym.sim.estimates import Estimator, subtask_order
 

@@ -247,7 +247,7 @@ def test_finished_log_is_bounded_and_the_summary_counts_everything() -> None:
 def test_summary_matches_the_episode_metrics(core: str) -> None:
     with time_limit(GUARD_S):
         env, _, _ = run_episode({"episode.queries": 80}, "greedy", seed=4, core=core)
-    summary = env.sim.summary if env.sim is not None else env.episode.summary  # type: ignore[union-attr]
+    summary = env.sim.summary if env.sim is not None else env.episode.summary()  # type: ignore[union-attr]
     m, s = env.episode_metrics(), summary
     assert m["queries"] == s.count
     assert m["mean_latency_s"] == s.mean_latency_s() and m["p95_latency_s"] == s.p95_latency_s()

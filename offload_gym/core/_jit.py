@@ -26,6 +26,10 @@ HAVE_NUMBA = _numba is not None
 JIT_ENABLED = HAVE_NUMBA and not _numba.config.DISABLE_JIT
 
 
+#: the core's modules with no compiled code and no numba types (their edits leave the cache valid)
+PYTHON_ONLY = frozenset({"arrays.py", "__init__.py", "__main__.py", "warm.py"})
+
+
 def _drop_stale_cache() -> None:
     """Delete the core's numba cache when any of the core's sources changed since it was written.
 
@@ -36,6 +40,8 @@ def _drop_stale_cache() -> None:
     here = Path(__file__).resolve().parent
     digest = hashlib.sha256()
     for source in sorted(here.glob("*.py")):
+        if source.name in PYTHON_ONLY:
+            continue
         digest.update(source.name.encode())
         digest.update(source.read_bytes())
     stamp = digest.hexdigest()

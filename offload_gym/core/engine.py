@@ -9,8 +9,9 @@ ahead by :class:`~offload_gym.sim.episode.EpisodeWorkload`.
 
 Layout. Items are numbered by placement (an item's id is its placement ``seq``, so heaps of ids are heaps in
 placement order); queries by arrival; messages by creation. Per-entity columns live in 2-D arrays indexed
-with the ``Q*``, ``I*`` and ``M*`` constants below. Heaps are numba typed lists used with :mod:`heapq`:
-events ``(time, seq, kind, a, b)`` exactly as the Python engine orders them.
+with the ``Q*``, ``I*`` and ``M*`` constants below. The event heap is an array of rows
+``(time, seq, kind, a, b)`` (:func:`_push`), ordered exactly as the Python engine's heap of tuples; the other
+heaps are numba typed lists used with :mod:`heapq`.
 
 Not ported yet (:class:`CoreState` refuses such configs with a clear error; the env runs them on
 :mod:`offload_gym.sim`): faults, random access delays (``wifi.access_delay_cv``).
@@ -24,10 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from offload_gym.config import ScenarioConfig
 from offload_gym.core._jit import JIT_ENABLED, njit, njit_inline
-from offload_gym.core.state import make_struct
-from offload_gym.core.wifi import dcf_from_fixed_point, dcf_params, fixed_point
+from offload_gym.core.wifi import dcf_from_fixed_point, fixed_point
 
 if JIT_ENABLED:
     from offload_gym.core.state import CoreStruct
@@ -38,7 +37,6 @@ if JIT_ENABLED:
 
     INT_TYPE = _nbt.int64
     PAIR_TYPE = _nbt.Tuple((_nbt.float64, _nbt.int64))
-    EVENT_TYPE = _nbt.Tuple((_nbt.float64, _nbt.int64, _nbt.int64, _nbt.int64, _nbt.int64))
     INT_LIST_TYPE = _nbt.ListType(INT_TYPE)
     PAIR_LIST_TYPE = _nbt.ListType(PAIR_TYPE)
 else:  # pragma: no cover - plain Python lists stand in
@@ -47,9 +45,10 @@ else:  # pragma: no cover - plain Python lists stand in
         def empty_list(_: object) -> list:
             return []
 
-    INT_TYPE = PAIR_TYPE = EVENT_TYPE = INT_LIST_TYPE = PAIR_LIST_TYPE = None
+    INT_TYPE = PAIR_TYPE = INT_LIST_TYPE = PAIR_LIST_TYPE = None
 
-__all__ = ["CoreEngine", "CoreState"]
+__all__ = ["build_struct", "place_aggregation", "place_subtask", "place_whole", "run_until_decision",
+           "start_entry"]
 
 # event kinds (offload_gym.sim.physics.EventKind)
 EV_ARRIVAL, EV_PHONE_DONE, EV_PREFILL_DONE, EV_DECODE_DONE, EV_CELL, EV_BACKHAUL_DONE, EV_RELEASE = 0, 1, 2, 3, 4, 5, 6
@@ -61,8 +60,8 @@ BYTES_EPS = 1e-6
 TOKENS_EPS = 1e-9
 
 # query columns: floats
-QF_ARRIVAL, QF_FINISH, QF_QUALITY, QF_ENERGY, QF_TX, QF_RX, QF_NET_START, QF_NET_END = range(8)
-N_QF = 8
+QF_ARRIVAL, QF_FINISH, QF_QUALITY, QF_ENERGY, QF_TX, QF_RX, QF_NET_START, QF_NET_END, QF_REWARD = range(9)
+N_QF = 9
 # query columns: ints
 (QI_USER, QI_DECOMPOSED, QI_RELEASED, QI_N_ITEMS, QI_N_MSGS, QI_N_DEFERRED, QI_WHOLE, QI_AGG, QI_FAILED,
  QI_REDISPATCHED, QI_DONE) = range(11)
@@ -84,14 +83,25 @@ MI_TARGETS = MI_HOPS + 6
 
 # float parameters
 (CF_FRAME, CF_BYTES_PER_TOKEN, CF_OVERHEAD, CF_EDGE_PREFILL, CF_EDGE_DECODE, CF_KAPPA, CF_EDGE_ABILITY, CF_PLANNER_S,
- CF_CONTEXT, CF_AGG_OUT, CF_AGG_DIFF, CF_P_PREFILL_W, CF_P_DECODE_W, CF_P_TX_W, CF_P_RX_W, CF_P_IDLE_W) = range(16)
-N_CF = 16
+ CF_CONTEXT, CF_AGG_OUT, CF_AGG_DIFF, CF_P_PREFILL_W, CF_P_DECODE_W, CF_P_TX_W, CF_P_RX_W, CF_P_IDLE_W,
+ # the reward (offload_gym.core.step.account): product form or not, its latency scale, latency weight, deadline
+ # penalty, deadline and energy weight
+ CF_R_PRODUCT, CF_R_LATENCY_SCALE, CF_R_LATENCY_WEIGHT, CF_R_DEADLINE_PENALTY, CF_R_DEADLINE, CF_R_ENERGY_WEIGHT) = range(22)
+N_CF = 22
 # int parameters
 CI_QUERIES, CI_MAX_BATCH, CI_N_USERS, CI_N_APS, CI_IMMEDIATE, CI_MAX_K = range(6)
 N_CI = 6
 # global scalars: floats, ints
-GF_NOW, GF_BACKHAUL_DELAY, GF_BACKHAUL_RATE, GF_EDGE_OUT_TOKENS, GF_TOTAL_OUT_TOKENS = range(5)
-GI_EVENT_SEQ, GI_PLACE_SEQ, GI_ARRIVED, GI_SCHEDULED, GI_FINISHED, GI_N_MSGS, GI_N_COMPLETED = range(7)
+# (then the episode's sums over the rewarded queries, in finishing order: the last call's reward, rewards,
+# qualities, energies)
+(GF_NOW, GF_BACKHAUL_DELAY, GF_BACKHAUL_RATE, GF_EDGE_OUT_TOKENS, GF_TOTAL_OUT_TOKENS, GF_STEP_REWARD, GF_REWARD_SUM,
+ GF_QUALITY_SUM, GF_ENERGY_SUM) = range(9)
+N_GF = 9
+# (GI_N_COMPLETED: queries in ``S.completed``, in finishing order; GI_REWARDED: how many of them are rewarded;
+# GI_DECOMPOSED_DONE: how many of those ran decomposed)
+(GI_EVENT_SEQ, GI_PLACE_SEQ, GI_ARRIVED, GI_SCHEDULED, GI_FINISHED, GI_N_MSGS, GI_N_COMPLETED, GI_REWARDED,
+ GI_DECOMPOSED_DONE, GI_N_EVENTS) = range(10)
+N_GI = 10
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -107,11 +117,71 @@ def pmin(a: float, b: float) -> float:
     return b if b < a else a
 
 
+# The event heap: rows (time, seq, kind, a, b) of ``S.events`` (floats: the ints are exact), ``GI_N_EVENTS`` of
+# them in heap order by (time, seq). seq is unique, so it pops events in exactly the order the Python engine's
+# heapq of tuples does; an array, not a typed list, because a typed list's item access costs a call and
+# reference counts (measured: a fifth of the core's reference counting).
 @njit_inline
+def _event_before(ev: np.ndarray, i: int, time: float, seq: float) -> bool:
+    return ev[i, 0] < time or (ev[i, 0] == time and ev[i, 1] < seq)
+
+
+@njit
 def _push(S: Any, time: float, kind: int, a: int, b: int) -> None:
-    events, gi = S.events, S.gi
+    gi = S.gi
     gi[GI_EVENT_SEQ] += 1
-    heapq.heappush(events, (time, gi[GI_EVENT_SEQ], kind, a, b))
+    seq = float(gi[GI_EVENT_SEQ])
+    n = gi[GI_N_EVENTS]
+    ev = S.events
+    if n == ev.shape[0]:  # full: twice the room (the state then holds the new array)
+        grown = np.empty((2 * n + 16, 5))
+        grown[:n] = ev
+        S.events = grown
+        ev = grown
+    pos = n
+    while pos > 0:
+        parent = (pos - 1) >> 1
+        if not _event_before(ev, parent, time, seq):
+            for c in range(5):
+                ev[pos, c] = ev[parent, c]
+            pos = parent
+        else:
+            break
+    ev[pos, 0], ev[pos, 1], ev[pos, 2], ev[pos, 3], ev[pos, 4] = time, seq, float(kind), float(a), float(b)
+    gi[GI_N_EVENTS] = n + 1
+
+
+@njit
+def _pop_event(S: Any) -> tuple[float, int, int, int]:
+    """The earliest event ``(time, kind, a, b)``, removed (the heap is not empty)."""
+    ev, gi = S.events, S.gi
+    time, kind, a, b = ev[0, 0], int(ev[0, 2]), int(ev[0, 3]), int(ev[0, 4])
+    n = gi[GI_N_EVENTS] - 1
+    gi[GI_N_EVENTS] = n
+    if n == 0:
+        return time, kind, a, b
+    lt, ls, lk, la, lb = ev[n, 0], ev[n, 1], ev[n, 2], ev[n, 3], ev[n, 4]
+    pos = 0
+    while True:
+        child = 2 * pos + 1
+        if child >= n:
+            break
+        if child + 1 < n and _event_before(ev, child + 1, ev[child, 0], ev[child, 1]):
+            child += 1
+        if _event_before(ev, child, lt, ls):
+            for c in range(5):
+                ev[pos, c] = ev[child, c]
+            pos = child
+        else:
+            break
+    ev[pos, 0], ev[pos, 1], ev[pos, 2], ev[pos, 3], ev[pos, 4] = lt, ls, lk, la, lb
+    return time, kind, a, b
+
+
+@njit
+def events_of(S: Any) -> np.ndarray:
+    """The event heap's rows (a copy; for pickling: growing replaces the state's array)."""
+    return S.events[: S.gi[GI_N_EVENTS]].copy()
 
 
 #: rows of the Wi-Fi model's memo (a power of two); when it is 3/4 full, new points are computed, not stored
@@ -583,7 +653,7 @@ def _record(S: Any, q: int, quality: float) -> None:
     qf[q, QF_ENERGY] += (cf[CF_P_TX_W] * qf[q, QF_TX] + cf[CF_P_RX_W] * qf[q, QF_RX] + cf[CF_P_IDLE_W] * idle_s)
     qi[q, QI_DONE] = 1
     gi[GI_FINISHED] += 1
-    completed[gi[GI_N_COMPLETED]] = q  # finished since the caller last drained them
+    completed[gi[GI_N_COMPLETED]] = q  # in finishing order (the env reads those after its last look)
     gi[GI_N_COMPLETED] += 1
 
 
@@ -774,15 +844,15 @@ def _arrive(S: Any, user: int) -> int:
 def run_until_decision(S: Any) -> int:
     """Process events until a query arrives (its id, to be placed), everything drained (-1) or the arrays need
     to grow (-2: call again after :meth:`CoreState.grow`)."""
-    events, gf, gi, ci = S.events, S.gf, S.gi, S.ci
+    gf, gi, ci = S.gf, S.gi, S.ci
     total = ci[CI_QUERIES]
     cell_version, phone_i, edge_i = S.cell_version, S.phone_i, S.edge_i
-    while len(events) > 0:
+    while gi[GI_N_EVENTS] > 0:
         if gi[GI_FINISHED] == total:
             break
         if gi[GI_N_MSGS] + S.msg_margin > S.mi.shape[0]:
             return -2
-        time, _, kind, a, b = heapq.heappop(events)
+        time, kind, a, b = _pop_event(S)
         if time > gf[GF_NOW]:
             gf[GF_NOW] = time
         if kind == EV_ARRIVAL:
@@ -807,16 +877,11 @@ def run_until_decision(S: Any) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- entry points
-#: the slots of :attr:`CoreState.arrays` that hold numba typed containers (passed from Python one by one)
-TYPED_SLOTS = (0, 14, 22, 24, 27, 28, 31, 32, 35)  # (22, the Wi-Fi memo, and 35 are arrays: passed alone all the same)
-#: the typed lists among them, in :func:`_new_containers`'s order (what pickling converts)
-LIST_SLOTS = (0, 14, 24, 27, 28, 31, 32)
-
-
 @njit
 def build_struct(A: Any, events: Any, cell_msgs: Any, dcf_cache: Any, phone_ready: Any, edge_waiting: Any,
                  edge_ready: Any, edge_decoding: Any, edge_prefilling: Any, completed: Any) -> Any:
-    """The state (:mod:`offload_gym.core.state`) from :attr:`CoreState.split`, once an episode: its members are
+    """The state (:mod:`offload_gym.core.state`) from :class:`~offload_gym.core.arrays.CoreState`'s arrays, once an
+    episode (the plain ones in the tuple ``A``, the typed containers one by one): its members are
     the arrays and lists Python holds, so both see the same memory."""
     return CoreStruct(events, A[0], A[1], A[2], A[3], A[4], A[5], A[6], A[7], A[8], A[9], A[10], A[11], A[12],
                       cell_msgs, A[13], A[14], A[15], A[16], A[17], A[18], A[19], dcf_cache, A[20], phone_ready, A[21],
@@ -834,7 +899,6 @@ def start_entry(S: Any) -> None:
 @njit
 def _new_containers(n_users: int, n_aps: int) -> Any:
     """The state's typed lists, made in compiled code (from Python, each costs tens of microseconds)."""
-    events = TypedList.empty_list(EVENT_TYPE)
     cell_msgs = TypedList.empty_list(INT_LIST_TYPE)
     phone_ready = TypedList.empty_list(INT_LIST_TYPE)
     edge_waiting = TypedList.empty_list(INT_LIST_TYPE)
@@ -849,226 +913,4 @@ def _new_containers(n_users: int, n_aps: int) -> Any:
         edge_ready.append(TypedList.empty_list(INT_TYPE))
         edge_decoding.append(TypedList.empty_list(PAIR_TYPE))
         edge_prefilling.append(TypedList.empty_list(INT_TYPE))
-    return events, cell_msgs, phone_ready, edge_waiting, edge_ready, edge_decoding, edge_prefilling
-
-
-class CoreState:
-    """Every array of one episode's compiled engine; :attr:`arrays` is the tuple the kernels take."""
-
-    def __init__(self, sim: Any, previous: CoreState | None = None) -> None:
-        """Build from a freshly constructed :class:`offload_gym.sim.engine.Simulator` (its topology, phones and
-        workload, drawn with the same generators, so both engines start from the same state).
-
-        ``previous``: an earlier episode's state; its Wi-Fi model memo is kept when the Wi-Fi parameters and the
-        station bound are the same (:attr:`memo_key`): the model's points do not depend on the episode."""
-        cfg: ScenarioConfig = sim.cfg
-        if cfg.faults.ap_outages or cfg.faults.background_changes or cfg.faults.backhaul_changes:
-            raise NotImplementedError("faults: the compiled engine does not run faults yet (issue 11, in progress)")
-        if cfg.wifi.access_delay_cv > 0:
-            raise NotImplementedError("wifi.access_delay_cv: the compiled engine has no random access delays yet")
-        n_users, n_aps = cfg.topology.n_users, cfg.topology.n_aps
-        n_queries = cfg.episode.queries
-        wl = sim.workload
-        if n_queries > len(wl.arrival_s):
-            raise NotImplementedError("episode.queries: episodes longer than one workload block are not ported yet")
-        max_k = cfg.max_subtasks
-        w, e, en = cfg.wifi, cfg.edge, cfg.energy
-        cf = np.zeros(N_CF)
-        cf[CF_FRAME] = w.frame_bytes
-        cf[CF_BYTES_PER_TOKEN] = w.bytes_per_token
-        cf[CF_OVERHEAD] = w.message_overhead_bytes
-        cf[CF_EDGE_PREFILL], cf[CF_EDGE_DECODE], cf[CF_KAPPA], cf[CF_EDGE_ABILITY] = (e.prefill_tps, e.decode_tps,
-                                                                                     e.kappa, e.ability)
-        cf[CF_PLANNER_S] = cfg.planner.latency_s
-        cf[CF_CONTEXT] = cfg.workload.subtask_context_tokens
-        cf[CF_AGG_OUT] = cfg.workload.aggregation_output_tokens
-        cf[CF_AGG_DIFF] = cfg.workload.aggregation_difficulty
-        cf[CF_P_PREFILL_W], cf[CF_P_DECODE_W] = en.prefill_power_w, en.decode_power_w
-        cf[CF_P_TX_W], cf[CF_P_RX_W], cf[CF_P_IDLE_W] = en.tx_power_w, en.rx_power_w, en.idle_power_w
-        ci = np.zeros(N_CI, dtype=np.int64)
-        ci[CI_QUERIES], ci[CI_MAX_BATCH], ci[CI_N_USERS], ci[CI_N_APS] = n_queries, e.max_batch, n_users, n_aps
-        ci[CI_IMMEDIATE] = int(w.immediate_access and w.access == "edca")
-        ci[CI_MAX_K] = max_k
-        gf = np.zeros(5)
-        gf[GF_BACKHAUL_DELAY], gf[GF_BACKHAUL_RATE] = w.backhaul_delay_s, w.backhaul_rate_bps
-        gi = np.zeros(7, dtype=np.int64)
-        items_per_query = max_k + 2
-        msgs_per_query = 2 + max_k + max_k * max_k + 1
-        # the workload: per query (prompt, answer, difficulty, attachment, pred answer, pred difficulty,
-        # pred aggregation output, pred aggregation difficulty); per subtask (out, diff, pred out, pred diff)
-        wl_f = np.zeros((n_queries, 8))
-        wl_sub = np.zeros((n_queries, max_k, 4))
-        wl_deps = np.zeros((n_queries, max_k, max_k + 1), dtype=np.int64)
-        wl_k = np.zeros(n_queries, dtype=np.int64)
-        wl_structure = np.zeros(n_queries, dtype=np.int64)
-        rows, sub_rows, dep_rows = [], [], []
-        for q in range(n_queries):  # one pass in Python, then whole arrays (row writes cost more than the reads)
-            spec, pred = wl.query(q)
-            rows.append((spec.prompt_tokens, spec.answer_tokens, spec.difficulty, spec.attachment_bytes,
-                         pred.answer_tokens, pred.difficulty, pred.aggregation_output_tokens, pred.aggregation_difficulty,
-                         len(spec.deps), spec.structure))
-            for i, deps in enumerate(spec.deps):
-                sub_rows.append((q, i, spec.subtask_output_tokens[i], spec.subtask_difficulty[i],
-                                 pred.subtask_output_tokens[i], pred.subtask_difficulty[i]))
-                for j, d in enumerate(deps):
-                    dep_rows.append((q, i, j, d))
-        table = np.array(rows, dtype=np.float64).reshape(n_queries, 10)
-        wl_f[:] = table[:, :8]
-        wl_k[:] = table[:, 8]
-        wl_structure[:] = table[:, 9]
-        if sub_rows:
-            sub = np.array(sub_rows, dtype=np.float64)
-            qs, idx = sub[:, 0].astype(np.int64), sub[:, 1].astype(np.int64)
-            wl_sub[qs, idx] = sub[:, 2:]
-        if dep_rows:
-            dep = np.array(dep_rows, dtype=np.int64)
-            wl_deps[dep[:, 0], dep[:, 1], 1 + dep[:, 2]] = dep[:, 3]
-            np.add.at(wl_deps[:, :, 0], (dep[:, 0], dep[:, 1]), 1)
-        phone_f = np.zeros((n_users, 5))  # run_end, unstarted_pred_s, prefill_tps, decode_tps, ability
-        phone_i = np.zeros((n_users, 2), dtype=np.int64)  # running item (-1), version
-        phone_i[:, 0] = -1
-        for u, phone in enumerate(sim.phones):
-            phone_f[u, 2:5] = (phone.prefill_tps, phone.decode_tps, phone.ability)
-        params = dcf_params(w)
-        memo_rows = DCF_MEMO_ROWS + 2 + w.background_stations + n_users + 1
-        #: what a memo depends on: the Wi-Fi parameters and its size (the largest station count)
-        self.memo_key = (params.tobytes(), memo_rows)
-        if previous is not None and previous.memo_key == self.memo_key:
-            memo = previous.arrays[22]
-        else:
-            memo = np.zeros((memo_rows, 7))
-        self.n_queries = n_queries
-        self.msg_margin = 4 * (e.max_batch + 2) * (max_k + 2) + 64  # messages one event can create, at most
-        n_msgs = n_queries * msgs_per_query + self.msg_margin
-        events, cell_msgs, phone_ready, edge_waiting, edge_ready, edge_decoding, edge_prefilling = \
-            _new_containers(n_users, n_aps)
-        self.arrays: tuple[Any, ...] = (
-            events,  # 0 events
-            gf, gi, cf, ci,  # 1-4
-            np.zeros((n_queries, N_QI), dtype=np.int64),  # 5 qi
-            np.zeros((n_queries, N_QF)),  # 6 qf
-            np.zeros((n_msgs, N_MF)),  # 7 mf
-            np.zeros((n_msgs, MI_TARGETS + max_k + 1), dtype=np.int64),  # 8 mi
-            np.array(sim.up_rate_bps, dtype=np.float64),  # 9
-            np.array(sim.down_rate_bps, dtype=np.float64),  # 10
-            np.array(sim.own_ap, dtype=np.int64),  # 11
-            np.array(sim.ap_up, dtype=np.int64),  # 12
-            np.array(sim.background, dtype=np.int64),  # 13
-            cell_msgs,  # 14 cell messages, in order
-            np.zeros(n_aps, dtype=np.int64),  # 15 uploading phones per cell
-            np.zeros(n_aps, dtype=np.int64),  # 16 downloads per cell
-            np.zeros((n_aps, n_users), dtype=np.int64),  # 17 uploads per (cell, phone)
-            np.zeros((n_queries, msgs_per_query), dtype=np.int64),  # 18 messages per query
-            np.zeros(n_aps, dtype=np.int64),  # 19 cell versions
-            np.zeros((n_queries * items_per_query, N_IF)),  # 20 itf
-            np.zeros((n_queries * items_per_query, N_II), dtype=np.int64),  # 21 iti
-            memo,  # 22 the Wi-Fi model's memo (_dcf)
-            params,  # 23
-            phone_ready,  # 24 phone ready heaps (item ids = placement order)
-            phone_f, phone_i,  # 25, 26
-            edge_waiting,  # 27 edge waiting (placed, inputs not all there), in placement order
-            edge_ready,  # 28 edge ready heaps
-            np.zeros((n_aps, 3)),  # 29 edge progress, progress time, rate
-            np.zeros((n_aps, 2), dtype=np.int64),  # 30 edge batch, version
-            edge_decoding,  # 31 edge decoding heaps (target, item)
-            edge_prefilling,  # 32 edge prefilling, in admission order
-            np.zeros((n_queries * items_per_query, max_k + 1), dtype=np.int64),  # 33 successors
-            np.zeros((n_queries, items_per_query), dtype=np.int64),  # 34 items per query
-            np.zeros(n_queries, dtype=np.int64),  # 35 queries finished since the last drain, in order (GI_N_COMPLETED)
-            np.zeros((n_queries, max_k + 2, 2), dtype=np.int64),  # 36 deferred actions (is send, id)
-            wl_f, wl_sub, wl_deps,  # 37-39
-            np.full((n_queries, max_k), -1, dtype=np.int64),  # 40 subtask item ids per query
-            np.full((n_queries, n_aps + 1), -1, dtype=np.int64),  # 41 attachment carriers per (query, location)
-            wl_k,  # 42
-            np.array(wl.arrival_s[:n_queries], dtype=np.float64), np.array(wl.user[:n_queries], dtype=np.int64),
-            self.msg_margin,  # 45
-            np.zeros(n_queries * items_per_query, dtype=np.bool_),  # 46 scratch: per item, queued at its edge
-            wl_structure,  # 47 per query: FAN_OUT, CHAIN or DAG
-        )
-        #: the same state split for calls from Python: the plain arrays in one tuple, then each typed container
-        #: on its own (numba types a tuple holding a typed container in Python, about 0.6 ms a call; see join)
-        self.struct = self._struct()
-
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Typed lists do not pickle: they travel as plain (nested) lists, in their order (heaps stay heaps)."""
-        state = self.__dict__.copy()
-        arrays = list(self.arrays)
-        for slot in LIST_SLOTS:  # the events are tuples; the others lists of lists
-            arrays[slot] = list(arrays[slot]) if slot == 0 else [list(x) for x in arrays[slot]]
-        state["arrays"] = arrays
-        del state["struct"]
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        arrays = state.pop("arrays")
-        self.__dict__.update(state)
-        n_users, n_aps = int(arrays[4][CI_N_USERS]), int(arrays[4][CI_N_APS])
-        fresh = dict(zip(LIST_SLOTS, _new_containers(n_users, n_aps), strict=True))
-        for slot, container in fresh.items():
-            if slot == 0:
-                for event in arrays[0]:
-                    container.append(event)
-            else:
-                for target, values in zip(container, arrays[slot], strict=True):
-                    for value in values:
-                        target.append(value)
-            arrays[slot] = container
-        self.arrays = tuple(arrays)
-        self.struct = self._struct()
-
-    def _struct(self) -> Any:
-        """The state the kernels take (:mod:`offload_gym.core.state`), over :attr:`arrays`."""
-        if not JIT_ENABLED:
-            return make_struct(self.arrays)
-        # the plain arrays in one tuple, then each typed container on its own: numba types a tuple holding a
-        # typed container in Python in about 0.6 ms
-        return build_struct(tuple(x for i, x in enumerate(self.arrays) if i not in TYPED_SLOTS),
-                            *(self.arrays[i] for i in TYPED_SLOTS))
-
-
-class CoreEngine:
-    """The compiled engine behind a Python API shaped like :class:`~offload_gym.sim.engine.Simulator`'s
-    placement calls (for the replay tests; the env does not use it yet)."""
-
-    def __init__(self, sim: Any) -> None:
-        self.state = CoreState(sim)
-        self.A = self.state.arrays  # what Python reads
-        self.S = self.state.struct  # what the kernels take
-        start_entry(self.S)
-
-    @property
-    def now(self) -> float:
-        return float(self.A[1][GF_NOW])
-
-    def run_until_decision(self) -> int:
-        q = run_until_decision(self.S)
-        if q == -2:  # pragma: no cover - the message arrays are sized for the whole episode
-            raise RuntimeError("compiled engine: message capacity exceeded")
-        return int(q)
-
-    def pop_completed(self) -> list[int]:
-        gi = self.A[2]
-        n = int(gi[GI_N_COMPLETED])
-        gi[GI_N_COMPLETED] = 0
-        return self.A[35][:n].tolist()
-
-    def place_whole(self, q: int, loc: int) -> int:
-        return int(place_whole(self.S, q, loc, math.nan, math.nan))
-
-    def place_subtask(self, q: int, index: int, loc: int) -> int:
-        return int(place_subtask(self.S, q, index, loc, math.nan, math.nan))
-
-    def place_aggregation(self, q: int, loc: int) -> int:
-        return int(place_aggregation(self.S, q, loc, math.nan, math.nan))
-
-    def set_estimate(self, item: int, ready_s: float, finish_s: float) -> None:
-        """What the estimates said of a placed item (the estimates of later decisions read it)."""
-        itf = self.A[20]
-        itf[item, IF_EST_READY] = ready_s
-        itf[item, IF_EST_FINISH] = finish_s
-
-    def query_record(self, q: int) -> tuple[float, float, float]:
-        """Finish time, quality and energy of query ``q``."""
-        qf = self.A[6]
-        return float(qf[q, QF_FINISH]), float(qf[q, QF_QUALITY]), float(qf[q, QF_ENERGY])
+    return cell_msgs, phone_ready, edge_waiting, edge_ready, edge_decoding, edge_prefilling

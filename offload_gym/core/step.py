@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from offload_gym.core._jit import njit
+from offload_gym.core._jit import JIT_ENABLED, njit
 from offload_gym.core.engine import (
     CF_CONTEXT,
     CF_P_DECODE_W,
@@ -22,16 +22,35 @@ from offload_gym.core.engine import (
     CF_P_PREFILL_W,
     CF_P_RX_W,
     CF_P_TX_W,
+    CF_R_DEADLINE,
+    CF_R_DEADLINE_PENALTY,
+    CF_R_ENERGY_WEIGHT,
+    CF_R_LATENCY_SCALE,
+    CF_R_LATENCY_WEIGHT,
+    CF_R_PRODUCT,
     CI_MAX_BATCH,
     CI_MAX_K,
     CI_N_APS,
     CI_N_USERS,
     CI_QUERIES,
+    GF_ENERGY_SUM,
     GF_NOW,
+    GF_QUALITY_SUM,
+    GF_REWARD_SUM,
+    GF_STEP_REWARD,
     GI_ARRIVED,
+    GI_DECOMPOSED_DONE,
     GI_FINISHED,
+    GI_N_COMPLETED,
+    GI_REWARDED,
     II_LOCATION,
     PHONE,
+    QF_ARRIVAL,
+    QF_ENERGY,
+    QF_FINISH,
+    QF_QUALITY,
+    QF_REWARD,
+    QI_DECOMPOSED,
     QI_USER,
     _contenders,
     _schedule_next_arrival,
@@ -57,7 +76,13 @@ from offload_gym.core.estimates import (
     whole_estimates,
 )
 
-__all__ = ["KIND_AGGREGATION", "KIND_END", "KIND_QUERY", "KIND_SUBTASK", "advance", "apply_action", "observe"]
+if JIT_ENABLED:
+    from numba.typed import List as TypedList
+else:  # pragma: no cover - a plain list stands in
+    TypedList = list
+
+__all__ = ["KIND_AGGREGATION", "KIND_END", "KIND_QUERY", "KIND_SUBTASK", "account", "advance", "apply_action",
+           "decide_batch", "observe"]
 
 KIND_QUERY, KIND_SUBTASK, KIND_AGGREGATION, KIND_END = 0, 1, 2, 3
 # the decision context (int array): kind, query, position in the order, whether a plan exists, then the order
@@ -160,6 +185,40 @@ def apply_action(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_lo
         return 1
     _prepare(S, D, DF, est, plan_locs, mask)
     return 0
+
+
+@njit
+def account(S: Any) -> float:
+    """Reward the queries finished since the last call, in finishing order; returns the sum of their rewards.
+
+    ``OffloadEnv``'s reward of a finished query, in the same floating-point operations: ``linear``
+    ``quality - w * latency - penalty * [latency > deadline]``, ``product`` ``quality * exp(-latency / scale)``,
+    minus ``energy_weight * energy`` when that weight is set. Each query's reward goes to its ``QF_REWARD``; the
+    episode's sums (rewards, qualities, energies, decomposed queries) grow in the order the env's own running sums
+    grew, so its metrics are bit for bit the same.
+    """
+    gf, gi, cf, qf, qi, completed = S.gf, S.gi, S.cf, S.qf, S.qi, S.completed
+    step = 0.0
+    for j in range(gi[GI_REWARDED], gi[GI_N_COMPLETED]):
+        q = completed[j]
+        latency_s = qf[q, QF_FINISH] - qf[q, QF_ARRIVAL]
+        quality = qf[q, QF_QUALITY]
+        if cf[CF_R_PRODUCT] != 0.0:
+            reward = quality * math.exp(-latency_s / cf[CF_R_LATENCY_SCALE])
+        else:
+            missed = 1.0 if latency_s > cf[CF_R_DEADLINE] else 0.0
+            reward = quality - cf[CF_R_LATENCY_WEIGHT] * latency_s - cf[CF_R_DEADLINE_PENALTY] * missed
+        if cf[CF_R_ENERGY_WEIGHT] != 0.0:
+            reward -= cf[CF_R_ENERGY_WEIGHT] * qf[q, QF_ENERGY]
+        qf[q, QF_REWARD] = reward
+        step += reward
+        gf[GF_REWARD_SUM] += reward
+        gf[GF_QUALITY_SUM] += quality
+        gf[GF_ENERGY_SUM] += qf[q, QF_ENERGY]
+        gi[GI_DECOMPOSED_DONE] += qi[q, QI_DECOMPOSED]
+    gi[GI_REWARDED] = gi[GI_N_COMPLETED]
+    gf[GF_STEP_REWARD] = step
+    return step
 
 
 # ------------------------------------------------------------------------------------------- observation
@@ -352,10 +411,48 @@ def begin_entry(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_loc
 @njit
 def decide_entry(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_locs: np.ndarray, mask: np.ndarray,
                  g: np.ndarray, OI: np.ndarray, OF: np.ndarray, energy: bool, a: int) -> int:
-    """One decision: :func:`apply_action` of ``a``, then the next decision's observation (into ``g``)."""
+    """One decision: :func:`apply_action` of ``a``, the finished queries' rewards (:func:`account`), then the next
+    decision's observation (into ``g``)."""
     flag = apply_action(S, D, DF, est, plan_locs, mask, a)
+    account(S)
     observe(S, D, DF, est, g, OI, OF, energy)
     return flag
+
+
+@njit
+def new_batch(S: Any) -> Any:
+    """A batch's list of states, ``S`` first (a typed list made here: numba caches it, unlike typed lists made
+    from Python, whose methods compile in every process)."""
+    states = TypedList()
+    states.append(S)
+    return states
+
+
+@njit
+def batch_append(states: Any, S: Any) -> None:
+    states.append(S)
+
+
+@njit
+def batch_set(states: Any, i: int, S: Any) -> None:
+    states[i] = S
+
+
+@njit
+def decide_batch(states: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_locs: np.ndarray, mask: np.ndarray,
+                 g: np.ndarray, OI: np.ndarray, OF: np.ndarray, energy: bool, actions: np.ndarray, active: np.ndarray,
+                 rewards: np.ndarray, flags: np.ndarray) -> None:
+    """:func:`decide_entry` for each env ``i`` with ``active[i]`` of a batch of one scenario: its state ``states[i]``
+    and row ``i`` of every other array; its reward into ``rewards[i]`` (0 if inactive), its flag into ``flags[i]``."""
+    for i in range(len(states)):
+        if not active[i]:
+            rewards[i] = 0.0
+            flags[i] = 0
+            continue
+        S = states[i]
+        flags[i] = apply_action(S, D[i], DF[i], est[i], plan_locs[i], mask[i], actions[i])
+        rewards[i] = account(S)
+        observe(S, D[i], DF[i], est[i], g[i], OI, OF, energy)
 
 
 @njit

@@ -10,6 +10,7 @@ workload block, rendering): those features are not ported yet (issue 11).
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,9 +21,42 @@ from offload_gym.sim.engine import FinishedSummary, Simulator
 from offload_gym.sim.episode import WORKLOAD_BLOCK
 from offload_gym.sim.workload import CHAIN, DAG, FAN_OUT
 
-__all__ = ["CompiledEpisode", "core_available", "unsupported_reason"]
+__all__ = ["CompiledEpisode", "EpisodeBuffers", "core_available", "unsupported_reason"]
 
 _KIND_NAMES = ("query", "subtask", "aggregation", "end")
+# the core's indices the per-step code reads (equal to offload_gym.core's; tests/test_core_env.py checks them), so
+# that a step does not look them up in the core's modules
+_D_KIND, _D_QUERY, _GF_NOW, _GI_N_COMPLETED = 0, 1, 0, 6
+
+
+@dataclass
+class EpisodeBuffers:
+    """The arrays one decision of the compiled core reads and writes besides the state: the decision context
+    ``D``/``DF``, the estimates, the plan's locations, the mask and the observation ``g`` (float64). A batch of
+    envs gives each episode its rows of ``(N, ...)`` arrays."""
+
+    D: np.ndarray
+    DF: np.ndarray
+    est: np.ndarray
+    plan_locations: np.ndarray
+    mask: np.ndarray
+    g: np.ndarray
+
+    @classmethod
+    def allocate(cls, cfg: ScenarioConfig, energy: bool, n: int | None = None) -> EpisodeBuffers:
+        """New buffers for one episode (``n`` None) or ``n`` rows of each for a batch."""
+        from offload_gym.core import step as cs
+
+        n_aps, k = cfg.topology.n_aps, cfg.max_subtasks
+        n_features = len(obs_layout.GLOBAL_FEATURES) + (n_aps + 1) * len(obs_layout.LOCATION_FEATURES)
+        lead = () if n is None else (n,)
+        return cls(np.zeros((*lead, cs.D_ORDER + k), dtype=np.int64), np.zeros((*lead, 3)),
+                   np.full((*lead, n_aps + 1, 3), np.nan), np.zeros((*lead, k + 1), dtype=np.int64),
+                   np.zeros((*lead, n_aps + 2), dtype=bool), np.zeros((*lead, n_features + (n_aps + 1 if energy else 0))))
+
+    def row(self, i: int) -> EpisodeBuffers:
+        """Row ``i`` of a batch's buffers (views)."""
+        return EpisodeBuffers(self.D[i], self.DF[i], self.est[i], self.plan_locations[i], self.mask[i], self.g[i])
 
 
 def core_available() -> bool:
@@ -108,45 +142,69 @@ class CompiledEpisode:
     """One episode of the compiled core: its arrays, the pending decision, the observation buffer."""
 
     def __init__(self, cfg: ScenarioConfig, rng: np.random.Generator, energy: bool,
-                 previous: CompiledEpisode | None = None) -> None:
-        ce, cs = _modules()
-        # the Python engine's constructor draws the topology and the workload with the same generators
-        self.setup = Simulator(cfg, rng)
-        self.state = ce.CoreState(self.setup, previous=previous.state if previous is not None else None)
+                 previous: CompiledEpisode | None = None, buffers: EpisodeBuffers | None = None) -> None:
+        """``buffers``: the decision arrays to use (a batch's rows, :class:`EpisodeBuffers`); new ones if ``None``."""
+        from offload_gym.core.arrays import CoreState
+
+        cs = _modules()[1]
+        # the Python engine's constructor draws the topology and the workload with the same generators (the
+        # workload's queries in compiled code where it can: offload_gym.core.workload)
+        self.setup = Simulator(cfg, rng, compiled_workload=True)
+        self.state = CoreState(self.setup, previous=previous.state if previous is not None else None)
         self.cfg = cfg
-        n_aps = cfg.topology.n_aps
-        self.n_aps = n_aps
-        self.D = np.zeros(cs.D_ORDER + cfg.max_subtasks, dtype=np.int64)
+        self.n_aps = cfg.topology.n_aps
+        if buffers is None:
+            buffers = EpisodeBuffers.allocate(cfg, energy)
+        self.D, self.DF, self.est, self.plan_locations, self.mask, self.g = (
+            buffers.D, buffers.DF, buffers.est, buffers.plan_locations, buffers.mask, buffers.g)
+        self.D[:] = 0
         self.D[cs.D_KIND] = cs.KIND_END
-        self.DF = np.zeros(3)
+        self.DF[:] = 0.0
         self.DF[cs.DF_LATENCY_WEIGHT] = cfg.reward.latency_weight
-        self.est = np.full((n_aps + 1, 3), np.nan)
-        self.plan_locations = np.zeros(cfg.max_subtasks + 1, dtype=np.int64)
-        self.mask = np.zeros(n_aps + 2, dtype=bool)
+        self.est[:] = np.nan
+        self.plan_locations[:] = 0
+        self.mask[:] = False
+        self.g[:] = 0.0
         self.OI, self.OF = _observation_indices()
         self.OF[cs.OF_BACKGROUND] = cfg.wifi.background_stations
         self.energy = energy
-        n_features = len(obs_layout.GLOBAL_FEATURES) + (n_aps + 1) * len(obs_layout.LOCATION_FEATURES)
-        self.g = np.zeros(n_features + (n_aps + 1 if energy else 0))
-        self.summary = FinishedSummary()
+        self._drained = 0  # of the finished queries (in finishing order), how many the env has seen
+        self._bind()
+
+    def _bind(self) -> None:
+        """What each step uses, looked up once (and again after unpickling: the state's reference is new)."""
+        self._gf, self._gi, self._completed = self.S[1], self.S[2], self.S[35]
+        self._decide = _modules()[1].decide_entry
+        self._decide_args = (self.state.struct, self.D, self.DF, self.est, self.plan_locations, self.mask, self.g,
+                             self.OI, self.OF, self.energy)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for name in ("_gf", "_gi", "_completed", "_decide", "_decide_args"):
+            del state[name]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._bind()
 
     # ------------------------------------------------------------------ decisions
     @property
     def S(self) -> tuple[Any, ...]:
-        """The core's state tuple (:attr:`offload_gym.core.engine.CoreState.arrays`)."""
+        """The core's arrays (:attr:`offload_gym.core.arrays.CoreState.arrays`)."""
         return self.state.arrays
 
     @property
     def kind(self) -> str:
-        return _KIND_NAMES[int(self.D[_modules()[1].D_KIND])]
+        return _KIND_NAMES[int(self.D[_D_KIND])]
 
     @property
     def query_id(self) -> int:
-        return int(self.D[_modules()[1].D_QUERY])
+        return int(self.D[_D_QUERY])
 
     @property
     def now(self) -> float:
-        return float(self.S[1][_modules()[0].GF_NOW])
+        return float(self._gf[_GF_NOW])
 
     def advance(self) -> list[int]:
         """To the first decision; the queries finished on the way (none)."""
@@ -157,18 +215,30 @@ class CompiledEpisode:
     def apply(self, a: int) -> list[int]:
         """Place the pending item at ``a`` (or decompose), run to the next decision and observe it (one compiled
         call); the queries finished if time moved."""
-        if _modules()[1].decide_entry(self.state.struct, self.D, self.DF, self.est, self.plan_locations, self.mask, self.g,
-                                 self.OI, self.OF, self.energy, a) == -2:
+        if self._decide(*self._decide_args, a) == -2:
             raise RuntimeError("compiled core: message capacity exceeded")  # pragma: no cover - sized per episode
         return self._drain()
 
+    def move_to(self, buffers: EpisodeBuffers) -> None:
+        """Keep the decision arrays in ``buffers`` (a batch's rows) from now on, with their current values."""
+        for name in ("D", "DF", "est", "plan_locations", "mask", "g"):
+            target = getattr(buffers, name)
+            target[...] = getattr(self, name)
+            setattr(self, name, target)
+        self._bind()
+
+    def mark_drained(self) -> None:
+        """Count every query finished so far as seen (a batch has already rewarded them)."""
+        self._drained = int(self._gi[_GI_N_COMPLETED])
+
     def _drain(self) -> list[int]:
-        gi = self.S[2]
-        n = int(gi[_modules()[0].GI_N_COMPLETED])
-        if not n:
+        """The queries finished since the last look, in finishing order."""
+        n = int(self._gi[_GI_N_COMPLETED])
+        if n == self._drained:
             return []
-        gi[_modules()[0].GI_N_COMPLETED] = 0
-        return self.S[35][:n].tolist()
+        done = self._completed[self._drained:n].tolist()
+        self._drained = n
+        return done
 
     def observation(self) -> np.ndarray:
         """The item observation (and energy features) of the pending decision, float64 (written by each call)."""
@@ -181,26 +251,37 @@ class CompiledEpisode:
         return [int(x) for x in usable]
 
     # ------------------------------------------------------------------ finished queries
-    def finished(self, q: int) -> tuple[int, float, float, float, bool, list[int], int, float, float]:
-        """Finished query ``q``, counted in :attr:`summary`: ``(user, arrival_s, latency_s, quality, decomposed,
-        placements, n_subtasks, attachment_bytes, energy_j)`` (the env adds the reward)."""
+    def finished(self, q: int) -> tuple[int, float, float, float, bool, list[int], int, float, float, float]:
+        """Finished query ``q``: ``(user, arrival_s, latency_s, quality, decomposed, placements, n_subtasks,
+        attachment_bytes, energy_j, reward)``."""
         ce = _modules()[0]
         qf, qi, iti = self.S[6], self.S[5], self.S[21]
-        spec, _ = self.setup.workload.query(q)
         arrival = float(qf[q, ce.QF_ARRIVAL])
         latency = float(qf[q, ce.QF_FINISH]) - arrival
         quality = float(qf[q, ce.QF_QUALITY])
         decomposed = bool(qi[q, ce.QI_DECOMPOSED])
+        k = int(self.S[42][q])
         if decomposed:
-            k = len(spec.deps)
             placements = [int(iti[self.S[40][q, j], ce.II_LOCATION]) for j in range(k)]
             placements.append(int(iti[qi[q, ce.QI_AGG], ce.II_LOCATION]))
         else:
             placements = [int(iti[qi[q, ce.QI_WHOLE], ce.II_LOCATION])]
-        energy_j = float(qf[q, ce.QF_ENERGY])
-        self.summary.add(latency, quality, decomposed, False, False, energy_j)
-        return (int(qi[q, ce.QI_USER]), arrival, latency, quality, decomposed, placements, spec.n_subtasks,
-                spec.attachment_bytes, energy_j)
+        return (int(qi[q, ce.QI_USER]), arrival, latency, quality, decomposed, placements, k,
+                float(self.S[37][q, 3]), float(qf[q, ce.QF_ENERGY]), float(qf[q, ce.QF_REWARD]))
+
+    def summary(self) -> FinishedSummary:
+        """What the episode's metrics need of the rewarded queries (the core's sums, in finishing order)."""
+        ce = _modules()[0]
+        gf, gi, qf = self._gf, self._gi, self.S[6]
+        order = self._completed[: int(gi[ce.GI_REWARDED])]
+        latencies = qf[order, ce.QF_FINISH] - qf[order, ce.QF_ARRIVAL]
+        return FinishedSummary.of(latencies, float(gf[ce.GF_QUALITY_SUM]), int(gi[ce.GI_DECOMPOSED_DONE]),
+                                  float(gf[ce.GF_ENERGY_SUM]))
+
+    def reward_sums(self) -> tuple[float, int]:
+        """The sum of the rewarded queries' rewards, and their count."""
+        ce = _modules()[0]
+        return float(self._gf[ce.GF_REWARD_SUM]), int(self._gi[ce.GI_REWARDED])
 
     @property
     def queries_arrived(self) -> int:

@@ -11,7 +11,7 @@ from gymnasium import spaces
 
 from offload_gym.config import ScenarioConfig, check_planner_checkpoint, make_config, merge_overrides
 from offload_gym.envs import observation as obs_layout
-from offload_gym.envs.compiled import CompiledEpisode, core_available, unsupported_reason
+from offload_gym.envs.compiled import CompiledEpisode, EpisodeBuffers, core_available, unsupported_reason
 from offload_gym.policies import GreedyPolicy
 from offload_gym.sim.energy import compute_energy_j, radio_energy_j
 from offload_gym.sim.engine import FINISHED_LOG_LIMIT, PHONE, SUBTASK, WHOLE, Item, Query, Simulator
@@ -253,6 +253,8 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         self.sim: Simulator | None = None
         #: the episode on the compiled core (``None`` when the Python engine runs it, :attr:`sim`)
         self.episode: CompiledEpisode | None = None
+        #: where a compiled episode keeps its decision arrays: rows of a batch's (OffloadVectorEnv), else its own
+        self._episode_buffers: EpisodeBuffers | None = None
         self._n_item = self._n_global + (self.n_aps + 1) * self._n_loc
         self._reset_state()
 
@@ -280,7 +282,8 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         self._reset_state()
         if self._runs_compiled():
             self.sim = None
-            self.episode = CompiledEpisode(self.config, self.np_random, self.observes_energy, previous=self.episode)
+            self.episode = CompiledEpisode(self.config, self.np_random, self.observes_energy, previous=self.episode,
+                                           buffers=self._episode_buffers)
             self._mask = self.episode.mask
             self._done = False
             completed = [self._compiled_record(q) for q in self.episode.advance()]
@@ -297,6 +300,16 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         if self.render_mode == "human":
             self.render()
         return self._emit(self._observation()), self._info([], 0.0)
+
+    def _sync_compiled(self) -> None:
+        """Catch up with a compiled episode stepped from outside (a batch's one compiled call for all its envs)."""
+        episode = self.episode
+        assert episode is not None
+        self._kind = episode.kind
+        self._suggested = None
+        episode.mark_drained()  # the batch has rewarded them
+        if self._kind == _END:
+            self._done = True
 
     def _runs_compiled(self) -> bool:
         """Whether this episode runs on the compiled core (``core``; rendering and unported features: Python)."""
@@ -571,13 +584,15 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
 
     def _record(self, query_id: int, user: int, arrival_s: float, latency_s: float, quality: float, decomposed: bool,
                 placements: list[int], n_subtasks: int, attachment_bytes: float, energy_j: float, failed: bool = False,
-                fail_reason: str = "", redispatched: bool = False) -> dict[str, Any]:
-        """A finished query's ``completed`` record (either core), its reward added to the episode's sums."""
-        reward = -self.config.reward.failure_penalty if failed else self._query_reward(latency_s, quality)
-        if self._energy_weight:
-            reward -= self._energy_weight * energy_j
-        self._reward_sum += reward
-        self._reward_count += 1
+                fail_reason: str = "", redispatched: bool = False, reward: float | None = None) -> dict[str, Any]:
+        """A finished query's ``completed`` record (either core). ``reward``: the compiled core's (it keeps the
+        episode's sums); ``None``: computed here and added to the episode's sums (the Python engine)."""
+        if reward is None:
+            reward = -self.config.reward.failure_penalty if failed else self._query_reward(latency_s, quality)
+            if self._energy_weight:
+                reward -= self._energy_weight * energy_j
+            self._reward_sum += reward
+            self._reward_count += 1
         return {
             "query_id": query_id, "user": user, "arrival_s": arrival_s, "latency_s": latency_s, "quality": quality,
             "reward": reward, "decomposed": decomposed, "placements": placements, "n_subtasks": n_subtasks,
@@ -622,7 +637,10 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         """``_completed_record`` for query ``q`` finished on the compiled core (which has no faults yet)."""
         episode = self.episode
         assert episode is not None
-        return self._record(q, *episode.finished(q))
+        user, arrival_s, latency_s, quality, decomposed, placements, n_subtasks, attachment_bytes, energy_j, reward = \
+            episode.finished(q)
+        return self._record(q, user, arrival_s, latency_s, quality, decomposed, placements, n_subtasks, attachment_bytes,
+                            energy_j, reward=reward)
 
     def _item_observation(self) -> list[float]:
         """The item-interface observation of the pending decision, as a list (converted once by the caller)."""
@@ -817,13 +835,16 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
     def episode_metrics(self) -> dict[str, float]:
         """Metrics over the queries finished so far in this episode."""
         if self.episode is not None:
-            return self._metrics(self.episode.summary, self.episode.edge_share(), 0, 0, self.episode.now)
+            episode = self.episode
+            return self._metrics(episode.summary(), episode.edge_share(), 0, 0, episode.now, *episode.reward_sums())
         sim = self.sim
         assert sim is not None
         return self._metrics(sim.summary, sim.edge_output_tokens / sim.total_output_tokens if sim.total_output_tokens
-                             else 0.0, sim.failed_queries, sim.redispatched_queries, sim.now)
+                             else 0.0, sim.failed_queries, sim.redispatched_queries, sim.now, self._reward_sum,
+                             self._reward_count)
 
-    def _metrics(self, summary: Any, edge_share: float, failed: int, redispatched: int, now: float) -> dict[str, float]:
+    def _metrics(self, summary: Any, edge_share: float, failed: int, redispatched: int, now: float, reward_sum: float,
+                 reward_count: int) -> dict[str, float]:
         n = summary.count
         return {
             "queries": n,
@@ -831,8 +852,8 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
             "p95_latency_s": summary.p95_latency_s(),
             "mean_quality": summary.mean_quality(),
             "mean_energy_j": summary.mean_energy_j(),
-            "mean_reward": self._reward_sum / self._reward_count if self._reward_count else 0.0,
-            "total_reward": self._reward_sum,
+            "mean_reward": reward_sum / reward_count if reward_count else 0.0,
+            "total_reward": reward_sum,
             "deadline_miss_rate": summary.deadline_miss_rate(self.config.reward.deadline_s),
             "decomposed_share": summary.decomposed_share(),
             "edge_share": edge_share,

@@ -16,8 +16,14 @@ envs of one scenario in one call, in this process, and offers what a masked lear
 reset at once and its last observation is in ``infos[i]["terminal_observation"]``); MaskablePPO finds the masks
 through ``env_method("action_masks")``.
 
-Today both loop over the Python envs; the batching is the seam where the compiled core (issue 11) will step all
-N envs in one compiled call. Their speed is that of N single envs.
+Both step all N envs in **one compiled call** (:func:`offload_gym.core.step.decide_batch`) when the scenario runs
+on the compiled core and the decision interface is ``item`` (the default): each sub-env keeps its episode's
+decision arrays in row ``i`` of the batch's arrays, so observations and masks are never copied env by env.
+Their infos then carry ``action_mask``, ``decision``, ``decision_query_id``, ``time_s``, ``elapsed_s`` and
+``invalid_actions``, but not ``completed`` (the per-query records: ``vectorization_mode="sync"`` gives them).
+Elsewhere (the Python engine: faults, rendering, ``core="python"``; the query and residual interfaces, whose
+built-in scheduler runs in Python) they step the envs one after another, with every info key. The trajectories
+are the same either way.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
 
+from offload_gym.envs.compiled import EpisodeBuffers
 from offload_gym.envs.offload_env import OffloadEnv
 
 __all__ = ["OffloadVectorEnv", "SB3VecEnv"]
@@ -49,7 +56,8 @@ class OffloadVectorEnv(gym.vector.VectorEnv):
     """N envs of one scenario stepped together (module docstring: masks, statistics, autoreset, seeds).
 
     :param num_envs: how many envs (>= 1).
-    :param config, scenario, render_mode: as :class:`~offload_gym.envs.offload_env.OffloadEnv`'s, for every sub-env.
+    :param config, scenario, render_mode, core: as :class:`~offload_gym.envs.offload_env.OffloadEnv`'s, for every
+        sub-env.
     """
 
     metadata: dict[str, Any] = {  # noqa: RUF012 - gymnasium reads it from the class
@@ -58,13 +66,14 @@ class OffloadVectorEnv(gym.vector.VectorEnv):
     }
 
     def __init__(self, num_envs: int = 1, config: dict[str, Any] | None = None, scenario: str = "paper",
-                 render_mode: str | None = None, **kwargs: Any) -> None:
+                 render_mode: str | None = None, core: str = "auto", **kwargs: Any) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs: {num_envs!r} is not allowed; must be an integer >= 1")
         if kwargs:
-            raise TypeError(f"unexpected arguments {sorted(kwargs)}; OffloadVectorEnv takes num_envs, config, scenario "
-                            "and render_mode")
-        self.envs = [OffloadEnv(config=config, scenario=scenario, render_mode=render_mode) for _ in range(int(num_envs))]
+            raise TypeError(f"unexpected arguments {sorted(kwargs)}; OffloadVectorEnv takes num_envs, config, scenario, "
+                            "render_mode and core")
+        self.envs = [OffloadEnv(config=config, scenario=scenario, render_mode=render_mode, core=core)
+                     for _ in range(int(num_envs))]
         self.num_envs = int(num_envs)
         self.render_mode = render_mode
         first = self.envs[0]
@@ -74,19 +83,23 @@ class OffloadVectorEnv(gym.vector.VectorEnv):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self._obs = create_empty_array(self.single_observation_space, n=self.num_envs, fn=np.zeros)
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
+        self._batch: _Batch | None = None
 
     @property
     def config(self) -> Any:
         """The sub-envs' scenario (:class:`~offload_gym.config.ScenarioConfig`)."""
         return self.envs[0].config
 
+    @property
+    def batched(self) -> bool:
+        """Whether the current episodes run in one compiled call per step (else one env after another)."""
+        return self._batch is not None
+
     def reset(self, *, seed: int | Sequence[int | None] | None = None,
               options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         infos: dict[str, Any] = {}
-        observations = []
-        for i, (env, s) in enumerate(zip(self.envs, _seeds(seed, self.num_envs), strict=True)):
-            obs, info = env.reset(seed=s, options=options)
-            observations.append(obs)
+        observations, single_infos = self._reset_all(_seeds(seed, self.num_envs), options)
+        for i, info in enumerate(single_infos):
             infos = self._add_info(infos, info, i)
         self._autoreset[:] = False
         self._obs = concatenate(self.single_observation_space, observations, self._obs)
@@ -96,6 +109,8 @@ class OffloadVectorEnv(gym.vector.VectorEnv):
         actions = np.asarray(actions)
         if actions.shape[:1] != (self.num_envs,):
             raise ValueError(f"actions: shape {actions.shape}; expected one action per env, ({self.num_envs},)")
+        if self._batch is not None:
+            return self._step_batch(actions)
         rewards = np.zeros(self.num_envs, dtype=np.float64)
         terminations = np.zeros(self.num_envs, dtype=bool)
         truncations = np.zeros(self.num_envs, dtype=bool)
@@ -113,6 +128,35 @@ class OffloadVectorEnv(gym.vector.VectorEnv):
         self._obs = concatenate(self.single_observation_space, observations, self._obs)
         return self._copy_obs(), rewards, terminations, truncations, infos
 
+    def _reset_all(self, seeds: list[int | None], options: dict[str, Any] | None) -> tuple[list[Any], list[dict[str, Any]]]:
+        """Reset every sub-env, then batch their episodes where they allow it."""
+        observations, infos = [], []
+        for env, s in zip(self.envs, seeds, strict=True):
+            env._episode_buffers = None
+            obs, info = env.reset(seed=s, options=options)
+            observations.append(obs)
+            infos.append(info)
+        self._batch = _Batch.of(self.envs)
+        return observations, infos
+
+    def _step_batch(self, actions: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        batch = self._batch
+        assert batch is not None
+        resetting = self._autoreset
+        rewards, truncations = batch.step(self.envs, actions, active=~resetting)
+        for i in np.flatnonzero(resetting):  # next-step autoreset: this step only resets the finished sub-env
+            self.envs[i].reset()
+            batch.readopt(self.envs, int(i))
+        terminations = np.zeros(self.num_envs, dtype=bool)
+        infos = batch.infos(self.envs)
+        for i in np.flatnonzero(truncations):
+            infos = self._add_info(infos, {"episode_metrics": self.envs[i].episode_metrics()}, int(i))
+        self._autoreset = truncations.copy()
+        return batch.observation(self._dict_keys()), rewards, terminations, truncations, infos
+
+    def _dict_keys(self) -> tuple[str, str] | None:
+        return self.envs[0]._dict_keys
+
     def _copy_obs(self) -> Any:
         if isinstance(self._obs, dict):
             return {k: v.copy() for k, v in self._obs.items()}
@@ -120,6 +164,8 @@ class OffloadVectorEnv(gym.vector.VectorEnv):
 
     def action_masks(self) -> np.ndarray:
         """``(num_envs, n_actions)`` bool masks of the sub-envs' pending decisions."""
+        if self._batch is not None:
+            return self._batch.buffers.mask.copy()
         return np.stack([env.action_masks() for env in self.envs])
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
@@ -143,6 +189,114 @@ class OffloadVectorEnv(gym.vector.VectorEnv):
             env.close()
 
 
+class _Batch:
+    """The compiled episodes of a batch's envs, stepped in one compiled call
+    (:func:`offload_gym.core.step.decide_batch`): their decision arrays are rows of ``(N, ...)`` arrays."""
+
+    def __init__(self, envs: list[OffloadEnv]) -> None:
+        from offload_gym.core import step as cs
+
+        first = envs[0]
+        assert first.episode is not None
+        self.n = len(envs)
+        self.step_fn = cs.decide_batch
+        self.kind_end = cs.KIND_END
+        self.buffers = EpisodeBuffers.allocate(first.config, first.observes_energy, n=self.n)
+        self.OI, self.OF = first.episode.OI, first.episode.OF
+        self.set_state = cs.batch_set
+        self.states: Any = None
+        for i, env in enumerate(envs):
+            assert env.episode is not None
+            env._episode_buffers = self.buffers.row(i)  # later resets (autoreset) make their episode in the row
+            env.episode.move_to(env._episode_buffers)
+            env._mask = env.episode.mask
+            if self.states is None:
+                self.states = cs.new_batch(env.episode.state.struct)
+            else:
+                cs.batch_append(self.states, env.episode.state.struct)
+        self.rewards = np.zeros(self.n)
+        self.flags = np.zeros(self.n, dtype=np.int64)
+        self.invalid_raises = first.config.invalid_action == "raise"
+        self.n_actions = int(first.action_space.n)
+        self.energy = first.observes_energy
+        self.rows = np.arange(self.n)
+        self.kind_names = np.array(["query", "subtask", "aggregation", "end"], dtype=object)
+        self.start_s = np.array([env.episode.now for env in envs if env.episode is not None])
+
+    @classmethod
+    def of(cls, envs: list[OffloadEnv]) -> _Batch | None:
+        """A batch of the freshly reset envs' episodes, or ``None`` where the envs step one by one: on the Python
+        engine (a scenario the core does not run, ``core="python"``, rendering) and in the query and residual
+        interfaces, whose built-in scheduler runs in Python."""
+        if envs[0].action_mode != "item" or any(env.episode is None for env in envs):
+            return None
+        return cls(envs)
+
+    def readopt(self, envs: list[OffloadEnv], i: int) -> None:
+        """Env ``i`` was reset (into its row): its new episode."""
+        episode = envs[i].episode
+        assert episode is not None and episode.D.base is self.buffers.D
+        self.set_state(self.states, i, episode.state.struct)
+        self.start_s[i] = episode.now
+
+    def step(self, envs: list[OffloadEnv], actions: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Apply ``actions`` of the ``active`` envs in one compiled call; their rewards and which envs' episodes
+        ended (truncated)."""
+        if not np.issubdtype(actions.dtype, np.integer):
+            actions = np.array([envs[i]._check_action(a) for i, a in enumerate(actions)], dtype=np.int64)
+        actions = actions.astype(np.int64, copy=False).reshape(self.n)
+        outside = active & ((actions < 0) | (actions >= self.n_actions))
+        if outside.any():
+            i = int(np.flatnonzero(outside)[0])
+            envs[i]._check_action(int(actions[i]))  # raises with the env's message
+        actions = np.where(active, actions, 0)  # a resetting env's action is ignored
+        masks = self.buffers.mask
+        invalid = active & ~masks[self.rows, actions]
+        if invalid.any():
+            if self.invalid_raises:
+                i = int(np.flatnonzero(invalid)[0])
+                allowed = [int(x) for x in np.flatnonzero(masks[i])]
+                raise ValueError(f"actions[{i}]: {int(actions[i])} is masked at this {envs[i]._kind} decision; "
+                                 f"allowed actions: {allowed}")
+            actions = np.where(invalid, 0, actions)  # as a single env: a masked action runs on the phone, counted
+            for i in np.flatnonzero(invalid):
+                envs[i]._invalid_actions += 1
+        for i in np.flatnonzero(active):
+            episode = envs[i].episode
+            assert episode is not None
+            self.start_s[i] = episode.now
+        b = self.buffers
+        self.step_fn(self.states, b.D, b.DF, b.est, b.plan_locations, b.mask, b.g, self.OI, self.OF, self.energy,
+                     actions, active, self.rewards, self.flags)
+        if (self.flags == -2).any():  # pragma: no cover - the arrays are sized for the whole episode
+            raise RuntimeError("compiled core: message capacity exceeded")
+        for i in np.flatnonzero(active):
+            envs[i]._sync_compiled()
+        truncated = active & (b.D[:, 0] == self.kind_end)
+        return self.rewards.copy(), truncated
+
+    def observation(self, dict_keys: tuple[str, str] | None) -> Any:
+        features = self.buffers.g.astype(np.float32)
+        if dict_keys is None:
+            return features
+        return {dict_keys[0]: features, dict_keys[1]: self.buffers.mask.astype(np.int8)}
+
+    def infos(self, envs: list[OffloadEnv]) -> dict[str, Any]:
+        """The sub-envs' infos as Gymnasium batches them (``completed``, the per-query records, left out)."""
+        b = self.buffers
+        kinds = b.D[:, 0]
+        now = np.array([env.episode.now if env.episode is not None else 0.0 for env in envs])
+        everywhere = np.ones(self.n, dtype=bool)
+        return {
+            "action_mask": b.mask.astype(np.int8), "_action_mask": everywhere,
+            "decision": self.kind_names[kinds], "_decision": everywhere,
+            "decision_query_id": np.where(kinds == self.kind_end, -1, b.D[:, 1]), "_decision_query_id": everywhere,
+            "time_s": now, "_time_s": everywhere,
+            "elapsed_s": now - self.start_s, "_elapsed_s": everywhere,
+            "invalid_actions": np.array([env._invalid_actions for env in envs]), "_invalid_actions": everywhere,
+        }
+
+
 class SB3VecEnv:
     """:class:`OffloadVectorEnv` as a Stable-Baselines3 ``VecEnv`` (made on first use: SB3 is imported lazily).
 
@@ -156,6 +310,25 @@ class SB3VecEnv:
 
 
 _SB3_CLASS: type | None = None
+
+
+def _sb3_step_batch(venv: OffloadVectorEnv, actions: np.ndarray) -> Any:
+    """SB3's ``step_wait`` on a batched :class:`OffloadVectorEnv`: all envs in one compiled call, finished ones
+    reset at once (SB3's convention), their last observation in ``terminal_observation``."""
+    batch = venv._batch
+    assert batch is not None
+    rewards, dones = batch.step(venv.envs, np.asarray(actions), active=np.ones(venv.num_envs, dtype=bool))
+    keys = venv._dict_keys()
+    infos: list[dict[str, Any]] = [{"TimeLimit.truncated": bool(d)} for d in dones]
+    if dones.any():
+        final = batch.observation(keys)
+        for i in np.flatnonzero(dones):
+            env = venv.envs[i]
+            infos[i]["episode_metrics"] = env.episode_metrics()
+            infos[i]["terminal_observation"] = {k: v[i] for k, v in final.items()} if keys is not None else final[i]
+            env.reset()
+            batch.readopt(venv.envs, int(i))
+    return batch.observation(keys), rewards.astype(np.float32), dones, infos
 
 
 def _sb3_class() -> type:
@@ -179,9 +352,9 @@ def _sb3_class() -> type:
             if self._seed is not None and all(s is None for s in seeds):  # the constructor's seed, first reset only
                 seeds = [self._seed + i for i in range(self.num_envs)]
             self._seed = None
-            for i, (env, s) in enumerate(zip(self.venv.envs, seeds, strict=True)):
-                obs, self.reset_infos[i] = env.reset(seed=s)
-                self._last_obs[i] = obs
+            observations, infos = self.venv._reset_all(seeds, None)
+            for i, (obs, info) in enumerate(zip(observations, infos, strict=True)):
+                self._last_obs[i], self.reset_infos[i] = obs, info
             self._reset_seeds()
             space = self.venv.single_observation_space
             return concatenate(space, self._last_obs, create_empty_array(space, n=self.num_envs))
@@ -191,6 +364,8 @@ def _sb3_class() -> type:
 
         def step_wait(self) -> Any:
             assert self._actions is not None
+            if self.venv._batch is not None:
+                return _sb3_step_batch(self.venv, self._actions)
             envs = self.venv.envs
             observations, rewards = [], np.zeros(self.num_envs, dtype=np.float32)
             dones = np.zeros(self.num_envs, dtype=bool)

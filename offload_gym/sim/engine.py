@@ -272,6 +272,18 @@ class FinishedSummary:
         self.redispatched += redispatched
         self.energy_sum_j += energy_j
 
+    @classmethod
+    def of(cls, latencies_s: np.ndarray, quality_sum: float, decomposed: int, energy_sum_j: float) -> FinishedSummary:
+        """A summary of queries already summed elsewhere (the compiled core): their latencies in finishing order
+        and the running sums of their qualities and energies in that order; none failed."""
+        summary = cls()
+        summary._latencies = np.array(latencies_s, dtype=float)
+        summary.count = len(latencies_s)
+        summary.quality_sum = quality_sum
+        summary.decomposed = decomposed
+        summary.energy_sum_j = energy_sum_j
+        return summary
+
     @property
     def latencies(self) -> np.ndarray:
         """Latencies (s) in finishing order (a read-only view)."""
@@ -319,7 +331,8 @@ class Simulator:
     (plus 8 bytes a query for the latencies), whatever the limit.
     """
 
-    def __init__(self, cfg: ScenarioConfig, rng: np.random.Generator, finished_log_limit: int | None = None) -> None:
+    def __init__(self, cfg: ScenarioConfig, rng: np.random.Generator, finished_log_limit: int | None = None,
+                 compiled_workload: bool = False) -> None:
         self.cfg = cfg
         seeds = [int(x) for x in rng.integers(2**63, size=3)]
         self.rng_topology = np.random.default_rng(seeds[0])
@@ -359,7 +372,7 @@ class Simulator:
         self.cells = [_Cell() for _ in range(self.n_aps)]
         self.edges = [_Edge() for _ in range(self.n_aps)]
         #: the episode's arrivals, truths and predictions, drawn ahead (they never depend on the actions)
-        self.workload = EpisodeWorkload(cfg, self.rng_arrivals, self.rng_workload)
+        self.workload = EpisodeWorkload(cfg, self.rng_arrivals, self.rng_workload, compiled=compiled_workload)
         self._dcf_cache: dict[tuple[int, float, float], wifi_model.DcfResult] = {}
         w = cfg.wifi
         self._dcf_kwargs = {

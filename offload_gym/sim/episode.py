@@ -14,10 +14,15 @@ With ``workload.source = "trace"`` the arrivals, phones and lengths come from a 
 else about each query from its per-query seed as for synthetic queries.
 
 A compiled core reads the arrays :attr:`EpisodeWorkload.arrival_s` and :attr:`EpisodeWorkload.user` of the
-current block directly.
+current block directly. With ``compiled=True`` (the compiled core's episodes) synthetic queries are drawn by
+:func:`offload_gym.core.workload.draw_block` from the same per-query seeds, the same floats in the compiled
+engine's layout (:attr:`EpisodeWorkload.block`); :meth:`EpisodeWorkload.query` then draws a query's objects in
+Python only when asked.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -42,11 +47,19 @@ class EpisodeWorkload:
     :param rng_workload: the generator of the per-query seeds.
     """
 
-    __slots__ = ("_block_start", "_cfg", "_last_arrival_s", "_predictions", "_rng_arrivals", "_rng_workload",
-                 "_specs", "_trace", "arrival_s", "n_queries", "user")
+    __slots__ = ("_block_start", "_cfg", "_compiled", "_drawn", "_last_arrival_s", "_predictions", "_rng_arrivals",
+                 "_rng_workload", "_seeds", "_specs", "_trace", "arrival_s", "block", "n_queries", "user")
 
-    def __init__(self, cfg: ScenarioConfig, rng_arrivals: np.random.Generator, rng_workload: np.random.Generator) -> None:
+    def __init__(self, cfg: ScenarioConfig, rng_arrivals: np.random.Generator, rng_workload: np.random.Generator,
+                 compiled: bool = False) -> None:
+        """``compiled``: draw synthetic queries with :func:`offload_gym.core.workload.draw_block` (into
+        :attr:`block`) where it covers them (not the corpus, not the learned planner)."""
         self._cfg = cfg
+        self._compiled = compiled and not cfg.uses_corpus and cfg.planner.kind in ("oracle", "noisy-oracle")
+        #: the current block's queries in the compiled engine's layout (``compiled`` only, else ``None``)
+        self.block: Any = None
+        self._seeds = np.empty(0, dtype=np.int64)
+        self._drawn: dict[int, tuple[QuerySpec, Prediction]] = {}
         self._rng_arrivals = rng_arrivals
         self._rng_workload = rng_workload
         self.n_queries = cfg.episode.queries
@@ -89,8 +102,17 @@ class EpisodeWorkload:
             self.arrival_s = np.array(times, dtype=np.float64)
             self.user = np.array(users, dtype=np.int64)
         seeds = self._rng_workload.integers(2**63, size=n)
-        self._specs, self._predictions = self._draw_queries(seeds, start)
         self._block_start = start
+        if self._compiled:
+            from offload_gym.core.workload import draw_block, synthetic_params
+
+            lengths = (None, None) if trace is None else (trace.prompt_tokens[start:start + n],
+                                                          trace.answer_tokens[start:start + n])
+            self.block = draw_block(seeds, synthetic_params(cfg), *lengths)
+            self._seeds = seeds
+            self._drawn = {}
+            return
+        self._specs, self._predictions = self._draw_queries(seeds, start)
 
     def _draw_queries(self, seeds: np.ndarray, start: int) -> tuple[list[QuerySpec], list[Prediction]]:
         # query i's truth from the stream of default_rng([seeds[i], 0]) and its planner noise from that of
@@ -123,8 +145,8 @@ class EpisodeWorkload:
     def _local(self, k: int) -> int:
         if not 0 <= k < self.n_queries:
             raise IndexError(f"query {k} is outside the episode's {self.n_queries} queries")
-        if k >= self._block_start + len(self._specs):  # the next block: queries are asked for in order
-            self._draw_block(self._block_start + len(self._specs))
+        if k >= self._block_start + len(self.arrival_s):  # the next block: queries are asked for in order
+            self._draw_block(self._block_start + len(self.arrival_s))
         if k < self._block_start:
             raise IndexError(f"query {k} is in a block already dropped (blocks of {WORKLOAD_BLOCK} queries, in order)")
         return k - self._block_start
@@ -137,4 +159,9 @@ class EpisodeWorkload:
     def query(self, k: int) -> tuple[QuerySpec, Prediction]:
         """Truth and planner prediction of query ``k``."""
         i = self._local(k)
+        if self._compiled:  # drawn in compiled code: the objects in Python, on demand, from the same seed
+            if i not in self._drawn:
+                specs, predictions = self._draw_queries(self._seeds[i:i + 1], self._block_start + i)
+                self._drawn[i] = specs[0], predictions[0]
+            return self._drawn[i]
         return self._specs[i], self._predictions[i]

@@ -1,0 +1,321 @@
+"""The Python side of the compiled engine: :class:`CoreState` builds one episode's arrays from a
+:class:`~offload_gym.sim.engine.Simulator` (its topology, phones and workload); :class:`CoreEngine` drives the
+engine's placements from Python (the replay tests).
+
+Nothing here is compiled, so editing this module does not invalidate numba's cache of the core
+(:func:`offload_gym.core._jit._drop_stale_cache` leaves it out of its stamp).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from offload_gym.config import ScenarioConfig
+from offload_gym.core._jit import JIT_ENABLED
+from offload_gym.core.engine import (
+    CF_AGG_DIFF,
+    CF_AGG_OUT,
+    CF_BYTES_PER_TOKEN,
+    CF_CONTEXT,
+    CF_EDGE_ABILITY,
+    CF_EDGE_DECODE,
+    CF_EDGE_PREFILL,
+    CF_FRAME,
+    CF_KAPPA,
+    CF_OVERHEAD,
+    CF_P_DECODE_W,
+    CF_P_IDLE_W,
+    CF_P_PREFILL_W,
+    CF_P_RX_W,
+    CF_P_TX_W,
+    CF_PLANNER_S,
+    CF_R_DEADLINE,
+    CF_R_DEADLINE_PENALTY,
+    CF_R_ENERGY_WEIGHT,
+    CF_R_LATENCY_SCALE,
+    CF_R_LATENCY_WEIGHT,
+    CF_R_PRODUCT,
+    CI_IMMEDIATE,
+    CI_MAX_BATCH,
+    CI_MAX_K,
+    CI_N_APS,
+    CI_N_USERS,
+    CI_QUERIES,
+    DCF_MEMO_ROWS,
+    GF_BACKHAUL_DELAY,
+    GF_BACKHAUL_RATE,
+    GF_NOW,
+    GI_N_COMPLETED,
+    GI_N_EVENTS,
+    IF_EST_FINISH,
+    IF_EST_READY,
+    MI_TARGETS,
+    N_CF,
+    N_CI,
+    N_GF,
+    N_GI,
+    N_IF,
+    N_II,
+    N_MF,
+    N_QF,
+    N_QI,
+    QF_ENERGY,
+    QF_FINISH,
+    QF_QUALITY,
+    _new_containers,
+    build_struct,
+    events_of,
+    place_aggregation,
+    place_subtask,
+    place_whole,
+    run_until_decision,
+    start_entry,
+)
+from offload_gym.core.state import make_struct
+from offload_gym.core.wifi import dcf_params
+
+__all__ = ["LIST_SLOTS", "TYPED_SLOTS", "CoreEngine", "CoreState"]
+
+#: the slots of :attr:`CoreState.arrays` that hold numba typed containers (passed from Python one by one)
+TYPED_SLOTS = (0, 14, 22, 24, 27, 28, 31, 32, 35)  # (22, the Wi-Fi memo, and 35 are arrays: passed alone all the same)
+#: the typed lists among them, in :func:`_new_containers`'s order (what pickling converts)
+LIST_SLOTS = (14, 24, 27, 28, 31, 32)
+
+
+class CoreState:
+    """Every array of one episode's compiled engine; :attr:`arrays` is the tuple the kernels take."""
+
+    def __init__(self, sim: Any, previous: CoreState | None = None) -> None:
+        """Build from a freshly constructed :class:`offload_gym.sim.engine.Simulator` (its topology, phones and
+        workload, drawn with the same generators, so both engines start from the same state).
+
+        ``previous``: an earlier episode's state; its Wi-Fi model memo is kept when the Wi-Fi parameters and the
+        station bound are the same (:attr:`memo_key`): the model's points do not depend on the episode."""
+        cfg: ScenarioConfig = sim.cfg
+        if cfg.faults.ap_outages or cfg.faults.background_changes or cfg.faults.backhaul_changes:
+            raise NotImplementedError("faults: the compiled engine does not run faults yet (issue 11, in progress)")
+        if cfg.wifi.access_delay_cv > 0:
+            raise NotImplementedError("wifi.access_delay_cv: the compiled engine has no random access delays yet")
+        n_users, n_aps = cfg.topology.n_users, cfg.topology.n_aps
+        n_queries = cfg.episode.queries
+        wl = sim.workload
+        if n_queries > len(wl.arrival_s):
+            raise NotImplementedError("episode.queries: episodes longer than one workload block are not ported yet")
+        max_k = cfg.max_subtasks
+        w, e, en = cfg.wifi, cfg.edge, cfg.energy
+        cf = np.zeros(N_CF)
+        cf[CF_FRAME] = w.frame_bytes
+        cf[CF_BYTES_PER_TOKEN] = w.bytes_per_token
+        cf[CF_OVERHEAD] = w.message_overhead_bytes
+        cf[CF_EDGE_PREFILL], cf[CF_EDGE_DECODE], cf[CF_KAPPA], cf[CF_EDGE_ABILITY] = (e.prefill_tps, e.decode_tps,
+                                                                                     e.kappa, e.ability)
+        cf[CF_PLANNER_S] = cfg.planner.latency_s
+        cf[CF_CONTEXT] = cfg.workload.subtask_context_tokens
+        cf[CF_AGG_OUT] = cfg.workload.aggregation_output_tokens
+        cf[CF_AGG_DIFF] = cfg.workload.aggregation_difficulty
+        cf[CF_P_PREFILL_W], cf[CF_P_DECODE_W] = en.prefill_power_w, en.decode_power_w
+        cf[CF_P_TX_W], cf[CF_P_RX_W], cf[CF_P_IDLE_W] = en.tx_power_w, en.rx_power_w, en.idle_power_w
+        r = cfg.reward
+        cf[CF_R_PRODUCT] = 1.0 if r.kind == "product" else 0.0
+        cf[CF_R_LATENCY_SCALE], cf[CF_R_LATENCY_WEIGHT] = r.latency_scale_s, r.latency_weight
+        cf[CF_R_DEADLINE_PENALTY], cf[CF_R_DEADLINE] = r.deadline_penalty, r.deadline_s
+        cf[CF_R_ENERGY_WEIGHT] = r.energy_weight
+        ci = np.zeros(N_CI, dtype=np.int64)
+        ci[CI_QUERIES], ci[CI_MAX_BATCH], ci[CI_N_USERS], ci[CI_N_APS] = n_queries, e.max_batch, n_users, n_aps
+        ci[CI_IMMEDIATE] = int(w.immediate_access and w.access == "edca")
+        ci[CI_MAX_K] = max_k
+        gf = np.zeros(N_GF)
+        gf[GF_BACKHAUL_DELAY], gf[GF_BACKHAUL_RATE] = w.backhaul_delay_s, w.backhaul_rate_bps
+        gi = np.zeros(N_GI, dtype=np.int64)
+        items_per_query = max_k + 2
+        msgs_per_query = 2 + max_k + max_k * max_k + 1
+        if wl.block is not None and len(wl.arrival_s) == n_queries:  # drawn in compiled code, in this layout
+            wl_f, wl_sub, wl_deps, wl_k, wl_structure = wl.block
+        else:
+            wl_f, wl_sub, wl_deps, wl_k, wl_structure = _workload_arrays(wl, n_queries, max_k)
+        phone_f = np.zeros((n_users, 5))  # run_end, unstarted_pred_s, prefill_tps, decode_tps, ability
+        phone_i = np.zeros((n_users, 2), dtype=np.int64)  # running item (-1), version
+        phone_i[:, 0] = -1
+        for u, phone in enumerate(sim.phones):
+            phone_f[u, 2:5] = (phone.prefill_tps, phone.decode_tps, phone.ability)
+        params = dcf_params(w)
+        memo_rows = DCF_MEMO_ROWS + 2 + w.background_stations + n_users + 1
+        #: what a memo depends on: the Wi-Fi parameters and its size (the largest station count)
+        self.memo_key = (params.tobytes(), memo_rows)
+        if previous is not None and previous.memo_key == self.memo_key:
+            memo = previous.arrays[22]
+        else:
+            memo = np.zeros((memo_rows, 7))
+        self.n_queries = n_queries
+        self.msg_margin = 4 * (e.max_batch + 2) * (max_k + 2) + 64  # messages one event can create, at most
+        n_msgs = n_queries * msgs_per_query + self.msg_margin
+        cell_msgs, phone_ready, edge_waiting, edge_ready, edge_decoding, edge_prefilling = _new_containers(n_users, n_aps)
+        self.arrays: tuple[Any, ...] = (
+            np.empty((4 * (n_users + n_aps) + 16, 5)),  # 0 the event heap (it grows: the state then holds another)
+            gf, gi, cf, ci,  # 1-4
+            np.zeros((n_queries, N_QI), dtype=np.int64),  # 5 qi
+            np.zeros((n_queries, N_QF)),  # 6 qf
+            np.zeros((n_msgs, N_MF)),  # 7 mf
+            np.zeros((n_msgs, MI_TARGETS + max_k + 1), dtype=np.int64),  # 8 mi
+            np.array(sim.up_rate_bps, dtype=np.float64),  # 9
+            np.array(sim.down_rate_bps, dtype=np.float64),  # 10
+            np.array(sim.own_ap, dtype=np.int64),  # 11
+            np.array(sim.ap_up, dtype=np.int64),  # 12
+            np.array(sim.background, dtype=np.int64),  # 13
+            cell_msgs,  # 14 cell messages, in order
+            np.zeros(n_aps, dtype=np.int64),  # 15 uploading phones per cell
+            np.zeros(n_aps, dtype=np.int64),  # 16 downloads per cell
+            np.zeros((n_aps, n_users), dtype=np.int64),  # 17 uploads per (cell, phone)
+            np.zeros((n_queries, msgs_per_query), dtype=np.int64),  # 18 messages per query
+            np.zeros(n_aps, dtype=np.int64),  # 19 cell versions
+            np.zeros((n_queries * items_per_query, N_IF)),  # 20 itf
+            np.zeros((n_queries * items_per_query, N_II), dtype=np.int64),  # 21 iti
+            memo,  # 22 the Wi-Fi model's memo (_dcf)
+            params,  # 23
+            phone_ready,  # 24 phone ready heaps (item ids = placement order)
+            phone_f, phone_i,  # 25, 26
+            edge_waiting,  # 27 edge waiting (placed, inputs not all there), in placement order
+            edge_ready,  # 28 edge ready heaps
+            np.zeros((n_aps, 3)),  # 29 edge progress, progress time, rate
+            np.zeros((n_aps, 2), dtype=np.int64),  # 30 edge batch, version
+            edge_decoding,  # 31 edge decoding heaps (target, item)
+            edge_prefilling,  # 32 edge prefilling, in admission order
+            np.zeros((n_queries * items_per_query, max_k + 1), dtype=np.int64),  # 33 successors
+            np.zeros((n_queries, items_per_query), dtype=np.int64),  # 34 items per query
+            np.zeros(n_queries, dtype=np.int64),  # 35 the finished queries, in finishing order (GI_N_COMPLETED)
+            np.zeros((n_queries, max_k + 2, 2), dtype=np.int64),  # 36 deferred actions (is send, id)
+            wl_f, wl_sub, wl_deps,  # 37-39
+            np.full((n_queries, max_k), -1, dtype=np.int64),  # 40 subtask item ids per query
+            np.full((n_queries, n_aps + 1), -1, dtype=np.int64),  # 41 attachment carriers per (query, location)
+            wl_k,  # 42
+            np.array(wl.arrival_s[:n_queries], dtype=np.float64), np.array(wl.user[:n_queries], dtype=np.int64),
+            self.msg_margin,  # 45
+            np.zeros(n_queries * items_per_query, dtype=np.bool_),  # 46 scratch: per item, queued at its edge
+            wl_structure,  # 47 per query: FAN_OUT, CHAIN or DAG
+        )
+        #: the same state split for calls from Python: the plain arrays in one tuple, then each typed container
+        #: on its own (numba types a tuple holding a typed container in Python, about 0.6 ms a call; see join)
+        self.struct = self._struct()
+
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Typed lists do not pickle: they travel as plain (nested) lists, in their order (heaps stay heaps)."""
+        state = self.__dict__.copy()
+        arrays = list(self.arrays)
+        arrays[0] = events_of(self.struct) if JIT_ENABLED else self.struct.events[: self.arrays[2][GI_N_EVENTS]].copy()
+        for slot in LIST_SLOTS:  # lists of lists
+            arrays[slot] = [list(x) for x in arrays[slot]]
+        state["arrays"] = arrays
+        del state["struct"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        arrays = state.pop("arrays")
+        self.__dict__.update(state)
+        n_users, n_aps = int(arrays[4][CI_N_USERS]), int(arrays[4][CI_N_APS])
+        fresh = dict(zip(LIST_SLOTS, _new_containers(n_users, n_aps), strict=True))
+        for slot, container in fresh.items():
+            for target, values in zip(container, arrays[slot], strict=True):
+                for value in values:
+                    target.append(value)
+            arrays[slot] = container
+        events = np.empty((max(2 * len(arrays[0]), 16), 5))  # the heap's rows, in heap order, and room
+        events[: len(arrays[0])] = arrays[0]
+        arrays[0] = events
+        self.arrays = tuple(arrays)
+        self.struct = self._struct()
+
+    def _struct(self) -> Any:
+        """The state the kernels take (:mod:`offload_gym.core.state`), over :attr:`arrays`."""
+        if not JIT_ENABLED:
+            return make_struct(self.arrays)
+        # the plain arrays in one tuple, then each typed container on its own: numba types a tuple holding a
+        # typed container in Python in about 0.6 ms
+        return build_struct(tuple(x for i, x in enumerate(self.arrays) if i not in TYPED_SLOTS),
+                            *(self.arrays[i] for i in TYPED_SLOTS))
+
+
+class CoreEngine:
+    """The compiled engine behind a Python API shaped like :class:`~offload_gym.sim.engine.Simulator`'s
+    placement calls (for the replay tests; the env does not use it yet)."""
+
+    def __init__(self, sim: Any) -> None:
+        self.state = CoreState(sim)
+        self.A = self.state.arrays  # what Python reads
+        self.S = self.state.struct  # what the kernels take
+        start_entry(self.S)
+
+    @property
+    def now(self) -> float:
+        return float(self.A[1][GF_NOW])
+
+    def run_until_decision(self) -> int:
+        q = run_until_decision(self.S)
+        if q == -2:  # pragma: no cover - the message arrays are sized for the whole episode
+            raise RuntimeError("compiled engine: message capacity exceeded")
+        return int(q)
+
+    def pop_completed(self) -> list[int]:
+        gi = self.A[2]
+        n = int(gi[GI_N_COMPLETED])
+        gi[GI_N_COMPLETED] = 0
+        return self.A[35][:n].tolist()
+
+    def place_whole(self, q: int, loc: int) -> int:
+        return int(place_whole(self.S, q, loc, math.nan, math.nan))
+
+    def place_subtask(self, q: int, index: int, loc: int) -> int:
+        return int(place_subtask(self.S, q, index, loc, math.nan, math.nan))
+
+    def place_aggregation(self, q: int, loc: int) -> int:
+        return int(place_aggregation(self.S, q, loc, math.nan, math.nan))
+
+    def set_estimate(self, item: int, ready_s: float, finish_s: float) -> None:
+        """What the estimates said of a placed item (the estimates of later decisions read it)."""
+        itf = self.A[20]
+        itf[item, IF_EST_READY] = ready_s
+        itf[item, IF_EST_FINISH] = finish_s
+
+    def query_record(self, q: int) -> tuple[float, float, float]:
+        """Finish time, quality and energy of query ``q``."""
+        qf = self.A[6]
+        return float(qf[q, QF_FINISH]), float(qf[q, QF_QUALITY]), float(qf[q, QF_ENERGY])
+
+
+def _workload_arrays(wl: Any, n_queries: int, max_k: int) -> tuple[np.ndarray, ...]:
+    """The workload's queries in the engine's layout, from their Python objects (corpus queries, the learned
+    planner; :func:`offload_gym.core.workload.draw_block` draws the others in this layout directly)."""
+    # the workload: per query (prompt, answer, difficulty, attachment, pred answer, pred difficulty,
+    # pred aggregation output, pred aggregation difficulty); per subtask (out, diff, pred out, pred diff)
+    wl_f = np.zeros((n_queries, 8))
+    wl_sub = np.zeros((n_queries, max_k, 4))
+    wl_deps = np.zeros((n_queries, max_k, max_k + 1), dtype=np.int64)
+    wl_k = np.zeros(n_queries, dtype=np.int64)
+    wl_structure = np.zeros(n_queries, dtype=np.int64)
+    rows, sub_rows, dep_rows = [], [], []
+    for q in range(n_queries):  # one pass in Python, then whole arrays (row writes cost more than the reads)
+        spec, pred = wl.query(q)
+        rows.append((spec.prompt_tokens, spec.answer_tokens, spec.difficulty, spec.attachment_bytes,
+                     pred.answer_tokens, pred.difficulty, pred.aggregation_output_tokens, pred.aggregation_difficulty,
+                     len(spec.deps), spec.structure))
+        for i, deps in enumerate(spec.deps):
+            sub_rows.append((q, i, spec.subtask_output_tokens[i], spec.subtask_difficulty[i],
+                             pred.subtask_output_tokens[i], pred.subtask_difficulty[i]))
+            for j, d in enumerate(deps):
+                dep_rows.append((q, i, j, d))
+    table = np.array(rows, dtype=np.float64).reshape(n_queries, 10)
+    wl_f[:] = table[:, :8]
+    wl_k[:] = table[:, 8]
+    wl_structure[:] = table[:, 9]
+    if sub_rows:
+        sub = np.array(sub_rows, dtype=np.float64)
+        qs, idx = sub[:, 0].astype(np.int64), sub[:, 1].astype(np.int64)
+        wl_sub[qs, idx] = sub[:, 2:]
+    if dep_rows:
+        dep = np.array(dep_rows, dtype=np.int64)
+        wl_deps[dep[:, 0], dep[:, 1], 1 + dep[:, 2]] = dep[:, 3]
+        np.add.at(wl_deps[:, :, 0], (dep[:, 0], dep[:, 1]), 1)
+    return wl_f, wl_sub, wl_deps, wl_k, wl_structure

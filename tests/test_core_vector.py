@@ -1,0 +1,131 @@
+"""The batched vector env (one compiled call for all its envs) equals N single envs on the Python engine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+
+import offload_gym  # noqa: F401
+from offload_gym.core import engine as ce
+from offload_gym.core import step as cs
+from offload_gym.envs import compiled
+from offload_gym.envs.offload_env import OffloadEnv
+from offload_gym.envs.vector import OffloadVectorEnv, SB3VecEnv
+
+TINY = "offload_gym/WifiOffload-tiny-v0"
+INFO_KEYS = ("decision", "decision_query_id", "time_s", "elapsed_s", "invalid_actions")
+
+
+def test_the_step_code_reads_the_cores_indices() -> None:
+    assert (compiled._D_KIND, compiled._D_QUERY) == (cs.D_KIND, cs.D_QUERY)
+    assert (compiled._GF_NOW, compiled._GI_N_COMPLETED) == (ce.GF_NOW, ce.GI_N_COMPLETED)
+
+
+def _python_envs(env_id: str, n: int, config: dict[str, Any] | None) -> list[OffloadEnv]:
+    spec = gym.spec(env_id)
+    cfg = dict(spec.kwargs.get("config") or {})
+    return [OffloadEnv(config={**cfg, **(config or {})}, scenario=spec.kwargs.get("scenario", "paper"), core="python")
+            for _ in range(n)]
+
+
+def _compare(env_id: str, n: int, steps: int, seed: int, config: dict[str, Any] | None = None,
+             invalid_every: int = 0) -> int:
+    """Step the batch and N single Python-engine envs (next-step autoreset by hand) with the same actions;
+    returns how many episodes ended."""
+    venv = gym.make_vec(env_id, num_envs=n, config=config) if config else gym.make_vec(env_id, num_envs=n)
+    assert isinstance(venv, OffloadVectorEnv)
+    singles = _python_envs(env_id, n, config)
+    obs, info = venv.reset(seed=seed)
+    assert venv.batched
+    ref = [env.reset(seed=seed + i) for i, env in enumerate(singles)]
+    rng = np.random.default_rng(seed)
+    autoreset = np.zeros(n, dtype=bool)
+    ended = invalid = 0
+    for t in range(steps):
+        features = obs if not isinstance(obs, dict) else obs["observations"]
+        for i, (o, inf) in enumerate(ref):
+            f = o if not isinstance(o, dict) else o["observations"]
+            assert np.array_equal(features[i], f), (t, i)
+            assert np.array_equal(info["action_mask"][i], inf["action_mask"]), (t, i)
+            for key in INFO_KEYS:
+                assert info[key][i] == inf[key], (t, i, key)
+        actions = np.array([rng.choice(np.flatnonzero(m)) for m in info["action_mask"]])
+        masked = np.flatnonzero(~info["action_mask"][0].astype(bool))
+        if invalid_every and t % invalid_every == 0 and masked.size:
+            actions[0] = masked[-1]
+            invalid += 1
+        obs, rewards, terminated, truncated, info = venv.step(actions)
+        for i, env in enumerate(singles):
+            if autoreset[i]:
+                ref[i] = env.reset()
+                assert rewards[i] == 0.0 and not truncated[i]
+                continue
+            o, r, te, tr, inf = env.step(int(actions[i]))
+            ref[i] = (o, inf)
+            assert rewards[i] == r and truncated[i] == tr and terminated[i] == te, (t, i)
+            if tr:
+                ended += 1
+                assert info["_episode_metrics"][i]
+                for key, value in inf["episode_metrics"].items():
+                    assert info["episode_metrics"][key][i] == value, (t, i, key)
+        autoreset = terminated | truncated
+    assert not invalid_every or invalid > 0  # masked actions were tried (and counted: the infos' invalid_actions)
+    return ended
+
+
+@pytest.mark.parametrize("env_id", [TINY, "offload_gym/WifiOffload-energy-v0", "offload_gym/WifiOffload-dict-v0"])
+def test_batched_vector_env_equals_single_python_envs(env_id: str) -> None:
+    config = {"episode": {"queries": 12}} if env_id != TINY else None
+    assert _compare(env_id, 3, 160, seed=5, config=config) >= 3
+
+
+def test_batched_masked_actions_are_counted_or_raise_as_in_a_single_env() -> None:
+    assert _compare(TINY, 2, 120, seed=9, invalid_every=3) >= 1
+    venv = gym.make_vec(TINY, num_envs=2, config={"invalid_action": "raise"})
+    _, info = venv.reset(seed=0)
+    while info["action_mask"][1].all():  # to a decision with a masked action (decompose, for a one-subtask query)
+        _, _, _, _, info = venv.step(np.zeros(2, dtype=int))
+    masked = np.flatnonzero(~info["action_mask"][1].astype(bool))
+    with pytest.raises(ValueError, match=r"actions\[1\]"):
+        venv.step(np.array([0, masked[0]]))
+    with pytest.raises(ValueError, match="outside Discrete"):
+        venv.step(np.array([99, 0]))
+
+
+def test_unported_scenarios_and_the_query_interface_step_env_by_env() -> None:
+    faults = gym.make_vec(TINY, num_envs=2, config={"faults": {"ap_outages": [{"ap": 0, "start_s": 1.0, "duration_s": 2.0}]}})
+    faults.reset(seed=0)
+    assert not faults.batched
+    query = gym.make_vec("offload_gym/WifiOffload-query-v0", num_envs=2)
+    query.reset(seed=0)
+    assert not query.batched and "completed" in query.step(np.zeros(2, dtype=int))[-1]
+
+
+def test_sb3_form_batched_equals_dummy_vec_env_across_episode_ends() -> None:
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    ours = SB3VecEnv(2, scenario="tiny", seed=3)
+    dummy = DummyVecEnv([lambda: gym.make(TINY) for _ in range(2)])
+    dummy.seed(3)
+    obs_a, obs_b = ours.reset(), dummy.reset()
+    assert ours.venv.batched
+    rng = np.random.default_rng(1)
+    dones = 0
+    for _ in range(200):
+        assert np.array_equal(obs_a, obs_b)
+        masks = np.stack(ours.env_method("action_masks"))
+        assert np.array_equal(masks, np.stack(dummy.env_method("action_masks")))
+        actions = np.array([rng.choice(np.flatnonzero(m)) for m in masks])
+        obs_a, r_a, d_a, info_a = ours.step(actions)
+        obs_b, r_b, d_b, info_b = dummy.step(actions)
+        assert np.array_equal(r_a, r_b) and np.array_equal(d_a, d_b)
+        for i in np.flatnonzero(d_a):
+            dones += 1
+            assert np.array_equal(info_a[i]["terminal_observation"], info_b[i]["terminal_observation"])
+            assert info_a[i]["episode_metrics"] == info_b[i]["episode_metrics"]
+    assert dones >= 2
