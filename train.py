@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="env decisions to train for (default: n_timesteps of the YAML; with --resume: additional steps)")
     p.add_argument("--n-envs", type=int, default=None, help="parallel envs (default: n_envs of the YAML)")
     p.add_argument("--seed", type=int, default=0, help="random seed (-1: draw one and print it)")
-    p.add_argument("--vec-env", default="dummy", choices=["dummy", "subproc"], help="VecEnv kind")
+    p.add_argument("--vec-env", default="dummy", choices=["dummy", "subproc", "batched"],
+                   help="VecEnv kind (batched: all envs in one compiled call)")
     p.add_argument("--start-method", default=None, help="multiprocessing start method for subproc (default forkserver)")
     p.add_argument("--eval-freq", type=int, default=20_000,
                    help="evaluate on the validation seeds (2000..) every N env decisions (all envs together); "

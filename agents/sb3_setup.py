@@ -53,7 +53,7 @@ INFO_KEYWORDS: tuple[str, ...] = (
     "invalid_actions",
 )
 
-VEC_ENV_KINDS = ("dummy", "subproc")
+VEC_ENV_KINDS = ("dummy", "subproc", "batched")
 
 
 def check_env_id(env_id: str) -> EnvSpec:
@@ -130,7 +130,9 @@ def make_vec_env(env_id: str | EnvSpec, n_envs: int = 1, *, seed: int | None = 0
     :param n_envs: number of parallel envs
     :param seed: env ``i`` is reset with ``seed + i`` at the first reset (``VecEnv.seed``)
     :param env_kwargs: ``gym.make`` kwargs, e.g. ``{"config": {"edge": {"kappa": 0.1}}}``
-    :param vec_env: ``"dummy"`` (one process, usually fastest here) or ``"subproc"``
+    :param vec_env: ``"dummy"`` (one process), ``"subproc"`` (a process per env) or ``"batched"`` (one process,
+        all envs in one compiled call: :class:`offload_gym.envs.vector.SB3VecEnv` under a ``VecMonitor``; the
+        fastest where the scenario runs on the compiled core)
     :param start_method: multiprocessing start method for ``subproc`` (default ``"forkserver"`` where
         available, else ``"spawn"``)
     :param monitor_dir: folder for Monitor CSVs (created); ``None`` keeps them in memory only
@@ -143,8 +145,11 @@ def make_vec_env(env_id: str | EnvSpec, n_envs: int = 1, *, seed: int | None = 0
     spec = env_id if isinstance(env_id, EnvSpec) else check_env_id(env_id)
     if monitor_dir is not None:
         os.makedirs(monitor_dir, exist_ok=True)
-    fns = [make_env_fn(spec, rank=i, seed=seed, env_kwargs=env_kwargs, monitor_dir=monitor_dir) for i in range(n_envs)]
     venv: VecEnv
+    if vec_env == "batched":
+        venv = _batched_vec_env(spec, n_envs, seed, env_kwargs, monitor_dir)
+        return VecMaskCache(venv) if mask_cache else venv
+    fns = [make_env_fn(spec, rank=i, seed=seed, env_kwargs=env_kwargs, monitor_dir=monitor_dir) for i in range(n_envs)]
     if vec_env == "subproc":
         from offload_gym.core._jit import JIT_ENABLED, cache_is_warm
 
@@ -162,6 +167,24 @@ def make_vec_env(env_id: str | EnvSpec, n_envs: int = 1, *, seed: int | None = 0
     if seed is not None:
         venv.seed(seed)
     return VecMaskCache(venv) if mask_cache else venv
+
+
+def _batched_vec_env(spec: EnvSpec, n_envs: int, seed: int | None, env_kwargs: dict[str, Any] | None,
+                     monitor_dir: str | Path | None) -> VecEnv:
+    """``make_vec_env(vec_env="batched")``: the SB3 form of the batched vector env, monitored as one."""
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    from offload_gym.envs.vector import SB3VecEnv
+
+    kwargs = {**(spec.kwargs or {}), **(env_kwargs or {})}  # as gym.make merges them
+    unknown = sorted(set(kwargs) - {"config", "scenario", "core"})
+    if unknown:
+        raise ValueError(f"env_kwargs: {unknown} are not taken by the batched vector env (config, scenario, core); "
+                         "use vec_env='dummy'")
+    venv = SB3VecEnv(n_envs, config=kwargs.get("config"), scenario=kwargs.get("scenario", "paper"), seed=seed,
+                     core=kwargs.get("core", "auto"))
+    filename = os.path.join(str(monitor_dir), "batched") if monitor_dir is not None else None
+    return VecMonitor(venv, filename=filename, info_keywords=INFO_KEYWORDS)
 
 
 class VecMaskCache(VecEnvWrapper):

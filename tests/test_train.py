@@ -96,8 +96,9 @@ def test_unknown_algo_env_and_key_are_named() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- envs
-def test_monitor_records_episode_kpis_and_mask_cache_matches_env() -> None:
-    venv = make_vec_env(TINY, 2, seed=3)
+@pytest.mark.parametrize("vec_env", ["dummy", "batched"])
+def test_monitor_records_episode_kpis_and_mask_cache_matches_env(vec_env: str) -> None:
+    venv = make_vec_env(TINY, 2, seed=3, vec_env=vec_env)
     assert isinstance(venv, VecMaskCache)
     rng = np.random.default_rng(0)
     venv.reset()
@@ -115,6 +116,32 @@ def test_monitor_records_episode_kpis_and_mask_cache_matches_env() -> None:
         for key in INFO_KEYWORDS:
             assert key in ep and np.isfinite(ep[key])
         assert ep["invalid_actions"] == 0
+
+
+def test_batched_vec_env_trains_on_the_same_episodes_as_dummy() -> None:
+    """Same seed, same actions: the batched form's observations, rewards, dones and Monitor records equal
+    DummyVecEnv's (episode returns and lengths, the KPIs)."""
+    dummy = make_vec_env(TINY, 3, seed=7)
+    batched = make_vec_env(TINY, 3, seed=7, vec_env="batched", env_kwargs={"config": {"episode": {"queries": 20}}})
+    obs_d, obs_b = dummy.reset(), batched.reset()
+    rng = np.random.default_rng(2)
+    records: dict[str, list[dict[str, float]]] = {"dummy": [], "batched": []}
+    for _ in range(150):
+        assert np.array_equal(obs_d, obs_b)
+        masks = np.stack(batched.env_method("action_masks"))
+        assert np.array_equal(masks, np.stack(dummy.env_method("action_masks")))
+        actions = np.array([rng.choice(np.flatnonzero(m)) for m in masks])
+        obs_d, r_d, d_d, i_d = dummy.step(actions)
+        obs_b, r_b, d_b, i_b = batched.step(actions)
+        assert np.array_equal(r_d, r_b) and np.array_equal(d_d, d_b)
+        records["dummy"] += [i["episode"] for i, d in zip(i_d, d_d, strict=True) if d]
+        records["batched"] += [i["episode"] for i, d in zip(i_b, d_b, strict=True) if d]
+    assert len(records["batched"]) >= 3
+    for a, b in zip(records["dummy"], records["batched"], strict=True):
+        assert a["r"] == pytest.approx(b["r"], rel=1e-6) and a["l"] == b["l"]
+        assert all(a[key] == b[key] for key in INFO_KEYWORDS)
+    with pytest.raises(ValueError, match="env_kwargs"):
+        make_vec_env(TINY, 1, vec_env="batched", env_kwargs={"render_mode": "ansi"})
 
 
 def test_subproc_vec_env_builds_from_spec() -> None:

@@ -305,16 +305,19 @@ class SB3VecEnv:
     """
 
     def __new__(cls, num_envs: int = 1, config: dict[str, Any] | None = None, scenario: str = "paper",
-                seed: int | None = None) -> Any:
-        return _sb3_class()(OffloadVectorEnv(num_envs, config=config, scenario=scenario), seed=seed)
+                seed: int | None = None, core: str = "auto") -> Any:
+        return _sb3_class()(OffloadVectorEnv(num_envs, config=config, scenario=scenario, core=core), seed=seed)
 
 
 _SB3_CLASS: type | None = None
 
 
-def _sb3_step_batch(venv: OffloadVectorEnv, actions: np.ndarray) -> Any:
+def _sb3_step_batch(sb3_env: Any, actions: np.ndarray) -> Any:
     """SB3's ``step_wait`` on a batched :class:`OffloadVectorEnv`: all envs in one compiled call, finished ones
-    reset at once (SB3's convention), their last observation in ``terminal_observation``."""
+    reset at once (SB3's convention: the last observation in ``terminal_observation``, the reset's info in
+    ``reset_infos``). Each info has the next decision's ``action_mask``; a final one also the episode's metrics,
+    under ``episode_metrics`` and each at the top level (for ``VecMonitor(info_keywords=...)``)."""
+    venv: OffloadVectorEnv = sb3_env.venv
     batch = venv._batch
     assert batch is not None
     rewards, dones = batch.step(venv.envs, np.asarray(actions), active=np.ones(venv.num_envs, dtype=bool))
@@ -324,10 +327,15 @@ def _sb3_step_batch(venv: OffloadVectorEnv, actions: np.ndarray) -> Any:
         final = batch.observation(keys)
         for i in np.flatnonzero(dones):
             env = venv.envs[i]
-            infos[i]["episode_metrics"] = env.episode_metrics()
+            metrics = env.episode_metrics()
+            infos[i].update(metrics)
+            infos[i]["episode_metrics"] = metrics
             infos[i]["terminal_observation"] = {k: v[i] for k, v in final.items()} if keys is not None else final[i]
-            env.reset()
+            _, sb3_env.reset_infos[i] = env.reset()
             batch.readopt(venv.envs, int(i))
+    masks = batch.buffers.mask.astype(np.int8)
+    for i, info in enumerate(infos):
+        info["action_mask"] = masks[i]
     return batch.observation(keys), rewards.astype(np.float32), dones, infos
 
 
@@ -365,7 +373,7 @@ def _sb3_class() -> type:
         def step_wait(self) -> Any:
             assert self._actions is not None
             if self.venv._batch is not None:
-                return _sb3_step_batch(self.venv, self._actions)
+                return _sb3_step_batch(self, self._actions)
             envs = self.venv.envs
             observations, rewards = [], np.zeros(self.num_envs, dtype=np.float32)
             dones = np.zeros(self.num_envs, dtype=bool)
@@ -377,7 +385,7 @@ def _sb3_class() -> type:
                 info["TimeLimit.truncated"] = bool(truncated and not terminated)
                 if dones[i]:
                     info["terminal_observation"] = obs
-                    obs, _ = env.reset()
+                    obs, self.reset_infos[i] = env.reset()
                 observations.append(obs)
                 infos.append(info)
             space = self.venv.single_observation_space
