@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from offload_gym.config import ScenarioConfig, make_config
-from offload_gym.envs.observation import GLOBAL_FEATURES, LOCATION_FEATURES, unsquash_time
+from offload_gym.envs.observation import GLOBAL_FEATURES, LOCATION_FEATURES, TIME_SCALE_S
 
 __all__ = [
     "POLICIES",
@@ -37,6 +37,15 @@ __all__ = [
 _G = {name: i for i, name in enumerate(GLOBAL_FEATURES)}
 _L = {name: i for i, name in enumerate(LOCATION_FEATURES)}
 _NG, _NL = len(GLOBAL_FEATURES), len(LOCATION_FEATURES)
+_L_EST_TIME, _L_EST_QUALITY = _L["est_time"], _L["est_quality"]
+_TIME_CAP = 1.0 - 1e-7
+
+
+def _unsquash_time(x: float) -> float:
+    """:func:`~offload_gym.envs.observation.unsquash_time` of one float, in the same IEEE operations (numpy's
+    float64 scalar arithmetic is Python's), without numpy's per-call overhead."""
+    x = _TIME_CAP if x > _TIME_CAP else x  # np.minimum: a NaN stays NaN
+    return TIME_SCALE_S * x / (1.0 - x)
 
 
 class Policy:
@@ -164,16 +173,18 @@ class GreedyPolicy(Policy):
     def decide(self, obs: np.ndarray, mask: np.ndarray) -> int:
         n_aps = mask.size - 2
         kind = _kind(obs)
-        locs = [loc for loc in range(n_aps + 1) if mask[loc]]
+        allowed = mask.tolist()
+        locs = [loc for loc in range(n_aps + 1) if allowed[loc]]
         if not locs:
             return 0
-        times = {loc: float(unsquash_time(_loc(obs, loc, "est_time"))) for loc in locs}
-        quality = {loc: _loc(obs, loc, "est_quality") for loc in locs}
+        o = obs[: _NG + (n_aps + 1) * _NL].tolist()  # Python floats: the same values, read without numpy's overhead
+        times = {L: _unsquash_time(o[_NG + L * _NL + _L_EST_TIME]) for L in locs}
+        quality = {L: o[_NG + L * _NL + _L_EST_QUALITY] for L in locs}
         if kind == "query":
             best = max(locs, key=lambda L: (self._reward(quality[L], times[L]), -L))
-            if self.allow_split and mask[n_aps + 1] and obs[_G["can_decompose"]] > 0.5:
-                plan_t = float(unsquash_time(obs[_G["plan_pred_latency"]]))
-                plan_reward = self._reward(float(obs[_G["plan_pred_quality"]]), plan_t)
+            if self.allow_split and allowed[n_aps + 1] and o[_G["can_decompose"]] > 0.5:
+                plan_t = _unsquash_time(o[_G["plan_pred_latency"]])
+                plan_reward = self._reward(o[_G["plan_pred_quality"]], plan_t)
                 if plan_reward > self._reward(quality[best], times[best]):
                     return n_aps + 1
             return best

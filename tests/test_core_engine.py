@@ -61,14 +61,16 @@ def replay(overrides: dict[str, Any], seed: int) -> int:
         rng = np.random.default_rng([seed, query.qid])
         locations = sim.usable_locations(query.user)
         whole_item = sim.make_whole_item(query)
-        ce.whole_estimates(S, ce.snapshots(S), q, out)
+        ce.snapshots(S)
+        ce.whole_estimates(S, q, out)
         rows = compare(est.whole(query, whole_item), "whole")
         k = query.spec.n_subtasks
         if k > 1:
             sim.prepare_decomposition(query)
             plan = est.plan(query, subtask_order(query))
             plan_locations = np.zeros(k + 1, dtype=np.int64)
-            latency, quality = ce.plan(S, ce.snapshots(S), q, weight, plan_locations)
+            ce.snapshots(S)
+            latency, quality = ce.plan(S, q, weight, plan_locations)
             assert (latency, quality, tuple(plan_locations.tolist())) == (plan.latency_s, plan.quality, plan.locations)
             assert ce.subtask_order(S, q).tolist() == subtask_order(query)
         decisions += 1
@@ -76,13 +78,15 @@ def replay(overrides: dict[str, Any], seed: int) -> int:
             sim.begin_decomposition(query)
             for i in subtask_order(query):
                 est.refresh()
-                ce.subtask_estimates(S, ce.snapshots(S), q, i, out)
+                ce.snapshots(S)
+                ce.subtask_estimates(S, q, i, out)
                 rows = compare(est.subtask(query, query.subtasks[i]), "subtask")
                 loc = int(rng.choice(locations))
                 commit(sim.place_subtask(query, i, loc), core.place_subtask(q, i, loc), rows, loc)
                 decisions += 1
             est.refresh()
-            ce.aggregation_estimates(S, ce.snapshots(S), q, out)
+            ce.snapshots(S)
+            ce.aggregation_estimates(S, q, out)
             rows = compare(est.aggregation(query, query.aggregation), "aggregation")
             loc = int(rng.choice(locations))
             commit(sim.place_aggregation(query, loc), core.place_aggregation(q, loc), rows, loc)

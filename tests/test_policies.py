@@ -198,3 +198,62 @@ def test_trained_models_load_by_detected_algorithm(tmp_path: Path) -> None:
     (tmp_path / "junk.zip").write_bytes(b"not a zip")
     with pytest.raises(PolicyLoadError, match="cannot read model file"):
         load_predictor(str(tmp_path / "junk.zip"), paper)
+
+
+def _greedy_reference(policy: Any, obs: np.ndarray, mask: np.ndarray) -> int:
+    """Greedy's rule written plainly on numpy (unsquash_time per feature), as it stood before its fast form."""
+    from offload_gym.envs.observation import GLOBAL_FEATURES, LOCATION_FEATURES, unsquash_time
+
+    g = {name: i for i, name in enumerate(GLOBAL_FEATURES)}
+    n_g, n_l = len(GLOBAL_FEATURES), len(LOCATION_FEATURES)
+    loc_index = {name: i for i, name in enumerate(LOCATION_FEATURES)}
+    n_aps = mask.size - 2
+    locs = [L for L in range(n_aps + 1) if mask[L]]
+    if not locs:
+        return 0
+    times = {L: float(unsquash_time(obs[n_g + L * n_l + loc_index["est_time"]])) for L in locs}
+    quality = {L: float(obs[n_g + L * n_l + loc_index["est_quality"]]) for L in locs}
+    if obs[g["decision_query"]] > 0.5:
+        best = max(locs, key=lambda L: (policy._reward(quality[L], times[L]), -L))
+        if mask[n_aps + 1] and obs[g["can_decompose"]] > 0.5:
+            plan = policy._reward(float(obs[g["plan_pred_quality"]]), float(unsquash_time(obs[g["plan_pred_latency"]])))
+            if plan > policy._reward(quality[best], times[best]):
+                return n_aps + 1
+        return best
+    if obs[g["decision_subtask"]] > 0.5:
+        k = 1 + round(float(obs[g["query_n_subtasks"]]) * (policy.config.max_subtasks - 1))
+        w = policy.config.reward.latency_weight
+        return max(locs, key=lambda L: (quality[L] / k - w * times[L], -L))
+    if obs[g["decision_aggregation"]] > 0.5:
+        return min(locs, key=lambda L: (times[L], L))
+    return 0
+
+
+@pytest.mark.parametrize("overrides", [{}, {"reward": {"kind": "product"}}, {"topology": {"n_aps": 1}},
+                                       {"topology": {"n_aps": 8}}])
+def test_greedy_decide_equals_its_plain_numpy_form(overrides: dict[str, Any]) -> None:
+    """Random observations (with times at and past the squash's cap, and NaN): the same action."""
+    from offload_gym.config import make_config
+    from offload_gym.envs.observation import GLOBAL_FEATURES
+
+    cfg = make_config(overrides)
+    policy = make_policy("greedy", cfg)
+    g = {name: i for i, name in enumerate(GLOBAL_FEATURES)}
+    rng = np.random.default_rng(0)
+    n_aps = cfg.topology.n_aps
+    size = len(GLOBAL_FEATURES) + (n_aps + 1) * (len(offload_gym.envs.observation.LOCATION_FEATURES))
+    decompositions = 0
+    for _ in range(4000):
+        obs = rng.random(size).astype(np.float32)
+        special = rng.choice(np.array([0.0, 1.0, 0.9999999, 1 - 1e-7, 0.5, np.nan], dtype=np.float32), size=size)
+        pick = rng.random(size) < 0.1
+        obs[pick] = special[pick]
+        kind = int(rng.integers(0, 4))
+        for j, name in enumerate(("decision_query", "decision_subtask", "decision_aggregation")):
+            obs[g[name]] = 1.0 if j == kind else 0.0
+        obs[g["query_n_subtasks"]] = rng.random()
+        mask = rng.random(n_aps + 2) < 0.7
+        action = policy.decide(obs, mask)
+        assert action == _greedy_reference(policy, obs, mask)
+        decompositions += action == n_aps + 1
+    assert decompositions > 0

@@ -195,6 +195,9 @@ class CoreState:
             self.msg_margin,  # 45
             np.zeros(n_queries * items_per_query, dtype=np.bool_),  # 46 scratch: per item, queued at its edge
             wl_structure,  # 47 per query: FAN_OUT, CHAIN or DAG
+            # 48-53 the estimates' scratch (offload_gym.core.estimates.edge_snapshot; the pending rows grow)
+            np.zeros((n_aps, 3, e.max_batch + 1)), np.zeros((n_aps, 3, 64)), np.zeros((n_aps, 3), dtype=np.int64),
+            np.zeros(64, dtype=np.int64), np.zeros((n_aps, 3, 1)), np.zeros(n_aps, dtype=np.int64),
         )
         #: the same state split for calls from Python: the plain arrays in one tuple, then each typed container
         #: on its own (numba types a tuple holding a typed container in Python, about 0.6 ms a call; see join)

@@ -886,7 +886,8 @@ def build_struct(A: Any, events: Any, cell_msgs: Any, dcf_cache: Any, phone_read
     return CoreStruct(events, A[0], A[1], A[2], A[3], A[4], A[5], A[6], A[7], A[8], A[9], A[10], A[11], A[12],
                       cell_msgs, A[13], A[14], A[15], A[16], A[17], A[18], A[19], dcf_cache, A[20], phone_ready, A[21],
                       A[22], edge_waiting, edge_ready, A[23], A[24], edge_decoding, edge_prefilling, A[25], A[26],
-                      completed, A[27], A[28], A[29], A[30], A[31], A[32], A[33], A[34], A[35], A[36], A[37], A[38])
+                      completed, A[27], A[28], A[29], A[30], A[31], A[32], A[33], A[34], A[35], A[36], A[37], A[38],
+                      A[39], A[40], A[41], A[42], A[43], A[44])
 
 
 @njit

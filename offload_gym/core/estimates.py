@@ -87,77 +87,94 @@ def usable_locations(S: Any, user: int) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------- edges
 @njit
-def edge_snapshot(S: Any, e: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Edge ``e``'s streams now, as ``Estimator._exact_edge_state`` lists them: prefilling ``(end, predicted
-    decode)``, decoding streams' predicted remaining tokens, and the FIFO of queued and in-transit streams
-    ``(ready, prefill s, predicted decode)`` in placement order."""
+def _snapshot_room(S: Any, need: int) -> None:
+    """Room for ``need`` pending streams in every edge's snapshot (the state then holds larger arrays)."""
+    old = S.snap_pend
+    if need > old.shape[2]:
+        grown = np.zeros((old.shape[0], 3, 2 * need))
+        grown[:, :, : old.shape[2]] = old  # the edges already snapshot in this pass keep theirs
+        S.snap_pend = grown
+
+
+@njit
+def edge_snapshot(S: Any, e: int) -> None:
+    """Edge ``e``'s streams now, as ``Estimator._exact_edge_state`` lists them, into the state's snapshot rows
+    (``S.snap_run[e]``, ``S.snap_pend[e]``, counts in ``S.snap_n[e]``): prefilling ``(end, predicted decode)``,
+    decoding streams' predicted remaining tokens, and the FIFO of queued and in-transit streams
+    ``(ready, prefill s, predicted decode)`` in placement order. Preallocated: no arrays are made per decision."""
     gf, cf, itf, edge_f = S.gf, S.cf, S.itf, S.edge_f
+    run, counts = S.snap_run, S.snap_n
     now = gf[GF_NOW]
     prefill_tps = cf[CF_EDGE_PREFILL]
     prefilling = S.edge_prefilling[e]
     n_pref = len(prefilling)
-    pref_end = np.empty(n_pref)
-    pref_dec = np.empty(n_pref)
     for j in range(n_pref):
         it = prefilling[j]
-        pref_end[j] = itf[it, IF_PREFILL_END]
-        pref_dec[j] = itf[it, IF_PRED_OUT]
+        run[e, 0, j] = itf[it, IF_PREFILL_END]
+        run[e, 1, j] = itf[it, IF_PRED_OUT]
     decoding = S.edge_decoding[e]
     n_dec = len(decoding)
-    dec_rem = np.empty(n_dec)
     if n_dec:
         progress = edge_f[e, 0] + edge_f[e, 2] * (now - edge_f[e, 1])
         for j in range(n_dec):
             target, it = decoding[j]
             decoded = itf[it, IF_OUT] - (target - progress)
             rem = itf[it, IF_PRED_OUT] - decoded
-            dec_rem[j] = rem if rem > 1.0 else 1.0
+            run[e, 2, j] = rem if rem > 1.0 else 1.0
     ready, waiting = S.edge_ready[e], S.edge_waiting[e]
     n_ready, n_wait = len(ready), len(waiting)
-    ids = np.empty(n_ready + n_wait, dtype=np.int64)
+    n_pend = n_ready + n_wait
+    _snapshot_room(S, n_pend)
+    pend = S.snap_pend
+    ids = S.snap_ids
+    if n_pend > ids.shape[0]:
+        ids = np.zeros(2 * n_pend, dtype=np.int64)
+        S.snap_ids = ids
     for j in range(n_ready):
         ids[j] = ready[j]
     for j in range(n_wait):
         ids[n_ready + j] = waiting[j]
-    ids.sort()  # placement order (ids are placement seqs)
-    n_pend = n_ready + n_wait
-    pend_ready = np.empty(n_pend)
-    pend_prefill = np.empty(n_pend)
-    pend_dec = np.empty(n_pend)
+    ids[:n_pend].sort()  # placement order (ids are placement seqs)
     is_ready = S.queued_scratch
     for j in range(n_ready):
         is_ready[ready[j]] = True
     for j in range(n_pend):
         it = ids[j]
         if is_ready[it]:  # queued at the edge: its true prompt is there
-            pend_ready[j] = now
-            pend_prefill[j] = itf[it, IF_IN] / prefill_tps
+            pend[e, 0, j] = now
+            pend[e, 1, j] = itf[it, IF_IN] / prefill_tps
         else:  # still travelling: when the estimate said it would arrive
-            pend_ready[j] = pmax(now, itf[it, IF_EST_READY])
-            pend_prefill[j] = itf[it, IF_PRED_IN] / prefill_tps
-        pend_dec[j] = itf[it, IF_PRED_OUT]
+            pend[e, 0, j] = pmax(now, itf[it, IF_EST_READY])
+            pend[e, 1, j] = itf[it, IF_PRED_IN] / prefill_tps
+        pend[e, 2, j] = itf[it, IF_PRED_OUT]
     for j in range(n_ready):
         is_ready[ready[j]] = False
-    return pref_end, pref_dec, dec_rem, pend_ready, pend_prefill, pend_dec
+    counts[e, 0], counts[e, 1], counts[e, 2] = n_pref, n_dec, n_pend
 
 
 @njit
-def _edge_finish(S: Any, snaps: Any, e: int, ready_s: float, prefill_s: float, decode_tokens: float,
-                 ex_f: np.ndarray, ex_n: np.ndarray) -> float:
+def _edge_finish(S: Any, e: int, ready_s: float, prefill_s: float, decode_tokens: float, ex_f: np.ndarray,
+                 ex_n: np.ndarray) -> float:
+    """The finish of a new stream at edge ``e`` after its snapshot and the plan's extra streams there
+    (``ex_f[e, 0..2, :ex_n[e]]``: ready, prefill s, predicted decode)."""
     cf, ci, gf = S.cf, S.ci, S.gf
-    snap = snaps[e]
+    counts = S.snap_n
+    n_pref, n_dec, n_pend = counts[e, 0], counts[e, 1], counts[e, 2]
     n_extra = ex_n[e]
-    if snap[0].shape[0] + snap[2].shape[0] + snap[3].shape[0] == 0 and n_extra == 0:
+    if n_pref + n_dec + n_pend == 0 and n_extra == 0:
         return ready_s + prefill_s + decode_tokens / cf[CF_EDGE_DECODE]  # idle: prefill, then decode alone
-    return edge_finish_arrays(gf[GF_NOW], cf[CF_EDGE_DECODE], cf[CF_KAPPA], ci[CI_MAX_BATCH], snap[0], snap[1], snap[2],
-                              snap[3], snap[4], snap[5], ex_f[e, :n_extra, 0].copy(), ex_f[e, :n_extra, 1].copy(),
-                              ex_f[e, :n_extra, 2].copy(), ready_s, prefill_s, decode_tokens)
+    run, pend = S.snap_run, S.snap_pend
+    return edge_finish_arrays(gf[GF_NOW], cf[CF_EDGE_DECODE], cf[CF_KAPPA], ci[CI_MAX_BATCH], run[e, 0, :n_pref],
+                              run[e, 1, :n_pref], run[e, 2, :n_dec], pend[e, 0, :n_pend], pend[e, 1, :n_pend],
+                              pend[e, 2, :n_pend], ex_f[e, 0, :n_extra], ex_f[e, 1, :n_extra], ex_f[e, 2, :n_extra],
+                              ready_s, prefill_s, decode_tokens)
 
 
 @njit
-def snapshots(S: Any) -> Any:
-    ci = S.ci
-    return [edge_snapshot(S, e) for e in range(ci[CI_N_APS])]
+def snapshots(S: Any) -> None:
+    """Every edge's snapshot (:func:`edge_snapshot`): what the estimates of a decision project from."""
+    for e in range(S.ci[CI_N_APS]):
+        edge_snapshot(S, e)
 
 
 # ------------------------------------------------------------------------------------------- links
@@ -272,7 +289,7 @@ def _qualities(S: Any, user: int, difficulty: float) -> tuple[float, float]:
 
 
 @njit
-def whole_estimates(S: Any, snaps: Any, q: int, out: np.ndarray) -> None:
+def whole_estimates(S: Any, q: int, out: np.ndarray) -> None:
     """``Estimator.whole``: per location, running query ``q`` whole there (answer back on the phone)."""
     cf, qf, qi, wl_f = S.cf, S.qf, S.qi, S.wl_f
     out[:] = np.nan
@@ -296,7 +313,7 @@ def whole_estimates(S: Any, snaps: Any, q: int, out: np.ndarray) -> None:
         ex_f, ex_n = _no_extra(S)
         for loc in locations[1:]:
             ready = release + (up if loc == own else up_bh)
-            finish = _edge_finish(S, snaps, loc - 1, ready, prefill_s, pred_out, ex_f, ex_n)
+            finish = _edge_finish(S, loc - 1, ready, prefill_s, pred_out, ex_f, ex_n)
             finish += down if loc == own else bh_down
             out[loc, 0] = ready
             out[loc, 1] = finish
@@ -305,8 +322,8 @@ def whole_estimates(S: Any, snaps: Any, q: int, out: np.ndarray) -> None:
 
 @njit_inline
 def _no_extra(S: Any) -> tuple[np.ndarray, np.ndarray]:
-    n_aps = S.ci[CI_N_APS]
-    return np.zeros((n_aps, 1, 3)), np.zeros(n_aps, dtype=np.int64)
+    """No extra streams (the state's zero counts; the rows are never read)."""
+    return S.no_extra_f, S.no_extra_n
 
 
 @njit
@@ -425,7 +442,7 @@ def _links(S: Any, user: int, locations: np.ndarray) -> tuple[Any, Any]:
 
 
 @njit
-def subtask_estimates(S: Any, snaps: Any, q: int, i: int, out: np.ndarray) -> None:
+def subtask_estimates(S: Any, q: int, i: int, out: np.ndarray) -> None:
     """``Estimator.subtask`` (no overlay): per location, when subtask ``i`` of query ``q`` would be done there."""
     n_aps = S.ci[CI_N_APS]
     k = S.wl_k[q]
@@ -444,7 +461,7 @@ def subtask_estimates(S: Any, snaps: Any, q: int, i: int, out: np.ndarray) -> No
     pred_out = S.wl_sub[q, i, 2]
     for j in range(n):
         loc = int(ap_ready[j, 0])
-        finish = _edge_finish(S, snaps, loc - 1, ap_ready[j, 1], prefill_s, pred_out, ex_f, ex_n) + 0.0
+        finish = _edge_finish(S, loc - 1, ap_ready[j, 1], prefill_s, pred_out, ex_f, ex_n) + 0.0
         out[loc, 0] = ap_ready[j, 1]
         out[loc, 1] = finish
         out[loc, 2] = q_edge
@@ -486,7 +503,7 @@ def _aggregation_ready(S: Any, q: int, ov_loc: np.ndarray, ov_finish: np.ndarray
 
 
 @njit
-def aggregation_estimates(S: Any, snaps: Any, q: int, out: np.ndarray) -> None:
+def aggregation_estimates(S: Any, q: int, out: np.ndarray) -> None:
     """``Estimator.aggregation`` (no overlay): per location, the answer back on the phone."""
     n_aps = S.ci[CI_N_APS]
     k = S.wl_k[q]
@@ -504,7 +521,7 @@ def aggregation_estimates(S: Any, snaps: Any, q: int, out: np.ndarray) -> None:
     pred_out = S.wl_f[q, 6]
     for j in range(n):
         loc = int(ap_ready[j, 0])
-        finish = _edge_finish(S, snaps, loc - 1, ap_ready[j, 1], prefill_s, pred_out, ex_f, ex_n)
+        finish = _edge_finish(S, loc - 1, ap_ready[j, 1], prefill_s, pred_out, ex_f, ex_n)
         finish += down_s if loc == own else bh_down
         out[loc, 0] = ap_ready[j, 1]
         out[loc, 1] = finish
@@ -535,7 +552,7 @@ def _sorted_bounds(ap_ready: np.ndarray, n: int, alone: float) -> np.ndarray:
 
 
 @njit
-def plan(S: Any, snaps: Any, q: int, latency_weight: float, locations_out: np.ndarray) -> tuple[float, float]:
+def plan(S: Any, q: int, latency_weight: float, locations_out: np.ndarray) -> tuple[float, float]:
     """``Estimator.plan``: the list scheduler's decomposed plan of query ``q``; returns ``(latency_s, quality)``
     and writes each subtask's location (by index), then the aggregation's, into ``locations_out``."""
     gf, cf, qi, wl_f, wl_sub, phone_f = S.gf, S.cf, S.qi, S.wl_f, S.wl_sub, S.phone_f
@@ -552,7 +569,7 @@ def plan(S: Any, snaps: Any, q: int, latency_weight: float, locations_out: np.nd
     ov_finish = np.zeros(k)
     att_eta = np.full(n_aps + 1, np.nan)
     phone_extra_s = 0.0
-    ex_f = np.zeros((n_aps, k, 3))
+    ex_f = np.zeros((n_aps, 3, k))
     ex_n = np.zeros(n_aps, dtype=np.int64)
     ap_ready = np.zeros((n_aps, 2))
     phone_est = np.zeros(3)
@@ -574,7 +591,7 @@ def plan(S: Any, snaps: Any, q: int, latency_weight: float, locations_out: np.nd
             bound, L, ready = rows[j, 0], int(rows[j, 1]), rows[j, 2]
             if prune and q_edge / k - weight * (bound - _bound_margin(bound) - now) < best:
                 continue
-            finish = _edge_finish(S, snaps, L - 1, ready, prefill_s, pred_out, ex_f, ex_n)
+            finish = _edge_finish(S, L - 1, ready, prefill_s, pred_out, ex_f, ex_n)
             score = q_edge / k - weight * (finish - now)
             if score > best or (score == best and L < loc):
                 loc, best = L, score
@@ -588,9 +605,9 @@ def plan(S: Any, snaps: Any, q: int, latency_weight: float, locations_out: np.nd
             phone_extra_s += pred_in / phone_f[user, 2] + pred_out / phone_f[user, 3]
         else:
             e = loc - 1
-            ex_f[e, ex_n[e], 0] = est_ready
-            ex_f[e, ex_n[e], 1] = pred_in / edge_prefill_tps
-            ex_f[e, ex_n[e], 2] = pred_out
+            ex_f[e, 0, ex_n[e]] = est_ready
+            ex_f[e, 1, ex_n[e]] = pred_in / edge_prefill_tps
+            ex_f[e, 2, ex_n[e]] = pred_out
             ex_n[e] += 1
             if S.wl_deps[q, i, 0] == 0 and has_attachment and not att_eta[loc] == att_eta[loc]:
                 att_eta[loc] = est_ready
@@ -606,7 +623,7 @@ def plan(S: Any, snaps: Any, q: int, latency_weight: float, locations_out: np.nd
         back = down_s if L == own else bh_down
         if bound - _bound_margin(bound) + back > finish_best:
             continue
-        finish = _edge_finish(S, snaps, L - 1, ready, prefill_s, agg_out, ex_f, ex_n)
+        finish = _edge_finish(S, L - 1, ready, prefill_s, agg_out, ex_f, ex_n)
         finish += back
         if finish < finish_best or (finish == finish_best and L < loc):
             loc, finish_best, quality_best = L, finish, q_edge

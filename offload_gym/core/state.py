@@ -42,6 +42,9 @@ FIELDS: tuple[str, ...] = (
     "msg_margin",  # 45 messages one event can create, at most
     "queued_scratch",  # 46
     "wl_structure",  # 47
+    # the estimates' scratch: every edge's snapshot (prefill ends, prefill decodes, decode remainders; pending
+    # ready, prefill s, decode), its counts, the ids it sorts, and the "no extra streams" of a single estimate
+    "snap_run", "snap_pend", "snap_n", "snap_ids", "no_extra_f", "no_extra_n",  # 48-53
 )
 
 if JIT_ENABLED:

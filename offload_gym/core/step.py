@@ -114,19 +114,19 @@ def _prepare(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_locs: 
         mask[loc] = True
     D[D_HAS_PLAN] = 0
     kind = D[D_KIND]
-    snaps = snapshots(S)
+    snapshots(S)
     if kind == KIND_QUERY:
-        whole_estimates(S, snaps, q, est)
+        whole_estimates(S, q, est)
         if S.wl_k[q] > 1:
             mask[n_aps + 1] = True
-            lat, qual = plan(S, snaps, q, DF[DF_LATENCY_WEIGHT], plan_locs)
+            lat, qual = plan(S, q, DF[DF_LATENCY_WEIGHT], plan_locs)
             DF[DF_PLAN_LATENCY] = lat
             DF[DF_PLAN_QUALITY] = qual
             D[D_HAS_PLAN] = 1
     elif kind == KIND_SUBTASK:
-        subtask_estimates(S, snaps, q, D[D_ORDER + D[D_POSITION]], est)
+        subtask_estimates(S, q, D[D_ORDER + D[D_POSITION]], est)
     else:
-        aggregation_estimates(S, snaps, q, est)
+        aggregation_estimates(S, q, est)
 
 
 @njit

@@ -228,6 +228,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         #: residual mode only: the action that follows the built-in scheduler (``None`` otherwise)
         self.follow_action: int | None = self.n_aps + 2 if self.action_mode == "residual" else None
         self.action_space = spaces.Discrete(self.n_aps + (3 if self.follow_action is not None else 2))
+        self._n_actions = int(self.action_space.n)
         residual = self.follow_action is not None
         self._energy_weight = self.config.reward.energy_weight
         #: whether the observation carries each location's estimated phone energy (``reward.energy_weight > 0``)
@@ -487,7 +488,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
 
     # ------------------------------------------------------------------ internals
     def _check_action(self, action: Any) -> int:
-        n = int(self.action_space.n)
+        n = self._n_actions
         if isinstance(action, (int, np.integer)) and not isinstance(action, bool):  # the common case, fast
             a = int(action)
             if 0 <= a < n:
@@ -820,7 +821,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         else:
             query_id = self._query.qid if pending and self._query is not None else -1
         info: dict[str, Any] = {
-            "action_mask": self.action_masks().astype(np.int8),
+            "action_mask": (self._mask if self.follow_action is None else self.action_masks()).astype(np.int8),
             "decision": self._kind,
             "decision_query_id": query_id,
             "time_s": self._now(),
