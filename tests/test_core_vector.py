@@ -129,3 +129,20 @@ def test_sb3_form_batched_equals_dummy_vec_env_across_episode_ends() -> None:
             assert np.array_equal(info_a[i]["terminal_observation"], info_b[i]["terminal_observation"])
             assert info_a[i]["episode_metrics"] == info_b[i]["episode_metrics"]
     assert dones >= 2
+
+
+def test_a_sub_env_reset_from_outside_the_batch_is_followed() -> None:
+    """``venv.call("reset")`` or a sub-env's own reset gives it a new episode: the batch steps that one."""
+    venv = gym.make_vec(TINY, num_envs=2)
+    single = OffloadEnv(scenario="tiny", core="python")
+    venv.reset(seed=0)
+    venv.envs[1].reset(seed=42)
+    single.reset(seed=42)
+    for _ in range(15):
+        masks = venv.action_masks()
+        actions = np.array([int(np.flatnonzero(m)[0]) for m in masks])
+        obs, rewards, _, truncated, _ = venv.step(actions)
+        obs_ref, reward_ref, _, truncated_ref, _ = single.step(int(actions[1]))
+        assert np.array_equal(obs[1], obs_ref) and rewards[1] == reward_ref and truncated[1] == truncated_ref
+        if truncated.any():
+            break

@@ -214,6 +214,8 @@ class _Batch:
                 self.states = cs.new_batch(env.episode.state.struct)
             else:
                 cs.batch_append(self.states, env.episode.state.struct)
+        #: the states in ``states``, as Python sees them (a sub-env reset from outside the batch is caught)
+        self.structs = [env.episode.state.struct for env in envs if env.episode is not None]
         self.rewards = np.zeros(self.n)
         self.flags = np.zeros(self.n, dtype=np.int64)
         self.invalid_raises = first.config.invalid_action == "raise"
@@ -237,6 +239,7 @@ class _Batch:
         episode = envs[i].episode
         assert episode is not None and episode.D.base is self.buffers.D
         self.set_state(self.states, i, episode.state.struct)
+        self.structs[i] = episode.state.struct
         self.start_s[i] = episode.now
 
     def step(self, envs: list[OffloadEnv], actions: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -263,7 +266,11 @@ class _Batch:
                 envs[i]._invalid_actions += 1
         for i in np.flatnonzero(active):
             episode = envs[i].episode
-            assert episode is not None
+            if episode is None or episode.state.struct is not self.structs[i]:  # reset from outside the batch
+                if episode is None or episode.D.base is not self.buffers.D:
+                    raise RuntimeError(f"env {i} of the batch was reset outside it onto another engine; reset the "
+                                       "vector env instead")
+                self.readopt(envs, int(i))
             self.start_s[i] = episode.now
         b = self.buffers
         self.step_fn(self.states, b.D, b.DF, b.est, b.plan_locations, b.mask, b.g, self.OI, self.OF, self.energy,
