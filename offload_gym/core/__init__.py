@@ -1,9 +1,10 @@
-"""The compiled simulation core (issue 11), in progress: numba kernels on explicit arrays.
+"""The compiled simulation core (issue 11): numba kernels on explicit arrays.
 
-Nothing in the environment calls this package yet; :mod:`offload_gym.sim` is still the engine every env
-runs. Each kernel here reproduces a piece of :mod:`offload_gym.sim` bit for bit (its tests compare the two
-on fuzzed inputs), so that the core can replace the Python engine piece by piece and the trajectory
-oracle (``scripts/trajectory_oracle.py``) stays the judge.
+The env runs its episodes here wherever the scenario is supported (``OffloadEnv(core="auto")``, the default;
+:mod:`offload_gym.envs.compiled`), and the batched vector env steps all its envs in one call. Each kernel
+reproduces :mod:`offload_gym.sim` bit for bit (the tests compare the two on fuzzed inputs and whole
+trajectories; ``scripts/trajectory_oracle.py`` is the judge); what is not ported yet (faults, random access
+delays, approximate estimates, rendering) runs on the Python engine.
 
 Kernels are compiled with numba where it is installed (``pip install numba``; the ``dev`` extra has it) and
 cached on disk; without numba, or with ``NUMBA_DISABLE_JIT=1``, the same source runs as plain Python.

@@ -199,8 +199,7 @@ class CoreState:
             np.zeros((n_aps, 3, e.max_batch + 1)), np.zeros((n_aps, 3, 64)), np.zeros((n_aps, 3), dtype=np.int64),
             np.zeros(64, dtype=np.int64), np.zeros((n_aps, 3, 1)), np.zeros(n_aps, dtype=np.int64),
         )
-        #: the same state split for calls from Python: the plain arrays in one tuple, then each typed container
-        #: on its own (numba types a tuple holding a typed container in Python, about 0.6 ms a call; see join)
+        #: what the kernels take: one reference over these arrays (offload_gym.core.state)
         self.struct = self._struct()
 
 

@@ -19,7 +19,7 @@ from offload_gym.core._jit import JIT_ENABLED
 
 __all__ = ["FIELDS", "make_struct"]
 
-#: the members, in :attr:`offload_gym.core.engine.CoreState.arrays`'s order (the index is the tuple slot)
+#: the members, in :attr:`offload_gym.core.arrays.CoreState.arrays`'s order (the index is the tuple slot)
 FIELDS: tuple[str, ...] = (
     "events",  # 0 the event heap (time, seq, kind, a, b)
     "gf", "gi", "cf", "ci",  # 1-4 global floats and ints, config floats and ints

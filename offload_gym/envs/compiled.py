@@ -1,10 +1,11 @@
 """An episode on the compiled core (:mod:`offload_gym.core`), for :class:`~offload_gym.envs.offload_env.OffloadEnv`.
 
 :class:`CompiledEpisode` owns the core's arrays and the decision context and makes one compiled call per
-decision (:func:`offload_gym.core.step.apply_action`); the env keeps the Gymnasium side (action checks,
-rewards and info dicts, the built-in scheduler's rule). :func:`unsupported_reason` says why a scenario runs
-on the Python engine instead (faults, random access delays, approximate estimates, episodes longer than one
-workload block, rendering): those features are not ported yet (issue 11).
+decision (:func:`offload_gym.core.step.decide_entry`: placement, events, rewards, estimates, observation); the
+env keeps the Gymnasium side (action checks, info dicts and records, the built-in scheduler's rule).
+:func:`unsupported_reason` says why a scenario runs on the Python engine instead (faults, random access delays,
+approximate estimates, episodes longer than one workload block, rendering): those features are not ported yet
+(issue 11).
 """
 
 from __future__ import annotations
