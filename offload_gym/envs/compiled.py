@@ -11,7 +11,7 @@ approximate estimates, episodes longer than one workload block, rendering): thos
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,7 @@ from offload_gym.sim.workload import CHAIN, DAG, FAN_OUT
 __all__ = ["CompiledEpisode", "EpisodeBuffers", "core_available", "unsupported_reason"]
 
 _KIND_NAMES = ("query", "subtask", "aggregation", "end")
-# the core's indices the per-step code reads (equal to offload_gym.core's; tests/test_core_env.py checks them), so
+# the core's indices the per-step code reads (equal to offload_gym.core's; tests/test_core_vector.py checks them), so
 # that a step does not look them up in the core's modules
 _D_KIND, _D_QUERY, _GF_NOW, _GI_N_COMPLETED = 0, 1, 0, 6
 
@@ -222,7 +222,8 @@ class CompiledEpisode:
 
     def move_to(self, buffers: EpisodeBuffers) -> None:
         """Keep the decision arrays in ``buffers`` (a batch's rows) from now on, with their current values."""
-        for name in ("D", "DF", "est", "plan_locations", "mask", "g"):
+        for field in fields(buffers):
+            name = field.name
             target = getattr(buffers, name)
             target[...] = getattr(self, name)
             setattr(self, name, target)
