@@ -46,16 +46,63 @@ def test_registered_ids_run_compiled_with_the_python_trajectories(env_id: str) -
     assert compiled.unwrapped.episode is not None and python.unwrapped.episode is None
 
 
+#: faults (outages redispatched or failed, overlapping ones merged, phones left out of coverage, background and
+#: backhaul changes) and random access delays, each of which the episodes below exercise
+FAULTED = [
+    {"faults": {"ap_outages": [{"ap": 0, "start_s": 1.0, "duration_s": 2.0}]}, "episode": {"queries": 60}},
+    {"faults": {"ap_outages": [{"ap": 1, "start_s": 0.5, "duration_s": 5.0}, {"ap": 1, "start_s": 3.0, "duration_s": 4.0},
+                               {"ap": 2, "start_s": 2.0, "duration_s": 1.0}], "on_outage": "fail"},
+     "episode": {"queries": 80}},
+    {"faults": {"background_changes": [{"start_s": 1.0, "stations": 40}, {"start_s": 3.0, "stations": 2, "ap": 1}],
+                "backhaul_changes": [{"start_s": 2.0, "delay_s": 0.05, "rate_bps": 1e7}]}, "episode": {"queries": 60}},
+    {"topology": {"n_users": 30, "n_aps": 1}, "reward": {"energy_weight": 0.1}, "episode": {"queries": 80},
+     "faults": {"ap_outages": [{"ap": 0, "start_s": 0.5, "duration_s": 3.0}], "on_outage": "fail"}},
+    {"topology": {"n_users": 30, "n_aps": 2, "area_m": 120.0}, "planner": {"latency_s": 0.3}, "episode": {"queries": 80},
+     "faults": {"ap_outages": [{"ap": 0, "start_s": 0.5, "duration_s": 3.0}]}},
+    {"wifi": {"access_delay_cv": 2.0, "background_stations": 8}, "topology": {"n_users": 30}, "episode": {"queries": 80},
+     "faults": {"ap_outages": [{"ap": 2, "start_s": 1.0, "duration_s": 2.0}]}},
+    {"wifi": {"access_delay_cv": 0.7}, "episode": {"queries": 40}},
+]
+
+
+@pytest.mark.parametrize("index", range(len(FAULTED)))
+def test_faults_and_random_access_delays_run_compiled_with_the_python_trajectories(index: int) -> None:
+    config = FAULTED[index]
+    for seed in (0, 1):
+        compiled = trajectory(OffloadEnv(config=config, core="compiled"), seed)
+        assert compiled == trajectory(OffloadEnv(config=config, core="python"), seed)
+
+
+def test_the_faulted_episodes_fail_redispatch_and_change_the_network() -> None:
+    """The configs above are not vacuous: outages fail and redispatch queries, and the background and backhaul
+    changes move latencies (on the compiled core, which the env runs them on by default)."""
+    def metrics(config: dict[str, Any], seed: int = 0) -> dict[str, Any]:
+        env = OffloadEnv(config=config)
+        _, info = env.reset(seed=seed)
+        assert env.episode is not None
+        rng = np.random.default_rng(seed)
+        done = False
+        while not done:
+            _, _, terminated, truncated, info = env.step(int(rng.choice(np.flatnonzero(info["action_mask"]))))
+            done = terminated or truncated
+        return info["episode_metrics"]
+
+    assert metrics(FAULTED[0])["redispatched_queries"] > 0
+    assert metrics(FAULTED[1])["failed_queries"] > 0 and metrics(FAULTED[1])["redispatched_queries"] == 0
+    assert metrics(FAULTED[2])["mean_latency_s"] != metrics({"episode": {"queries": 60}})["mean_latency_s"]
+    assert metrics(FAULTED[3])["failed_queries"] > 0
+
+
 def test_auto_uses_the_compiled_core_and_falls_back_for_what_is_not_ported() -> None:
     env = OffloadEnv()
     env.reset(seed=0)
     assert env.episode is not None and env.sim is None
-    faults = {"faults": {"ap_outages": [{"ap": 0, "start_s": 1.0, "duration_s": 2.0}]}}
-    env = OffloadEnv(config=faults)
+    approx = {"approx_estimates": True}
+    env = OffloadEnv(config=approx)
     env.reset(seed=0)
     assert env.episode is None and env.sim is not None
-    with pytest.raises(ValueError, match="core: 'compiled' does not run faults"):
-        OffloadEnv(config=faults, core="compiled").reset(seed=0)
+    with pytest.raises(ValueError, match="core: 'compiled' does not run approx_estimates"):
+        OffloadEnv(config=approx, core="compiled").reset(seed=0)
     with pytest.raises(ValueError, match="core: 'fast' is not allowed"):
         OffloadEnv(core="fast")
     env = OffloadEnv(render_mode="ansi")

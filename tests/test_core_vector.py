@@ -97,10 +97,18 @@ def test_batched_masked_actions_are_counted_or_raise_as_in_a_single_env() -> Non
         venv.step(np.array([99, 0]))
 
 
+def test_batched_faults_equal_single_python_envs() -> None:
+    """Outages (failing queries), a background burst and random access delays, batched."""
+    config = {"episode": {"queries": 20}, "wifi": {"access_delay_cv": 1.5},
+              "faults": {"ap_outages": [{"ap": 0, "start_s": 1.0, "duration_s": 2.0}], "on_outage": "fail",
+                         "background_changes": [{"start_s": 2.0, "stations": 30}]}}
+    assert _compare(TINY, 3, 200, seed=2, config=config) >= 3
+
+
 def test_unported_scenarios_and_the_query_interface_step_env_by_env() -> None:
-    faults = gym.make_vec(TINY, num_envs=2, config={"faults": {"ap_outages": [{"ap": 0, "start_s": 1.0, "duration_s": 2.0}]}})
-    faults.reset(seed=0)
-    assert not faults.batched
+    approx = gym.make_vec(TINY, num_envs=2, config={"approx_estimates": True})
+    approx.reset(seed=0)
+    assert not approx.batched
     query = gym.make_vec("offload_gym/WifiOffload-query-v0", num_envs=2)
     query.reset(seed=0)
     assert not query.batched and "completed" in query.step(np.zeros(2, dtype=int))[-1]

@@ -16,6 +16,7 @@ import numpy as np
 from offload_gym.config import ScenarioConfig
 from offload_gym.core._jit import JIT_ENABLED
 from offload_gym.core.engine import (
+    CF_ACCESS_SHAPE,
     CF_AGG_DIFF,
     CF_AGG_OUT,
     CF_BYTES_PER_TOKEN,
@@ -35,6 +36,7 @@ from offload_gym.core.engine import (
     CF_R_DEADLINE,
     CF_R_DEADLINE_PENALTY,
     CF_R_ENERGY_WEIGHT,
+    CF_R_FAILURE_PENALTY,
     CF_R_LATENCY_SCALE,
     CF_R_LATENCY_WEIGHT,
     CF_R_PRODUCT,
@@ -43,8 +45,13 @@ from offload_gym.core.engine import (
     CI_MAX_K,
     CI_N_APS,
     CI_N_USERS,
+    CI_OUTAGE_FAILS,
     CI_QUERIES,
     DCF_MEMO_ROWS,
+    F_AP_DOWN,
+    F_AP_UP,
+    F_BACKGROUND,
+    F_BACKHAUL,
     GF_BACKHAUL_DELAY,
     GF_BACKHAUL_RATE,
     GF_NOW,
@@ -76,6 +83,8 @@ from offload_gym.core.engine import (
 )
 from offload_gym.core.state import make_struct
 from offload_gym.core.wifi import dcf_params
+from offload_gym.sim import wifi as wifi_model
+from offload_gym.sim.engine import merged_outages
 
 __all__ = ["LIST_SLOTS", "TYPED_SLOTS", "CoreEngine", "CoreState"]
 
@@ -95,10 +104,6 @@ class CoreState:
         ``previous``: an earlier episode's state; its Wi-Fi model memo is kept when the Wi-Fi parameters and the
         station bound are the same (:attr:`memo_key`): the model's points do not depend on the episode."""
         cfg: ScenarioConfig = sim.cfg
-        if cfg.faults.ap_outages or cfg.faults.background_changes or cfg.faults.backhaul_changes:
-            raise NotImplementedError("faults: the compiled engine does not run faults yet (issue 11, in progress)")
-        if cfg.wifi.access_delay_cv > 0:
-            raise NotImplementedError("wifi.access_delay_cv: the compiled engine has no random access delays yet")
         n_users, n_aps = cfg.topology.n_users, cfg.topology.n_aps
         n_queries = cfg.episode.queries
         wl = sim.workload
@@ -123,10 +128,14 @@ class CoreState:
         cf[CF_R_LATENCY_SCALE], cf[CF_R_LATENCY_WEIGHT] = r.latency_scale_s, r.latency_weight
         cf[CF_R_DEADLINE_PENALTY], cf[CF_R_DEADLINE] = r.deadline_penalty, r.deadline_s
         cf[CF_R_ENERGY_WEIGHT] = r.energy_weight
+        cf[CF_R_FAILURE_PENALTY] = r.failure_penalty
+        cv = w.access_delay_cv
+        cf[CF_ACCESS_SHAPE] = 1.0 / (cv * cv) if cv > 0 else 0.0
         ci = np.zeros(N_CI, dtype=np.int64)
         ci[CI_QUERIES], ci[CI_MAX_BATCH], ci[CI_N_USERS], ci[CI_N_APS] = n_queries, e.max_batch, n_users, n_aps
         ci[CI_IMMEDIATE] = int(w.immediate_access and w.access == "edca")
         ci[CI_MAX_K] = max_k
+        ci[CI_OUTAGE_FAILS] = int(cfg.faults.on_outage == "fail")
         gf = np.zeros(N_GF)
         gf[GF_BACKHAUL_DELAY], gf[GF_BACKHAUL_RATE] = w.backhaul_delay_s, w.backhaul_rate_bps
         gi = np.zeros(N_GI, dtype=np.int64)
@@ -198,6 +207,8 @@ class CoreState:
             # 48-53 the estimates' scratch (offload_gym.core.estimates.edge_snapshot; the pending rows grow)
             np.zeros((n_aps, 3, e.max_batch + 1)), np.zeros((n_aps, 3, 64)), np.zeros((n_aps, 3), dtype=np.int64),
             np.zeros(64, dtype=np.int64), np.zeros((n_aps, 3, 1)), np.zeros(n_aps, dtype=np.int64),
+            *_fault_arrays(sim),  # 54-56
+            sim.rng_access,  # 57
         )
         #: what the kernels take: one reference over these arrays (offload_gym.core.state)
         self.struct = self._struct()
@@ -285,6 +296,35 @@ class CoreEngine:
         """Finish time, quality and energy of query ``q``."""
         qf = self.A[6]
         return float(qf[q, QF_FINISH]), float(qf[q, QF_QUALITY]), float(qf[q, QF_ENERGY])
+
+
+def _fault_arrays(sim: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The faults' table, in the order the Python engine schedules them (``Simulator._schedule_faults``), and
+    what re-associating a phone needs: its APs from the strongest (``Simulator._associate``'s order) and the PHY
+    rates it would get with each (0 where it is out of coverage)."""
+    faults = sim.cfg.faults
+    rows: list[tuple[float, int, int, float, float]] = []
+    outages = merged_outages([(o.ap, o.start_s, o.start_s + o.duration_s) for o in faults.ap_outages])
+    for ap, start, end in outages:
+        rows += [(start, F_AP_DOWN, ap, 0.0, 0.0), (end, F_AP_UP, ap, 0.0, 0.0)]
+    rows += [(c.start_s, F_BACKGROUND, c.ap, float(c.stations), 0.0) for c in faults.background_changes]
+    rows += [(c.start_s, F_BACKHAUL, -1, c.delay_s, c.rate_bps) for c in faults.backhaul_changes]
+    table = np.array(rows, dtype=np.float64).reshape(len(rows), 5)
+    n_users, n_aps = sim.n_users, sim.n_aps
+    order = np.zeros((n_users, n_aps), dtype=np.int64)
+    rates = np.zeros((n_users, n_aps, 2))
+    if not faults.ap_outages:  # nobody re-associates
+        return table, order, rates
+    w = sim.cfg.wifi
+    for u in range(n_users):
+        order[u] = sorted(range(n_aps), key=lambda ap, u=u: (sim._loss_db[u, ap], ap))
+        for ap in range(n_aps):
+            up_mcs = wifi_model.mcs_for_snr(w.phone_tx_dbm - sim._loss_db[u, ap] - sim._noise_dbm)
+            down_mcs = wifi_model.mcs_for_snr(w.ap_tx_dbm - sim._loss_db[u, ap] - sim._noise_dbm)
+            if up_mcs >= 0 and down_mcs >= 0:
+                rates[u, ap] = (wifi_model.phy_rate_bps(up_mcs, w.bandwidth_mhz, w.spatial_streams),
+                                wifi_model.phy_rate_bps(down_mcs, w.bandwidth_mhz, w.spatial_streams))
+    return table, order, rates
 
 
 def _workload_arrays(wl: Any, n_queries: int, max_k: int) -> tuple[np.ndarray, ...]:

@@ -1,4 +1,4 @@
-"""The event engine of :mod:`offload_gym.sim.engine` on explicit arrays, compiled (issue 11; in progress).
+"""The event engine of :mod:`offload_gym.sim.engine` on explicit arrays, compiled (issue 11).
 
 The same model and the same floating-point operations in the same order as :class:`~offload_gym.sim.engine.Simulator`,
 so that the two produce the same trajectories bit for bit (``tests/test_core_engine.py`` replays placements on
@@ -13,8 +13,9 @@ with the ``Q*``, ``I*`` and ``M*`` constants below. The event heap is an array o
 ``(time, seq, kind, a, b)`` (:func:`_push`), ordered exactly as the Python engine's heap of tuples; the other
 heaps are numba typed lists used with :mod:`heapq`.
 
-Not ported yet (:class:`CoreState` refuses such configs with a clear error; the env runs them on
-:mod:`offload_gym.sim`): faults, random access delays (``wifi.access_delay_cv``).
+Faults (``Simulator._fault``: outages that cancel, redispatch or fail the queries they touch, re-association,
+background and backhaul changes) are events like the others; random access delays draw numpy's gamma numbers
+from the Simulator's own Generator (``S.rng_access``), which numba's ``Generator.gamma`` reproduces bit for bit.
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ __all__ = ["build_struct", "place_aggregation", "place_subtask", "place_whole", 
            "start_entry"]
 
 # event kinds (offload_gym.sim.physics.EventKind)
-EV_ARRIVAL, EV_PHONE_DONE, EV_PREFILL_DONE, EV_DECODE_DONE, EV_CELL, EV_BACKHAUL_DONE, EV_RELEASE = 0, 1, 2, 3, 4, 5, 6
+EV_ARRIVAL, EV_PHONE_DONE, EV_PREFILL_DONE, EV_DECODE_DONE, EV_CELL, EV_BACKHAUL_DONE, EV_RELEASE, EV_FAULT = range(8)
+# fault kinds (FaultKind): the rows of ``S.faults`` are (time, kind, AP, stations or backhaul delay, backhaul rate)
+F_AP_DOWN, F_AP_UP, F_BACKGROUND, F_BACKHAUL = 0, 1, 2, 3
 # item kinds and hop kinds (ItemKind, HopKind)
 K_WHOLE, K_SUBTASK, K_AGGREGATION = 0, 1, 2
 H_UP, H_BACKHAUL, H_DOWN = 0, 1, 2
@@ -63,9 +66,10 @@ TOKENS_EPS = 1e-9
 QF_ARRIVAL, QF_FINISH, QF_QUALITY, QF_ENERGY, QF_TX, QF_RX, QF_NET_START, QF_NET_END, QF_REWARD = range(9)
 N_QF = 9
 # query columns: ints
+# (QI_FAIL_AP: the AP whose outage failed the query)
 (QI_USER, QI_DECOMPOSED, QI_RELEASED, QI_N_ITEMS, QI_N_MSGS, QI_N_DEFERRED, QI_WHOLE, QI_AGG, QI_FAILED,
- QI_REDISPATCHED, QI_DONE) = range(11)
-N_QI = 11
+ QI_REDISPATCHED, QI_DONE, QI_FAIL_AP) = range(12)
+N_QI = 12
 # item columns: floats
 (IF_IN, IF_OUT, IF_DIFF, IF_PRED_IN, IF_PRED_OUT, IF_PRED_DIFF, IF_READY, IF_START, IF_FINISH, IF_EST_READY,
  IF_EST_FINISH, IF_PRED_DURATION, IF_DECODE_TARGET, IF_PREFILL_END) = range(14)
@@ -86,11 +90,14 @@ MI_TARGETS = MI_HOPS + 6
  CF_CONTEXT, CF_AGG_OUT, CF_AGG_DIFF, CF_P_PREFILL_W, CF_P_DECODE_W, CF_P_TX_W, CF_P_RX_W, CF_P_IDLE_W,
  # the reward (offload_gym.core.step.account): product form or not, its latency scale, latency weight, deadline
  # penalty, deadline and energy weight
- CF_R_PRODUCT, CF_R_LATENCY_SCALE, CF_R_LATENCY_WEIGHT, CF_R_DEADLINE_PENALTY, CF_R_DEADLINE, CF_R_ENERGY_WEIGHT) = range(22)
-N_CF = 22
-# int parameters
-CI_QUERIES, CI_MAX_BATCH, CI_N_USERS, CI_N_APS, CI_IMMEDIATE, CI_MAX_K = range(6)
-N_CI = 6
+ CF_R_PRODUCT, CF_R_LATENCY_SCALE, CF_R_LATENCY_WEIGHT, CF_R_DEADLINE_PENALTY, CF_R_DEADLINE, CF_R_ENERGY_WEIGHT,
+ CF_R_FAILURE_PENALTY,
+ # the gamma shape of random access delays, 1 / wifi.access_delay_cv^2 (0: every message waits the mean)
+ CF_ACCESS_SHAPE) = range(24)
+N_CF = 24
+# int parameters (CI_OUTAGE_FAILS: faults.on_outage is "fail", else queries hit by an outage are redispatched)
+CI_QUERIES, CI_MAX_BATCH, CI_N_USERS, CI_N_APS, CI_IMMEDIATE, CI_MAX_K, CI_OUTAGE_FAILS = range(7)
+N_CI = 7
 # global scalars: floats, ints
 # (then the episode's sums over the rewarded queries, in finishing order: the last call's reward, rewards,
 # qualities, energies)
@@ -100,8 +107,8 @@ N_GF = 9
 # (GI_N_COMPLETED: queries in ``S.completed``, in finishing order; GI_REWARDED: how many of them are rewarded;
 # GI_DECOMPOSED_DONE: how many of those ran decomposed)
 (GI_EVENT_SEQ, GI_PLACE_SEQ, GI_ARRIVED, GI_SCHEDULED, GI_FINISHED, GI_N_MSGS, GI_N_COMPLETED, GI_REWARDED,
- GI_DECOMPOSED_DONE, GI_N_EVENTS) = range(10)
-N_GI = 10
+ GI_DECOMPOSED_DONE, GI_N_EVENTS, GI_FAILED, GI_REDISPATCHED) = range(12)
+N_GI = 12
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -370,6 +377,9 @@ def _start_hop(S: Any, m: int) -> None:
     nbytes = mf[m, MF_NBYTES]
     frame = cf[CF_FRAME]
     access = _access_delay_s(S, n_own, rate, nbytes if nbytes < frame else frame)
+    shape = cf[CF_ACCESS_SHAPE]
+    if shape != 0.0:  # a gamma draw with the model's mean and the configured spread (numpy's, from its stream)
+        access = S.rng_access.gamma(shape, access / shape)
     mf[m, MF_ACCESS_UNTIL] = now + access
     _cell_reschedule(S, ap)
 
@@ -806,6 +816,222 @@ def place_aggregation(S: Any, q: int, loc: int, est_ready: float, est_finish: fl
     return it
 
 
+# ---------------------------------------------------------------------------------------------------- faults
+# (offload_gym.sim.engine.Simulator._fault and what it calls, in the same order: the queries an outage hits are
+# found first and then hit one by one, in arrival order; a query's messages in creation order, then its items in
+# the Python engine's order: subtasks by index, then the aggregation, or the whole query)
+@njit
+def _fault(S: Any, r: int) -> None:
+    faults = S.faults
+    kind = int(faults[r, 1])
+    ap = int(faults[r, 2])
+    if kind == F_AP_DOWN:
+        _ap_down(S, ap)
+    elif kind == F_AP_UP:
+        S.ap_up[ap] = 1
+        for u in range(S.ci[CI_N_USERS]):  # back to the strongest AP
+            _associate(S, u)
+    elif kind == F_BACKGROUND:
+        lo, hi = (0, S.ci[CI_N_APS]) if ap < 0 else (ap, ap + 1)
+        for a in range(lo, hi):
+            _cell_advance(S, a)
+            S.background[a] = int(faults[r, 3])
+            _cell_reschedule(S, a)
+    else:  # backhaul: hops that start from now on
+        S.gf[GF_BACKHAUL_DELAY] = faults[r, 3]
+        S.gf[GF_BACKHAUL_RATE] = faults[r, 4]
+
+
+@njit
+def _associate(S: Any, u: int) -> None:
+    """Phone ``u`` to the strongest AP that is up (``S.assoc_order``), or to none when out of its coverage (a
+    rate of 0 in ``S.assoc_rates``)."""
+    own_ap, up_rate, down_rate, ap_up, order, rates = S.own_ap, S.up_rate, S.down_rate, S.ap_up, S.assoc_order, S.assoc_rates
+    own_ap[u] = -1
+    up_rate[u] = 0.0
+    down_rate[u] = 0.0
+    for j in range(order.shape[1]):
+        a = order[u, j]
+        if ap_up[a]:
+            if rates[u, a, 0] > 0.0:
+                own_ap[u] = a
+                up_rate[u] = rates[u, a, 0]
+                down_rate[u] = rates[u, a, 1]
+            return
+
+
+@njit
+def _ap_down(S: Any, ap: int) -> None:
+    """AP ``ap`` fails: its work and the data through it are lost; its phones re-associate."""
+    gi, qi, own_ap = S.gi, S.qi, S.own_ap
+    S.ap_up[ap] = 0
+    hit = np.zeros(gi[GI_ARRIVED], dtype=np.bool_)
+    for q in range(gi[GI_ARRIVED]):
+        hit[q] = not qi[q, QI_DONE] and _touches(S, q, ap)
+    for q in range(gi[GI_ARRIVED]):
+        if hit[q]:
+            _outage_hit(S, q, ap)
+    n_users = S.ci[CI_N_USERS]
+    stranded = np.zeros(n_users, dtype=np.bool_)
+    for u in range(n_users):
+        if own_ap[u] == ap:
+            _associate(S, u)
+            stranded[u] = own_ap[u] < 0
+    # a phone left out of coverage cannot get back what still runs or travels on the APs
+    for q in range(gi[GI_ARRIVED]):
+        hit[q] = not qi[q, QI_DONE] and stranded[qi[q, QI_USER]] and _uses_network(S, q)
+    for q in range(gi[GI_ARRIVED]):
+        if hit[q]:
+            _outage_hit(S, q, ap)
+
+
+@njit
+def _uses_network(S: Any, q: int) -> bool:
+    """Whether query ``q`` has unfinished work off the phone or undelivered messages."""
+    qi, iti, mi = S.qi, S.iti, S.mi
+    for j in range(qi[q, QI_N_ITEMS]):
+        it = S.query_items[q, j]
+        if iti[it, II_LOCATION] != PHONE and not iti[it, II_DONE] and not iti[it, II_CANCELLED]:
+            return True
+    for j in range(qi[q, QI_N_MSGS]):
+        m = S.qmsgs[q, j]
+        if not mi[m, MI_DELIVERED] and not mi[m, MI_CANCELLED]:
+            return True
+    return False
+
+
+@njit
+def _touches(S: Any, q: int, ap: int) -> bool:
+    """Whether query ``q`` has unfinished work at AP ``ap`` or undelivered data routed through it (a redispatched
+    query runs on its phone only: never)."""
+    qi, iti, mi = S.qi, S.iti, S.mi
+    if qi[q, QI_REDISPATCHED]:
+        return False
+    loc = ap + 1
+    for j in range(qi[q, QI_N_ITEMS]):
+        it = S.query_items[q, j]
+        if iti[it, II_LOCATION] == loc and not iti[it, II_DONE] and not iti[it, II_CANCELLED]:
+            return True
+    for j in range(qi[q, QI_N_MSGS]):
+        m = S.qmsgs[q, j]
+        if mi[m, MI_DELIVERED] or mi[m, MI_CANCELLED]:
+            continue
+        if mi[m, MI_SRC] == loc or mi[m, MI_DST] == loc:
+            return True
+        for h in range(mi[m, MI_HOP], mi[m, MI_N_HOPS]):
+            if mi[m, MI_HOPS + 2 * h] != H_BACKHAUL and mi[m, MI_HOPS + 2 * h + 1] == ap:
+                return True
+    return False
+
+
+@njit
+def _outage_hit(S: Any, q: int, ap: int) -> None:
+    gf, gi, qf, qi = S.gf, S.gi, S.qf, S.qi
+    now = gf[GF_NOW]
+    if qf[q, QF_NET_START] == qf[q, QF_NET_START]:  # the phone waited for the network until now
+        qf[q, QF_NET_END] = now
+    _cancel_work(S, q)
+    if S.ci[CI_OUTAGE_FAILS]:
+        qi[q, QI_FAILED] = 1
+        qi[q, QI_FAIL_AP] = ap
+        qf[q, QF_FINISH] = now
+        gi[GI_FAILED] += 1
+        _record(S, q, 0.0)
+    else:  # run again, whole, on its own phone from now (the prompt is still there); at most once
+        gi[GI_REDISPATCHED] += 1
+        qi[q, QI_REDISPATCHED] = 1
+        wl_f = S.wl_f
+        prompt = wl_f[q, 0]
+        it = _assign(S, q, K_WHOLE, 0, PHONE, prompt, wl_f[q, 1], wl_f[q, 2], prompt, wl_f[q, 4], wl_f[q, 5],
+                     math.nan, math.nan)
+        qi[q, QI_WHOLE] = it
+        S.iti[it, II_PENDING] = 1
+        _when_released(S, q, 0, it)
+
+
+@njit
+def _cancel_work(S: Any, q: int) -> None:
+    """Remove every unfinished item and undelivered message of query ``q`` from the network."""
+    qi, mi = S.qi, S.mi
+    for j in range(qi[q, QI_N_MSGS]):
+        m = S.qmsgs[q, j]
+        if mi[m, MI_DELIVERED] or mi[m, MI_CANCELLED]:
+            continue
+        mi[m, MI_CANCELLED] = 1
+        h = mi[m, MI_HOP]
+        if h < mi[m, MI_N_HOPS] and mi[m, MI_HOPS + 2 * h] != H_BACKHAUL:
+            ap = mi[m, MI_HOPS + 2 * h + 1]
+            on_air = False
+            for x in S.cell_msgs[ap]:
+                if x == m:
+                    on_air = True
+                    break
+            if on_air:
+                _cell_advance(S, ap)
+                _cell_remove(S, ap, m)
+                _cell_reschedule(S, ap)
+    qi[q, QI_N_DEFERRED] = 0  # a query still in its planner time keeps its release event
+    if qi[q, QI_DECOMPOSED]:
+        for j in range(S.wl_k[q]):
+            _cancel_item(S, S.sub_items[q, j])
+        _cancel_item(S, qi[q, QI_AGG])
+    else:
+        _cancel_item(S, qi[q, QI_WHOLE])
+
+
+@njit
+def _remove_value(items: Any, value: int) -> bool:
+    """Remove ``value`` from the typed list ``items`` (its first occurrence); whether it was there."""
+    for j in range(len(items)):
+        if items[j] == value:
+            items.pop(j)
+            return True
+    return False
+
+
+@njit
+def _cancel_item(S: Any, it: int) -> None:
+    gf, qf, qi, itf, iti, phone_f, phone_i = S.gf, S.qf, S.qi, S.itf, S.iti, S.phone_f, S.phone_i
+    if iti[it, II_DONE]:
+        return
+    iti[it, II_CANCELLED] = 1
+    q = iti[it, II_QUERY]
+    loc = iti[it, II_LOCATION]
+    if loc == PHONE:
+        user = qi[q, QI_USER]
+        if phone_i[user, 0] == it:
+            qf[q, QF_ENERGY] += _phone_energy_j(S, it, user, gf[GF_NOW] - itf[it, IF_START])
+            phone_i[user, 0] = -1
+            phone_i[user, 1] += 1
+            _phone_try_start(S, user)
+            return
+        phone_f[user, 1] -= itf[it, IF_PRED_DURATION]
+        ready = S.phone_ready[user]
+        if _remove_value(ready, it):
+            heapq.heapify(ready)  # the same pop order as the Python engine's heap: the keys are unique
+        return
+    e = loc - 1
+    _remove_value(S.edge_waiting[e], it)
+    ready = S.edge_ready[e]
+    if _remove_value(ready, it):
+        heapq.heapify(ready)
+        return
+    if not _remove_value(S.edge_prefilling[e], it):
+        decoding = S.edge_decoding[e]
+        found = False
+        for j in range(len(decoding)):
+            if decoding[j][1] == it:
+                decoding.pop(j)
+                found = True
+                break
+        if not found:
+            return
+        heapq.heapify(decoding)
+    S.edge_i[e, 0] -= 1
+    _edge_retime(S, e)
+    _edge_try_admit(S, e)
+
+
 # ---------------------------------------------------------------------------------------------------- the loop
 @njit
 def _schedule_next_arrival(S: Any) -> None:
@@ -873,6 +1099,8 @@ def run_until_decision(S: Any) -> int:
                 _next_hop(S, a)
         elif kind == EV_RELEASE:
             _release(S, a)
+        elif kind == EV_FAULT:
+            _fault(S, a)
     return -1
 
 
@@ -887,13 +1115,16 @@ def build_struct(A: Any, events: Any, cell_msgs: Any, dcf_cache: Any, phone_read
                       cell_msgs, A[13], A[14], A[15], A[16], A[17], A[18], A[19], dcf_cache, A[20], phone_ready, A[21],
                       A[22], edge_waiting, edge_ready, A[23], A[24], edge_decoding, edge_prefilling, A[25], A[26],
                       completed, A[27], A[28], A[29], A[30], A[31], A[32], A[33], A[34], A[35], A[36], A[37], A[38],
-                      A[39], A[40], A[41], A[42], A[43], A[44])
+                      A[39], A[40], A[41], A[42], A[43], A[44], A[45], A[46], A[47], A[48])
 
 
 @njit
 def start_entry(S: Any) -> None:
-    """Schedule the first arrival (the start of an episode)."""
+    """Schedule the first arrival and the faults (the start of an episode, in the Python engine's order)."""
     _schedule_next_arrival(S)
+    faults = S.faults
+    for r in range(faults.shape[0]):
+        _push(S, faults[r, 0], EV_FAULT, r, 0)
 
 
 # ---------------------------------------------------------------------------------------------------- Python side

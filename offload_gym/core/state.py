@@ -45,6 +45,10 @@ FIELDS: tuple[str, ...] = (
     # the estimates' scratch: every edge's snapshot (prefill ends, prefill decodes, decode remainders; pending
     # ready, prefill s, decode), its counts, the ids it sorts, and the "no extra streams" of a single estimate
     "snap_run", "snap_pend", "snap_n", "snap_ids", "no_extra_f", "no_extra_n",  # 48-53
+    # the faults (time, kind, AP, stations or backhaul delay, backhaul rate), pushed at the start in this order;
+    # per phone the APs from the strongest, and the (up, down) PHY rates with each (0: out of its coverage)
+    "faults", "assoc_order", "assoc_rates",  # 54-56
+    "rng_access",  # 57 the random access delays' numpy Generator (Simulator.rng_access: numba draws numpy's numbers)
 )
 
 if JIT_ENABLED:

@@ -25,6 +25,7 @@ from offload_gym.core.engine import (
     CF_R_DEADLINE,
     CF_R_DEADLINE_PENALTY,
     CF_R_ENERGY_WEIGHT,
+    CF_R_FAILURE_PENALTY,
     CF_R_LATENCY_SCALE,
     CF_R_LATENCY_WEIGHT,
     CF_R_PRODUCT,
@@ -51,9 +52,9 @@ from offload_gym.core.engine import (
     QF_QUALITY,
     QF_REWARD,
     QI_DECOMPOSED,
+    QI_FAILED,
     QI_USER,
     _contenders,
-    _schedule_next_arrival,
     _token_bytes,
     place_aggregation,
     place_subtask,
@@ -61,6 +62,7 @@ from offload_gym.core.engine import (
     pmax,
     pmin,
     run_until_decision,
+    start_entry,
 )
 from offload_gym.core.estimates import (
     aggregation_estimates,
@@ -193,7 +195,8 @@ def account(S: Any) -> float:
 
     ``OffloadEnv``'s reward of a finished query, in the same floating-point operations: ``linear``
     ``quality - w * latency - penalty * [latency > deadline]``, ``product`` ``quality * exp(-latency / scale)``,
-    minus ``energy_weight * energy`` when that weight is set. Each query's reward goes to its ``QF_REWARD``; the
+    ``-failure_penalty`` for a failed one (``faults.on_outage = fail``), minus ``energy_weight * energy`` when that
+    weight is set. Each query's reward goes to its ``QF_REWARD``; the
     episode's sums (rewards, qualities, energies, decomposed queries) grow in the order the env's own running sums
     grew, so its metrics are bit for bit the same.
     """
@@ -203,7 +206,9 @@ def account(S: Any) -> float:
         q = completed[j]
         latency_s = qf[q, QF_FINISH] - qf[q, QF_ARRIVAL]
         quality = qf[q, QF_QUALITY]
-        if cf[CF_R_PRODUCT] != 0.0:
+        if qi[q, QI_FAILED]:
+            reward = -cf[CF_R_FAILURE_PENALTY]
+        elif cf[CF_R_PRODUCT] != 0.0:
             reward = quality * math.exp(-latency_s / cf[CF_R_LATENCY_SCALE])
         else:
             missed = 1.0 if latency_s > cf[CF_R_DEADLINE] else 0.0
@@ -401,8 +406,9 @@ def _energy_features(S: Any, D: np.ndarray, est: np.ndarray, g: np.ndarray, o: i
 @njit
 def begin_entry(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_locs: np.ndarray, mask: np.ndarray,
                 g: np.ndarray, OI: np.ndarray, OF: np.ndarray, energy: bool) -> int:
-    """Start an episode: the first arrival, run to it, its decision and observation (into ``g``)."""
-    _schedule_next_arrival(S)
+    """Start an episode: the first arrival and the faults, run to the arrival, its decision and observation (into
+    ``g``)."""
+    start_entry(S)
     flag = advance(S, D, DF, est, plan_locs, mask)
     observe(S, D, DF, est, g, OI, OF, energy)
     return flag

@@ -3,9 +3,8 @@
 :class:`CompiledEpisode` owns the core's arrays and the decision context and makes one compiled call per
 decision (:func:`offload_gym.core.step.decide_entry`: placement, events, rewards, estimates, observation); the
 env keeps the Gymnasium side (action checks, info dicts and records, the built-in scheduler's rule).
-:func:`unsupported_reason` says why a scenario runs on the Python engine instead (faults, random access delays,
-approximate estimates, episodes longer than one workload block, rendering): those features are not ported yet
-(issue 11).
+:func:`unsupported_reason` says why a scenario runs on the Python engine instead (approximate estimates,
+episodes longer than one workload block, rendering): those features are not ported (issue 11).
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import numpy as np
 
 from offload_gym.config import ScenarioConfig
 from offload_gym.envs import observation as obs_layout
-from offload_gym.sim.engine import FinishedSummary, Simulator
+from offload_gym.sim.engine import PHONE, FinishedSummary, Simulator
 from offload_gym.sim.episode import WORKLOAD_BLOCK
 from offload_gym.sim.workload import CHAIN, DAG, FAN_OUT
 
@@ -69,11 +68,6 @@ def core_available() -> bool:
 
 def unsupported_reason(cfg: ScenarioConfig, render_mode: str | None = None) -> str | None:
     """Why ``cfg`` cannot run on the compiled core (``None`` if it can)."""
-    f = cfg.faults
-    if f.ap_outages or f.background_changes or f.backhaul_changes:
-        return "faults"
-    if cfg.wifi.access_delay_cv > 0:
-        return "wifi.access_delay_cv"
     if cfg.approx_estimates:
         return "approx_estimates"
     if cfg.episode.queries > WORKLOAD_BLOCK:
@@ -253,32 +247,44 @@ class CompiledEpisode:
         return [int(x) for x in usable]
 
     # ------------------------------------------------------------------ finished queries
-    def finished(self, q: int) -> tuple[int, float, float, float, bool, list[int], int, float, float, float]:
+    def finished(self, q: int) -> tuple[int, float, float, float, bool, list[int], int, float, float, float, bool,
+                                        str, bool]:
         """Finished query ``q``: ``(user, arrival_s, latency_s, quality, decomposed, placements, n_subtasks,
-        attachment_bytes, energy_j, reward)``."""
+        attachment_bytes, energy_j, reward, failed, fail_reason, redispatched)``."""
         ce = _modules()[0]
         qf, qi, iti = self.S[6], self.S[5], self.S[21]
         arrival = float(qf[q, ce.QF_ARRIVAL])
         latency = float(qf[q, ce.QF_FINISH]) - arrival
         quality = float(qf[q, ce.QF_QUALITY])
         decomposed = bool(qi[q, ce.QI_DECOMPOSED])
+        failed, redispatched = bool(qi[q, ce.QI_FAILED]), bool(qi[q, ce.QI_REDISPATCHED])
+        fail_reason = f"ap_outage:{int(qi[q, ce.QI_FAIL_AP])}" if failed else ""
         k = int(self.S[42][q])
-        if decomposed:
+        if redispatched:
+            placements = [PHONE]
+        elif decomposed:
             placements = [int(iti[self.S[40][q, j], ce.II_LOCATION]) for j in range(k)]
             placements.append(int(iti[qi[q, ce.QI_AGG], ce.II_LOCATION]))
         else:
             placements = [int(iti[qi[q, ce.QI_WHOLE], ce.II_LOCATION])]
         return (int(qi[q, ce.QI_USER]), arrival, latency, quality, decomposed, placements, k,
-                float(self.S[37][q, 3]), float(qf[q, ce.QF_ENERGY]), float(qf[q, ce.QF_REWARD]))
+                float(self.S[37][q, 3]), float(qf[q, ce.QF_ENERGY]), float(qf[q, ce.QF_REWARD]), failed, fail_reason,
+                redispatched)
 
     def summary(self) -> FinishedSummary:
         """What the episode's metrics need of the rewarded queries (the core's sums, in finishing order)."""
         ce = _modules()[0]
-        gf, gi, qf = self._gf, self._gi, self.S[6]
+        gf, gi, qf, qi = self._gf, self._gi, self.S[6], self.S[5]
         order = self._completed[: int(gi[ce.GI_REWARDED])]
         latencies = qf[order, ce.QF_FINISH] - qf[order, ce.QF_ARRIVAL]
         return FinishedSummary.of(latencies, float(gf[ce.GF_QUALITY_SUM]), int(gi[ce.GI_DECOMPOSED_DONE]),
-                                  float(gf[ce.GF_ENERGY_SUM]))
+                                  float(gf[ce.GF_ENERGY_SUM]), failed=int(qi[order, ce.QI_FAILED].sum()),
+                                  redispatched=int(qi[order, ce.QI_REDISPATCHED].sum()))
+
+    def fault_counts(self) -> tuple[int, int]:
+        """Queries failed and redispatched by outages so far."""
+        ce = _modules()[0]
+        return int(self._gi[ce.GI_FAILED]), int(self._gi[ce.GI_REDISPATCHED])
 
     def reward_sums(self) -> tuple[float, int]:
         """The sum of the rewarded queries' rewards, and their count."""

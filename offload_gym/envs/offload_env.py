@@ -175,8 +175,8 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
     (or dotted) overrides of the scenario, validated into a frozen :class:`~offload_gym.config.ScenarioConfig`
     at ``env.unwrapped.config``. ``core="auto"`` (default) runs the episodes on the compiled core
     (:mod:`offload_gym.core`, numba; bit-for-bit the same trajectories as the Python engine) where the scenario
-    is supported, else on the Python engine (:attr:`sim`): faults, ``wifi.access_delay_cv``, ``approx_estimates``,
-    episodes over 4,096 queries and any ``render_mode`` are not ported yet. ``core="compiled"`` makes that an
+    is supported, else on the Python engine (:attr:`sim`): ``approx_estimates``, episodes over 4,096 queries
+    and any ``render_mode`` are not ported. ``core="compiled"`` makes that an
     error; ``core="python"`` always runs the Python engine. ``reset(options={"config": {...}})`` changes the
     scenario from that episode on (the number of APs, the interface and whether energy is observed, which fix the spaces,
     cannot change).
@@ -675,13 +675,13 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         return out
 
     def _compiled_record(self, q: int) -> dict[str, Any]:
-        """``_completed_record`` for query ``q`` finished on the compiled core (which has no faults yet)."""
+        """``_completed_record`` for query ``q`` finished on the compiled core."""
         episode = self.episode
         assert episode is not None
-        user, arrival_s, latency_s, quality, decomposed, placements, n_subtasks, attachment_bytes, energy_j, reward = \
-            episode.finished(q)
+        (user, arrival_s, latency_s, quality, decomposed, placements, n_subtasks, attachment_bytes, energy_j, reward,
+         failed, fail_reason, redispatched) = episode.finished(q)
         return self._record(q, user, arrival_s, latency_s, quality, decomposed, placements, n_subtasks, attachment_bytes,
-                            energy_j, reward=reward)
+                            energy_j, failed, fail_reason, redispatched, reward=reward)
 
     def _item_observation(self) -> list[float]:
         """The item-interface observation of the pending decision, as a list (converted once by the caller)."""
@@ -877,7 +877,8 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         """Metrics over the queries finished so far in this episode."""
         if self.episode is not None:
             episode = self.episode
-            return self._metrics(episode.summary(), episode.edge_share(), 0, 0, episode.now, *episode.reward_sums())
+            return self._metrics(episode.summary(), episode.edge_share(), *episode.fault_counts(), episode.now,
+                                 *episode.reward_sums())
         sim = self.sim
         assert sim is not None
         return self._metrics(sim.summary, sim.edge_output_tokens / sim.total_output_tokens if sim.total_output_tokens

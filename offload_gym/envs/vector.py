@@ -21,7 +21,7 @@ on the compiled core and the decision interface is ``item`` (the default): each 
 decision arrays in row ``i`` of the batch's arrays, so observations and masks are never copied env by env.
 Their infos then carry ``action_mask``, ``decision``, ``decision_query_id``, ``time_s``, ``elapsed_s`` and
 ``invalid_actions``, but not ``completed`` (the per-query records: ``vectorization_mode="sync"`` gives them).
-Elsewhere (the Python engine: faults, rendering, ``core="python"``; the query and residual interfaces, whose
+Elsewhere (the Python engine: ``approx_estimates``, rendering, ``core="python"``; the query and residual interfaces, whose
 built-in scheduler runs in Python) they step the envs one after another, with every info key. The trajectories
 are the same either way.
 """

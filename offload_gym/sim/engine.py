@@ -273,10 +273,12 @@ class FinishedSummary:
         self.energy_sum_j += energy_j
 
     @classmethod
-    def of(cls, latencies_s: np.ndarray, quality_sum: float, decomposed: int, energy_sum_j: float) -> FinishedSummary:
-        """A summary of queries already summed elsewhere (the compiled core): their latencies in finishing order
-        and the running sums of their qualities and energies in that order; none failed."""
+    def of(cls, latencies_s: np.ndarray, quality_sum: float, decomposed: int, energy_sum_j: float, failed: int = 0,
+           redispatched: int = 0) -> FinishedSummary:
+        """A summary of queries already summed elsewhere (the compiled core): their latencies in finishing order,
+        the running sums of their qualities and energies in that order, and the counts."""
         summary = cls()
+        summary.failed, summary.redispatched = failed, redispatched
         summary._latencies = np.array(latencies_s, dtype=float)
         summary.count = len(latencies_s)
         summary.quality_sum = quality_sum
