@@ -1,8 +1,8 @@
 """Exact trajectory digests over many scenarios: the oracle for changes that must not change the simulation.
 
 Runs every registered id and ``--configs`` random valid configs (topologies, loads, PHYs, edge models,
-planners including the learned one, faults, all three decision interfaces) with a seeded random masked
-policy, and hashes each step's exact observation bytes, reward, mask and the info numbers. Compare two
+planners including the learned one, faults, random access delays, all three decision interfaces) with a seeded
+random masked policy, and hashes each step's exact observation bytes, reward, mask and the info numbers. Compare two
 versions of the code by running this script under each and diffing the JSON::
 
     git worktree add /tmp/base HEAD~1
@@ -54,6 +54,8 @@ def random_config(rng: np.random.Generator) -> dict[str, Any]:
     if rng.random() < 0.1:
         cfg["workload"]["source"] = "corpus"
         cfg["planner"]["kind"] = "learned"
+    if rng.random() < 0.2:  # random access delays (gamma draws from their own stream)
+        cfg["wifi"]["access_delay_cv"] = float(rng.choice([0.5, 1.0, 2.0]))
     return cfg
 
 
