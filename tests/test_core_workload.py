@@ -272,3 +272,16 @@ def test_interleaved_draws_equal_numpy() -> None:
                 assert out.tolist() == g.choice(2 + step, size=2, replace=False).tolist()
             else:
                 assert R.integers(st, 0, 3) == g.integers(0, 3)
+
+
+@pytest.mark.parametrize("n_users", [1, 7, 80])
+def test_compiled_arrivals_are_the_python_loops_draws_across_blocks(n_users: int) -> None:
+    """``draw_arrivals`` (numba's Generator methods) gives the Python loop's gaps and phones bit for bit, and
+    leaves the stream where the loop leaves it: the next block continues it."""
+    cfg = make_config({"topology.n_users": n_users, "episode.queries": 5000})
+    python = EpisodeWorkload(cfg, np.random.default_rng(11), np.random.default_rng(12))
+    compiled = EpisodeWorkload(cfg, np.random.default_rng(11), np.random.default_rng(12), compiled=True)
+    for k in (0, 4095, 4096, 4999):  # the second block is drawn on demand, after the first
+        assert python.arrival(k) == compiled.arrival(k)
+        assert type(compiled.arrival(k)[0]) is float and type(compiled.arrival(k)[1]) is int
+    assert np.array_equal(python.arrival_s, compiled.arrival_s) and np.array_equal(python.user, compiled.user)

@@ -252,24 +252,23 @@ class CompiledEpisode:
         """Finished query ``q``: ``(user, arrival_s, latency_s, quality, decomposed, placements, n_subtasks,
         attachment_bytes, energy_j, reward, failed, fail_reason, redispatched)``."""
         ce = _modules()[0]
-        qf, qi, iti = self.S[6], self.S[5], self.S[21]
-        arrival = float(qf[q, ce.QF_ARRIVAL])
-        latency = float(qf[q, ce.QF_FINISH]) - arrival
-        quality = float(qf[q, ce.QF_QUALITY])
-        decomposed = bool(qi[q, ce.QI_DECOMPOSED])
-        failed, redispatched = bool(qi[q, ce.QI_FAILED]), bool(qi[q, ce.QI_REDISPATCHED])
-        fail_reason = f"ap_outage:{int(qi[q, ce.QI_FAIL_AP])}" if failed else ""
-        k = int(self.S[42][q])
+        S = self.S
+        f, i = S[6][q].tolist(), S[5][q].tolist()  # the query's rows as Python numbers: two calls, not twenty
+        arrival = f[ce.QF_ARRIVAL]
+        decomposed = bool(i[ce.QI_DECOMPOSED])
+        failed, redispatched = bool(i[ce.QI_FAILED]), bool(i[ce.QI_REDISPATCHED])
+        k = int(S[42][q])
+        location = S[21][:, ce.II_LOCATION]
         if redispatched:
             placements = [PHONE]
         elif decomposed:
-            placements = [int(iti[self.S[40][q, j], ce.II_LOCATION]) for j in range(k)]
-            placements.append(int(iti[qi[q, ce.QI_AGG], ce.II_LOCATION]))
+            placements = location[S[40][q, :k]].tolist()
+            placements.append(int(location[i[ce.QI_AGG]]))
         else:
-            placements = [int(iti[qi[q, ce.QI_WHOLE], ce.II_LOCATION])]
-        return (int(qi[q, ce.QI_USER]), arrival, latency, quality, decomposed, placements, k,
-                float(self.S[37][q, 3]), float(qf[q, ce.QF_ENERGY]), float(qf[q, ce.QF_REWARD]), failed, fail_reason,
-                redispatched)
+            placements = [int(location[i[ce.QI_WHOLE]])]
+        return (i[ce.QI_USER], arrival, f[ce.QF_FINISH] - arrival, f[ce.QF_QUALITY], decomposed, placements, k,
+                float(S[37][q, 3]), f[ce.QF_ENERGY], f[ce.QF_REWARD], failed,
+                f"ap_outage:{i[ce.QI_FAIL_AP]}" if failed else "", redispatched)
 
     def summary(self) -> FinishedSummary:
         """What the episode's metrics need of the rewarded queries (the core's sums, in finishing order)."""

@@ -402,7 +402,9 @@ class Simulator:
             self.user_xy = self.rng_topology.uniform(0.0, topo.area_m, size=(self.n_users, 2))
         noise = wifi_model.noise_dbm(w.bandwidth_mhz, w.noise_dbm_per_20mhz)
         dist = np.linalg.norm(self.user_xy[:, None, :] - self.ap_xy[None, :, :], axis=2)
-        loss = np.vectorize(lambda d: wifi_model.path_loss_db(d, w.frequency_ghz, w.breakpoint_m))(dist)
+        # a comprehension over Python floats: the same math.log10 values as np.vectorize, without its set-up cost
+        loss = np.array([[wifi_model.path_loss_db(d, w.frequency_ghz, w.breakpoint_m) for d in row]
+                         for row in dist.tolist()], dtype=float).reshape(dist.shape)
         self.distance_m = dist
         self._loss_db = loss
         self._noise_dbm = noise

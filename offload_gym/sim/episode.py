@@ -91,6 +91,12 @@ class EpisodeWorkload:
         if trace is not None:
             self.arrival_s = np.array(trace.arrival_s[start:start + n], dtype=np.float64)
             self.user = np.array(trace.user[start:start + n], dtype=np.int64)
+        elif self._compiled:  # the same draws in a compiled loop (offload_gym.core.workload.draw_arrivals)
+            from offload_gym.core.workload import draw_arrivals
+
+            self.arrival_s, self.user = draw_arrivals(self._rng_arrivals, n, scale, n_users, self._last_arrival_s)
+            if n:
+                self._last_arrival_s = float(self.arrival_s[-1])
         else:
             times, users = [], []
             t = self._last_arrival_s
