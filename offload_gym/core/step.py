@@ -90,7 +90,9 @@ KIND_QUERY, KIND_SUBTASK, KIND_AGGREGATION, KIND_END = 0, 1, 2, 3
 # the decision context (int array): kind, query, position in the order, whether a plan exists, then the order
 D_KIND, D_QUERY, D_POSITION, D_HAS_PLAN, D_ORDER = 0, 1, 2, 3, 4
 # its floats: the plan's predicted latency and quality, the latency weight of the estimates
-DF_PLAN_LATENCY, DF_PLAN_QUALITY, DF_LATENCY_WEIGHT = 0, 1, 2
+# (DF_NOW: the simulation time of the decision, written with its observation)
+DF_PLAN_LATENCY, DF_PLAN_QUALITY, DF_LATENCY_WEIGHT, DF_NOW = 0, 1, 2, 3
+N_DF = 4
 
 # observation constants, in an array so that a cached kernel never keeps stale indices (OffloadEnv builds it)
 (O_DECISION_QUERY, O_DECISION_SUBTASK, O_DECISION_AGGREGATION, O_PRED_DIFFICULTY, O_PRED_INPUT, O_PRED_OUTPUT,
@@ -285,7 +287,9 @@ def _fill_state(S: Any, g: np.ndarray, user: int, OI: np.ndarray, OF: np.ndarray
 @njit
 def observe(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, g: np.ndarray, OI: np.ndarray, OF: np.ndarray,
             energy: bool) -> None:
-    """``OffloadEnv._item_observation`` (and, with ``energy``, ``_energy_features`` after it) into ``g``."""
+    """``OffloadEnv._item_observation`` (and, with ``energy``, ``_energy_features`` after it) into ``g``; the time
+    into ``DF[DF_NOW]`` (a batch reads all its envs' times from there at once)."""
+    DF[DF_NOW] = S.gf[GF_NOW]
     g[:] = 0.0
     kind = D[D_KIND]
     if kind == KIND_END:

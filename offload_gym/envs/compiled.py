@@ -50,7 +50,7 @@ class EpisodeBuffers:
         n_aps, k = cfg.topology.n_aps, cfg.max_subtasks
         n_features = len(obs_layout.GLOBAL_FEATURES) + (n_aps + 1) * len(obs_layout.LOCATION_FEATURES)
         lead = () if n is None else (n,)
-        return cls(np.zeros((*lead, cs.D_ORDER + k), dtype=np.int64), np.zeros((*lead, 3)),
+        return cls(np.zeros((*lead, cs.D_ORDER + k), dtype=np.int64), np.zeros((*lead, cs.N_DF)),
                    np.full((*lead, n_aps + 1, 3), np.nan), np.zeros((*lead, k + 1), dtype=np.int64),
                    np.zeros((*lead, n_aps + 2), dtype=bool), np.zeros((*lead, n_features + (n_aps + 1 if energy else 0))))
 

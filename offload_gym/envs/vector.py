@@ -223,6 +223,7 @@ class _Batch:
         self.energy = first.observes_energy
         self.rows = np.arange(self.n)
         self.kind_names = np.array(["query", "subtask", "aggregation", "end"], dtype=object)
+        self.df_now = cs.DF_NOW
         self.start_s = np.array([env.episode.now for env in envs if env.episode is not None])
 
     @classmethod
@@ -264,15 +265,16 @@ class _Batch:
             actions = np.where(invalid, 0, actions)  # as a single env: a masked action runs on the phone, counted
             for i in np.flatnonzero(invalid):
                 envs[i]._invalid_actions += 1
+        structs = self.structs
         for i in np.flatnonzero(active):
             episode = envs[i].episode
-            if episode is None or episode.state.struct is not self.structs[i]:  # reset from outside the batch
+            if episode is None or episode.state.struct is not structs[i]:  # reset from outside the batch
                 if episode is None or episode.D.base is not self.buffers.D:
                     raise RuntimeError(f"env {i} of the batch was reset outside it onto another engine; reset the "
                                        "vector env instead")
                 self.readopt(envs, int(i))
-            self.start_s[i] = episode.now
         b = self.buffers
+        self.start_s = b.DF[:, self.df_now].copy()  # each decision's time (written with its observation)
         self.step_fn(self.states, b.D, b.DF, b.est, b.plan_locations, b.mask, b.g, self.OI, self.OF, self.energy,
                      actions, active, self.rewards, self.flags)
         if (self.flags == -2).any():  # pragma: no cover - the arrays are sized for the whole episode
@@ -292,7 +294,7 @@ class _Batch:
         """The sub-envs' infos as Gymnasium batches them (``completed``, the per-query records, left out)."""
         b = self.buffers
         kinds = b.D[:, 0]
-        now = np.array([env.episode.now if env.episode is not None else 0.0 for env in envs])
+        now = b.DF[:, self.df_now].copy()
         everywhere = np.ones(self.n, dtype=bool)
         return {
             "action_mask": b.mask.astype(np.int8), "_action_mask": everywhere,
