@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from offload_gym.core._jit import njit
+from offload_gym.core._jit import njit, njit_inline
 
 __all__ = ["EPS_TOKENS", "decode_rate_table", "edge_finish_arrays", "project_batch_finish_arrays"]
 
@@ -402,7 +402,8 @@ def _project_general(now: float, r1: float, kappa: float, max_batch: int, prefil
         p_idx[i] = -1.0
     npf = n_pre
     _heapify3(p_end, p_dec, p_idx, npf)
-    zeros[:] = 0.0
+    for i in range(len(zeros)):
+        zeros[i] = 0.0
     # ties by index, as (ready, index) tuples compare
     later = _stable_order(pend_ready_s, zeros, zeros, zeros, n_pend, np.empty(2 * n_pend, dtype=np.int64))
     pos = 0
@@ -457,7 +458,7 @@ def _project_general(now: float, r1: float, kappa: float, max_batch: int, prefil
 
 
 # ------------------------------------------------------------------------------------ entry points
-@njit
+@njit_inline
 def project_batch_finish_arrays(now: float, r1: float, kappa: float, max_batch: int, prefill_end_s: np.ndarray,
                                 prefill_dec: np.ndarray, decoding_rem: np.ndarray, pend_ready_s: np.ndarray,
                                 pend_prefill_s: np.ndarray, pend_dec: np.ndarray, target: int) -> float:
@@ -471,7 +472,7 @@ def project_batch_finish_arrays(now: float, r1: float, kappa: float, max_batch: 
                             pend_prefill_s, pend_dec, target)
 
 
-@njit
+@njit_inline
 def edge_finish_arrays(now: float, r1: float, kappa: float, max_batch: int, prefill_end_s: np.ndarray,
                        prefill_dec: np.ndarray, decoding_rem: np.ndarray, pend_ready_s: np.ndarray,
                        pend_prefill_s: np.ndarray, pend_dec: np.ndarray, extra_ready_s: np.ndarray,
@@ -484,12 +485,10 @@ def edge_finish_arrays(now: float, r1: float, kappa: float, max_batch: int, pref
     ready = np.empty(n)
     prefill = np.empty(n)
     dec = np.empty(n)
-    ready[:n_pend] = pend_ready_s
-    prefill[:n_pend] = pend_prefill_s
-    dec[:n_pend] = pend_dec
-    ready[n_pend:n - 1] = extra_ready_s
-    prefill[n_pend:n - 1] = extra_prefill_s
-    dec[n_pend:n - 1] = extra_dec
+    for i in range(n_pend):
+        ready[i], prefill[i], dec[i] = pend_ready_s[i], pend_prefill_s[i], pend_dec[i]
+    for i in range(n - 1 - n_pend):
+        ready[n_pend + i], prefill[n_pend + i], dec[n_pend + i] = extra_ready_s[i], extra_prefill_s[i], extra_dec[i]
     ready[n - 1] = ready_s
     prefill[n - 1] = prefill_s
     dec[n - 1] = decode_tokens

@@ -112,13 +112,13 @@ N_GI = 12
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
-@njit_inline
+@njit
 def pmax(a: float, b: float) -> float:
     """Python's ``max(a, b)``: ``b`` only if it is greater (the same float for ties and NaN as the Python code)."""
     return b if b > a else a
 
 
-@njit_inline
+@njit
 def pmin(a: float, b: float) -> float:
     """Python's ``min(a, b)``: ``b`` only if it is smaller."""
     return b if b < a else a
@@ -128,7 +128,7 @@ def pmin(a: float, b: float) -> float:
 # them in heap order by (time, seq). seq is unique, so it pops events in exactly the order the Python engine's
 # heapq of tuples does; an array, not a typed list, because a typed list's item access costs a call and
 # reference counts (measured: a fifth of the core's reference counting).
-@njit_inline
+@njit
 def _event_before(ev: np.ndarray, i: int, time: float, seq: float) -> bool:
     return ev[i, 0] < time or (ev[i, 0] == time and ev[i, 1] < seq)
 
@@ -142,7 +142,9 @@ def _push(S: Any, time: float, kind: int, a: int, b: int) -> None:
     ev = S.events
     if n == ev.shape[0]:  # full: twice the room (the state then holds the new array)
         grown = np.empty((2 * n + 16, 5))
-        grown[:n] = ev
+        for r in range(n):
+            for c in range(5):
+                grown[r, c] = ev[r, c]
         S.events = grown
         ev = grown
     pos = n
@@ -195,7 +197,7 @@ def events_of(S: Any) -> np.ndarray:
 DCF_MEMO_ROWS = 8192
 
 
-@njit_inline
+@njit
 def _dcf(S: Any, n: int, rate: float, payload: float) -> tuple[float, float, float]:
     """``dcf_point`` memoised per ``(n, rate, payload)`` in an open-addressing table of plain arrays (row:
     used, n, rate, payload, throughput, access delay, idle access; row ``DCF_MEMO_ROWS`` counts the used ones),
@@ -226,7 +228,7 @@ def _dcf(S: Any, n: int, rate: float, payload: float) -> tuple[float, float, flo
     return res
 
 
-@njit_inline
+@njit
 def _access_delay_s(S: Any, n: int, rate: float, payload: float) -> float:
     ci = S.ci
     _, access, idle = _dcf(S, n, rate, payload)
@@ -235,13 +237,13 @@ def _access_delay_s(S: Any, n: int, rate: float, payload: float) -> float:
     return access
 
 
-@njit_inline
+@njit
 def _token_bytes(S: Any, tokens: float) -> float:
     cf = S.cf
     return tokens * cf[CF_BYTES_PER_TOKEN] + cf[CF_OVERHEAD]
 
 
-@njit_inline
+@njit
 def _contenders(S: Any, ap: int) -> int:
     background, cell_n_up, cell_down = S.background, S.cell_n_up, S.cell_down
     return background[ap] + cell_n_up[ap] + (1 if cell_down[ap] else 0)
@@ -413,7 +415,7 @@ def _cell_remove(S: Any, ap: int, m: int) -> None:
         cell_down[ap] -= 1
 
 
-@njit
+@njit_inline
 def _cell_event(S: Any, ap: int) -> None:
     gf, mf, cell_msgs = S.gf, S.mf, S.cell_msgs
     _cell_advance(S, ap)
@@ -429,7 +431,7 @@ def _cell_event(S: Any, ap: int) -> None:
         _next_hop(S, m)
 
 
-@njit
+@njit_inline
 def _next_hop(S: Any, m: int) -> None:
     mi = S.mi
     mi[m, MI_HOP] += 1
@@ -493,7 +495,7 @@ def _phone_energy_j(S: Any, it: int, user: int, elapsed_s: float) -> float:
     return cf[CF_P_PREFILL_W] * prefilled_s + cf[CF_P_DECODE_W] * (elapsed_s - prefilled_s)
 
 
-@njit
+@njit_inline
 def _phone_done(S: Any, user: int) -> None:
     qf, itf, iti, phone_f, phone_i = S.qf, S.itf, S.iti, S.phone_f, S.phone_i
     it = phone_i[user, 0]
@@ -503,13 +505,13 @@ def _phone_done(S: Any, user: int) -> None:
     _phone_try_start(S, user)
 
 
-@njit_inline
+@njit
 def _edge_rate(S: Any, batch: int) -> float:
     cf = S.cf
     return cf[CF_EDGE_DECODE] / (1.0 + cf[CF_KAPPA] * (batch - 1)) if batch > 0 else 0.0
 
 
-@njit_inline
+@njit
 def _edge_progress_now(S: Any, e: int) -> float:
     gf, edge_f = S.gf, S.edge_f
     return edge_f[e, 0] + edge_f[e, 2] * (gf[GF_NOW] - edge_f[e, 1])
@@ -548,7 +550,7 @@ def _edge_try_admit(S: Any, e: int) -> None:
         _edge_retime(S, e)
 
 
-@njit
+@njit_inline
 def _prefill_done(S: Any, e: int, it: int) -> None:
     itf, iti = S.itf, S.iti
     if iti[it, II_CANCELLED]:
@@ -564,7 +566,7 @@ def _prefill_done(S: Any, e: int, it: int) -> None:
     _edge_retime(S, e)
 
 
-@njit
+@njit_inline
 def _decode_done(S: Any, e: int) -> None:
     gf, itf, edge_i = S.gf, S.itf, S.edge_i
     decoding = S.edge_decoding[e]
@@ -582,7 +584,7 @@ def _decode_done(S: Any, e: int) -> None:
     _edge_try_admit(S, e)
 
 
-@njit
+@njit_inline
 def _item_done(S: Any, it: int) -> None:
     gf, qi, itf, iti, wl_deps, q_sub = S.gf, S.qi, S.itf, S.iti, S.wl_deps, S.sub_items
     iti[it, II_DONE] = 1
@@ -620,12 +622,12 @@ def _item_done(S: Any, it: int) -> None:
         _start_hop(S, m)
 
 
-@njit_inline
+@njit
 def _success_prob(ability: float, difficulty: float) -> float:
     return 0.5 * math.erfc(-(ability - difficulty) / math.sqrt(2.0))
 
 
-@njit_inline
+@njit
 def _ability(S: Any, user: int, loc: int) -> float:
     cf, phone_f = S.cf, S.phone_f
     return phone_f[user, 4] if loc == PHONE else cf[CF_EDGE_ABILITY]
@@ -709,7 +711,7 @@ def _assign(S: Any, q: int, kind: int, index: int, loc: int, in_tok: float, out_
     return it
 
 
-@njit
+@njit_inline
 def _when_released(S: Any, q: int, is_send: int, ident: int) -> None:
     qi, deferred = S.qi, S.deferred
     if qi[q, QI_RELEASED]:
@@ -721,7 +723,7 @@ def _when_released(S: Any, q: int, is_send: int, ident: int) -> None:
         qi[q, QI_N_DEFERRED] = j + 1
 
 
-@njit
+@njit_inline
 def _do(S: Any, is_send: int, ident: int) -> None:
     if is_send:
         _start_hop(S, ident)
@@ -729,7 +731,7 @@ def _do(S: Any, is_send: int, ident: int) -> None:
         _input_arrived(S, ident)
 
 
-@njit
+@njit_inline
 def _release(S: Any, q: int) -> None:
     qi, deferred = S.qi, S.deferred
     qi[q, QI_RELEASED] = 1
@@ -1043,7 +1045,7 @@ def _schedule_next_arrival(S: Any) -> None:
     _push(S, wl_arrival[k], EV_ARRIVAL, wl_user[k], 0)
 
 
-@njit
+@njit_inline
 def _arrive(S: Any, user: int) -> int:
     gf, gi, cf, qf, qi = S.gf, S.gi, S.cf, S.qf, S.qi
     q = gi[GI_ARRIVED]

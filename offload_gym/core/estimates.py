@@ -59,7 +59,7 @@ __all__ = ["aggregation_estimates", "plan", "subtask_estimates", "subtask_order"
 _TAIL_BITS = 22.0
 
 
-@njit_inline
+@njit
 def phone_free_at(S: Any, user: int) -> float:
     gf, itf, phone_f, phone_i = S.gf, S.itf, S.phone_f, S.phone_i
     now = gf[GF_NOW]
@@ -70,7 +70,7 @@ def phone_free_at(S: Any, user: int) -> float:
     return free
 
 
-@njit_inline
+@njit
 def usable_locations(S: Any, user: int) -> np.ndarray:
     ci, own_ap, ap_up = S.ci, S.own_ap, S.ap_up
     n_aps = ci[CI_N_APS]
@@ -86,17 +86,20 @@ def usable_locations(S: Any, user: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------- edges
-@njit
+@njit_inline
 def _snapshot_room(S: Any, need: int) -> None:
     """Room for ``need`` pending streams in every edge's snapshot (the state then holds larger arrays)."""
     old = S.snap_pend
     if need > old.shape[2]:
         grown = np.zeros((old.shape[0], 3, 2 * need))
-        grown[:, :, : old.shape[2]] = old  # the edges already snapshot in this pass keep theirs
+        for e in range(old.shape[0]):  # the edges already snapshot in this pass keep theirs
+            for r in range(3):
+                for j in range(old.shape[2]):
+                    grown[e, r, j] = old[e, r, j]
         S.snap_pend = grown
 
 
-@njit
+@njit_inline
 def edge_snapshot(S: Any, e: int) -> None:
     """Edge ``e``'s streams now, as ``Estimator._exact_edge_state`` lists them, into the state's snapshot rows
     (``S.snap_run[e]``, ``S.snap_pend[e]``, counts in ``S.snap_n[e]``): prefilling ``(end, predicted decode)``,
@@ -170,7 +173,7 @@ def _edge_finish(S: Any, e: int, ready_s: float, prefill_s: float, decode_tokens
                               ready_s, prefill_s, decode_tokens)
 
 
-@njit
+@njit_inline
 def snapshots(S: Any) -> None:
     """Every edge's snapshot (:func:`edge_snapshot`): what the estimates of a decision project from."""
     for e in range(S.ci[CI_N_APS]):
@@ -178,7 +181,7 @@ def snapshots(S: Any) -> None:
 
 
 # ------------------------------------------------------------------------------------------- links
-@njit_inline
+@njit
 def _link(S: Any, ap: int, rate_bps: float, sharing: int) -> tuple[int, float, float, float]:
     """``(contenders, PHY rate, share, frame access delay)`` of a new transfer in ``ap``'s cell."""
     cf = S.cf
@@ -188,25 +191,25 @@ def _link(S: Any, ap: int, rate_bps: float, sharing: int) -> tuple[int, float, f
     return n, rate_bps, full / n / (sharing + 1), _access_delay_s(S, n, rate_bps, frame)
 
 
-@njit_inline
+@njit
 def uplink(S: Any, user: int) -> tuple[int, float, float, float]:
     ap = S.own_ap[user]
     return _link(S, ap, S.up_rate[user], S.cell_up[ap, user])
 
 
-@njit_inline
+@njit
 def downlink(S: Any, user: int) -> tuple[int, float, float, float]:
     ap = S.own_ap[user]
     return _link(S, ap, S.down_rate[user], S.cell_down[ap])
 
 
-@njit_inline
+@njit
 def _symbols(params: np.ndarray, rate: float, payload: float) -> float:
     header = params[P_MAC_HEADER_BYTES] + params[P_MPDU_DELIMITER_BYTES]
     return np.ceil((8.0 * (header + payload) + _TAIL_BITS) / (rate * params[P_SYMBOL_S]))
 
 
-@njit_inline
+@njit
 def _access_s(S: Any, n: int, rate: float, nbytes: float) -> float:
     """``Estimator._access_s``: the access delay asked with the whole byte count that fills the same symbols."""
     cf, params = S.cf, S.params
@@ -221,7 +224,7 @@ def _access_s(S: Any, n: int, rate: float, nbytes: float) -> float:
     return _access_delay_s(S, n, rate, whole)
 
 
-@njit_inline
+@njit
 def link_s(S: Any, link: tuple[int, float, float, float], nbytes: float) -> float:
     cf = S.cf
     n, rate, share, frame_access = link
@@ -229,14 +232,14 @@ def link_s(S: Any, link: tuple[int, float, float, float], nbytes: float) -> floa
     return access + 8.0 * nbytes / share
 
 
-@njit_inline
+@njit
 def backhaul_s(S: Any, nbytes: float) -> float:
     gf = S.gf
     return gf[GF_BACKHAUL_DELAY] + 8.0 * nbytes / gf[GF_BACKHAUL_RATE]
 
 
 # ------------------------------------------------------------------------------------------- items
-@njit_inline
+@njit
 def subtask_inputs(S: Any, q: int, i: int) -> float:
     """Predicted input tokens of subtask ``i``: the context plus its predecessors' predicted outputs."""
     cf, wl_sub, wl_deps = S.cf, S.wl_sub, S.wl_deps
@@ -275,24 +278,32 @@ def subtask_order(S: Any, q: int) -> np.ndarray:
     return order
 
 
-@njit_inline
+@njit
 def _phone_finish(S: Any, user: int, ready_s: float, input_tokens: float, pred_out: float, extra_s: float) -> float:
     phone_f = S.phone_f
     start = pmax(ready_s, phone_free_at(S, user) + extra_s)
     return start + input_tokens / phone_f[user, 2] + pred_out / phone_f[user, 3]
 
 
-@njit_inline
+@njit
 def _qualities(S: Any, user: int, difficulty: float) -> tuple[float, float]:
     cf, phone_f = S.cf, S.phone_f
     return _success_prob(phone_f[user, 4], difficulty), _success_prob(cf[CF_EDGE_ABILITY], difficulty)
 
 
 @njit
+def _clear(out: np.ndarray) -> None:
+    """Every estimate NaN (loops: a slice assignment costs far more to compile)."""
+    for loc in range(out.shape[0]):
+        for c in range(out.shape[1]):
+            out[loc, c] = np.nan
+
+
+@njit_inline
 def whole_estimates(S: Any, q: int, out: np.ndarray) -> None:
     """``Estimator.whole``: per location, running query ``q`` whole there (answer back on the phone)."""
     cf, qf, qi, wl_f = S.cf, S.qf, S.qi, S.wl_f
-    out[:] = np.nan
+    _clear(out)
     user = qi[q, QI_USER]
     release = qf[q, QF_ARRIVAL] + cf[CF_PLANNER_S]
     q_phone, q_edge = _qualities(S, user, wl_f[q, 5])
@@ -320,7 +331,7 @@ def whole_estimates(S: Any, q: int, out: np.ndarray) -> None:
             out[loc, 2] = q_edge
 
 
-@njit_inline
+@njit
 def _no_extra(S: Any) -> tuple[np.ndarray, np.ndarray]:
     """No extra streams (the state's zero counts; the rows are never read)."""
     return S.no_extra_f, S.no_extra_n
@@ -365,7 +376,7 @@ def _latest_arrivals(S: Any, q: int, preds: np.ndarray, locations: np.ndarray, o
     return latest
 
 
-@njit_inline
+@njit
 def _preds(S: Any, q: int, i: int) -> np.ndarray:
     wl_deps = S.wl_deps
     n = wl_deps[q, i, 0]
@@ -432,7 +443,7 @@ def _subtask_ready(S: Any, q: int, i: int, ov_loc: np.ndarray, ov_finish: np.nda
     return j, prefill_s, q_edge
 
 
-@njit_inline
+@njit
 def _links(S: Any, user: int, locations: np.ndarray) -> tuple[Any, Any]:
     """The deciding phone's uplink and downlink in this state (placeholders when it reaches no AP)."""
     if len(locations) > 1:
@@ -441,12 +452,12 @@ def _links(S: Any, user: int, locations: np.ndarray) -> tuple[Any, Any]:
     return none, none
 
 
-@njit
+@njit_inline
 def subtask_estimates(S: Any, q: int, i: int, out: np.ndarray) -> None:
     """``Estimator.subtask`` (no overlay): per location, when subtask ``i`` of query ``q`` would be done there."""
     n_aps = S.ci[CI_N_APS]
     k = S.wl_k[q]
-    out[:] = np.nan
+    _clear(out)
     ov_loc = np.full(k, -1, dtype=np.int64)
     ov_finish = np.zeros(k)
     att_eta = np.full(n_aps + 1, np.nan)
@@ -456,7 +467,7 @@ def subtask_estimates(S: Any, q: int, i: int, out: np.ndarray) -> None:
     up, down = _links(S, S.qi[q, QI_USER], locations)
     n, prefill_s, q_edge = _subtask_ready(S, q, i, ov_loc, ov_finish, att_eta, 0.0, ap_ready, phone_est, locations, up,
                                           down)
-    out[PHONE] = phone_est
+    out[PHONE, 0], out[PHONE, 1], out[PHONE, 2] = phone_est[0], phone_est[1], phone_est[2]
     ex_f, ex_n = _no_extra(S)
     pred_out = S.wl_sub[q, i, 2]
     for j in range(n):
@@ -502,12 +513,12 @@ def _aggregation_ready(S: Any, q: int, ov_loc: np.ndarray, ov_finish: np.ndarray
     return j, prefill_s, q_edge, down_s, bh_down, own
 
 
-@njit
+@njit_inline
 def aggregation_estimates(S: Any, q: int, out: np.ndarray) -> None:
     """``Estimator.aggregation`` (no overlay): per location, the answer back on the phone."""
     n_aps = S.ci[CI_N_APS]
     k = S.wl_k[q]
-    out[:] = np.nan
+    _clear(out)
     ov_loc = np.full(k, -1, dtype=np.int64)
     ov_finish = np.zeros(k)
     ap_ready = np.zeros((n_aps, 2))
@@ -516,7 +527,7 @@ def aggregation_estimates(S: Any, q: int, out: np.ndarray) -> None:
     up, down = _links(S, S.qi[q, QI_USER], locations)
     n, prefill_s, q_edge, down_s, bh_down, own = _aggregation_ready(S, q, ov_loc, ov_finish, 0.0, ap_ready, phone_est,
                                                                     locations, up, down)
-    out[PHONE] = phone_est
+    out[PHONE, 0], out[PHONE, 1], out[PHONE, 2] = phone_est[0], phone_est[1], phone_est[2]
     ex_f, ex_n = _no_extra(S)
     pred_out = S.wl_f[q, 6]
     for j in range(n):
@@ -528,7 +539,7 @@ def aggregation_estimates(S: Any, q: int, out: np.ndarray) -> None:
         out[loc, 2] = q_edge
 
 
-@njit_inline
+@njit
 def _bound_margin(t: float) -> float:
     return 1e-9 * (1.0 + abs(t))
 
@@ -545,13 +556,13 @@ def _sorted_bounds(ap_ready: np.ndarray, n: int, alone: float) -> np.ndarray:
         x0, x1, x2 = rows[a, 0], rows[a, 1], rows[a, 2]
         b = a - 1
         while b >= 0 and (rows[b, 0] > x0 or (rows[b, 0] == x0 and rows[b, 1] > x1)):
-            rows[b + 1] = rows[b]
+            rows[b + 1, 0], rows[b + 1, 1], rows[b + 1, 2] = rows[b, 0], rows[b, 1], rows[b, 2]
             b -= 1
         rows[b + 1, 0], rows[b + 1, 1], rows[b + 1, 2] = x0, x1, x2
     return rows
 
 
-@njit
+@njit_inline
 def plan(S: Any, q: int, latency_weight: float, locations_out: np.ndarray) -> tuple[float, float]:
     """``Estimator.plan``: the list scheduler's decomposed plan of query ``q``; returns ``(latency_s, quality)``
     and writes each subtask's location (by index), then the aggregation's, into ``locations_out``."""

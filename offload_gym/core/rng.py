@@ -221,7 +221,8 @@ def choice_without_replacement(st: np.ndarray, pop: int, out: np.ndarray) -> Non
         # tail shuffle of the whole population (50: numpy's cutoff when shuffling)
         idx = np.arange(pop)
         _shuffle_int(st, pop, max(pop - size, 1), idx)
-        out[:] = idx[pop - size:]
+        for j in range(size):
+            out[j] = idx[pop - size + j]
         return
     # Floyd's algorithm; the set is numpy's linear-probing table, whose probes decide when j replaces val
     mask = _gen_mask(np.uint64(1.2 * size))

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from offload_gym.core._jit import JIT_ENABLED, njit
+from offload_gym.core._jit import JIT_ENABLED, njit, njit_inline
 from offload_gym.core.engine import (
     CF_CONTEXT,
     CF_P_DECODE_W,
@@ -113,7 +113,8 @@ def _prepare(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_locs: 
     q = D[D_QUERY]
     n_aps = S.ci[CI_N_APS]
     user = S.qi[q, QI_USER]
-    mask[:] = False
+    for loc in range(len(mask)):
+        mask[loc] = False
     for loc in usable_locations(S, user):
         mask[loc] = True
     D[D_HAS_PLAN] = 0
@@ -133,7 +134,7 @@ def _prepare(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_locs: 
         aggregation_estimates(S, q, est)
 
 
-@njit
+@njit_inline
 def advance(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_locs: np.ndarray, mask: np.ndarray) -> int:
     """``OffloadEnv._advance``: run to the next arrival (or the drain) and set up its decision; -2 if the engine's
     arrays must grow first (nothing changed then)."""
@@ -144,7 +145,8 @@ def advance(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_locs: n
         D[D_KIND] = KIND_END
         D[D_QUERY] = -1
         D[D_HAS_PLAN] = 0
-        mask[:] = False
+        for loc in range(len(mask)):
+            mask[loc] = False
         mask[PHONE] = True
         return -1
     D[D_KIND] = KIND_QUERY
@@ -154,7 +156,7 @@ def advance(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_locs: n
     return q
 
 
-@njit
+@njit_inline
 def apply_action(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_locs: np.ndarray, mask: np.ndarray,
                  a: int) -> int:
     """``OffloadEnv._apply`` of an allowed item action ``a``; returns 1 if the simulation advanced (the query's
@@ -290,7 +292,8 @@ def observe(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, g: np.ndarra
     """``OffloadEnv._item_observation`` (and, with ``energy``, ``_energy_features`` after it) into ``g``; the time
     into ``DF[DF_NOW]`` (a batch reads all its envs' times from there at once)."""
     DF[DF_NOW] = S.gf[GF_NOW]
-    g[:] = 0.0
+    for j in range(len(g)):
+        g[j] = 0.0
     kind = D[D_KIND]
     if kind == KIND_END:
         return
@@ -408,23 +411,18 @@ def _energy_features(S: Any, D: np.ndarray, est: np.ndarray, g: np.ndarray, o: i
 
 # ------------------------------------------------------------------------------------------- entry points
 @njit
-def begin_entry(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_locs: np.ndarray, mask: np.ndarray,
-                g: np.ndarray, OI: np.ndarray, OF: np.ndarray, energy: bool) -> int:
-    """Start an episode: the first arrival and the faults, run to the arrival, its decision and observation (into
-    ``g``)."""
-    start_entry(S)
-    flag = advance(S, D, DF, est, plan_locs, mask)
-    observe(S, D, DF, est, g, OI, OF, energy)
-    return flag
-
-
-@njit
 def decide_entry(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_locs: np.ndarray, mask: np.ndarray,
                  g: np.ndarray, OI: np.ndarray, OF: np.ndarray, energy: bool, a: int) -> int:
     """One decision: :func:`apply_action` of ``a``, the finished queries' rewards (:func:`account`), then the next
-    decision's observation (into ``g``)."""
-    flag = apply_action(S, D, DF, est, plan_locs, mask, a)
-    account(S)
+    decision's observation (into ``g``). ``a < 0`` starts the episode instead: the first arrival and the faults,
+    run to the arrival, its decision and observation (one entry point for both: the core compiles once, not once
+    per entry point)."""
+    if a < 0:
+        start_entry(S)
+        flag = advance(S, D, DF, est, plan_locs, mask)
+    else:
+        flag = apply_action(S, D, DF, est, plan_locs, mask, a)
+        account(S)
     observe(S, D, DF, est, g, OI, OF, energy)
     return flag
 

@@ -151,7 +151,8 @@ def _draw_deps(st: np.ndarray, structure: int, k: int, deps: np.ndarray, chosen:
         choice_without_replacement(st, i, out)
         out.sort()
         deps[i, 0] = count
-        deps[i, 1:1 + count] = out
+        for j in range(count):
+            deps[i, 1 + j] = out[j]
 
 
 @njit

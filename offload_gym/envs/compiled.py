@@ -203,8 +203,7 @@ class CompiledEpisode:
 
     def advance(self) -> list[int]:
         """To the first decision; the queries finished on the way (none)."""
-        _modules()[1].begin_entry(self.state.struct, self.D, self.DF, self.est, self.plan_locations, self.mask, self.g,
-                             self.OI, self.OF, self.energy)
+        self._decide(*self._decide_args, -1)
         return self._drain()
 
     def apply(self, a: int) -> list[int]:
