@@ -124,7 +124,7 @@ def _modules() -> tuple[Any, Any]:
 
         if JIT_ENABLED and not cache_is_warm():
             warnings.warn("offload_gym: compiling the simulation core with numba, once after an install or upgrade "
-                          "(about 4 minutes on 2 CPU cores; later processes load it from the cache in about 1 s). "
+                          "(about 1.5 minutes on 2 CPU cores; later processes load it from the cache in about 1 s). "
                           "`python -m offload_gym.core` does it ahead; core='python' runs the Python engine instead.",
                           UserWarning, stacklevel=4)
         from offload_gym.core import engine, step
