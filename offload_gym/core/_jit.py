@@ -104,7 +104,9 @@ def _generic_args(dispatcher: Any) -> Any:
 
     numba specialises a jitted callee on every literal an argument takes at a call site
     (``_push(S, t, EV_CELL, e, 0)`` and ``_push(S, t, EV_ARRIVAL, u, 0)`` were two compiles of ``_push``);
-    the callee's code is the same for any value, so the literals are widened to their types.
+    the callee's code is the same for any value, so the literals are widened to their types. This wraps numba's
+    internal ``Dispatcher.get_call_template`` (checked on numba 0.60 and 0.68; ``scripts/trajectory_oracle.py``
+    would show a numba that breaks it).
     """
     from numba.core.types import unliteral
 
