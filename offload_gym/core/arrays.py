@@ -83,7 +83,6 @@ from offload_gym.core.engine import (
 )
 from offload_gym.core.state import make_struct
 from offload_gym.core.wifi import dcf_params
-from offload_gym.sim import wifi as wifi_model
 from offload_gym.sim.engine import merged_outages
 
 __all__ = ["LIST_SLOTS", "CoreEngine", "CoreState"]
@@ -298,8 +297,8 @@ class CoreEngine:
 
 def _fault_arrays(sim: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The faults' table, in the order the Python engine schedules them (``Simulator._schedule_faults``), and
-    what re-associating a phone needs: its APs from the strongest (``Simulator._associate``'s order) and the PHY
-    rates it would get with each (0 where it is out of coverage)."""
+    what re-associating a phone needs: its APs from the strongest (``Simulator.ap_preference``) and the PHY
+    rates it would get with each (``Simulator.link``; 0 where it is out of coverage)."""
     faults = sim.cfg.faults
     rows: list[tuple[float, int, int, float, float]] = []
     outages = merged_outages([(o.ap, o.start_s, o.start_s + o.duration_s) for o in faults.ap_outages])
@@ -313,15 +312,12 @@ def _fault_arrays(sim: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rates = np.zeros((n_users, n_aps, 2))
     if not faults.ap_outages:  # nobody re-associates
         return table, order, rates
-    w = sim.cfg.wifi
     for u in range(n_users):
-        order[u] = sorted(range(n_aps), key=lambda ap, u=u: (sim._loss_db[u, ap], ap))
+        order[u] = sim.ap_preference(u)
         for ap in range(n_aps):
-            up_mcs = wifi_model.mcs_for_snr(w.phone_tx_dbm - sim._loss_db[u, ap] - sim._noise_dbm)
-            down_mcs = wifi_model.mcs_for_snr(w.ap_tx_dbm - sim._loss_db[u, ap] - sim._noise_dbm)
-            if up_mcs >= 0 and down_mcs >= 0:
-                rates[u, ap] = (wifi_model.phy_rate_bps(up_mcs, w.bandwidth_mhz, w.spatial_streams),
-                                wifi_model.phy_rate_bps(down_mcs, w.bandwidth_mhz, w.spatial_streams))
+            link = sim.link(u, ap)
+            if link is not None:
+                rates[u, ap] = link[1:]
     return table, order, rates
 
 

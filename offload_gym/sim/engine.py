@@ -423,22 +423,32 @@ class Simulator:
             src: Any = classes[int(picks[u])] if classes else self.cfg.phone
             phone.prefill_tps, phone.decode_tps, phone.ability = src.prefill_tps, src.decode_tps, src.ability
 
+    def ap_preference(self, u: int) -> list[int]:
+        """The APs from the strongest for phone ``u`` (ties: the lower index), the order it associates in."""
+        return sorted(range(self.n_aps), key=lambda ap: (self._loss_db[u, ap], ap))
+
+    def link(self, u: int, ap: int) -> tuple[int, float, float] | None:
+        """``(uplink MCS, uplink PHY rate, downlink PHY rate)`` of phone ``u`` with AP ``ap``, or ``None`` where
+        either direction is out of coverage."""
+        w = self.cfg.wifi
+        up_mcs = wifi_model.mcs_for_snr(w.phone_tx_dbm - self._loss_db[u, ap] - self._noise_dbm)
+        down_mcs = wifi_model.mcs_for_snr(w.ap_tx_dbm - self._loss_db[u, ap] - self._noise_dbm)
+        if up_mcs < 0 or down_mcs < 0:
+            return None
+        return (up_mcs, wifi_model.phy_rate_bps(up_mcs, w.bandwidth_mhz, w.spatial_streams),
+                wifi_model.phy_rate_bps(down_mcs, w.bandwidth_mhz, w.spatial_streams))
+
     def _associate(self, u: int) -> None:
         """Associate phone ``u`` with the strongest AP that is up, or none when out of coverage."""
-        w = self.cfg.wifi
         self.own_ap[u], self.up_mcs[u], self.up_rate_bps[u], self.down_rate_bps[u] = -1, -1, 0.0, 0.0
-        candidates = [a for a in range(self.n_aps) if self.ap_up[a]]
-        if not candidates:
+        a = next((ap for ap in self.ap_preference(u) if self.ap_up[ap]), -1)
+        if a < 0:
             return
-        a = min(candidates, key=lambda ap: (self._loss_db[u, ap], ap))
-        up_mcs = wifi_model.mcs_for_snr(w.phone_tx_dbm - self._loss_db[u, a] - self._noise_dbm)
-        down_mcs = wifi_model.mcs_for_snr(w.ap_tx_dbm - self._loss_db[u, a] - self._noise_dbm)
-        if up_mcs < 0 or down_mcs < 0:
+        link = self.link(u, a)
+        if link is None:
             return  # out of coverage: this phone can only compute locally
         self.own_ap[u] = a
-        self.up_mcs[u] = up_mcs
-        self.up_rate_bps[u] = wifi_model.phy_rate_bps(up_mcs, w.bandwidth_mhz, w.spatial_streams)
-        self.down_rate_bps[u] = wifi_model.phy_rate_bps(down_mcs, w.bandwidth_mhz, w.spatial_streams)
+        self.up_mcs[u], self.up_rate_bps[u], self.down_rate_bps[u] = link
 
     # ------------------------------------------------------------------ events
     def _push(self, time: float, kind: int, a: Any = None, b: Any = None) -> None:
