@@ -34,14 +34,17 @@ def _python_envs(env_id: str, n: int, config: dict[str, Any] | None) -> list[Off
 
 
 def _compare(env_id: str, n: int, steps: int, seed: int, config: dict[str, Any] | None = None,
-             invalid_every: int = 0) -> int:
+             invalid_every: int = 0, threads: int | None = None) -> int:
     """Step the batch and N single Python-engine envs (next-step autoreset by hand) with the same actions;
     returns how many episodes ended."""
-    venv = gym.make_vec(env_id, num_envs=n, config=config) if config else gym.make_vec(env_id, num_envs=n)
+    kwargs: dict[str, Any] = {"config": config} if config else {}
+    venv = gym.make_vec(env_id, num_envs=n, threads=threads, **kwargs)
     assert isinstance(venv, OffloadVectorEnv)
     singles = _python_envs(env_id, n, config)
     obs, info = venv.reset(seed=seed)
     assert venv.batched
+    if threads is not None:
+        assert venv._batch is not None and len(venv._batch.ranges) == threads
     ref = [env.reset(seed=seed + i) for i, env in enumerate(singles)]
     rng = np.random.default_rng(seed)
     autoreset = np.zeros(n, dtype=bool)
@@ -103,6 +106,63 @@ def test_batched_faults_equal_single_python_envs() -> None:
               "faults": {"ap_outages": [{"ap": 0, "start_s": 1.0, "duration_s": 2.0}], "on_outage": "fail",
                          "background_changes": [{"start_s": 2.0, "stations": 30}]}}
     assert _compare(TINY, 3, 200, seed=2, config=config) >= 3
+
+
+def test_threads_step_their_ranges_of_the_batch_to_the_same_trajectories() -> None:
+    """Three threads over seven envs (uneven ranges), with faults and random access delays: each env's draws
+    and arrays are its own, so the trajectories are those of single envs."""
+    config = {"episode": {"queries": 15}, "wifi": {"access_delay_cv": 1.0},
+              "faults": {"ap_outages": [{"ap": 1, "start_s": 0.5, "duration_s": 1.5}]}}
+    assert _compare(TINY, 7, 150, seed=11, config=config, threads=3) >= 7
+    venv = OffloadVectorEnv(7, scenario="tiny", threads=3)
+    venv.reset(seed=0)
+    assert venv._batch is not None
+    assert venv._batch.ranges == [(0, 2), (2, 4), (4, 7)]  # contiguous, covering every env once
+    venv.close()
+    assert venv._batch is None or venv._batch._pool is None
+
+
+def test_threads_are_checked_and_default_to_the_cores_at_most_one_per_16_envs() -> None:
+    from offload_gym.envs.vector import default_threads
+
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="threads"):
+            OffloadVectorEnv(2, scenario="tiny", threads=bad)  # type: ignore[arg-type]
+    cores = len(__import__("os").sched_getaffinity(0))
+    assert default_threads(1) == 1 and default_threads(15) == 1
+    assert default_threads(64) == min(cores, 4) and default_threads(10_000) == cores
+    assert OffloadVectorEnv(3, scenario="tiny").threads == 1
+
+
+def _step_in_child(venv: OffloadVectorEnv, actions: np.ndarray, out: Any) -> None:
+    obs, rewards, *_ = venv.step(actions)
+    out.put((obs, rewards))
+
+
+def test_a_forked_child_steps_a_threaded_batch_without_hanging() -> None:
+    """A child forked from a process whose batch had started its threads has none of them: it starts its own
+    (a pool whose threads died in the fork would wait for ever)."""
+    import multiprocessing
+
+    venv = OffloadVectorEnv(4, scenario="tiny", threads=2)
+    _, info = venv.reset(seed=3)
+    actions = np.array([int(np.flatnonzero(m)[-1]) for m in info["action_mask"]])
+    _, _, _, _, info = venv.step(actions)  # the parent's threads are running
+    actions = np.array([int(np.flatnonzero(m)[0]) for m in info["action_mask"]])
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=_step_in_child, args=(venv, actions, out))
+    child.start()
+    try:
+        obs_child, rewards_child = out.get(timeout=60)
+        child.join(timeout=60)
+    finally:
+        if child.is_alive():  # a hung child: this test fails, and the child goes
+            child.kill()
+    assert child.exitcode == 0
+    obs, rewards, *_ = venv.step(actions)  # the parent, from the same state
+    assert np.array_equal(obs, obs_child) and np.array_equal(rewards, rewards_child)
+    venv.close()
 
 
 def test_unported_scenarios_and_the_query_interface_step_env_by_env() -> None:

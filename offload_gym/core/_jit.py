@@ -119,6 +119,13 @@ def _generic_args(dispatcher: Any) -> Any:
     return dispatcher
 
 
+def njit_nogil(func: F) -> F:
+    """:func:`njit`, releasing the GIL while it runs (so Python threads can run it on disjoint data at once)."""
+    if _numba is None:  # pragma: no cover
+        return func
+    return _generic_args(_numba.njit(cache=True, nogil=True, no_cfunc_wrapper=True)(func))
+
+
 def njit_inline(func: F) -> F:
     """:func:`njit`, inlined into its callers when numba types them (numba's ``inline="always"``): for a function
     with one or two callers, which then has no compiled code of its own (its callers' carry it)."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from offload_gym.core._jit import JIT_ENABLED, njit, njit_inline
+from offload_gym.core._jit import JIT_ENABLED, njit, njit_inline, njit_nogil
 from offload_gym.core.engine import (
     CF_CONTEXT,
     CF_P_DECODE_W,
@@ -446,13 +446,15 @@ def batch_set(states: Any, i: int, S: Any) -> None:
     states[i] = S
 
 
-@njit
+@njit_nogil
 def decide_batch(states: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_locs: np.ndarray, mask: np.ndarray,
                  g: np.ndarray, OI: np.ndarray, OF: np.ndarray, energy: bool, actions: np.ndarray, active: np.ndarray,
-                 rewards: np.ndarray, flags: np.ndarray) -> None:
-    """:func:`decide_entry` for each env ``i`` with ``active[i]`` of a batch of one scenario: its state ``states[i]``
-    and row ``i`` of every other array; its reward into ``rewards[i]`` (0 if inactive), its flag into ``flags[i]``."""
-    for i in range(len(states)):
+                 rewards: np.ndarray, flags: np.ndarray, lo: int, hi: int) -> None:
+    """:func:`decide_entry` for each env ``i`` in ``lo..hi-1`` with ``active[i]`` of a batch of one scenario: its
+    state ``states[i]`` and row ``i`` of every other array; its reward into ``rewards[i]`` (0 if inactive), its flag
+    into ``flags[i]``. It releases the GIL: Python threads step disjoint ranges of one batch at once (the envs share
+    nothing they write)."""
+    for i in range(lo, hi):
         if not active[i]:
             rewards[i] = 0.0
             flags[i] = 0

@@ -19,6 +19,9 @@ through ``env_method("action_masks")``.
 Both step all N envs in **one compiled call** (:func:`offload_gym.core.step.decide_batch`) when the scenario runs
 on the compiled core and the decision interface is ``item`` (the default): each sub-env keeps its episode's
 decision arrays in row ``i`` of the batch's arrays, so observations and masks are never copied env by env.
+That call releases the GIL: with ``threads=T`` (by default one per core, at most one per 16 envs) T threads each
+step a contiguous share of the envs at once (64 envs on 2 cores: about 1.25x the decisions/s of one thread; the
+resets and the Python side of a step stay on the calling thread).
 Their infos then carry ``action_mask``, ``decision``, ``decision_query_id``, ``time_s``, ``elapsed_s`` and
 ``invalid_actions``, but not ``completed`` (the per-query records: ``vectorization_mode="sync"`` gives them).
 Elsewhere (the Python engine: ``approx_estimates``, rendering, ``core="python"``; the query and residual interfaces, whose
@@ -28,7 +31,10 @@ are the same either way.
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import gymnasium as gym
@@ -58,6 +64,10 @@ class OffloadVectorEnv(gym.vector.VectorEnv):
     :param num_envs: how many envs (>= 1).
     :param config, scenario, render_mode, core: as :class:`~offload_gym.envs.offload_env.OffloadEnv`'s, for every
         sub-env.
+    :param threads: how many threads step a batched call (the compiled kernel releases the GIL, so each steps its
+        own share of the envs at once; the trajectories do not depend on it). ``None``: one per CPU core this
+        process may use, at most one per 16 envs (:func:`default_threads`). Give 1 where other processes already
+        use the cores (several vector envs in subprocesses, a learner training beside it).
     """
 
     metadata: dict[str, Any] = {  # noqa: RUF012 - gymnasium reads it from the class
@@ -66,15 +76,21 @@ class OffloadVectorEnv(gym.vector.VectorEnv):
     }
 
     def __init__(self, num_envs: int = 1, config: dict[str, Any] | None = None, scenario: str = "paper",
-                 render_mode: str | None = None, core: str = "auto", **kwargs: Any) -> None:
+                 render_mode: str | None = None, core: str = "auto", threads: int | None = None,
+                 **kwargs: Any) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs: {num_envs!r} is not allowed; must be an integer >= 1")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
+                                    or threads < 1):
+            raise ValueError(f"threads: {threads!r} is not allowed; must be an integer >= 1 or None (one per core)")
         if kwargs:
             raise TypeError(f"unexpected arguments {sorted(kwargs)}; OffloadVectorEnv takes num_envs, config, scenario, "
-                            "render_mode and core")
+                            "render_mode, core and threads")
         self.envs = [OffloadEnv(config=config, scenario=scenario, render_mode=render_mode, core=core)
                      for _ in range(int(num_envs))]
         self.num_envs = int(num_envs)
+        #: threads stepping a batched call (:func:`default_threads` unless given)
+        self.threads = int(threads) if threads is not None else default_threads(self.num_envs)
         self.render_mode = render_mode
         first = self.envs[0]
         self.single_observation_space = first.observation_space
@@ -136,7 +152,9 @@ class OffloadVectorEnv(gym.vector.VectorEnv):
             obs, info = env.reset(seed=s, options=options)
             observations.append(obs)
             infos.append(info)
-        self._batch = _Batch.of(self.envs)
+        if self._batch is not None:
+            self._batch.close()
+        self._batch = _Batch.of(self.envs, self.threads)
         return observations, infos
 
     def _step_batch(self, actions: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
@@ -185,15 +203,27 @@ class OffloadVectorEnv(gym.vector.VectorEnv):
         return tuple(env.render() for env in self.envs)
 
     def close_extras(self, **kwargs: Any) -> None:
+        if getattr(self, "_batch", None) is not None:
+            self._batch.close()  # type: ignore[union-attr]
         for env in getattr(self, "envs", ()):  # none if the constructor failed
             env.close()
+
+
+def default_threads(num_envs: int) -> int:
+    """Threads for a batch of ``num_envs`` envs: one per CPU core this process may use, at most one per 16 envs
+    (a thread's hand-off costs tens of microseconds; 16 decisions take about 0.5 ms)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, num_envs // 16))
 
 
 class _Batch:
     """The compiled episodes of a batch's envs, stepped in one compiled call
     (:func:`offload_gym.core.step.decide_batch`): their decision arrays are rows of ``(N, ...)`` arrays."""
 
-    def __init__(self, envs: list[OffloadEnv]) -> None:
+    def __init__(self, envs: list[OffloadEnv], threads: int = 1) -> None:
         from offload_gym.core import step as cs
 
         first = envs[0]
@@ -225,15 +255,51 @@ class _Batch:
         self.kind_names = np.array(["query", "subtask", "aggregation", "end"], dtype=object)
         self.df_now = cs.DF_NOW
         self.start_s = np.array([env.episode.now for env in envs if env.episode is not None])
+        #: contiguous ranges of envs, one per thread (the first is stepped by the calling thread)
+        parts = min(threads, self.n)
+        edges = [self.n * k // parts for k in range(parts + 1)]
+        self.ranges = list(itertools.pairwise(edges))
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = 0
+
+    def close(self) -> None:
+        """Stop the batch's threads (if any)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+
+    def _threads(self) -> ThreadPoolExecutor:
+        """The threads stepping every range but the first, started on first use in this process (a forked child
+        inherits the pool object but not its threads: it starts its own)."""
+        if self._pool is None or self._pool_pid != os.getpid():
+            self._pool = ThreadPoolExecutor(len(self.ranges) - 1, thread_name_prefix="offload_gym_batch")
+            self._pool_pid = os.getpid()
+        return self._pool
+
+    def _decide(self, actions: np.ndarray, active: np.ndarray) -> None:
+        """The compiled call over all envs: one range per thread when there are several."""
+        b = self.buffers
+        args = (self.states, b.D, b.DF, b.est, b.plan_locations, b.mask, b.g, self.OI, self.OF, self.energy,
+                actions, active, self.rewards, self.flags)
+        if len(self.ranges) == 1:
+            self.step_fn(*args, 0, self.n)
+            return
+        pool = self._threads()
+        futures: list[Future[None]] = [pool.submit(self.step_fn, *args, lo, hi) for lo, hi in self.ranges[1:]]
+        try:
+            self.step_fn(*args, *self.ranges[0])
+        finally:
+            for future in futures:  # every range done (or its error raised) before the arrays are read
+                future.result()
 
     @classmethod
-    def of(cls, envs: list[OffloadEnv]) -> _Batch | None:
+    def of(cls, envs: list[OffloadEnv], threads: int = 1) -> _Batch | None:
         """A batch of the freshly reset envs' episodes, or ``None`` where the envs step one by one: on the Python
         engine (a scenario the core does not run, ``core="python"``, rendering) and in the query and residual
         interfaces, whose built-in scheduler runs in Python."""
         if envs[0].action_mode != "item" or any(env.episode is None for env in envs):
             return None
-        return cls(envs)
+        return cls(envs, threads)
 
     def readopt(self, envs: list[OffloadEnv], i: int) -> None:
         """Env ``i`` was reset (into its row): its new episode."""
@@ -275,8 +341,7 @@ class _Batch:
                 self.readopt(envs, int(i))
         b = self.buffers
         self.start_s = b.DF[:, self.df_now].copy()  # each decision's time (written with its observation)
-        self.step_fn(self.states, b.D, b.DF, b.est, b.plan_locations, b.mask, b.g, self.OI, self.OF, self.energy,
-                     actions, active, self.rewards, self.flags)
+        self._decide(actions, active)
         if (self.flags == -2).any():  # pragma: no cover - the arrays are sized for the whole episode
             raise RuntimeError("compiled core: message capacity exceeded")
         for i in np.flatnonzero(active):
@@ -314,8 +379,9 @@ class SB3VecEnv:
     """
 
     def __new__(cls, num_envs: int = 1, config: dict[str, Any] | None = None, scenario: str = "paper",
-                seed: int | None = None, core: str = "auto") -> Any:
-        return _sb3_class()(OffloadVectorEnv(num_envs, config=config, scenario=scenario, core=core), seed=seed)
+                seed: int | None = None, core: str = "auto", threads: int | None = None) -> Any:
+        return _sb3_class()(OffloadVectorEnv(num_envs, config=config, scenario=scenario, core=core, threads=threads),
+                            seed=seed)
 
 
 _SB3_CLASS: type | None = None
