@@ -11,8 +11,10 @@ import pytest
 
 pytest.importorskip("numba")
 
+from offload_gym.envs.compiled import MAX_COMPILED_QUERIES
 from offload_gym.envs.offload_env import OffloadEnv
 from offload_gym.multi_agent import parallel_env
+from offload_gym.sim.episode import WORKLOAD_BLOCK
 
 
 def trajectory(env: gym.Env, seed: int, steps: int = 10_000) -> list[Any]:
@@ -108,6 +110,51 @@ def test_auto_uses_the_compiled_core_and_falls_back_for_what_is_not_ported() -> 
     env = OffloadEnv(render_mode="ansi")
     env.reset(seed=0)
     assert env.episode is None  # the renderer reads the Python engine
+
+
+LONG = {"topology": {"n_users": 3, "n_aps": 2}, "episode": {"queries": WORKLOAD_BLOCK + 300}}
+
+
+def test_episodes_longer_than_a_workload_block_run_compiled_with_the_python_trajectories() -> None:
+    """The core's arrays grow by the workload's next block (the same draws, in the same order), and an outage
+    and random access delays span the boundary."""
+    config = {**LONG, "wifi": {"access_delay_cv": 1.0},
+              "faults": {"ap_outages": [{"ap": 0, "start_s": 30.0 * k, "duration_s": 20.0} for k in range(1, 300)],
+                         "on_outage": "fail"}}  # every 30 s (the next block's queries arrive from about 6,930 s)
+    compiled = OffloadEnv(config=config)
+    expected = trajectory(OffloadEnv(config=config, core="python"), seed=6, steps=100_000)
+    assert trajectory(compiled, seed=6, steps=100_000) == expected
+    assert compiled.episode is not None and compiled.episode.state.loaded == WORKLOAD_BLOCK + 300
+    assert compiled.episode_metrics()["queries"] == WORKLOAD_BLOCK + 300  # every query was counted
+    assert compiled.episode_metrics()["failed_queries"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workload", [{"source": "corpus"}, {"source": "trace", "trace": "azure-code"}])
+def test_long_corpus_and_trace_episodes_run_compiled_with_the_python_trajectories(workload: dict[str, Any]) -> None:
+    config = {**LONG, "episode": {"queries": 2 * WORKLOAD_BLOCK + 50}, "workload": workload}
+    assert trajectory(OffloadEnv(config=config), 2, 100_000) == trajectory(OffloadEnv(config=config, core="python"),
+                                                                           2, 100_000)
+
+
+def test_a_grown_episode_pickles_and_continues_identically_and_the_longest_fall_back() -> None:
+    env = OffloadEnv(config=LONG, core="compiled")
+    _, info = env.reset(seed=1)
+    assert env.episode is not None and env.episode.state.loaded == WORKLOAD_BLOCK
+    while env.episode.state.loaded == WORKLOAD_BLOCK:  # the phone, to the second block
+        _, _, _, _, info = env.step(0)
+    clone = pickle.loads(pickle.dumps(env))
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        a = int(rng.choice(np.flatnonzero(info["action_mask"])))
+        obs1, r1, _, t1, info = env.step(a)
+        obs2, r2, _, t2, info2 = clone.step(a)
+        assert obs1.tobytes() == obs2.tobytes() and r1 == r2 and t1 == t2 and repr(info) == repr(info2)
+    longest = OffloadEnv(config={"episode": {"queries": MAX_COMPILED_QUERIES + 1}})
+    longest.reset(seed=0)
+    assert longest.episode is None and longest.sim is not None
+    with pytest.raises(ValueError, match=f"episode.queries > {MAX_COMPILED_QUERIES}"):
+        OffloadEnv(config={"episode": {"queries": MAX_COMPILED_QUERIES + 1}}, core="compiled").reset(seed=0)
 
 
 def test_a_compiled_env_pickles_mid_episode_and_continues_identically() -> None:

@@ -23,7 +23,8 @@ INFO_KEYS = ("decision", "decision_query_id", "time_s", "elapsed_s", "invalid_ac
 
 def test_the_step_code_reads_the_cores_indices() -> None:
     assert (compiled._D_KIND, compiled._D_QUERY) == (cs.D_KIND, cs.D_QUERY)
-    assert (compiled._GF_NOW, compiled._GI_N_COMPLETED) == (ce.GF_NOW, ce.GI_N_COMPLETED)
+    assert (compiled._GF_NOW, compiled._GI_N_COMPLETED, compiled._GI_SCHEDULED) == (ce.GF_NOW, ce.GI_N_COMPLETED,
+                                                                                     ce.GI_SCHEDULED)
 
 
 def _python_envs(env_id: str, n: int, config: dict[str, Any] | None) -> list[OffloadEnv]:
@@ -120,6 +121,14 @@ def test_threads_step_their_ranges_of_the_batch_to_the_same_trajectories() -> No
     assert venv._batch.ranges == [(0, 2), (2, 4), (4, 7)]  # contiguous, covering every env once
     venv.close()
     assert venv._batch is None or venv._batch._pool is None
+
+
+def test_batched_episodes_longer_than_a_workload_block_equal_single_python_envs() -> None:
+    """Each env's arrays grow by its workload's next block mid-batch; the batch steps its new state."""
+    from offload_gym.sim.episode import WORKLOAD_BLOCK
+
+    config = {"topology": {"n_users": 2, "n_aps": 2}, "episode": {"queries": WORKLOAD_BLOCK + 40}}
+    assert _compare(TINY, 2, 13_000, seed=1, config=config) >= 2
 
 
 def test_threads_are_checked_and_default_to_the_cores_at_most_one_per_16_envs() -> None:

@@ -57,6 +57,7 @@ from offload_gym.core.engine import (
     GF_NOW,
     GI_N_COMPLETED,
     GI_N_EVENTS,
+    GI_SCHEDULED,
     IF_EST_FINISH,
     IF_EST_READY,
     MI_TARGETS,
@@ -105,8 +106,8 @@ class CoreState:
         n_users, n_aps = cfg.topology.n_users, cfg.topology.n_aps
         n_queries = cfg.episode.queries
         wl = sim.workload
-        if n_queries > len(wl.arrival_s):
-            raise NotImplementedError("episode.queries: episodes longer than one workload block are not ported yet")
+        #: the queries whose rows the arrays hold: the workload's first block, then one more per :meth:`grow`
+        self.loaded = loaded = len(wl.arrival_s)
         max_k = cfg.max_subtasks
         w, e, en = cfg.wifi, cfg.edge, cfg.energy
         cf = np.zeros(N_CF)
@@ -137,12 +138,7 @@ class CoreState:
         gf = np.zeros(N_GF)
         gf[GF_BACKHAUL_DELAY], gf[GF_BACKHAUL_RATE] = w.backhaul_delay_s, w.backhaul_rate_bps
         gi = np.zeros(N_GI, dtype=np.int64)
-        items_per_query = max_k + 2
-        msgs_per_query = 2 + max_k + max_k * max_k + 1
-        if wl.block is not None and len(wl.arrival_s) == n_queries:  # drawn in compiled code, in this layout
-            wl_f, wl_sub, wl_deps, wl_k, wl_structure = wl.block
-        else:
-            wl_f, wl_sub, wl_deps, wl_k, wl_structure = _workload_arrays(wl, n_queries, max_k)
+        wl_f, wl_sub, wl_deps, wl_k, wl_structure = _block_arrays(wl, 0, loaded, max_k)
         phone_f = np.zeros((n_users, 5))  # run_end, unstarted_pred_s, prefill_tps, decode_tps, ability
         phone_i = np.zeros((n_users, 2), dtype=np.int64)  # running item (-1), version
         phone_i[:, 0] = -1
@@ -160,15 +156,13 @@ class CoreState:
             memo = np.zeros((memo_rows, 7))
         self.n_queries = n_queries
         self.msg_margin = 4 * (e.max_batch + 2) * (max_k + 2) + 64  # messages one event can create, at most
-        n_msgs = n_queries * msgs_per_query + self.msg_margin
+        rows = _query_rows(loaded, max_k, n_aps, self.msg_margin)
         cell_msgs, phone_ready, edge_waiting, edge_ready, edge_decoding, edge_prefilling = _new_containers(n_users, n_aps)
         self.arrays: tuple[Any, ...] = (
             np.empty((4 * (n_users + n_aps) + 16, 5)),  # 0 the event heap (it grows: the state then holds another)
             gf, gi, cf, ci,  # 1-4
-            np.zeros((n_queries, N_QI), dtype=np.int64),  # 5 qi
-            np.zeros((n_queries, N_QF)),  # 6 qf
-            np.zeros((n_msgs, N_MF)),  # 7 mf
-            np.zeros((n_msgs, MI_TARGETS + max_k + 1), dtype=np.int64),  # 8 mi
+            rows[5], rows[6],  # 5, 6 qi, qf
+            rows[7], rows[8],  # 7, 8 mf, mi
             np.array(sim.up_rate_bps, dtype=np.float64),  # 9
             np.array(sim.down_rate_bps, dtype=np.float64),  # 10
             np.array(sim.own_ap, dtype=np.int64),  # 11
@@ -178,10 +172,9 @@ class CoreState:
             np.zeros(n_aps, dtype=np.int64),  # 15 uploading phones per cell
             np.zeros(n_aps, dtype=np.int64),  # 16 downloads per cell
             np.zeros((n_aps, n_users), dtype=np.int64),  # 17 uploads per (cell, phone)
-            np.zeros((n_queries, msgs_per_query), dtype=np.int64),  # 18 messages per query
+            rows[18],  # 18 messages per query
             np.zeros(n_aps, dtype=np.int64),  # 19 cell versions
-            np.zeros((n_queries * items_per_query, N_IF)),  # 20 itf
-            np.zeros((n_queries * items_per_query, N_II), dtype=np.int64),  # 21 iti
+            rows[20], rows[21],  # 20, 21 itf, iti
             memo,  # 22 the Wi-Fi model's memo (_dcf)
             params,  # 23
             phone_ready,  # 24 phone ready heaps (item ids = placement order)
@@ -192,17 +185,13 @@ class CoreState:
             np.zeros((n_aps, 2), dtype=np.int64),  # 30 edge batch, version
             edge_decoding,  # 31 edge decoding heaps (target, item)
             edge_prefilling,  # 32 edge prefilling, in admission order
-            np.zeros((n_queries * items_per_query, max_k + 1), dtype=np.int64),  # 33 successors
-            np.zeros((n_queries, items_per_query), dtype=np.int64),  # 34 items per query
-            np.zeros(n_queries, dtype=np.int64),  # 35 the finished queries, in finishing order (GI_N_COMPLETED)
-            np.zeros((n_queries, max_k + 2, 2), dtype=np.int64),  # 36 deferred actions (is send, id)
+            rows[33], rows[34], rows[35], rows[36],  # 33-36 successors, items per query, finished, deferred
             wl_f, wl_sub, wl_deps,  # 37-39
-            np.full((n_queries, max_k), -1, dtype=np.int64),  # 40 subtask item ids per query
-            np.full((n_queries, n_aps + 1), -1, dtype=np.int64),  # 41 attachment carriers per (query, location)
+            rows[40], rows[41],  # 40, 41 subtask item ids per query, attachment carriers per (query, location)
             wl_k,  # 42
-            np.array(wl.arrival_s[:n_queries], dtype=np.float64), np.array(wl.user[:n_queries], dtype=np.int64),
+            np.array(wl.arrival_s, dtype=np.float64), np.array(wl.user, dtype=np.int64),  # 43, 44
             self.msg_margin,  # 45
-            np.zeros(n_queries * items_per_query, dtype=np.bool_),  # 46 scratch: per item, queued at its edge
+            rows[46],  # 46 scratch: per item, queued at its edge
             wl_structure,  # 47 per query: FAN_OUT, CHAIN or DAG
             # 48-53 the estimates' scratch (offload_gym.core.estimates.edge_snapshot; the pending rows grow)
             np.zeros((n_aps, 3, e.max_batch + 1)), np.zeros((n_aps, 3, 64)), np.zeros((n_aps, 3), dtype=np.int64),
@@ -211,6 +200,33 @@ class CoreState:
             sim.rng_access,  # 57
         )
         #: what the kernels take: one reference over these arrays (offload_gym.core.state)
+        self.struct = self._struct()
+
+    def needs_rows(self) -> bool:
+        """Whether the next arrival the engine schedules is beyond the loaded queries (then :meth:`grow` first:
+        a decision schedules one arrival at most, so asking after every call is enough)."""
+        return self.loaded < self.n_queries and int(self.arrays[2][GI_SCHEDULED]) >= self.loaded
+
+    def grow(self, sim: Any) -> None:
+        """Load the workload's next block: every per-query array gets its rows (the old rows copied), and the
+        kernels' state is rebuilt over them (the event heap carried over). Query, item and message ids stay."""
+        start, max_k, n_aps = self.loaded, int(self.arrays[4][CI_MAX_K]), int(self.arrays[4][CI_N_APS])
+        wl = sim.workload
+        wl.arrival(start)  # draws the next block (the same generators, in the same order as the Python engine)
+        n = len(wl.arrival_s)
+        self.loaded = start + n
+        arrays = list(self.arrays)
+        for slot, fresh in _query_rows(self.loaded, max_k, n_aps, self.msg_margin).items():
+            old = arrays[slot]
+            fresh[: len(old)] = old
+            arrays[slot] = fresh
+        for slot, new in zip((37, 38, 39, 42, 47), _block_arrays(wl, start, n, max_k), strict=True):
+            arrays[slot] = np.concatenate([arrays[slot], new])
+        arrays[43] = np.concatenate([arrays[43], np.asarray(wl.arrival_s, dtype=np.float64)])
+        arrays[44] = np.concatenate([arrays[44], np.asarray(wl.user, dtype=np.int64)])
+        heap = events_of(self.struct) if JIT_ENABLED else self.struct.events[: self.arrays[2][GI_N_EVENTS]].copy()
+        arrays[0] = _with_room(heap)
+        self.arrays = tuple(arrays)
         self.struct = self._struct()
 
 
@@ -235,9 +251,7 @@ class CoreState:
                 for value in values:
                     target.append(value)
             arrays[slot] = container
-        events = np.empty((max(2 * len(arrays[0]), 16), 5))  # the heap's rows, in heap order, and room
-        events[: len(arrays[0])] = arrays[0]
-        arrays[0] = events
+        arrays[0] = _with_room(arrays[0])
         self.arrays = tuple(arrays)
         self.struct = self._struct()
 
@@ -321,9 +335,48 @@ def _fault_arrays(sim: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return table, order, rates
 
 
-def _workload_arrays(wl: Any, n_queries: int, max_k: int) -> tuple[np.ndarray, ...]:
-    """The workload's queries in the engine's layout, from their Python objects (corpus queries, the learned
-    planner; :func:`offload_gym.core.workload.draw_block` draws the others in this layout directly)."""
+def _with_room(heap: np.ndarray) -> np.ndarray:
+    """An event heap's rows (in heap order) in an array with room to grow."""
+    events = np.empty((max(2 * len(heap), 16), 5))
+    events[: len(heap)] = heap
+    return events
+
+
+def _query_rows(n_queries: int, max_k: int, n_aps: int, msg_margin: int) -> dict[int, np.ndarray]:
+    """The per-query arrays (by slot of :attr:`CoreState.arrays`) for ``n_queries`` queries, as they start."""
+    items = n_queries * (max_k + 2)
+    msgs_per_query = 2 + max_k + max_k * max_k + 1
+    n_msgs = n_queries * msgs_per_query + msg_margin
+    return {
+        5: np.zeros((n_queries, N_QI), dtype=np.int64),  # qi
+        6: np.zeros((n_queries, N_QF)),  # qf
+        7: np.zeros((n_msgs, N_MF)),  # mf
+        8: np.zeros((n_msgs, MI_TARGETS + max_k + 1), dtype=np.int64),  # mi
+        18: np.zeros((n_queries, msgs_per_query), dtype=np.int64),  # messages per query
+        20: np.zeros((items, N_IF)),  # itf
+        21: np.zeros((items, N_II), dtype=np.int64),  # iti
+        33: np.zeros((items, max_k + 1), dtype=np.int64),  # successors
+        34: np.zeros((n_queries, max_k + 2), dtype=np.int64),  # items per query
+        35: np.zeros(n_queries, dtype=np.int64),  # the finished queries, in finishing order (GI_N_COMPLETED)
+        36: np.zeros((n_queries, max_k + 2, 2), dtype=np.int64),  # deferred actions (is send, id)
+        40: np.full((n_queries, max_k), -1, dtype=np.int64),  # subtask item ids per query
+        41: np.full((n_queries, n_aps + 1), -1, dtype=np.int64),  # attachment carriers per (query, location)
+        46: np.zeros(items, dtype=np.bool_),  # scratch: per item, queued at its edge
+    }
+
+
+def _block_arrays(wl: Any, start: int, n: int, max_k: int) -> tuple[np.ndarray, ...]:
+    """The workload's current block (queries ``start..start+n-1``) in the engine's layout: drawn so in compiled
+    code, or from the queries' Python objects."""
+    if wl.block is not None:
+        return tuple(wl.block)
+    return _workload_arrays(wl, n, max_k, start)
+
+
+def _workload_arrays(wl: Any, n_queries: int, max_k: int, start: int = 0) -> tuple[np.ndarray, ...]:
+    """Queries ``start..start+n_queries-1`` of the workload in the engine's layout, from their Python objects
+    (corpus queries, the learned planner; :func:`offload_gym.core.workload.draw_block` draws the others in this
+    layout directly)."""
     # the workload: per query (prompt, answer, difficulty, attachment, pred answer, pred difficulty,
     # pred aggregation output, pred aggregation difficulty); per subtask (out, diff, pred out, pred diff)
     wl_f = np.zeros((n_queries, 8))
@@ -333,7 +386,7 @@ def _workload_arrays(wl: Any, n_queries: int, max_k: int) -> tuple[np.ndarray, .
     wl_structure = np.zeros(n_queries, dtype=np.int64)
     rows, sub_rows, dep_rows = [], [], []
     for q in range(n_queries):  # one pass in Python, then whole arrays (row writes cost more than the reads)
-        spec, pred = wl.query(q)
+        spec, pred = wl.query(start + q)
         rows.append((spec.prompt_tokens, spec.answer_tokens, spec.difficulty, spec.attachment_bytes,
                      pred.answer_tokens, pred.difficulty, pred.aggregation_output_tokens, pred.aggregation_difficulty,
                      len(spec.deps), spec.structure))

@@ -4,7 +4,7 @@
 decision (:func:`offload_gym.core.step.decide_entry`: placement, events, rewards, estimates, observation); the
 env keeps the Gymnasium side (action checks, info dicts and records, the built-in scheduler's rule).
 :func:`unsupported_reason` says why a scenario runs on the Python engine instead (approximate estimates,
-episodes longer than one workload block, rendering): those features are not ported (issue 11).
+episodes over :data:`MAX_COMPILED_QUERIES` queries, rendering): those features are not ported (issue 11).
 """
 
 from __future__ import annotations
@@ -21,12 +21,17 @@ from offload_gym.sim.engine import PHONE, FinishedSummary, Simulator
 from offload_gym.sim.episode import WORKLOAD_BLOCK
 from offload_gym.sim.workload import CHAIN, DAG, FAN_OUT
 
-__all__ = ["CompiledEpisode", "EpisodeBuffers", "core_available", "unsupported_reason"]
+__all__ = ["MAX_COMPILED_QUERIES", "CompiledEpisode", "EpisodeBuffers", "core_available", "unsupported_reason"]
 
 _KIND_NAMES = ("query", "subtask", "aggregation", "end")
 # the core's indices the per-step code reads (equal to offload_gym.core's; tests/test_core_vector.py checks them), so
 # that a step does not look them up in the core's modules
-_D_KIND, _D_QUERY, _GF_NOW, _GI_N_COMPLETED = 0, 1, 0, 6
+_D_KIND, _D_QUERY, _GF_NOW, _GI_N_COMPLETED, _GI_SCHEDULED = 0, 1, 0, 6, 3
+
+#: the longest episode (``episode.queries``) the compiled core runs: its arrays grow by workload blocks
+#: (:data:`~offload_gym.sim.episode.WORKLOAD_BLOCK` queries) and keep every query's rows, about 10 KB a query
+#: (650 MiB here); longer episodes run on the Python engine, which keeps only the queries in flight
+MAX_COMPILED_QUERIES = 16 * WORKLOAD_BLOCK
 
 
 @dataclass
@@ -70,8 +75,8 @@ def unsupported_reason(cfg: ScenarioConfig, render_mode: str | None = None) -> s
     """Why ``cfg`` cannot run on the compiled core (``None`` if it can)."""
     if cfg.approx_estimates:
         return "approx_estimates"
-    if cfg.episode.queries > WORKLOAD_BLOCK:
-        return f"episode.queries > {WORKLOAD_BLOCK}"
+    if cfg.episode.queries > MAX_COMPILED_QUERIES:
+        return f"episode.queries > {MAX_COMPILED_QUERIES}"
     if render_mode is not None:
         return "rendering"  # the renderer reads the Python engine's view
     return None
@@ -204,6 +209,7 @@ class CompiledEpisode:
     def advance(self) -> list[int]:
         """To the first decision; the queries finished on the way (none)."""
         self._decide(*self._decide_args, -1)
+        self.grow_if_needed()
         return self._drain()
 
     def apply(self, a: int) -> list[int]:
@@ -211,7 +217,19 @@ class CompiledEpisode:
         call); the queries finished if time moved."""
         if self._decide(*self._decide_args, a) == -2:
             raise RuntimeError("compiled core: message capacity exceeded")  # pragma: no cover - sized per episode
+        self.grow_if_needed()
         return self._drain()
+
+    def grow_if_needed(self) -> bool:
+        """Load the workload's next block when the engine is about to schedule an arrival beyond the loaded
+        queries (:meth:`offload_gym.core.arrays.CoreState.grow`); whether it did (the state's reference is then
+        new: a batch must take it)."""
+        state = self.state
+        if state.loaded == state.n_queries or int(self._gi[_GI_SCHEDULED]) < state.loaded:
+            return False
+        state.grow(self.setup)
+        self._bind()
+        return True
 
     def move_to(self, buffers: EpisodeBuffers) -> None:
         """Keep the decision arrays in ``buffers`` (a batch's rows) from now on, with their current values."""

@@ -345,7 +345,12 @@ class _Batch:
         if (self.flags == -2).any():  # pragma: no cover - the arrays are sized for the whole episode
             raise RuntimeError("compiled core: message capacity exceeded")
         for i in np.flatnonzero(active):
-            envs[i]._sync_compiled()
+            env = envs[i]
+            env._sync_compiled()
+            episode = env.episode
+            if episode.grow_if_needed():  # its next workload block loaded: the batch takes its new state
+                self.set_state(self.states, int(i), episode.state.struct)
+                structs[i] = episode.state.struct
         truncated = active & (b.D[:, 0] == self.kind_end)
         return self.rewards.copy(), truncated
 
