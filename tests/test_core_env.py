@@ -137,6 +137,22 @@ def test_long_corpus_and_trace_episodes_run_compiled_with_the_python_trajectorie
                                                                            2, 100_000)
 
 
+@pytest.mark.parametrize("index", [0, 3, 5])
+def test_message_arrays_that_grow_at_every_turn_give_the_python_trajectories(index: int,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no message rows per query at the start, the arrays are full early: the
+    call that finds them full returns, they double, and the call goes on where it stopped (faulted configs:
+    cancelled and redispatched messages too)."""
+    from offload_gym.core import arrays
+
+    monkeypatch.setattr(arrays, "MESSAGES_PER_QUERY", 0)
+    config, seed = {**FAULTED[index], "episode": {"queries": 300}}, 3
+    compiled = OffloadEnv(config=config)
+    assert trajectory(compiled, seed) == trajectory(OffloadEnv(config=config, core="python"), seed)
+    assert compiled.episode is not None
+    assert len(compiled.episode.state.arrays[8]) >= 2 * compiled.episode.state.msg_margin  # it grew
+
+
 def test_a_grown_episode_pickles_and_continues_identically_and_the_longest_fall_back() -> None:
     env = OffloadEnv(config=LONG, core="compiled")
     _, info = env.reset(seed=1)

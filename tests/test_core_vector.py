@@ -131,6 +131,16 @@ def test_batched_episodes_longer_than_a_workload_block_equal_single_python_envs(
     assert _compare(TINY, 2, 13_000, seed=1, config=config) >= 2
 
 
+def test_batched_message_arrays_that_grow_equal_single_python_envs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An env of the batch whose message arrays are full goes on alone after they grew; its reward adds up the
+    queries rewarded before and after, in order, as one call would have."""
+    from offload_gym.core import arrays
+
+    monkeypatch.setattr(arrays, "MESSAGES_PER_QUERY", 0)
+    config = {"episode": {"queries": 60}, "faults": {"ap_outages": [{"ap": 1, "start_s": 5.0, "duration_s": 5.0}]}}
+    assert _compare(TINY, 3, 400, seed=8, config=config, threads=2) >= 3
+
+
 def test_threads_are_checked_and_default_to_the_cores_at_most_one_per_16_envs() -> None:
     from offload_gym.envs.vector import default_threads
 

@@ -86,7 +86,12 @@ from offload_gym.core.state import make_struct
 from offload_gym.core.wifi import dcf_params
 from offload_gym.sim.engine import merged_outages
 
-__all__ = ["LIST_SLOTS", "CoreEngine", "CoreState"]
+__all__ = ["LIST_SLOTS", "MESSAGES_PER_QUERY", "CoreEngine", "CoreState"]
+
+#: message rows allocated per loaded query at first (a whole query sends 2, a decomposed one of K subtasks
+#: about 2K + 2; the worst case is 33): the arrays double when an event could overflow them
+#: (:meth:`CoreState.grow_messages`)
+MESSAGES_PER_QUERY = 4
 
 #: the slots of :attr:`CoreState.arrays` that hold numba typed lists, in :func:`_new_containers`'s order (what
 #: pickling converts)
@@ -156,13 +161,14 @@ class CoreState:
             memo = np.zeros((memo_rows, 7))
         self.n_queries = n_queries
         self.msg_margin = 4 * (e.max_batch + 2) * (max_k + 2) + 64  # messages one event can create, at most
-        rows = _query_rows(loaded, max_k, n_aps, self.msg_margin)
+        rows = _query_rows(loaded, max_k, n_aps)
+        mf, mi = _message_rows(loaded * MESSAGES_PER_QUERY + self.msg_margin, max_k)
         cell_msgs, phone_ready, edge_waiting, edge_ready, edge_decoding, edge_prefilling = _new_containers(n_users, n_aps)
         self.arrays: tuple[Any, ...] = (
             np.empty((4 * (n_users + n_aps) + 16, 5)),  # 0 the event heap (it grows: the state then holds another)
             gf, gi, cf, ci,  # 1-4
             rows[5], rows[6],  # 5, 6 qi, qf
-            rows[7], rows[8],  # 7, 8 mf, mi
+            mf, mi,  # 7, 8 per message (they grow: grow_messages)
             np.array(sim.up_rate_bps, dtype=np.float64),  # 9
             np.array(sim.down_rate_bps, dtype=np.float64),  # 10
             np.array(sim.own_ap, dtype=np.int64),  # 11
@@ -207,6 +213,23 @@ class CoreState:
         a decision schedules one arrival at most, so asking after every call is enough)."""
         return self.loaded < self.n_queries and int(self.arrays[2][GI_SCHEDULED]) >= self.loaded
 
+    def grow_messages(self) -> None:
+        """Double the message arrays (the engine returned -2: fewer free rows than one event can fill); the
+        kernels' state is rebuilt over them, and the call that returned -2 goes on with ``a = -2``."""
+        arrays = list(self.arrays)
+        max_k = int(self.arrays[4][CI_MAX_K])
+        for slot, fresh in zip((7, 8), _message_rows(2 * len(arrays[8]), max_k), strict=True):
+            fresh[: len(arrays[slot])] = arrays[slot]
+            arrays[slot] = fresh
+        self._rebuild(arrays)
+
+    def _rebuild(self, arrays: list[Any]) -> None:
+        """The state over ``arrays`` (grown ones), the event heap carried over from the current state."""
+        heap = events_of(self.struct) if JIT_ENABLED else self.struct.events[: self.arrays[2][GI_N_EVENTS]].copy()
+        arrays[0] = _with_room(heap)
+        self.arrays = tuple(arrays)
+        self.struct = self._struct()
+
     def grow(self, sim: Any) -> None:
         """Load the workload's next block: every per-query array gets its rows (the old rows copied), and the
         kernels' state is rebuilt over them (the event heap carried over). Query, item and message ids stay."""
@@ -216,7 +239,7 @@ class CoreState:
         n = len(wl.arrival_s)
         self.loaded = start + n
         arrays = list(self.arrays)
-        for slot, fresh in _query_rows(self.loaded, max_k, n_aps, self.msg_margin).items():
+        for slot, fresh in _query_rows(self.loaded, max_k, n_aps).items():
             old = arrays[slot]
             fresh[: len(old)] = old
             arrays[slot] = fresh
@@ -224,10 +247,7 @@ class CoreState:
             arrays[slot] = np.concatenate([arrays[slot], new])
         arrays[43] = np.concatenate([arrays[43], np.asarray(wl.arrival_s, dtype=np.float64)])
         arrays[44] = np.concatenate([arrays[44], np.asarray(wl.user, dtype=np.int64)])
-        heap = events_of(self.struct) if JIT_ENABLED else self.struct.events[: self.arrays[2][GI_N_EVENTS]].copy()
-        arrays[0] = _with_room(heap)
-        self.arrays = tuple(arrays)
-        self.struct = self._struct()
+        self._rebuild(arrays)
 
 
     def __getstate__(self) -> dict[str, Any]:
@@ -278,8 +298,10 @@ class CoreEngine:
 
     def run_until_decision(self) -> int:
         q = run_until_decision(self.S)
-        if q == -2:  # pragma: no cover - the message arrays are sized for the whole episode
-            raise RuntimeError("compiled engine: message capacity exceeded")
+        while q == -2:  # the message arrays were full: they grow, and the loop goes on from where it stopped
+            self.state.grow_messages()
+            self.A, self.S = self.state.arrays, self.state.struct
+            q = run_until_decision(self.S)
         return int(q)
 
     def pop_completed(self) -> list[int]:
@@ -342,16 +364,18 @@ def _with_room(heap: np.ndarray) -> np.ndarray:
     return events
 
 
-def _query_rows(n_queries: int, max_k: int, n_aps: int, msg_margin: int) -> dict[int, np.ndarray]:
+def _message_rows(n_msgs: int, max_k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The message arrays (``mf``, ``mi``) for ``n_msgs`` messages, as they start."""
+    return np.zeros((n_msgs, N_MF)), np.zeros((n_msgs, MI_TARGETS + max_k + 1), dtype=np.int64)
+
+
+def _query_rows(n_queries: int, max_k: int, n_aps: int) -> dict[int, np.ndarray]:
     """The per-query arrays (by slot of :attr:`CoreState.arrays`) for ``n_queries`` queries, as they start."""
     items = n_queries * (max_k + 2)
     msgs_per_query = 2 + max_k + max_k * max_k + 1
-    n_msgs = n_queries * msgs_per_query + msg_margin
     return {
         5: np.zeros((n_queries, N_QI), dtype=np.int64),  # qi
         6: np.zeros((n_queries, N_QF)),  # qf
-        7: np.zeros((n_msgs, N_MF)),  # mf
-        8: np.zeros((n_msgs, MI_TARGETS + max_k + 1), dtype=np.int64),  # mi
         18: np.zeros((n_queries, msgs_per_query), dtype=np.int64),  # messages per query
         20: np.zeros((items, N_IF)),  # itf
         21: np.zeros((items, N_II), dtype=np.int64),  # iti

@@ -414,12 +414,16 @@ def _energy_features(S: Any, D: np.ndarray, est: np.ndarray, g: np.ndarray, o: i
 def decide_entry(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_locs: np.ndarray, mask: np.ndarray,
                  g: np.ndarray, OI: np.ndarray, OF: np.ndarray, energy: bool, a: int) -> int:
     """One decision: :func:`apply_action` of ``a``, the finished queries' rewards (:func:`account`), then the next
-    decision's observation (into ``g``). ``a < 0`` starts the episode instead: the first arrival and the faults,
-    run to the arrival, its decision and observation (one entry point for both: the core compiles once, not once
-    per entry point)."""
-    if a < 0:
+    decision's observation (into ``g``). ``a == -1`` starts the episode instead: the first arrival and the faults,
+    run to the arrival, its decision and observation; ``a == -2`` goes on after a call that returned -2 (the
+    message arrays were full; they have grown since), from where it stopped (one entry point for all three: the
+    core compiles once, not once per entry point)."""
+    if a == -1:
         start_entry(S)
         flag = advance(S, D, DF, est, plan_locs, mask)
+    elif a == -2:
+        flag = advance(S, D, DF, est, plan_locs, mask)
+        account(S)
     else:
         flag = apply_action(S, D, DF, est, plan_locs, mask, a)
         account(S)

@@ -29,8 +29,8 @@ _KIND_NAMES = ("query", "subtask", "aggregation", "end")
 _D_KIND, _D_QUERY, _GF_NOW, _GI_N_COMPLETED, _GI_SCHEDULED = 0, 1, 0, 6, 3
 
 #: the longest episode (``episode.queries``) the compiled core runs: its arrays grow by workload blocks
-#: (:data:`~offload_gym.sim.episode.WORKLOAD_BLOCK` queries) and keep every query's rows, about 10 KB a query
-#: (650 MiB here); longer episodes run on the Python engine, which keeps only the queries in flight
+#: (:data:`~offload_gym.sim.episode.WORKLOAD_BLOCK` queries) and keep every query's rows, about 4 KB a query
+#: (250 MiB here); longer episodes run on the Python engine, which keeps only the queries in flight
 MAX_COMPILED_QUERIES = 16 * WORKLOAD_BLOCK
 
 
@@ -216,9 +216,28 @@ class CompiledEpisode:
         """Place the pending item at ``a`` (or decompose), run to the next decision and observe it (one compiled
         call); the queries finished if time moved."""
         if self._decide(*self._decide_args, a) == -2:
-            raise RuntimeError("compiled core: message capacity exceeded")  # pragma: no cover - sized per episode
+            self._go_on()
         self.grow_if_needed()
         return self._drain()
+
+    def _go_on(self) -> None:
+        """After a call that returned -2 (its message arrays full): grow them and go on (``a = -2``) until done."""
+        while True:
+            self.state.grow_messages()
+            self._bind()
+            if self._decide(*self._decide_args, -2) != -2:
+                return
+
+    def go_on(self, reward: float) -> float:
+        """:meth:`_go_on` for a batch whose call for this episode returned -2 with ``reward`` so far: that plus the
+        rewards of the queries rewarded since, in their order (the sum a single call would have made)."""
+        ce = _modules()[0]
+        gi, qf = self._gi, self.S[6]
+        rewarded = int(gi[ce.GI_REWARDED])
+        self._go_on()
+        for q in self._completed[rewarded:int(gi[ce.GI_REWARDED])]:
+            reward += float(qf[q, ce.QF_REWARD])
+        return reward
 
     def grow_if_needed(self) -> bool:
         """Load the workload's next block when the engine is about to schedule an arrival beyond the loaded

@@ -176,7 +176,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
     at ``env.unwrapped.config``. ``core="auto"`` (default) runs the episodes on the compiled core
     (:mod:`offload_gym.core`, numba; bit-for-bit the same trajectories as the Python engine) where the scenario
     is supported, else on the Python engine (:attr:`sim`): ``approx_estimates``, episodes over 65,536 queries
-    (``MAX_COMPILED_QUERIES``: the core keeps every query's rows, about 10 KB each) and any ``render_mode`` are
+    (``MAX_COMPILED_QUERIES``: the core keeps every query's rows, about 4 KB each) and any ``render_mode`` are
     not ported. ``core="compiled"`` makes that an
     error; ``core="python"`` always runs the Python engine. ``reset(options={"config": {...}})`` changes the
     scenario from that episode on (the number of APs, the interface and whether energy is observed, which fix the spaces,

@@ -342,8 +342,11 @@ class _Batch:
         b = self.buffers
         self.start_s = b.DF[:, self.df_now].copy()  # each decision's time (written with its observation)
         self._decide(actions, active)
-        if (self.flags == -2).any():  # pragma: no cover - the arrays are sized for the whole episode
-            raise RuntimeError("compiled core: message capacity exceeded")
+        for i in np.flatnonzero(self.flags == -2):  # its message arrays were full: they grow, and it goes on
+            episode = envs[i].episode
+            self.rewards[i] = episode.go_on(float(self.rewards[i]))
+            self.set_state(self.states, int(i), episode.state.struct)
+            structs[i] = episode.state.struct
         for i in np.flatnonzero(active):
             env = envs[i]
             env._sync_compiled()
