@@ -57,7 +57,6 @@ from offload_gym.core.engine import (
     GF_NOW,
     GI_N_COMPLETED,
     GI_N_EVENTS,
-    GI_SCHEDULED,
     IF_EST_FINISH,
     IF_EST_READY,
     MI_TARGETS,
@@ -207,11 +206,6 @@ class CoreState:
         )
         #: what the kernels take: one reference over these arrays (offload_gym.core.state)
         self.struct = self._struct()
-
-    def needs_rows(self) -> bool:
-        """Whether the next arrival the engine schedules is beyond the loaded queries (then :meth:`grow` first:
-        a decision schedules one arrival at most, so asking after every call is enough)."""
-        return self.loaded < self.n_queries and int(self.arrays[2][GI_SCHEDULED]) >= self.loaded
 
     def grow_messages(self) -> None:
         """Double the message arrays (the engine returned -2: fewer free rows than one event can fill); the

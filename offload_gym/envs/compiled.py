@@ -242,7 +242,8 @@ class CompiledEpisode:
     def grow_if_needed(self) -> bool:
         """Load the workload's next block when the engine is about to schedule an arrival beyond the loaded
         queries (:meth:`offload_gym.core.arrays.CoreState.grow`); whether it did (the state's reference is then
-        new: a batch must take it)."""
+        new: a batch must take it). A call schedules one arrival at most, so asking after every call is enough:
+        the engine itself would stop scheduling arrivals at the end of its arrays."""
         state = self.state
         if state.loaded == state.n_queries or int(self._gi[_GI_SCHEDULED]) < state.loaded:
             return False
