@@ -211,11 +211,8 @@ class CoreState:
         """Double the message arrays (the engine returned -2: fewer free rows than one event can fill); the
         kernels' state is rebuilt over them, and the call that returned -2 goes on with ``a = -2``."""
         arrays = list(self.arrays)
-        max_k = int(self.arrays[4][CI_MAX_K])
-        for slot, fresh in zip((7, 8), _message_rows(2 * len(arrays[8]), max_k), strict=True):
-            fresh[: len(arrays[slot])] = arrays[slot]
-            arrays[slot] = fresh
-        self._rebuild(arrays)
+        mf, mi = _message_rows(2 * len(arrays[8]), int(self.arrays[4][CI_MAX_K]))
+        self._rebuild(_with_old_rows(arrays, {7: mf, 8: mi}))
 
     def _rebuild(self, arrays: list[Any]) -> None:
         """The state over ``arrays`` (grown ones), the event heap carried over from the current state."""
@@ -232,11 +229,7 @@ class CoreState:
         wl.arrival(start)  # draws the next block (the same generators, in the same order as the Python engine)
         n = len(wl.arrival_s)
         self.loaded = start + n
-        arrays = list(self.arrays)
-        for slot, fresh in _query_rows(self.loaded, max_k, n_aps).items():
-            old = arrays[slot]
-            fresh[: len(old)] = old
-            arrays[slot] = fresh
+        arrays = _with_old_rows(list(self.arrays), _query_rows(self.loaded, max_k, n_aps))
         for slot, new in zip((37, 38, 39, 42, 47), _block_arrays(wl, start, n, max_k), strict=True):
             arrays[slot] = np.concatenate([arrays[slot], new])
         arrays[43] = np.concatenate([arrays[43], np.asarray(wl.arrival_s, dtype=np.float64)])
@@ -349,6 +342,14 @@ def _fault_arrays(sim: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             if link is not None:
                 rates[u, ap] = link[1:]
     return table, order, rates
+
+
+def _with_old_rows(arrays: list[Any], fresh: dict[int, np.ndarray]) -> list[Any]:
+    """``arrays`` with each slot of ``fresh`` replaced by its (larger) array, the old rows copied to its start."""
+    for slot, array in fresh.items():
+        array[: len(arrays[slot])] = arrays[slot]
+        arrays[slot] = array
+    return arrays
 
 
 def _with_room(heap: np.ndarray) -> np.ndarray:

@@ -305,9 +305,13 @@ class _Batch:
         """Env ``i`` was reset (into its row): its new episode."""
         episode = envs[i].episode
         assert episode is not None and episode.D.base is self.buffers.D
+        self._take_state(i, episode)
+        self.start_s[i] = episode.now
+
+    def _take_state(self, i: int, episode: Any) -> None:
+        """Env ``i``'s episode has a new state (a reset, or its arrays grew): the batch steps that one."""
         self.set_state(self.states, i, episode.state.struct)
         self.structs[i] = episode.state.struct
-        self.start_s[i] = episode.now
 
     def step(self, envs: list[OffloadEnv], actions: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Apply ``actions`` of the ``active`` envs in one compiled call; their rewards and which envs' episodes
@@ -345,15 +349,13 @@ class _Batch:
         for i in np.flatnonzero(self.flags == -2):  # its message arrays were full: they grow, and it goes on
             episode = envs[i].episode
             self.rewards[i] = episode.go_on(float(self.rewards[i]))
-            self.set_state(self.states, int(i), episode.state.struct)
-            structs[i] = episode.state.struct
+            self._take_state(int(i), episode)
         for i in np.flatnonzero(active):
             env = envs[i]
             env._sync_compiled()
             episode = env.episode
-            if episode.grow_if_needed():  # its next workload block loaded: the batch takes its new state
-                self.set_state(self.states, int(i), episode.state.struct)
-                structs[i] = episode.state.struct
+            if episode.grow_if_needed():  # its next workload block loaded
+                self._take_state(int(i), episode)
         truncated = active & (b.D[:, 0] == self.kind_end)
         return self.rewards.copy(), truncated
 
