@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import gymnasium as gym
@@ -147,7 +148,7 @@ def test_threads_are_checked_and_default_to_the_cores_at_most_one_per_16_envs() 
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(ValueError, match="threads"):
             OffloadVectorEnv(2, scenario="tiny", threads=bad)  # type: ignore[arg-type]
-    cores = len(__import__("os").sched_getaffinity(0))
+    cores = len(os.sched_getaffinity(0))
     assert default_threads(1) == 1 and default_threads(15) == 1
     assert default_threads(64) == min(cores, 4) and default_threads(10_000) == cores
     assert OffloadVectorEnv(3, scenario="tiny").threads == 1
