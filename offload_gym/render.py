@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from offload_gym.envs.scene import Decision, Scene, scene
 from offload_gym.sim.physics import HopKind
 
 if TYPE_CHECKING:
@@ -517,11 +518,10 @@ def _place_static_labels(c: _Canvas, art: _Artists, ap_xy: np.ndarray, user_xy: 
 # ------------------------------------------------------------------ per-frame updates
 
 # ------------------------------------------------------------------ per-frame updates
-def _update_map(c: _Canvas, art: _Artists, env: OffloadEnv) -> Any:
+def _update_map(c: _Canvas, art: _Artists, env: OffloadEnv, sc: Scene | None) -> Any:
     """Update the map's artists; returns the state of its background part (topology, associations)."""
-    sim = env.sim
     n_aps, area = env.n_aps, env.config.topology.area_m
-    if sim is None:
+    if sc is None:
         for coll in (art.assoc, art.flow_lines):
             coll.set_segments([])
         art.flow_heads.set_verts([])
@@ -534,11 +534,7 @@ def _update_map(c: _Canvas, art: _Artists, env: OffloadEnv) -> Any:
         art.label_key = None
         art.static_boxes = []
         return None
-    # plain arrays whatever container the simulator keeps them in
-    ap_xy = np.asarray(sim.ap_xy, dtype=float).reshape(-1, 2)
-    user_xy = np.asarray(sim.user_xy, dtype=float).reshape(-1, 2)
-    own = np.asarray(sim.own_ap, dtype=int).reshape(-1)
-    up_rate = np.asarray(sim.up_rate_bps, dtype=float).reshape(-1)
+    ap_xy, user_xy, own, up_rate = sc.ap_xy, sc.user_xy, sc.own_ap, sc.up_rate_bps
     _place_static_labels(c, art, ap_xy, user_xy)
     covered = own >= 0
     # association lines, coloured by the uplink rate
@@ -546,14 +542,12 @@ def _update_map(c: _Canvas, art: _Artists, env: OffloadEnv) -> Any:
     art.assoc.set_segments(np.stack([user_xy[idx], ap_xy[own[idx]]], axis=1) if idx.size else [])
     art.assoc.set_color(art.cmap(art.norm(up_rate[idx] / 1e6)) if idx.size else "none")
     art.aps.set_offsets(ap_xy)
-    view = sim.view
-    busy = np.fromiter((view.phone_running(u) is not None for u in range(view.n_users)), dtype=bool, count=view.n_users)
+    busy = sc.phone_busy
     for coll, sel in zip(art.phones, (covered & ~busy, covered & busy, ~covered), strict=True):
         coll.set_offsets(user_xy[sel] if sel.any() else _EMPTY_XY)
-    _update_flows(c, art, sim, ap_xy, user_xy)
-    query = env._query
-    if query is not None and env._kind != "end":
-        art.focus.set_offsets(user_xy[query.user][None, :])
+    _update_flows(c, art, sc, ap_xy, user_xy)
+    if sc.decision is not None:
+        art.focus.set_offsets(user_xy[sc.decision.user][None, :])
     else:
         art.focus.set_offsets(_EMPTY_XY)
     notes = []
@@ -561,20 +555,18 @@ def _update_map(c: _Canvas, art: _Artists, env: OffloadEnv) -> Any:
         notes.append(f"phones are not numbered above {PHONE_LABELS_MAX} phones")
     if art.hidden_labels:
         notes.append(f"{art.hidden_labels} label{'s' if art.hidden_labels > 1 else ''} left out for want of room")
-    heading = f"{sim.n_users} phones, {n_aps} APs, {area:g} m square"
+    heading = f"{sc.n_users} phones, {n_aps} APs, {area:g} m square"
     art.heading.set_text(heading + ("\n(" + "; ".join(notes) + ")" if notes else ""))
     art.heading.set_fontsize(10 if notes else 11)
-    art.title.set_text(f"t = {sim.now:.3f} s")
+    art.title.set_text(f"t = {sc.now_s:.3f} s")
     return (art.label_key, own.tobytes(), up_rate.tobytes(), art.heading.get_text())
 
 
-def _update_flows(c: _Canvas, art: _Artists, sim: Any, ap_xy: np.ndarray, user_xy: np.ndarray) -> None:
+def _update_flows(c: _Canvas, art: _Artists, sc: Scene, ap_xy: np.ndarray, user_xy: np.ndarray) -> None:
     """Wi-Fi transfers in flight, one arrow per (direction, AP, phone); the biggest labelled where they fit."""
     flows: dict[tuple[int, int, int], list[float]] = {}
-    view = sim.view
-    for cell_ap in range(view.n_aps):
-        for direction, ap, user, nbytes in view.cell_transfers(cell_ap):
-            flows.setdefault((direction, ap, user), []).append(nbytes)
+    for direction, ap, user, nbytes in sc.transfers:
+        flows.setdefault((direction, ap, user), []).append(nbytes)
     for t in art.flow_texts:
         t.set_visible(False)
     if not flows:
@@ -660,16 +652,14 @@ def _set_ticks(ticks: list[Text], names: list[str]) -> None:
         t.set_visible(True)
 
 
-def _update_edges(c: _Canvas, art: _Artists, env: OffloadEnv) -> Any:
-    sim = env.sim
+def _update_edges(c: _Canvas, art: _Artists, env: OffloadEnv, sc: Scene | None) -> Any:
     n = env.n_aps
     m = _slots(n)
     max_batch = env.config.edge.max_batch
-    if sim is not None:
-        view = sim.view
-        batch = np.array([view.edge_batch(e) for e in range(n)], dtype=float)
-        queued = np.array([view.edge_queued(e) for e in range(n)], dtype=float)
-        transit = np.array([view.edge_in_transit(e) for e in range(n)], dtype=float)
+    if sc is not None:
+        batch = sc.edge_batch.astype(float)
+        queued = sc.edge_queued.astype(float)
+        transit = sc.edge_in_transit.astype(float)
     else:
         batch = queued = transit = np.zeros(n)
     shown, rest = _busiest(batch + queued + transit, m)
@@ -689,15 +679,13 @@ def _update_edges(c: _Canvas, art: _Artists, env: OffloadEnv) -> Any:
     return top
 
 
-def _update_cells(c: _Canvas, art: _Artists, env: OffloadEnv) -> Any:
-    sim = env.sim
+def _update_cells(c: _Canvas, art: _Artists, env: OffloadEnv, sc: Scene | None) -> Any:
     n = env.n_aps
     m = _slots(n)
-    if sim is not None:
-        view = sim.view
-        up = np.array([view.cell_uploading_phones(e) for e in range(n)], dtype=float)
-        ap = np.array([1.0 if view.cell_downloads(e) else 0.0 for e in range(n)])
-        total = np.array([view.cell_contenders(e) for e in range(n)], dtype=float)
+    if sc is not None:
+        up = sc.cell_uploading_phones.astype(float)
+        ap = (sc.cell_downloads > 0).astype(float)
+        total = sc.cell_contenders.astype(float)
     else:
         up = ap = np.zeros(n)
         total = np.full(n, float(env.config.wifi.background_stations))
@@ -721,7 +709,7 @@ def _update_cells(c: _Canvas, art: _Artists, env: OffloadEnv) -> Any:
     return top
 
 
-def _estimate_rows(env: OffloadEnv) -> tuple[list[int], int]:
+def _estimate_rows(env: OffloadEnv, sc: Scene, decision: Decision) -> tuple[list[int], int]:
     """Locations (0 = phone, 1 + a = AP a) in the estimate table, and how many are left out.
 
     All of them up to :data:`TABLE_ROWS`; beyond, the phone, the deciding phone's own AP, then the
@@ -729,16 +717,14 @@ def _estimate_rows(env: OffloadEnv) -> tuple[list[int], int]:
     n = env.n_aps + 1
     if n <= TABLE_ROWS:
         return list(range(n)), 0
-    sim = env.sim
-    assert sim is not None and env._query is not None
     keep = [0]
-    own = int(sim.own_ap[env._query.user])
+    own = int(sc.own_ap[decision.user])
     if own >= 0:
         keep.append(own + 1)
-    mask = env._mask
+    mask = sc.mask
 
     def rank(loc: int) -> tuple[int, float, int]:
-        est = env._estimates.get(loc)
+        est = decision.estimates.get(loc)
         return (0 if bool(mask[loc]) else 1, est.finish_s if est is not None else math.inf, loc)
 
     for loc in sorted((loc for loc in range(1, n) if loc not in keep), key=rank):
@@ -748,57 +734,53 @@ def _estimate_rows(env: OffloadEnv) -> tuple[list[int], int]:
     return sorted(keep), n - len(keep)
 
 
-def _decision_lines(env: OffloadEnv) -> list[str]:
+def _decision_lines(env: OffloadEnv, sc: Scene) -> list[str]:
     from offload_gym.sim.workload import CHAIN, DAG, FAN_OUT
 
-    sim = env.sim
-    assert sim is not None
     cfg = env.config
-    lines = [f"t = {sim.now:.3f} s   queries arrived {sim.queries_arrived}/{cfg.episode.queries}, "
-             f"finished {sim.queries_finished}, in flight {sim.queries_arrived - sim.queries_finished}"]
-    query, kind = env._query, env._kind
-    if query is None or kind == "end":
+    now = sc.now_s
+    lines = [f"t = {now:.3f} s   queries arrived {sc.queries_arrived}/{cfg.episode.queries}, "
+             f"finished {sc.queries_finished}, in flight {sc.queries_arrived - sc.queries_finished}"]
+    d = sc.decision
+    if d is None:
         m = env.episode_metrics()
         lines += ["decision: END (episode over, all queries drained)",
                   f"mean latency {m['mean_latency_s']:.3f} s, p95 {m['p95_latency_s']:.3f} s, "
                   f"quality {m['mean_quality']:.3f}, reward {m['mean_reward']:+.3f}"]
         return lines
-    spec = query.spec
-    k = spec.n_subtasks
-    structure = {FAN_OUT: "fan-out", CHAIN: "chain", DAG: "DAG"}.get(spec.structure, "?") if k > 1 else "whole only"
-    item = env._current_item()
-    assert item is not None
-    own = int(sim.own_ap[query.user])
+    k = d.n_subtasks
+    structure = {FAN_OUT: "fan-out", CHAIN: "chain", DAG: "DAG"}.get(d.structure, "?") if k > 1 else "whole only"
+    own = int(sc.own_ap[d.user])
     where = f"AP{own}" if own >= 0 else "no AP"
     step = ""
-    if kind == "subtask":
-        step = f" {env._position + 1}/{k} (subtask #{env._order[env._position]})"
-    lines.append(f"decision: {kind.upper()}{step}   query {query.qid} from phone {query.user} ({where}), "
+    if d.kind == "subtask":
+        step = f" {d.position + 1}/{k} (subtask #{d.subtask_index})"
+    lines.append(f"decision: {d.kind.upper()}{step}   query {d.query_id} from phone {d.user} ({where}), "
                  f"K = {k} ({structure})")
-    attach = f", attachment {spec.attachment_bytes / 1e3:.0f} kB" if spec.attachment_bytes > 0 else ""
-    lines.append(f"  predicted: in {item.pred_input_tokens:.0f} tok, out {item.pred_output_tokens:.0f} tok, "
-                 f"difficulty {item.pred_difficulty:+.2f}{attach}")
-    rows, left_out = _estimate_rows(env)
+    attach = f", attachment {d.attachment_bytes / 1e3:.0f} kB" if d.attachment_bytes > 0 else ""
+    lines.append(f"  predicted: in {d.pred_input_tokens:.0f} tok, out {d.pred_output_tokens:.0f} tok, "
+                 f"difficulty {d.pred_difficulty:+.2f}{attach}")
+    rows, left_out = _estimate_rows(env, sc, d)
     lines.append("  estimates     ready     finish   quality  allowed")
-    mask = env._mask
+    mask = sc.mask
     for loc in rows:
-        est = env._estimates.get(loc)
+        est = d.estimates.get(loc)
         allowed = "yes" if bool(mask[loc]) else "no"
         if est is None:
             lines.append(f"  {_loc_name(loc):8s}         -          -         -  {allowed:>7s}")
             continue
-        lines.append(f"  {_loc_name(loc):8s} {est.ready_s - sim.now:8.3f}s {est.finish_s - sim.now:9.3f}s "
+        lines.append(f"  {_loc_name(loc):8s} {est.ready_s - now:8.3f}s {est.finish_s - now:9.3f}s "
                      f"{est.quality:9.3f}  {allowed:>7s}")
     if left_out:
         allowed_out = sum(1 for loc in range(1, env.n_aps + 1) if loc not in rows and bool(mask[loc]))
         lines.append(f"  ... {left_out} more APs ({allowed_out} allowed) not listed: shown are the phone, "
                      f"its own AP and the earliest finishes")
-    plan = env._plan
-    if plan is not None:
-        subs = " ".join(_loc_name(loc) for loc in plan.locations[:-1])
-        lines.append(f"  decomposed plan: {plan.latency_s:.3f} s, quality {plan.quality:.3f}   "
-                     f"[{subs} | agg {_loc_name(plan.locations[-1])}]")
-    elif kind == "query":
+    if d.plan is not None:
+        latency_s, quality, locations = d.plan
+        subs = " ".join(_loc_name(loc) for loc in locations[:-1])
+        lines.append(f"  decomposed plan: {latency_s:.3f} s, quality {quality:.3f}   "
+                     f"[{subs} | agg {_loc_name(locations[-1])}]")
+    elif d.kind == "query":
         lines.append("  decomposed plan: - (K = 1, cannot decompose)")
     return lines
 
@@ -821,10 +803,11 @@ def _draw(c: _Canvas, env: OffloadEnv) -> None:
     if c.art is None or c.art.key != key:
         c.art = _build(c, env, key)
     art = c.art
-    map_key = _update_map(c, art, env)
-    edges_top = _update_edges(c, art, env)
-    cells_top = _update_cells(c, art, env)
-    art.block.set_lines(_wrap(_decision_lines(env)) if env.sim is not None else ["not reset"])
+    sc = scene(env)
+    map_key = _update_map(c, art, env, sc)
+    edges_top = _update_edges(c, art, env, sc)
+    cells_top = _update_cells(c, art, env, sc)
+    art.block.set_lines(_wrap(_decision_lines(env, sc)) if sc is not None else ["not reset"])
     art.static_key = (map_key, edges_top, cells_top)
 
 

@@ -271,3 +271,38 @@ def test_human_layout_draws_the_same_artists_without_blitting() -> None:
     text_panel = img[400:560, 650:1150]  # the decision text is there (drawn from cached glyphs)
     assert (text_panel < 100).any()
     env.close()
+
+
+@pytest.mark.parametrize("config", [
+    {"topology": {"n_users": 12, "n_aps": 3}, "episode": {"queries": 40}},
+    {"topology": {"n_users": 16, "n_aps": 4}, "episode": {"queries": 40}, "workload": {"attachment_prob": 0.5},
+     "faults": {"ap_outages": [{"ap": 0, "start_s": 0.3, "duration_s": 3.0}], "on_outage": "fail"}},
+])
+def test_both_engines_draw_the_same_frames_and_text(config: dict[str, Any]) -> None:
+    """The renderers read a scene (envs/scene.py) of either engine: the compiled core's arrays give the picture
+    and the text of the Python engine's objects, pixel for pixel, at every decision (decompositions, subtask and
+    aggregation decisions, transfers in flight, an outage)."""
+    envs = {core: OffloadEnv(config=config, render_mode="rgb_array", core=core) for core in ("python", "compiled")}
+    _, info = envs["python"].reset(seed=3)
+    envs["compiled"].reset(seed=3)
+    assert envs["compiled"].episode is not None and envs["python"].sim is not None
+    seen: set[str] = set()
+    flows = 0
+    for t in range(400):
+        frames = [env.render() for env in envs.values()]
+        texts = [env._render_ansi() for env in envs.values()]
+        assert np.array_equal(frames[0], frames[1]), f"frame {t}"
+        assert texts[0] == texts[1], f"text {t}"
+        seen.add(info["decision"])
+        flows += bool(render_mod._CANVASES[envs["compiled"]].art.flow_lines.get_segments())
+        allowed = np.flatnonzero(info["action_mask"])
+        a = int(allowed[-1] if t % 3 == 0 else allowed[t % allowed.size])  # decompose often, spread the rest
+        results = [env.step(a) for env in envs.values()]
+        info = results[0][4]
+        if results[0][3]:
+            break
+    assert results[0][3] and results[1][3]  # both ended on the same step
+    assert np.array_equal(*(env.render() for env in envs.values()))  # and the last frame, with the metrics
+    assert {"query", "subtask", "aggregation"} <= seen and flows > 0
+    for env in envs.values():
+        env.close()

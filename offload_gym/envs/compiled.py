@@ -4,7 +4,8 @@
 decision (:func:`offload_gym.core.step.decide_entry`: placement, events, rewards, estimates, observation); the
 env keeps the Gymnasium side (action checks, info dicts and records, the built-in scheduler's rule).
 :func:`unsupported_reason` says why a scenario runs on the Python engine instead (approximate estimates,
-episodes over :data:`MAX_COMPILED_QUERIES` queries, rendering): those features are not ported (issue 11).
+episodes over :data:`MAX_COMPILED_QUERIES` queries): those features are not ported (issue 11). Rendering reads
+either engine (:mod:`offload_gym.envs.scene`).
 """
 
 from __future__ import annotations
@@ -71,14 +72,12 @@ def core_available() -> bool:
     return HAVE_NUMBA
 
 
-def unsupported_reason(cfg: ScenarioConfig, render_mode: str | None = None) -> str | None:
+def unsupported_reason(cfg: ScenarioConfig) -> str | None:
     """Why ``cfg`` cannot run on the compiled core (``None`` if it can)."""
     if cfg.approx_estimates:
         return "approx_estimates"
     if cfg.episode.queries > MAX_COMPILED_QUERIES:
         return f"episode.queries > {MAX_COMPILED_QUERIES}"
-    if render_mode is not None:
-        return "rendering"  # the renderer reads the Python engine's view
     return None
 
 

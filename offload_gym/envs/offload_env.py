@@ -176,9 +176,9 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
     at ``env.unwrapped.config``. ``core="auto"`` (default) runs the episodes on the compiled core
     (:mod:`offload_gym.core`, numba; bit-for-bit the same trajectories as the Python engine) where the scenario
     is supported, else on the Python engine (:attr:`sim`): ``approx_estimates``, episodes over 65,536 queries
-    (``MAX_COMPILED_QUERIES``: the core keeps every query's rows, about 4 KB each) and any ``render_mode`` are
-    not ported. ``core="compiled"`` makes that an
-    error; ``core="python"`` always runs the Python engine. ``reset(options={"config": {...}})`` changes the
+    (``MAX_COMPILED_QUERIES``: the core keeps every query's rows, about 4 KB each) are not ported; every
+    ``render_mode`` draws either engine's state (:mod:`offload_gym.envs.scene`). ``core="compiled"`` makes an
+    unported scenario an error; ``core="python"`` always runs the Python engine. ``reset(options={"config": {...}})`` changes the
     scenario from that episode on (the number of APs, the interface and whether energy is observed, which fix the spaces,
     cannot change).
 
@@ -314,10 +314,10 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
             self._done = True
 
     def _runs_compiled(self) -> bool:
-        """Whether this episode runs on the compiled core (``core``; rendering and unported features: Python)."""
+        """Whether this episode runs on the compiled core (``core``; unported features: the Python engine)."""
         if self.core == "python":
             return False
-        reason = unsupported_reason(self.config, self.render_mode)
+        reason = unsupported_reason(self.config)
         if self.core == "compiled":
             if not core_available():
                 raise ValueError("core: 'compiled' needs numba (pip install numba); use core='auto' or 'python'")
@@ -428,6 +428,8 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         }
         if truncated:
             info["episode_metrics"] = self.episode_metrics()
+        if self.render_mode == "human":
+            self.render()
         return self._emit(features), reward, False, truncated, info
 
     def _emit(self, features: np.ndarray) -> Any:
@@ -907,28 +909,29 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         }
 
     def _render_ansi(self) -> str:
-        sim = self.sim
-        if sim is None:
+        from offload_gym.envs.scene import scene
+
+        sc = scene(self)
+        if sc is None:
             return "offload_gym: not reset\n"
-        lines = [f"t={sim.now:9.3f}s  arrived={sim.queries_arrived}/{self.config.episode.queries} "
-                 f"finished={sim.queries_finished}  decision={self._kind}"]
-        view = sim.view
-        for e in range(view.n_aps):
-            lines.append(f"  AP{e}: batch {view.edge_batch(e):2d}/{self.config.edge.max_batch} "
-                         f"queued {view.edge_queued(e):2d} in-transit {view.edge_in_transit(e):2d}  "
-                         f"contenders {view.cell_contenders(e):3d}")
-        query = self._query
-        if query is not None and self._kind != _END:
-            item = self._current_item()
-            assert item is not None
-            lines.append(f"  query {query.qid} from phone {query.user} (AP{int(sim.own_ap[query.user])}): "
-                         f"K={query.spec.n_subtasks} pred out {item.pred_output_tokens:.0f} tok, "
-                         f"b^={item.pred_difficulty:+.2f}")
-            for loc, est in sorted(self._estimates.items()):
+        now = sc.now_s
+        kind = sc.decision.kind if sc.decision is not None else _END
+        lines = [f"t={now:9.3f}s  arrived={sc.queries_arrived}/{self.config.episode.queries} "
+                 f"finished={sc.queries_finished}  decision={kind}"]
+        for e in range(sc.n_aps):
+            lines.append(f"  AP{e}: batch {sc.edge_batch[e]:2d}/{self.config.edge.max_batch} "
+                         f"queued {sc.edge_queued[e]:2d} in-transit {sc.edge_in_transit[e]:2d}  "
+                         f"contenders {sc.cell_contenders[e]:3d}")
+        d = sc.decision
+        if d is not None:
+            lines.append(f"  query {d.query_id} from phone {d.user} (AP{int(sc.own_ap[d.user])}): "
+                         f"K={d.n_subtasks} pred out {d.pred_output_tokens:.0f} tok, "
+                         f"b^={d.pred_difficulty:+.2f}")
+            for loc, est in sorted(d.estimates.items()):
                 name = "phone" if loc == PHONE else f"AP{loc - 1}"
-                lines.append(f"    {name:6s} est {est.finish_s - sim.now:7.3f}s  quality {est.quality:.3f}")
-            if self._plan is not None:
-                lines.append(f"    decomposed plan: {self._plan.latency_s:.3f}s quality {self._plan.quality:.3f}")
+                lines.append(f"    {name:6s} est {est.finish_s - now:7.3f}s  quality {est.quality:.3f}")
+            if d.plan is not None:
+                lines.append(f"    decomposed plan: {d.plan[0]:.3f}s quality {d.plan[1]:.3f}")
         return "\n".join(lines) + "\n"
 
 

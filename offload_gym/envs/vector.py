@@ -24,7 +24,7 @@ step a contiguous share of the envs at once (64 envs on 2 cores: 1.25-1.4x the d
 resets and the Python side of a step stay on the calling thread).
 Their infos then carry ``action_mask``, ``decision``, ``decision_query_id``, ``time_s``, ``elapsed_s`` and
 ``invalid_actions``, but not ``completed`` (the per-query records: ``vectorization_mode="sync"`` gives them).
-Elsewhere (the Python engine: ``approx_estimates``, rendering, ``core="python"``; the query and residual interfaces, whose
+Elsewhere (the Python engine: ``approx_estimates``, ``core="python"``; the query and residual interfaces, whose
 built-in scheduler runs in Python) they step the envs one after another, with every info key. The trajectories
 are the same either way.
 """
@@ -295,7 +295,7 @@ class _Batch:
     @classmethod
     def of(cls, envs: list[OffloadEnv], threads: int = 1) -> _Batch | None:
         """A batch of the freshly reset envs' episodes, or ``None`` where the envs step one by one: on the Python
-        engine (a scenario the core does not run, ``core="python"``, rendering) and in the query and residual
+        engine (a scenario the core does not run, ``core="python"``) and in the query and residual
         interfaces, whose built-in scheduler runs in Python."""
         if envs[0].action_mode != "item" or any(env.episode is None for env in envs):
             return None

@@ -1,0 +1,205 @@
+"""What a picture of the env shows, read from whichever engine runs the episode.
+
+:func:`scene` copies the few numbers the renderers (:mod:`offload_gym.render` and the ``ansi`` text) draw
+into a :class:`Scene`: the topology and associations, the transfers in flight, the edges' batches and queues,
+the cells' contenders and the pending decision with its estimates and plan. It reads the Python engine's
+view (:attr:`~offload_gym.envs.offload_env.OffloadEnv.sim`) or the compiled core's arrays
+(:attr:`~offload_gym.envs.offload_env.OffloadEnv.episode`); both give the same scene for the same state
+(``tests/test_render.py`` compares the frames of both engines pixel for pixel), so the renderers need not
+know which engine runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from offload_gym.sim.physics import HopKind
+
+if TYPE_CHECKING:
+    from offload_gym.envs.compiled import CompiledEpisode
+    from offload_gym.envs.offload_env import OffloadEnv
+
+__all__ = ["Decision", "LocationEstimate", "Scene", "scene"]
+
+#: one Wi-Fi transfer in flight: (direction, the cell's AP, the phone, message bytes)
+Transfer = tuple[HopKind, int, int, float]
+
+
+@dataclass(frozen=True)
+class LocationEstimate:
+    """A location's estimates behind the observation (absolute times, s)."""
+
+    ready_s: float
+    finish_s: float
+    quality: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The pending decision."""
+
+    kind: str  # "query", "subtask" or "aggregation"
+    query_id: int
+    user: int
+    n_subtasks: int
+    structure: int  # FAN_OUT, CHAIN or DAG (offload_gym.sim.workload)
+    attachment_bytes: float
+    #: subtask decisions: the position in the placement order (0-based) and the subtask's index
+    position: int
+    subtask_index: int
+    pred_input_tokens: float
+    pred_output_tokens: float
+    pred_difficulty: float
+    #: per location (0 = phone, 1 + a = AP a) where it can run
+    estimates: dict[int, LocationEstimate]
+    #: query decisions of K > 1: the list scheduler's plan (latency s, quality, locations of the subtasks and
+    #: the aggregation)
+    plan: tuple[float, float, list[int]] | None
+
+
+@dataclass(frozen=True)
+class Scene:
+    """The state a picture shows (:func:`scene`)."""
+
+    now_s: float
+    queries_arrived: int
+    queries_finished: int
+    ap_xy: np.ndarray  # (n_aps, 2) m
+    user_xy: np.ndarray  # (n_users, 2) m
+    own_ap: np.ndarray  # per phone, -1: out of coverage
+    up_rate_bps: np.ndarray  # per phone
+    phone_busy: np.ndarray  # per phone, computing an item
+    transfers: list[Transfer]  # cell by cell, each cell's in its order
+    edge_batch: np.ndarray  # per AP: streams admitted
+    edge_queued: np.ndarray  # items whose inputs are all there, waiting for room
+    edge_in_transit: np.ndarray  # items placed whose inputs are not all there
+    cell_uploading_phones: np.ndarray
+    cell_downloads: np.ndarray
+    cell_contenders: np.ndarray
+    mask: np.ndarray  # the item actions' mask (0..n_aps + 1)
+    decision: Decision | None  # None at the episode's end
+
+    @property
+    def n_users(self) -> int:
+        return int(self.user_xy.shape[0])
+
+    @property
+    def n_aps(self) -> int:
+        return int(self.ap_xy.shape[0])
+
+
+def scene(env: OffloadEnv) -> Scene | None:
+    """What ``env`` shows now (``None`` before its first reset)."""
+    if env.episode is not None:
+        return _compiled_scene(env, env.episode)
+    if env.sim is not None:
+        return _python_scene(env)
+    return None
+
+
+def _python_scene(env: OffloadEnv) -> Scene:
+    sim = env.sim
+    assert sim is not None
+    view = sim.view
+    n_aps, n_users = view.n_aps, view.n_users
+    transfers: list[Transfer] = []
+    for ap in range(n_aps):
+        transfers.extend(view.cell_transfers(ap))
+    decision = None
+    query = env._query
+    if query is not None and env._kind != "end":
+        item = env._current_item()
+        assert item is not None
+        plan = env._plan
+        subtask = env._order[env._position] if env._kind == "subtask" else -1
+        decision = Decision(
+            kind=env._kind, query_id=query.qid, user=query.user, n_subtasks=query.spec.n_subtasks,
+            structure=query.spec.structure, attachment_bytes=float(query.spec.attachment_bytes),
+            position=env._position, subtask_index=subtask, pred_input_tokens=float(item.pred_input_tokens),
+            pred_output_tokens=float(item.pred_output_tokens), pred_difficulty=float(item.pred_difficulty),
+            estimates={loc: LocationEstimate(e.ready_s, e.finish_s, e.quality) for loc, e in env._estimates.items()},
+            plan=(plan.latency_s, plan.quality, list(plan.locations)) if plan is not None else None)
+    return Scene(
+        now_s=sim.now, queries_arrived=sim.queries_arrived, queries_finished=sim.queries_finished,
+        ap_xy=np.asarray(sim.ap_xy, dtype=float).reshape(-1, 2), user_xy=np.asarray(sim.user_xy, dtype=float).reshape(-1, 2),
+        own_ap=np.asarray(sim.own_ap, dtype=int).reshape(-1), up_rate_bps=np.asarray(sim.up_rate_bps, dtype=float),
+        phone_busy=np.array([view.phone_running(u) is not None for u in range(n_users)], dtype=bool),
+        transfers=transfers,
+        edge_batch=np.array([view.edge_batch(e) for e in range(n_aps)], dtype=int),
+        edge_queued=np.array([view.edge_queued(e) for e in range(n_aps)], dtype=int),
+        edge_in_transit=np.array([view.edge_in_transit(e) for e in range(n_aps)], dtype=int),
+        cell_uploading_phones=np.array([view.cell_uploading_phones(e) for e in range(n_aps)], dtype=int),
+        cell_downloads=np.array([view.cell_downloads(e) for e in range(n_aps)], dtype=int),
+        cell_contenders=np.array([view.cell_contenders(e) for e in range(n_aps)], dtype=int),
+        mask=env._mask.copy(), decision=decision)
+
+
+def _compiled_scene(env: OffloadEnv, episode: CompiledEpisode) -> Scene:
+    """The same from the core's arrays (``offload_gym.core.arrays.CoreState.arrays``: the slot numbers are
+    documented there)."""
+    from offload_gym.core import engine as ce
+    from offload_gym.core import step as cs
+
+    S = episode.S
+    gi = S[2]
+    qi, mf, mi = S[5], S[7], S[8]
+    n_aps = episode.n_aps
+    transfers: list[Transfer] = []
+    for ap in range(n_aps):
+        for m in S[14][ap]:  # the cell's messages, in order
+            h = int(mi[m, ce.MI_HOP])
+            kind = int(mi[m, ce.MI_HOPS + 2 * h])
+            cell_ap = int(mi[m, ce.MI_HOPS + 2 * h + 1])
+            transfers.append((HopKind(kind), cell_ap, int(qi[mi[m, ce.MI_QUERY], ce.QI_USER]), float(mf[m, ce.MF_NBYTES])))
+    uploading, downloads = S[15].astype(int), S[16].astype(int)
+    D, DF, est = episode.D, episode.DF, episode.est
+    kind = episode.kind
+    decision = None
+    if kind != "end":
+        q = int(D[cs.D_QUERY])
+        k = int(S[42][q])
+        wl_f, wl_sub, wl_deps = S[37], S[38], S[39]
+        position = int(D[cs.D_POSITION])
+        subtask = -1
+        if kind == "query":
+            pred = (float(wl_f[q, 0]), float(wl_f[q, 4]), float(wl_f[q, 5]))
+        elif kind == "subtask":
+            subtask = int(D[cs.D_ORDER + position])
+            n_preds = int(wl_deps[q, subtask, 0])
+            # the context plus the predecessors' predicted outputs (core.estimates.subtask_inputs)
+            inputs = 0.0
+            for j in range(n_preds):
+                inputs += float(wl_sub[q, wl_deps[q, subtask, 1 + j], 2])
+            pred = (float(S[3][ce.CF_CONTEXT]) + inputs, float(wl_sub[q, subtask, 2]), float(wl_sub[q, subtask, 3]))
+        else:
+            total = 0.0
+            for j in range(k):
+                total += float(wl_sub[q, j, 2])
+            pred = (total, float(wl_f[q, 6]), float(wl_f[q, 7]))
+        estimates = {loc: LocationEstimate(float(est[loc, 0]), float(est[loc, 1]), float(est[loc, 2]))
+                     for loc in range(n_aps + 1) if est[loc, 1] == est[loc, 1]}  # NaN: not usable
+        plan = None
+        if kind == "query" and D[cs.D_HAS_PLAN]:
+            plan = (float(DF[cs.DF_PLAN_LATENCY]), float(DF[cs.DF_PLAN_QUALITY]),
+                    [int(x) for x in episode.plan_locations[:k + 1]])
+        decision = Decision(
+            kind=kind, query_id=q, user=int(qi[q, ce.QI_USER]), n_subtasks=k, structure=int(S[47][q]),
+            attachment_bytes=float(wl_f[q, 3]), position=position, subtask_index=subtask,
+            pred_input_tokens=pred[0], pred_output_tokens=pred[1], pred_difficulty=pred[2], estimates=estimates,
+            plan=plan)
+    setup = episode.setup
+    return Scene(
+        now_s=episode.now, queries_arrived=int(gi[ce.GI_ARRIVED]), queries_finished=int(gi[ce.GI_FINISHED]),
+        ap_xy=np.asarray(setup.ap_xy, dtype=float).reshape(-1, 2),
+        user_xy=np.asarray(setup.user_xy, dtype=float).reshape(-1, 2),
+        own_ap=S[11].astype(int), up_rate_bps=S[9].astype(float), phone_busy=S[26][:, 0] >= 0,
+        transfers=transfers,
+        edge_batch=S[30][:, 0].astype(int),
+        edge_queued=np.array([len(S[28][e]) for e in range(n_aps)], dtype=int),
+        edge_in_transit=np.array([len(S[27][e]) for e in range(n_aps)], dtype=int),
+        cell_uploading_phones=uploading, cell_downloads=downloads,
+        cell_contenders=S[13].astype(int) + uploading + (downloads > 0),
+        mask=episode.mask.copy(), decision=decision)
