@@ -1,10 +1,11 @@
 #!/usr/bin/env python
 """Time per decision in overloaded scenarios (issue 15, item 5), against the default scenario.
 
-``python benchmarks/bench_overload.py [--reps N] [--seed S] [--only NAME ...] [--approx]`` prints, per case,
-the median over ``N`` repetitions of CPU milliseconds per decision (``time.process_time``; one episode per
-repetition, reset included) and the ratio to the default paper scenario with greedy. ``--approx`` adds rows
-with the estimator's ``approx_queue_reuse`` on (an approximation, off by default) and, for the nearest-edge
+``python benchmarks/bench_overload.py [--reps N] [--seed S] [--only NAME ...] [--approx]`` prints, per case and
+engine (the compiled core, the Python engine), the median over ``N`` repetitions of CPU milliseconds per
+decision (``time.process_time``; one episode per repetition, reset included) and the ratio to the same engine's
+default paper scenario with greedy. ``--approx`` adds rows of the Python engine with the estimator's
+``approx_queue_reuse`` on (``approx_estimates``, deprecated: an approximation, off by default) and, for the nearest-edge
 cases (whose trajectory does not depend on the estimates), the relative error of its general-projection
 finish estimates against the exact ones, ``|approx - exact| / (exact - now)``. Cases:
 
@@ -37,13 +38,20 @@ CASES: dict[str, tuple[dict[str, Any], str]] = {
 }
 
 
-def run_episode(config: dict[str, Any], policy_name: str, seed: int, approx: bool = False) -> tuple[float, int]:
-    """CPU seconds and decisions of one episode (reset included); ``approx``: ``approx_queue_reuse`` on."""
-    env = OffloadEnv(config=config)
+#: the rows timed per case: (engine, whether ``approx_queue_reuse`` is on)
+Variant = tuple[str, bool]
+
+
+def run_episode(config: dict[str, Any], policy_name: str, seed: int, approx: bool = False,
+                core: str = "python") -> tuple[float, int]:
+    """CPU seconds and decisions of one episode (reset included) on ``core``; ``approx``: the Python engine's
+    ``approx_queue_reuse`` on."""
+    env = OffloadEnv(config=config, core=core)
     policy = make_policy(policy_name, env.config, seed=seed)
     start = time.process_time()
     obs, _ = env.reset(seed=seed)
-    env.estimator.approx_queue_reuse = approx
+    if approx:
+        env.estimator.approx_queue_reuse = True
     decisions = 0
     done = False
     while not done:
@@ -91,27 +99,33 @@ def main(argv: list[str] | None = None) -> None:
     names = args.only or list(CASES)
     if "default" not in names:
         names = ["default", *names]
-    variants = [False, True] if args.approx else [False]
-    results: dict[tuple[str, bool], tuple[float, int, float]] = {}
+    variants: list[Variant] = [("compiled", False), ("python", False)] + ([("python", True)] if args.approx else [])
+    results: dict[tuple[str, Variant], tuple[float, int, float]] = {}
     for name in names:
         config, policy_name = CASES[name]
-        per_step: dict[bool, list[float]] = {v: [] for v in variants}
-        totals: dict[bool, list[float]] = {v: [] for v in variants}
-        decisions: dict[bool, int] = {}
+        per_step: dict[Variant, list[float]] = {v: [] for v in variants}
+        totals: dict[Variant, list[float]] = {v: [] for v in variants}
+        decisions: dict[Variant, int] = {}
         for _ in range(args.reps):
-            for approx in variants:  # interleaved, so that a busy machine biases both alike
-                elapsed, decisions[approx] = run_episode(config, policy_name, args.seed, approx)
-                per_step[approx].append(1000.0 * elapsed / decisions[approx])
-                totals[approx].append(elapsed)
-        for approx in variants:
-            results[name, approx] = (statistics.median(per_step[approx]), decisions[approx],
-                                     statistics.median(totals[approx]))
-    base = results["default", False][0]
-    print("| case | policy | estimator | decisions | episode s | ms/decision | vs default |")
-    print("|---|---|---|---:|---:|---:|---:|")
-    for (name, approx), (ms, n, total) in results.items():
+            for v in variants:  # interleaved, so that a busy machine biases all alike
+                elapsed, decisions[v] = run_episode(config, policy_name, args.seed, approx=v[1], core=v[0])
+                per_step[v].append(1000.0 * elapsed / decisions[v])
+                totals[v].append(elapsed)
+        for v in variants:
+            results[name, v] = (statistics.median(per_step[v]), decisions[v], statistics.median(totals[v]))
+    print("| case | policy | engine | estimator | decisions | episode s | ms/decision | vs default |")
+    print("|---|---|---|---|---:|---:|---:|---:|")
+    for (name, (core, approx)), (ms, n, total) in results.items():
         kind = "approx_queue_reuse" if approx else "exact"
-        print(f"| {name} | {CASES[name][1]} | {kind} | {n} | {total:.2f} | {ms:.3f} | {ms / base:.2f}x |")
+        base = results["default", (core, False)][0]
+        print(f"| {name} | {CASES[name][1]} | {core} | {kind} | {n} | {total:.2f} | {ms:.3f} | {ms / base:.2f}x |")
+    if args.approx:
+        print()
+        print("| case | compiled exact / Python approx_queue_reuse, ms per decision |")
+        print("|---|---:|")
+        for name in names:
+            ratio = results[name, ("compiled", False)][0] / results[name, ("python", True)][0]
+            print(f"| {name} | {ratio:.3f} |")
     if args.approx:
         print()
         print("| case | general estimates | median rel. error | p95 | max |")

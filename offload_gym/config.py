@@ -369,7 +369,8 @@ class ScenarioConfig:
     faults: FaultsConfig = field(default_factory=FaultsConfig)
     invalid_action: str = _f("fallback", "masked action: fallback (run on the phone, counted) or raise",
                              choices=("fallback", "raise"))
-    approx_estimates: bool = _f(False, "overloaded edges (32+ queued streams) reuse their batch projection for a few "
+    approx_estimates: bool = _f(False, "deprecated (the compiled core's exact estimates are faster): on the Python "
+                                "engine, overloaded edges (32+ queued streams) reuse their batch projection for a few "
                                 "decisions: cost per decision stays near the default scenario's, estimates are "
                                 "approximate (relative error median <= 2e-4, max 2e-2 measured) and trajectories "
                                 "differ from the exact default")

@@ -100,10 +100,14 @@ def test_auto_uses_the_compiled_core_and_falls_back_for_what_is_not_ported() -> 
     env.reset(seed=0)
     assert env.episode is not None and env.sim is None
     approx = {"approx_estimates": True}
-    env = OffloadEnv(config=approx)
+    with pytest.warns(FutureWarning, match="approx_estimates is deprecated"):
+        env = OffloadEnv(config=approx)
     env.reset(seed=0)
     assert env.episode is None and env.sim is not None
-    with pytest.raises(ValueError, match="core: 'compiled' does not run approx_estimates"):
+    with pytest.warns(FutureWarning, match="approx_estimates"):  # at a reset that turns it on, too
+        OffloadEnv().reset(seed=0, options={"config": approx})
+    with pytest.raises(ValueError, match="core: 'compiled' does not run approx_estimates"), \
+            pytest.warns(FutureWarning, match="approx_estimates"):
         OffloadEnv(config=approx, core="compiled").reset(seed=0)
     with pytest.raises(ValueError, match="core: 'fast' is not allowed"):
         OffloadEnv(core="fast")

@@ -186,7 +186,8 @@ def test_a_forked_child_steps_a_threaded_batch_without_hanging() -> None:
 
 
 def test_unported_scenarios_and_the_query_interface_step_env_by_env() -> None:
-    approx = gym.make_vec(TINY, num_envs=2, config={"approx_estimates": True})
+    with pytest.warns(FutureWarning, match="approx_estimates is deprecated"):
+        approx = gym.make_vec(TINY, num_envs=2, config={"approx_estimates": True})
     approx.reset(seed=0)
     assert not approx.batched
     query = gym.make_vec("offload_gym/WifiOffload-query-v0", num_envs=2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, ClassVar, SupportsFloat
 
 import gymnasium as gym
@@ -220,6 +221,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         self.core = core
         self.config = make_config(config, scenario=scenario)
         check_planner_checkpoint(self.config)
+        _warn_if_deprecated(self.config)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode: {render_mode!r} is not allowed; choose one of "
                              f"{self.metadata['render_modes']} or None")
@@ -349,6 +351,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
             raise ValueError(f"options['config']: expected a mapping of overrides or a ScenarioConfig, "
                              f"got {type(overrides).__name__}")
         check_planner_checkpoint(new)
+        _warn_if_deprecated(new)
         for key, old_value, new_value in (("topology.n_aps", self.config.topology.n_aps, new.topology.n_aps),
                                           ("action_mode", self.config.action_mode, new.action_mode),
                                           ("observation_format", self.config.observation_format, new.observation_format),
@@ -933,6 +936,16 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
             if d.plan is not None:
                 lines.append(f"    decomposed plan: {d.plan[0]:.3f}s quality {d.plan[1]:.3f}")
         return "\n".join(lines) + "\n"
+
+
+def _warn_if_deprecated(cfg: ScenarioConfig) -> None:
+    """``approx_estimates`` is deprecated: it approximates the Python engine's estimates to save time there, and
+    the compiled core computes them exactly in less time than that approximation takes."""
+    if cfg.approx_estimates:
+        warnings.warn("approx_estimates is deprecated and goes with the Python engine: the compiled core (the default "
+                      "without it) computes the estimates exactly, 3-8x faster per decision than the approximation "
+                      "in the overloaded cases of benchmarks/bench_overload.py --approx; this episode runs on the "
+                      "Python engine with approximate estimates", FutureWarning, stacklevel=3)
 
 
 def _put_estimate(g: list[float], o: int, est: Estimate | None, now: float, time_scale: float) -> None:
