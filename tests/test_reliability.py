@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -390,10 +391,12 @@ def test_approx_estimates_is_a_config_switch_off_by_default() -> None:
     exact = OffloadEnv(config={"edge": {"model": "70B"}, "episode.queries": 120}, core="python")
     exact.reset(seed=0)
     assert exact.estimator.approx_queue_reuse is False
-    approx = OffloadEnv(config={"edge": {"model": "70B"}, "episode.queries": 120, "approx_estimates": True})
+    with pytest.warns(FutureWarning, match="approx_estimates is deprecated"):
+        approx = OffloadEnv(config={"edge": {"model": "70B"}, "episode.queries": 120, "approx_estimates": True})
     approx.reset(seed=0)
     assert approx.estimator.approx_queue_reuse is True
-    with time_limit(GUARD_S):  # both finish every query; the approximation changes estimates, not the accounting
+    with time_limit(GUARD_S), warnings.catch_warnings():  # both finish every query; the approximation changes
+        warnings.simplefilter("ignore", FutureWarning)  # estimates, not the accounting (its deprecation: above)
         for env in (exact, approx):
             _, completed, _ = run_episode(env.config, "own-edge")
             assert sorted(c["query_id"] for c in completed) == list(range(120))
