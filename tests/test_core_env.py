@@ -11,7 +11,6 @@ import pytest
 
 pytest.importorskip("numba")
 
-from offload_gym.envs.compiled import MAX_COMPILED_QUERIES
 from offload_gym.envs.offload_env import OffloadEnv
 from offload_gym.multi_agent import parallel_env
 from offload_gym.sim.episode import WORKLOAD_BLOCK
@@ -129,6 +128,7 @@ def test_episodes_longer_than_a_workload_block_run_compiled_with_the_python_traj
     expected = trajectory(OffloadEnv(config=config, core="python"), seed=6, steps=100_000)
     assert trajectory(compiled, seed=6, steps=100_000) == expected
     assert compiled.episode is not None and compiled.episode.state.loaded == WORKLOAD_BLOCK + 300
+    assert compiled.episode.base > 0  # the first block's finished queries' rows were dropped when it grew
     assert compiled.episode_metrics()["queries"] == WORKLOAD_BLOCK + 300  # every query was counted
     assert compiled.episode_metrics()["failed_queries"] > 0
 
@@ -157,7 +157,7 @@ def test_message_arrays_that_grow_at_every_turn_give_the_python_trajectories(ind
     assert len(compiled.episode.state.arrays[8]) >= 2 * compiled.episode.state.msg_margin  # it grew
 
 
-def test_a_grown_episode_pickles_and_continues_identically_and_the_longest_fall_back() -> None:
+def test_a_grown_episode_pickles_and_continues_identically() -> None:
     env = OffloadEnv(config=LONG, core="compiled")
     _, info = env.reset(seed=1)
     assert env.episode is not None and env.episode.state.loaded == WORKLOAD_BLOCK
@@ -170,11 +170,40 @@ def test_a_grown_episode_pickles_and_continues_identically_and_the_longest_fall_
         obs1, r1, _, t1, info = env.step(a)
         obs2, r2, _, t2, info2 = clone.step(a)
         assert obs1.tobytes() == obs2.tobytes() and r1 == r2 and t1 == t2 and repr(info) == repr(info2)
-    longest = OffloadEnv(config={"episode": {"queries": MAX_COMPILED_QUERIES + 1}})
-    longest.reset(seed=0)
-    assert longest.episode is None and longest.sim is not None
-    with pytest.raises(ValueError, match=f"episode.queries > {MAX_COMPILED_QUERIES}"):
-        OffloadEnv(config={"episode": {"queries": MAX_COMPILED_QUERIES + 1}}, core="compiled").reset(seed=0)
+    assert env.episode.base > 0 and clone.episode is not None and clone.episode.base == env.episode.base
+
+
+def test_long_episodes_keep_the_rows_in_flight_and_count_every_query_once() -> None:
+    """Five workload blocks: at each growth the rows of the queries nothing needs any more are dropped, so the
+    arrays hold about a block while the episode's ids, counts and metrics cover every query."""
+    n = 5 * WORKLOAD_BLOCK
+    env = OffloadEnv(config={**LONG, "episode": {"queries": n}, "wifi": {"access_delay_cv": 1.0},
+                             "faults": {"ap_outages": [{"ap": 1, "start_s": 2000.0 * k, "duration_s": 300.0}
+                                                       for k in range(1, 20)]}})
+    _, info = env.reset(seed=3)
+    rng = np.random.default_rng(3)
+    ids, decisions, most_rows = [], [info["decision_query_id"]], 0
+    done = False
+    while not done:
+        _, _, _, done, info = env.step(int(rng.choice(np.flatnonzero(info["action_mask"]))))
+        ids += [c["query_id"] for c in info["completed"]]
+        decisions.append(info["decision_query_id"])
+        assert env.episode is not None
+        most_rows = max(most_rows, len(env.episode.state.arrays[5]))
+    assert sorted(ids) == list(range(n))  # each query finished once, under its episode id
+    assert sorted(set(decisions) - {-1}) == list(range(n))
+    metrics = env.episode_metrics()
+    assert metrics["queries"] == n and metrics["redispatched_queries"] > 0
+    assert env.episode.base > 3 * WORKLOAD_BLOCK and most_rows <= 2 * WORKLOAD_BLOCK + 64
+
+
+@pytest.mark.slow
+def test_a_long_faulted_episode_gives_the_python_trajectory_across_several_compactions() -> None:
+    config = {**LONG, "episode": {"queries": 3 * WORKLOAD_BLOCK + 100}, "wifi": {"access_delay_cv": 1.0},
+              "faults": {"ap_outages": [{"ap": 0, "start_s": 45.0 * k, "duration_s": 20.0} for k in range(1, 500)]}}
+    compiled = OffloadEnv(config=config)
+    assert trajectory(compiled, 5, 100_000) == trajectory(OffloadEnv(config=config, core="python"), 5, 100_000)
+    assert compiled.episode is not None and compiled.episode.base > 2 * WORKLOAD_BLOCK
 
 
 def test_a_compiled_env_pickles_mid_episode_and_continues_identically() -> None:

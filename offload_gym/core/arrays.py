@@ -48,6 +48,9 @@ from offload_gym.core.engine import (
     CI_OUTAGE_FAILS,
     CI_QUERIES,
     DCF_MEMO_ROWS,
+    EV_BACKHAUL_DONE,
+    EV_PREFILL_DONE,
+    EV_RELEASE,
     F_AP_DOWN,
     F_AP_UP,
     F_BACKGROUND,
@@ -55,10 +58,21 @@ from offload_gym.core.engine import (
     GF_BACKHAUL_DELAY,
     GF_BACKHAUL_RATE,
     GF_NOW,
+    GI_ARRIVED,
+    GI_BASE,
+    GI_FINISHED,
     GI_N_COMPLETED,
     GI_N_EVENTS,
+    GI_N_MSGS,
+    GI_PLACE_SEQ,
+    GI_REWARDED,
+    GI_SCHEDULED,
     IF_EST_FINISH,
     IF_EST_READY,
+    II_QUERY,
+    MI_ANSWER,
+    MI_N_TARGETS,
+    MI_QUERY,
     MI_TARGETS,
     N_CF,
     N_CI,
@@ -69,9 +83,18 @@ from offload_gym.core.engine import (
     N_MF,
     N_QF,
     N_QI,
+    QF_ARRIVAL,
     QF_ENERGY,
     QF_FINISH,
     QF_QUALITY,
+    QI_AGG,
+    QI_DONE,
+    QI_FAILED,
+    QI_N_DEFERRED,
+    QI_N_ITEMS,
+    QI_N_MSGS,
+    QI_REDISPATCHED,
+    QI_WHOLE,
     _new_containers,
     build_struct,
     events_of,
@@ -110,8 +133,11 @@ class CoreState:
         n_users, n_aps = cfg.topology.n_users, cfg.topology.n_aps
         n_queries = cfg.episode.queries
         wl = sim.workload
-        #: the queries whose rows the arrays hold: the workload's first block, then one more per :meth:`grow`
+        #: the queries the workload has drawn: its first block, then one more per :meth:`grow`
         self.loaded = loaded = len(wl.arrival_s)
+        #: the episode's id of query row 0 (the rows of earlier queries were dropped: :meth:`compact`); the arrays
+        #: hold the rows of queries ``base..loaded-1``, and the core's query ids count from it
+        self.base = 0
         max_k = cfg.max_subtasks
         w, e, en = cfg.wifi, cfg.edge, cfg.energy
         cf = np.zeros(N_CF)
@@ -221,21 +247,147 @@ class CoreState:
         self.arrays = tuple(arrays)
         self.struct = self._struct()
 
-    def grow(self, sim: Any) -> None:
-        """Load the workload's next block: every per-query array gets its rows (the old rows copied), and the
-        kernels' state is rebuilt over them (the event heap carried over). Query, item and message ids stay."""
+    def grow(self, sim: Any, drained: int = 0) -> tuple[int, int, np.ndarray]:
+        """Load the workload's next block, after dropping the rows nothing needs any more (:meth:`compact`, which
+        returns what it dropped): every per-query array gets the block's rows (the old rows copied), and the
+        kernels' state is rebuilt over them (the event heap carried over)."""
+        dropped = self.compact(drained)
         start, max_k, n_aps = self.loaded, int(self.arrays[4][CI_MAX_K]), int(self.arrays[4][CI_N_APS])
         wl = sim.workload
         wl.arrival(start)  # draws the next block (the same generators, in the same order as the Python engine)
         n = len(wl.arrival_s)
         self.loaded = start + n
-        arrays = _with_old_rows(list(self.arrays), _query_rows(self.loaded, max_k, n_aps))
+        arrays = _with_old_rows(list(self.arrays), _query_rows(self.loaded - self.base, max_k, n_aps))
         for slot, new in zip((37, 38, 39, 42, 47), _block_arrays(wl, start, n, max_k), strict=True):
             arrays[slot] = np.concatenate([arrays[slot], new])
         arrays[43] = np.concatenate([arrays[43], np.asarray(wl.arrival_s, dtype=np.float64)])
         arrays[44] = np.concatenate([arrays[44], np.asarray(wl.user, dtype=np.int64)])
         self._rebuild(arrays)
+        return dropped
 
+    def compact(self, drained: int) -> tuple[int, int, np.ndarray]:
+        """Drop the rows of the oldest queries once nothing needs them: every query below the first kept one
+        (:attr:`base` moves up by it) has finished and been rewarded, the env has seen it (``drained``: how many
+        of ``completed``'s queries it has read) and no event, queue, batch or message refers to it. The kept
+        queries, items and messages are renumbered in their order (heaps stay heaps: ids only keep their
+        order), every reference to them is rewritten, and the completed queries the env has seen leave
+        ``completed``. Returns the queries and ``completed`` positions dropped, and the dropped positions' rows
+        of ``(latency_s, failed, redispatched)`` in finishing order (what the episode's metrics keep).
+
+        With it an episode keeps the rows of the queries in flight only (plus the block being loaded), so its
+        length is not bounded by memory."""
+        A = list(self.arrays)
+        gi, qi, qf, mi, iti = A[2], A[5], A[6], A[8], A[21]
+        n_items, n_msgs = int(gi[GI_PLACE_SEQ]), int(gi[GI_N_MSGS])
+        n_completed, rewarded = int(gi[GI_N_COMPLETED]), int(gi[GI_REWARDED])
+        seen = min(drained, rewarded)
+        completed = A[35]
+        none = np.zeros((0, 3))
+        heap = events_of(self.struct) if JIT_ENABLED else self.struct.events[: int(gi[GI_N_EVENTS])].copy()
+        kinds = heap[:, 2].astype(np.int64)
+        base = _first_needed_query(A, heap, seen)
+        if base <= 0:
+            return 0, 0, none
+        order = completed[:seen]
+        dropped = np.stack([qf[order, QF_FINISH] - qf[order, QF_ARRIVAL], qi[order, QI_FAILED].astype(float),
+                            qi[order, QI_REDISPATCHED].astype(float)], axis=1)
+        # the new ids: kept rows in their order
+        kept_items = np.flatnonzero(iti[:n_items, II_QUERY] >= base)
+        kept_msgs = np.flatnonzero(mi[:n_msgs, MI_QUERY] >= base)
+        item_id = np.full(max(n_items, 1), -1, dtype=np.int64)
+        item_id[kept_items] = np.arange(kept_items.size)
+        msg_id = np.full(max(n_msgs, 1), -1, dtype=np.int64)
+        msg_id[kept_msgs] = np.arange(kept_msgs.size)
+
+        def items(v: np.ndarray) -> np.ndarray:
+            return _renumbered(item_id, v)
+
+        def msgs(v: np.ndarray) -> np.ndarray:
+            return _renumbered(msg_id, v)
+
+        rows = self.loaded - self.base - base  # query rows kept (of the loaded ones)
+        max_k, n_aps = int(A[4][CI_MAX_K]), int(A[4][CI_N_APS])
+        fresh = _query_rows(rows, max_k, n_aps)
+        # per query: the rows from ``base`` on, their references renumbered
+        q_rows = slice(base, base + rows)
+        new_qi = qi[q_rows].copy()
+        for col in (QI_WHOLE, QI_AGG):  # set once the item is placed (0 before: left as it is, never read)
+            v = new_qi[:, col]
+            placed = (v >= 0) & (v < n_items)
+            placed[placed] = iti[v[placed], II_QUERY] == np.arange(base, base + rows)[placed]
+            new_qi[placed, col] = item_id[v[placed]]
+        fresh[5] = new_qi
+        fresh[6] = qf[q_rows].copy()
+        n_q_items, n_q_msgs, n_q_deferred = new_qi[:, QI_N_ITEMS], new_qi[:, QI_N_MSGS], new_qi[:, QI_N_DEFERRED]
+        for slot, counts, renumber in ((34, n_q_items, items), (18, n_q_msgs, msgs)):
+            old = A[slot][q_rows]
+            used = np.arange(old.shape[1])[None, :] < counts[:, None]
+            fresh[slot][:] = np.where(used, renumber(old), old)
+        deferred = A[36][q_rows].copy()
+        used = np.arange(deferred.shape[1])[None, :] < n_q_deferred[:, None]
+        is_send = deferred[:, :, 0] == 1
+        deferred[:, :, 1] = np.where(used & is_send, msgs(deferred[:, :, 1]),
+                                     np.where(used, items(deferred[:, :, 1]), deferred[:, :, 1]))
+        fresh[36] = deferred
+        fresh[40] = items(A[40][q_rows])
+        fresh[41] = msgs(A[41][q_rows])
+        fresh[35][: n_completed - seen] = completed[seen:n_completed] - base
+        # per item and per message: the kept rows, their references renumbered
+        k = kept_items.size
+        fresh[20][:k] = A[20][kept_items]
+        new_iti = A[21][kept_items].copy()
+        new_iti[:, II_QUERY] -= base
+        fresh[21][:k] = new_iti
+        fresh[33][:k] = A[33][kept_items]
+        fresh[46][:k] = A[46][kept_items]
+        mf, new_mi = np.zeros_like(A[7]), np.zeros_like(mi)
+        km = kept_msgs.size
+        mf[:km] = A[7][kept_msgs]
+        kept_mi = mi[kept_msgs].copy()
+        kept_mi[:, MI_QUERY] -= base
+        answer = kept_mi[:, MI_ANSWER]
+        kept_mi[:, MI_ANSWER] = np.where(answer >= 0, answer - base, answer)
+        targets = kept_mi[:, MI_TARGETS:]
+        used = np.arange(targets.shape[1])[None, :] < kept_mi[:, MI_N_TARGETS][:, None]
+        kept_mi[:, MI_TARGETS:] = np.where(used, items(targets), targets)
+        new_mi[:km] = kept_mi
+        A[7], A[8] = mf, new_mi
+        for slot, array in fresh.items():
+            A[slot] = array
+        for slot in (37, 38, 39, 42, 43, 44, 47):  # the workload's rows
+            A[slot] = A[slot][q_rows].copy()
+        # the phones' running items, the event heap and the queues
+        phone_i = A[26].copy()
+        phone_i[:, 0] = items(phone_i[:, 0])
+        A[26] = phone_i
+        heap = heap.copy()
+        at = kinds == EV_PREFILL_DONE
+        heap[at, 4] = item_id[heap[at, 4].astype(np.int64)]
+        at = kinds == EV_BACKHAUL_DONE
+        heap[at, 3] = msg_id[heap[at, 3].astype(np.int64)]
+        at = kinds == EV_RELEASE
+        heap[at, 3] -= base
+        A[0] = _with_room(heap)
+        for slot, container in _renumbered_containers(A, item_id, msg_id).items():
+            A[slot] = container
+        # the counters
+        gi = gi.copy()
+        gi[GI_ARRIVED] -= base
+        gi[GI_SCHEDULED] -= base
+        gi[GI_FINISHED] -= base
+        gi[GI_PLACE_SEQ] = k
+        gi[GI_N_MSGS] = km
+        gi[GI_N_COMPLETED] -= seen
+        gi[GI_REWARDED] -= seen
+        gi[GI_BASE] += base
+        A[2] = gi
+        ci = A[4].copy()
+        ci[CI_QUERIES] -= base
+        A[4] = ci
+        self.base += base
+        self.arrays = tuple(A)
+        self.struct = self._struct()
+        return base, seen, dropped
 
     def __getstate__(self) -> dict[str, Any]:
         """Typed lists do not pickle: they travel as plain (nested) lists, in their order (heaps stay heaps)."""
@@ -350,6 +502,59 @@ def _with_old_rows(arrays: list[Any], fresh: dict[int, np.ndarray]) -> list[Any]
         array[: len(arrays[slot])] = arrays[slot]
         arrays[slot] = array
     return arrays
+
+
+def _first_needed_query(A: list[Any], heap: np.ndarray, seen: int) -> int:
+    """The first query row a compaction keeps: the first unfinished query, or finished but not among the
+    ``seen`` first of ``completed``, or referred to by an event, a queue, a batch or a message in a cell."""
+    gi, qi, mi, iti, completed = A[2], A[5], A[8], A[21], A[35]
+    arrived, n_completed = int(gi[GI_ARRIVED]), int(gi[GI_N_COMPLETED])
+    unfinished = np.flatnonzero(qi[:arrived, QI_DONE] == 0)
+    base = int(unfinished[0]) if unfinished.size else arrived
+    if n_completed > seen:
+        base = min(base, int(completed[seen:n_completed].min()))
+    kinds = heap[:, 2].astype(np.int64)
+    live_items = [int(x) for x in heap[kinds == EV_PREFILL_DONE, 4]]
+    live_msgs = [int(x) for x in heap[kinds == EV_BACKHAUL_DONE, 3]]
+    live_queries = [int(x) for x in heap[kinds == EV_RELEASE, 3]]
+    for slot in (24, 27, 28, 32):  # phone ready heaps, edge waiting, edge ready heaps, edge prefilling
+        for values in A[slot]:
+            live_items.extend(values)
+    for values in A[31]:  # edge decoding heaps of (target, item)
+        live_items.extend(pair[1] for pair in values)
+    live_items.extend(int(x) for x in A[26][:, 0] if x >= 0)  # the items the phones run
+    for values in A[14]:  # the cells' messages
+        live_msgs.extend(values)
+    if live_items:
+        base = min(base, int(iti[np.array(live_items, dtype=np.int64), II_QUERY].min()))
+    if live_msgs:
+        base = min(base, int(mi[np.array(live_msgs, dtype=np.int64), MI_QUERY].min()))
+    if live_queries:
+        base = min(base, min(live_queries))
+    return base
+
+
+def _renumbered_containers(A: list[Any], item_id: np.ndarray, msg_id: np.ndarray) -> dict[int, Any]:
+    """New typed lists (by slot) of ``A``'s, their ids renumbered (messages in the cells' lists, items in the others)."""
+    n_users, n_aps = int(A[4][CI_N_USERS]), int(A[4][CI_N_APS])
+    containers = dict(zip(LIST_SLOTS, _new_containers(n_users, n_aps), strict=True))
+    for slot, container in containers.items():
+        table = msg_id if slot == 14 else item_id
+        for target, values in zip(container, A[slot], strict=True):
+            if slot == 31:  # (decode target, item) pairs
+                for target_s, it in values:
+                    target.append((target_s, int(item_id[it])))
+            else:
+                for value in _renumbered(table, np.array(list(values), dtype=np.int64)).tolist():
+                    target.append(value)
+    return containers
+
+
+def _renumbered(new_id: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """``ids`` through the table ``new_id`` (old id -> new id); negative ones (none) and any outside the table
+    (values in unused slots, never read) as they are."""
+    inside = (ids >= 0) & (ids < len(new_id))
+    return np.where(inside, new_id[np.clip(ids, 0, len(new_id) - 1)], ids)
 
 
 def _with_room(heap: np.ndarray) -> np.ndarray:

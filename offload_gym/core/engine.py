@@ -105,10 +105,12 @@ N_CI = 7
  GF_QUALITY_SUM, GF_ENERGY_SUM) = range(9)
 N_GF = 9
 # (GI_N_COMPLETED: queries in ``S.completed``, in finishing order; GI_REWARDED: how many of them are rewarded;
-# GI_DECOMPOSED_DONE: how many of those ran decomposed)
+# GI_DECOMPOSED_DONE: how many of those ran decomposed; GI_BASE: the episode's id of query row 0, whose earlier
+# queries' rows were dropped (CoreState.compact): GI_ARRIVED, GI_SCHEDULED, GI_FINISHED and CI_QUERIES count
+# from it)
 (GI_EVENT_SEQ, GI_PLACE_SEQ, GI_ARRIVED, GI_SCHEDULED, GI_FINISHED, GI_N_MSGS, GI_N_COMPLETED, GI_REWARDED,
- GI_DECOMPOSED_DONE, GI_N_EVENTS, GI_FAILED, GI_REDISPATCHED) = range(12)
-N_GI = 12
+ GI_DECOMPOSED_DONE, GI_N_EVENTS, GI_FAILED, GI_REDISPATCHED, GI_BASE) = range(13)
+N_GI = 13
 
 
 # ---------------------------------------------------------------------------------------------------- helpers

@@ -40,6 +40,7 @@ from offload_gym.core.engine import (
     GF_REWARD_SUM,
     GF_STEP_REWARD,
     GI_ARRIVED,
+    GI_BASE,
     GI_DECOMPOSED_DONE,
     GI_FINISHED,
     GI_N_COMPLETED,
@@ -256,7 +257,8 @@ def _fill_state(S: Any, g: np.ndarray, user: int, OI: np.ndarray, OF: np.ndarray
     n_aps = ci[CI_N_APS]
     n_users = ci[CI_N_USERS]
     time_scale = OF[OF_TIME_SCALE]
-    g[OI[O_PROGRESS]] = gi[GI_ARRIVED] / ci[CI_QUERIES]
+    base = gi[GI_BASE]  # the queries before the first row (dropped): the same ints, so the same float
+    g[OI[O_PROGRESS]] = (gi[GI_ARRIVED] + base) / (ci[CI_QUERIES] + base)
     g[OI[O_IN_FLIGHT]] = math.tanh((gi[GI_ARRIVED] - gi[GI_FINISHED]) / n_users)
     phy_mbps = S.up_rate[user] / 1e6
     g[OI[O_OWN_PHY]] = math.log1p(phy_mbps) / OF[OF_RATE_LOG_MAX]

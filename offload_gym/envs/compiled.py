@@ -4,8 +4,9 @@
 decision (:func:`offload_gym.core.step.decide_entry`: placement, events, rewards, estimates, observation); the
 env keeps the Gymnasium side (action checks, info dicts and records, the built-in scheduler's rule).
 :func:`unsupported_reason` says why a scenario runs on the Python engine instead (approximate estimates,
-episodes over :data:`MAX_COMPILED_QUERIES` queries): those features are not ported (issue 11). Rendering reads
-either engine (:mod:`offload_gym.envs.scene`).
+deprecated): it is not ported (issue 11). Rendering reads either engine (:mod:`offload_gym.envs.scene`). Episodes
+of any length run here: the arrays grow by workload blocks and drop the rows of the queries nothing needs any
+more (:meth:`offload_gym.core.arrays.CoreState.compact`), so they hold the queries in flight and about a block.
 """
 
 from __future__ import annotations
@@ -19,21 +20,15 @@ import numpy as np
 from offload_gym.config import ScenarioConfig
 from offload_gym.envs import observation as obs_layout
 from offload_gym.sim.engine import PHONE, FinishedSummary, Simulator
-from offload_gym.sim.episode import WORKLOAD_BLOCK
 from offload_gym.sim.workload import CHAIN, DAG, FAN_OUT
 
-__all__ = ["MAX_COMPILED_QUERIES", "CompiledEpisode", "EpisodeBuffers", "core_available", "unsupported_reason"]
+__all__ = ["CompiledEpisode", "EpisodeBuffers", "core_available", "unsupported_reason"]
 
 _KIND_NAMES = ("query", "subtask", "aggregation", "end")
+_KIND_END = 3
 # the core's indices the per-step code reads (equal to offload_gym.core's; tests/test_core_vector.py checks them), so
 # that a step does not look them up in the core's modules
 _D_KIND, _D_QUERY, _GF_NOW, _GI_N_COMPLETED, _GI_SCHEDULED = 0, 1, 0, 6, 3
-
-#: the longest episode (``episode.queries``) the compiled core runs: its arrays grow by workload blocks
-#: (:data:`~offload_gym.sim.episode.WORKLOAD_BLOCK` queries) and keep every query's rows, about 4 KB a query
-#: (250 MiB here); longer episodes run on the Python engine, which keeps only the queries in flight
-MAX_COMPILED_QUERIES = 16 * WORKLOAD_BLOCK
-
 
 @dataclass
 class EpisodeBuffers:
@@ -76,8 +71,6 @@ def unsupported_reason(cfg: ScenarioConfig) -> str | None:
     """Why ``cfg`` cannot run on the compiled core (``None`` if it can)."""
     if cfg.approx_estimates:
         return "approx_estimates"
-    if cfg.episode.queries > MAX_COMPILED_QUERIES:
-        return f"episode.queries > {MAX_COMPILED_QUERIES}"
     return None
 
 
@@ -168,6 +161,11 @@ class CompiledEpisode:
         self.OF[cs.OF_BACKGROUND] = cfg.wifi.background_stations
         self.energy = energy
         self._drained = 0  # of the finished queries (in finishing order), how many the env has seen
+        #: the episode's id of the core's query row 0 (:attr:`offload_gym.core.arrays.CoreState.base`): the ids
+        #: Python hands out are the episode's (row + base)
+        self.base = 0
+        #: ``(latency_s, failed, redispatched)`` of the rewarded queries whose rows were dropped, in finishing order
+        self._dropped = np.zeros((0, 3))
         self._bind()
 
     def _bind(self) -> None:
@@ -199,7 +197,12 @@ class CompiledEpisode:
 
     @property
     def query_id(self) -> int:
-        return int(self.D[_D_QUERY])
+        """The pending decision's query (the episode's id)."""
+        return int(self.D[_D_QUERY]) + self.base
+
+    def pending_user(self) -> int:
+        """The phone whose query the pending decision belongs to."""
+        return int(self.S[5][int(self.D[_D_QUERY]), 0])
 
     @property
     def now(self) -> float:
@@ -244,9 +247,15 @@ class CompiledEpisode:
         new: a batch must take it). A call schedules one arrival at most, so asking after every call is enough:
         the engine itself would stop scheduling arrivals at the end of its arrays."""
         state = self.state
-        if state.loaded == state.n_queries or int(self._gi[_GI_SCHEDULED]) < state.loaded:
+        if state.loaded == state.n_queries or int(self._gi[_GI_SCHEDULED]) + state.base < state.loaded:
             return False
-        state.grow(self.setup)
+        dropped, seen, rows = state.grow(self.setup, self._drained)
+        if dropped:
+            self._drained -= seen
+            self._dropped = np.concatenate([self._dropped, rows])
+            if int(self.D[_D_KIND]) != _KIND_END:
+                self.D[_D_QUERY] -= dropped
+            self.base = state.base
         self._bind()
         return True
 
@@ -268,7 +277,7 @@ class CompiledEpisode:
         n = int(self._gi[_GI_N_COMPLETED])
         if n == self._drained:
             return []
-        done = self._completed[self._drained:n].tolist()
+        done = (self._completed[self._drained:n] + self.base).tolist()
         self._drained = n
         return done
 
@@ -283,12 +292,14 @@ class CompiledEpisode:
         return [int(x) for x in usable]
 
     # ------------------------------------------------------------------ finished queries
-    def finished(self, q: int) -> tuple[int, float, float, float, bool, list[int], int, float, float, float, bool,
-                                        str, bool]:
-        """Finished query ``q``: ``(user, arrival_s, latency_s, quality, decomposed, placements, n_subtasks,
-        attachment_bytes, energy_j, reward, failed, fail_reason, redispatched)``."""
+    def finished(self, query_id: int) -> tuple[int, float, float, float, bool, list[int], int, float, float, float,
+                                               bool, str, bool]:
+        """Finished query ``query_id`` (the episode's id, as :meth:`advance` and :meth:`apply` return them):
+        ``(user, arrival_s, latency_s, quality, decomposed, placements, n_subtasks, attachment_bytes, energy_j,
+        reward, failed, fail_reason, redispatched)``."""
         ce = _modules()[0]
         S = self.S
+        q = query_id - self.base
         f, i = S[6][q].tolist(), S[5][q].tolist()  # the query's rows as Python numbers: two calls, not twenty
         arrival = f[ce.QF_ARRIVAL]
         decomposed = bool(i[ce.QI_DECOMPOSED])
@@ -312,9 +323,13 @@ class CompiledEpisode:
         gf, gi, qf, qi = self._gf, self._gi, self.S[6], self.S[5]
         order = self._completed[: int(gi[ce.GI_REWARDED])]
         latencies = qf[order, ce.QF_FINISH] - qf[order, ce.QF_ARRIVAL]
+        dropped = self._dropped
+        if dropped.size:  # the dropped rows' queries came first: the same latencies in the same order
+            latencies = np.concatenate([dropped[:, 0], latencies])
         return FinishedSummary.of(latencies, float(gf[ce.GF_QUALITY_SUM]), int(gi[ce.GI_DECOMPOSED_DONE]),
-                                  float(gf[ce.GF_ENERGY_SUM]), failed=int(qi[order, ce.QI_FAILED].sum()),
-                                  redispatched=int(qi[order, ce.QI_REDISPATCHED].sum()))
+                                  float(gf[ce.GF_ENERGY_SUM]),
+                                  failed=int(qi[order, ce.QI_FAILED].sum()) + int(dropped[:, 1].sum()),
+                                  redispatched=int(qi[order, ce.QI_REDISPATCHED].sum()) + int(dropped[:, 2].sum()))
 
     def fault_counts(self) -> tuple[int, int]:
         """Queries failed and redispatched by outages so far."""
@@ -324,15 +339,15 @@ class CompiledEpisode:
     def reward_sums(self) -> tuple[float, int]:
         """The sum of the rewarded queries' rewards, and their count."""
         ce = _modules()[0]
-        return float(self._gf[ce.GF_REWARD_SUM]), int(self._gi[ce.GI_REWARDED])
+        return float(self._gf[ce.GF_REWARD_SUM]), int(self._gi[ce.GI_REWARDED]) + len(self._dropped)
 
     @property
     def queries_arrived(self) -> int:
-        return int(self.S[2][_modules()[0].GI_ARRIVED])
+        return int(self.S[2][_modules()[0].GI_ARRIVED]) + self.base
 
     @property
     def queries_finished(self) -> int:
-        return int(self.S[2][_modules()[0].GI_FINISHED])
+        return int(self.S[2][_modules()[0].GI_FINISHED]) + self.base
 
     def edge_share(self) -> float:
         gf = self.S[1]

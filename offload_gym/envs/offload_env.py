@@ -176,10 +176,10 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
     (or dotted) overrides of the scenario, validated into a frozen :class:`~offload_gym.config.ScenarioConfig`
     at ``env.unwrapped.config``. ``core="auto"`` (default) runs the episodes on the compiled core
     (:mod:`offload_gym.core`, numba; bit-for-bit the same trajectories as the Python engine) where the scenario
-    is supported, else on the Python engine (:attr:`sim`): ``approx_estimates``, episodes over 65,536 queries
-    (``MAX_COMPILED_QUERIES``: the core keeps every query's rows, about 4 KB each) are not ported; every
-    ``render_mode`` draws either engine's state (:mod:`offload_gym.envs.scene`). ``core="compiled"`` makes an
-    unported scenario an error; ``core="python"`` always runs the Python engine. ``reset(options={"config": {...}})`` changes the
+    is supported, else on the Python engine (:attr:`sim`): ``approx_estimates`` (deprecated) is not ported.
+    Episodes of any length run compiled (the core keeps the rows of the queries in flight and about one workload
+    block), and every ``render_mode`` draws either engine's state (:mod:`offload_gym.envs.scene`).
+    ``core="compiled"`` makes an unported scenario an error; ``core="python"`` always runs the Python engine. ``reset(options={"config": {...}})`` changes the
     scenario from that episode on (the number of APs, the interface and whether energy is observed, which fix the spaces,
     cannot change).
 
@@ -339,7 +339,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         if self._done or self._kind == _END:
             return -1
         if self.episode is not None:
-            return int(self.episode.S[5][self.episode.query_id, 0])
+            return self.episode.pending_user()
         return self._query.user if self._query is not None else -1
 
     def _merged_config(self, overrides: Any) -> ScenarioConfig:

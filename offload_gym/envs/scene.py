@@ -144,7 +144,6 @@ def _compiled_scene(env: OffloadEnv, episode: CompiledEpisode) -> Scene:
     from offload_gym.core import step as cs
 
     S = episode.S
-    gi = S[2]
     qi, mf, mi = S[5], S[7], S[8]
     n_aps = episode.n_aps
     transfers: list[Transfer] = []
@@ -159,7 +158,7 @@ def _compiled_scene(env: OffloadEnv, episode: CompiledEpisode) -> Scene:
     kind = episode.kind
     decision = None
     if kind != "end":
-        q = int(D[cs.D_QUERY])
+        q = int(D[cs.D_QUERY])  # the row (the episode's id less episode.base)
         k = int(S[42][q])
         wl_f, wl_sub, wl_deps = S[37], S[38], S[39]
         position = int(D[cs.D_POSITION])
@@ -186,13 +185,13 @@ def _compiled_scene(env: OffloadEnv, episode: CompiledEpisode) -> Scene:
             plan = (float(DF[cs.DF_PLAN_LATENCY]), float(DF[cs.DF_PLAN_QUALITY]),
                     [int(x) for x in episode.plan_locations[:k + 1]])
         decision = Decision(
-            kind=kind, query_id=q, user=int(qi[q, ce.QI_USER]), n_subtasks=k, structure=int(S[47][q]),
+            kind=kind, query_id=q + episode.base, user=int(qi[q, ce.QI_USER]), n_subtasks=k, structure=int(S[47][q]),
             attachment_bytes=float(wl_f[q, 3]), position=position, subtask_index=subtask,
             pred_input_tokens=pred[0], pred_output_tokens=pred[1], pred_difficulty=pred[2], estimates=estimates,
             plan=plan)
     setup = episode.setup
     return Scene(
-        now_s=episode.now, queries_arrived=int(gi[ce.GI_ARRIVED]), queries_finished=int(gi[ce.GI_FINISHED]),
+        now_s=episode.now, queries_arrived=episode.queries_arrived, queries_finished=episode.queries_finished,
         ap_xy=np.asarray(setup.ap_xy, dtype=float).reshape(-1, 2),
         user_xy=np.asarray(setup.user_xy, dtype=float).reshape(-1, 2),
         own_ap=S[11].astype(int), up_rate_bps=S[9].astype(float), phone_busy=S[26][:, 0] >= 0,

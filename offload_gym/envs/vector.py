@@ -255,6 +255,8 @@ class _Batch:
         self.kind_names = np.array(["query", "subtask", "aggregation", "end"], dtype=object)
         self.df_now = cs.DF_NOW
         self.start_s = np.array([env.episode.now for env in envs if env.episode is not None])
+        #: each env's :attr:`~offload_gym.envs.compiled.CompiledEpisode.base` (the decisions' query ids are rows)
+        self.bases = np.zeros(self.n, dtype=np.int64)
         #: contiguous ranges of envs, one per thread (the first is stepped by the calling thread)
         parts = min(threads, self.n)
         edges = [self.n * k // parts for k in range(parts + 1)]
@@ -312,6 +314,7 @@ class _Batch:
         """Env ``i``'s episode has a new state (a reset, or its arrays grew): the batch steps that one."""
         self.set_state(self.states, i, episode.state.struct)
         self.structs[i] = episode.state.struct
+        self.bases[i] = episode.base
 
     def step(self, envs: list[OffloadEnv], actions: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Apply ``actions`` of the ``active`` envs in one compiled call; their rewards and which envs' episodes
@@ -374,7 +377,8 @@ class _Batch:
         return {
             "action_mask": b.mask.astype(np.int8), "_action_mask": everywhere,
             "decision": self.kind_names[kinds], "_decision": everywhere,
-            "decision_query_id": np.where(kinds == self.kind_end, -1, b.D[:, 1]), "_decision_query_id": everywhere,
+            "decision_query_id": np.where(kinds == self.kind_end, -1, b.D[:, 1] + self.bases),
+            "_decision_query_id": everywhere,
             "time_s": now, "_time_s": everywhere,
             "elapsed_s": now - self.start_s, "_elapsed_s": everywhere,
             "invalid_actions": np.array([env._invalid_actions for env in envs]), "_invalid_actions": everywhere,
