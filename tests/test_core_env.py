@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -237,3 +242,26 @@ def test_multi_agent_phone_views_equal_on_both_cores() -> None:
                 break
         views.append(seen)
     assert views[0] == views[1]
+
+
+_PLAIN_PYTHON_RUN = """
+import hashlib, sys
+sys.path.insert(0, {tests!r})
+from test_core_env import trajectory
+from offload_gym.core._jit import JIT_ENABLED
+from offload_gym.envs.offload_env import OffloadEnv
+env = OffloadEnv(config={config!r}, core="compiled")
+digest = hashlib.sha256(repr(trajectory(env, 4)).encode()).hexdigest()
+print(JIT_ENABLED, env.episode is not None, digest)
+"""
+
+
+def test_numba_disable_jit_runs_the_same_core_as_plain_python() -> None:
+    """``NUMBA_DISABLE_JIT=1`` (for debugging the kernels in Python) runs the core's source as Python and gives the
+    same trajectory (faults, access delays)."""
+    config = {**FAULTED[0], "episode": {"queries": 12}, "wifi": {"access_delay_cv": 1.0}}
+    expected = hashlib.sha256(repr(trajectory(OffloadEnv(config=config, core="python"), 4)).encode()).hexdigest()
+    code = _PLAIN_PYTHON_RUN.format(tests=str(Path(__file__).parent), config=config)
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "NUMBA_DISABLE_JIT": "1"},
+                         capture_output=True, text=True, timeout=600, check=True)
+    assert out.stdout.split() == ["False", "True", expected]

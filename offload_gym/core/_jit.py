@@ -108,6 +108,8 @@ def _generic_args(dispatcher: Any) -> Any:
     internal ``Dispatcher.get_call_template`` (checked on numba 0.60 and 0.68; ``scripts/trajectory_oracle.py``
     would show a numba that breaks it).
     """
+    if not JIT_ENABLED:  # NUMBA_DISABLE_JIT=1: numba hands back the plain function, called as Python
+        return dispatcher
     from numba.core.types import unliteral
 
     template = dispatcher.get_call_template
