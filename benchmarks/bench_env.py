@@ -436,8 +436,53 @@ def measure_soak(s: Settings) -> dict[str, Any]:
     }
 
 
+class _SpacesOnly(gym.Env):  # type: ignore[misc]
+    """An env with the paper scenario's spaces that does nothing (episodes of 300 steps): what PPO costs on these
+    spaces when the env costs nothing."""
+
+    def __init__(self, like: gym.Env) -> None:
+        self.observation_space, self.action_space = like.observation_space, like.action_space
+        self._obs = np.zeros(self.observation_space.shape, dtype=np.float32)
+        self._t = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self._t = 0
+        return self._obs, {}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        self._t += 1
+        return self._obs, 0.0, False, self._t >= 300, {}
+
+
+def measure_info_copy(s: Settings) -> dict[str, Any]:
+    """What SB3's ``DummyVecEnv`` adds per step: it deep-copies the infos (``copy.deepcopy``); the paper scenario's
+    infos under uniform (unmasked, as PPO's) actions, with and without their ``completed`` records."""
+    import copy
+
+    env = gym.make(ENV_ID, config=_episode_config(s.queries))
+    rng = np.random.default_rng(0)
+    env.reset(seed=0)
+    infos = []
+    for _ in range(max(200, s.cartpole_steps // 10)):
+        _, _, _, truncated, info = env.step(int(rng.integers(env.action_space.n)))
+        infos.append(info)
+        if truncated:
+            env.reset()
+    start = time.process_time()
+    for info in infos:
+        copy.deepcopy(info)
+    full = (time.process_time() - start) / len(infos)
+    bare = [{k: v for k, v in info.items() if k != "completed"} for info in infos]
+    start = time.process_time()
+    for info in bare:
+        copy.deepcopy(info)
+    return {"info_deepcopy_us": 1e6 * full, "info_deepcopy_bare_us": 1e6 * (time.process_time() - start) / len(bare)}
+
+
 def measure_ppo(s: Settings) -> dict[str, Any]:
-    """SB3 PPO (MlpPolicy, 8 envs in a DummyVecEnv, one torch thread) on the paper scenario and on CartPole."""
+    """SB3 PPO (MlpPolicy, 8 envs in a DummyVecEnv, one torch thread) on the paper scenario, on CartPole and on
+    an env with the paper scenario's spaces that does nothing (:class:`_SpacesOnly`)."""
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import DummyVecEnv
@@ -456,6 +501,9 @@ def measure_ppo(s: Settings) -> dict[str, Any]:
                    device="cpu", verbose=0)
 
     models = {"offload": model_for(ENV_ID, _episode_config(s.queries)), "cartpole": model_for(CARTPOLE_ID, None)}
+    like = gym.make(ENV_ID)
+    models["spaces_only"] = PPO("MlpPolicy", DummyVecEnv([lambda: _SpacesOnly(like)] * n_envs), n_steps=s.ppo_n_steps,
+                                batch_size=min(64, rollout), n_epochs=4, seed=0, device="cpu", verbose=0)
     for model in models.values():
         model.learn(rollout)  # warm-up
     rates: dict[str, list[float]] = {k: [] for k in models}
@@ -469,7 +517,8 @@ def measure_ppo(s: Settings) -> dict[str, Any]:
     for model in models.values():
         model.get_env().close()
     return {"ppo_offload_sps": median(rates["offload"]), "ppo_cartpole_sps": median(rates["cartpole"]),
-            "ppo_ratio": median(ratio), "ppo_n_steps": s.ppo_n_steps, "ppo_timesteps": timesteps}
+            "ppo_ratio": median(ratio), "ppo_n_steps": s.ppo_n_steps, "ppo_timesteps": timesteps,
+            "ppo_spaces_only_ratio": median(rates["spaces_only"]) / median(rates["cartpole"])}
 
 
 # ----------------------------------------------------------------------------- report
@@ -547,6 +596,9 @@ def markdown(results: dict[str, Any]) -> str:
     add("PPO on the paper scenario", "ppo_offload_sps", "steps/s")
     add("PPO on CartPole-v1", "ppo_cartpole_sps", "steps/s")
     add("PPO offload / CartPole", "ppo_ratio", "ratio")
+    add("PPO on the paper scenario's spaces, env doing nothing / CartPole", "ppo_spaces_only_ratio", "ratio")
+    add("SB3 DummyVecEnv's deepcopy of one step's info", "info_deepcopy_us", "us")
+    add("the same without its completed records", "info_deepcopy_bare_us", "us")
     lines = ["| measurement | value | unit | target |", "|---|---:|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     return "\n".join(lines)
@@ -564,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"quick": args.quick, "settings": asdict(s), "machine": machine()}
     steps: list[Callable[[Settings], dict[str, Any]]] = [
         measure_throughput, measure_interfaces, measure_vector_and_learned, measure_scaling, measure_greedy_predict,
-        measure_shares, measure_memory]
+        measure_shares, measure_memory, measure_info_copy]
     if not args.no_ppo:
         steps.append(measure_ppo)
     if args.soak:
