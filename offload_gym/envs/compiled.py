@@ -179,8 +179,10 @@ class CompiledEpisode:
         #: the episode's id of the core's query row 0 (:attr:`offload_gym.core.arrays.CoreState.base`): the ids
         #: Python hands out are the episode's (row + base)
         self.base = 0
-        #: ``(latency_s, failed, redispatched)`` of the rewarded queries whose rows were dropped, in finishing order
-        self._dropped = np.zeros((0, 3))
+        #: of the rewarded queries whose rows were dropped: their latencies in finishing order (chunks, 8 bytes a
+        #: query, as the Python engine keeps them), and how many failed and were redispatched
+        self._dropped_latencies: list[np.ndarray] = []
+        self._dropped_counts = [0, 0, 0]  # queries, failed, redispatched
         self._bind()
 
     def _bind(self) -> None:
@@ -267,7 +269,11 @@ class CompiledEpisode:
         dropped, seen, rows = state.grow(self.setup, self._drained)
         if dropped:
             self._drained -= seen
-            self._dropped = np.concatenate([self._dropped, rows])
+            self._dropped_latencies.append(rows[:, 0].copy())
+            counts = self._dropped_counts
+            counts[0] += len(rows)
+            counts[1] += int(rows[:, 1].sum())
+            counts[2] += int(rows[:, 2].sum())
             if int(self.D[_D_KIND]) != _KIND_END:
                 self.D[_D_QUERY] -= dropped
             self.base = state.base
@@ -338,13 +344,12 @@ class CompiledEpisode:
         gf, gi, qf, qi = self._gf, self._gi, self.S[6], self.S[5]
         order = self._completed[: int(gi[ce.GI_REWARDED])]
         latencies = qf[order, ce.QF_FINISH] - qf[order, ce.QF_ARRIVAL]
-        dropped = self._dropped
-        if dropped.size:  # the dropped rows' queries came first: the same latencies in the same order
-            latencies = np.concatenate([dropped[:, 0], latencies])
+        if self._dropped_latencies:  # the dropped rows' queries came first: the same latencies in the same order
+            latencies = np.concatenate([*self._dropped_latencies, latencies])
+        _, failed, redispatched = self._dropped_counts
         return FinishedSummary.of(latencies, float(gf[ce.GF_QUALITY_SUM]), int(gi[ce.GI_DECOMPOSED_DONE]),
-                                  float(gf[ce.GF_ENERGY_SUM]),
-                                  failed=int(qi[order, ce.QI_FAILED].sum()) + int(dropped[:, 1].sum()),
-                                  redispatched=int(qi[order, ce.QI_REDISPATCHED].sum()) + int(dropped[:, 2].sum()))
+                                  float(gf[ce.GF_ENERGY_SUM]), failed=int(qi[order, ce.QI_FAILED].sum()) + failed,
+                                  redispatched=int(qi[order, ce.QI_REDISPATCHED].sum()) + redispatched)
 
     def fault_counts(self) -> tuple[int, int]:
         """Queries failed and redispatched by outages so far."""
@@ -354,7 +359,7 @@ class CompiledEpisode:
     def reward_sums(self) -> tuple[float, int]:
         """The sum of the rewarded queries' rewards, and their count."""
         ce = _modules()[0]
-        return float(self._gf[ce.GF_REWARD_SUM]), int(self._gi[ce.GI_REWARDED]) + len(self._dropped)
+        return float(self._gf[ce.GF_REWARD_SUM]), int(self._gi[ce.GI_REWARDED]) + self._dropped_counts[0]
 
     @property
     def queries_arrived(self) -> int:

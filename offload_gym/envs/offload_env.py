@@ -179,9 +179,9 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
     is supported, else on the Python engine (:attr:`sim`): ``approx_estimates`` (deprecated) is not ported.
     Episodes of any length run compiled (the core keeps the rows of the queries in flight and about one workload
     block), and every ``render_mode`` draws either engine's state (:mod:`offload_gym.envs.scene`).
-    ``core="compiled"`` makes an unported scenario an error; ``core="python"`` always runs the Python engine. ``reset(options={"config": {...}})`` changes the
-    scenario from that episode on (the number of APs, the interface and whether energy is observed, which fix the spaces,
-    cannot change).
+    ``core="compiled"`` makes an unported scenario an error; ``core="python"`` always runs the Python engine.
+    ``reset(options={"config": {...}})`` changes the scenario from that episode on (the number of APs, the
+    interface and whether energy is observed, which fix the spaces, cannot change).
 
     Registered variants: ``WifiOffload-tiny-v0`` (4 phones, 2 APs, 20 queries), ``-query-v0`` and
     ``-residual-v0`` (decision interfaces), ``-azure-code-v0`` and ``-azure-conv-v0`` (arrivals and lengths
