@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> None:
         names = ["default", *names]
     variants: list[Variant] = [("compiled", False), ("python", False)] + ([("python", True)] if args.approx else [])
     results: dict[tuple[str, Variant], tuple[float, int, float]] = {}
+    for core, _ in variants:  # untimed: the compiled core's first episode in a process loads numba and the core
+        run_episode({"episode": {"queries": 3}}, "greedy", args.seed, core=core)
     for name in names:
         config, policy_name = CASES[name]
         per_step: dict[Variant, list[float]] = {v: [] for v in variants}
@@ -126,7 +128,6 @@ def main(argv: list[str] | None = None) -> None:
         for name in names:
             ratio = results[name, ("compiled", False)][0] / results[name, ("python", True)][0]
             print(f"| {name} | {ratio:.3f} |")
-    if args.approx:
         print()
         print("| case | general estimates | median rel. error | p95 | max |")
         print("|---|---:|---:|---:|---:|")
