@@ -160,24 +160,11 @@ def _compiled_scene(env: OffloadEnv, episode: CompiledEpisode) -> Scene:
     if kind != "end":
         q = int(D[cs.D_QUERY])  # the row (the episode's id less episode.base)
         k = int(S[42][q])
-        wl_f, wl_sub, wl_deps = S[37], S[38], S[39]
+        wl_f = S[37]
         position = int(D[cs.D_POSITION])
-        subtask = -1
-        if kind == "query":
-            pred = (float(wl_f[q, 0]), float(wl_f[q, 4]), float(wl_f[q, 5]))
-        elif kind == "subtask":
-            subtask = int(D[cs.D_ORDER + position])
-            n_preds = int(wl_deps[q, subtask, 0])
-            # the context plus the predecessors' predicted outputs (core.estimates.subtask_inputs)
-            inputs = 0.0
-            for j in range(n_preds):
-                inputs += float(wl_sub[q, wl_deps[q, subtask, 1 + j], 2])
-            pred = (float(S[3][ce.CF_CONTEXT]) + inputs, float(wl_sub[q, subtask, 2]), float(wl_sub[q, subtask, 3]))
-        else:
-            total = 0.0
-            for j in range(k):
-                total += float(wl_sub[q, j, 2])
-            pred = (total, float(wl_f[q, 6]), float(wl_f[q, 7]))
+        subtask = int(D[cs.D_ORDER + position]) if kind == "subtask" else -1
+        # the pending item's predictions, as the observation reads them (the kernel itself, called from Python)
+        pred_difficulty, pred_input, pred_output, _ = cs._item_fields(episode.state.struct, D)
         estimates = {loc: LocationEstimate(float(est[loc, 0]), float(est[loc, 1]), float(est[loc, 2]))
                      for loc in range(n_aps + 1) if est[loc, 1] == est[loc, 1]}  # NaN: not usable
         plan = None
@@ -187,8 +174,8 @@ def _compiled_scene(env: OffloadEnv, episode: CompiledEpisode) -> Scene:
         decision = Decision(
             kind=kind, query_id=q + episode.base, user=int(qi[q, ce.QI_USER]), n_subtasks=k, structure=int(S[47][q]),
             attachment_bytes=float(wl_f[q, 3]), position=position, subtask_index=subtask,
-            pred_input_tokens=pred[0], pred_output_tokens=pred[1], pred_difficulty=pred[2], estimates=estimates,
-            plan=plan)
+            pred_input_tokens=float(pred_input), pred_output_tokens=float(pred_output),
+            pred_difficulty=float(pred_difficulty), estimates=estimates, plan=plan)
     setup = episode.setup
     return Scene(
         now_s=episode.now, queries_arrived=episode.queries_arrived, queries_finished=episode.queries_finished,
