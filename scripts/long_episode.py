@@ -14,22 +14,13 @@ code 1 otherwise).
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import gymnasium as gym
 import numpy as np
+from soak import rss_mib  # scripts/soak.py, beside this script
 
 import offload_gym  # noqa: F401  (registers the ids)
-
-
-def rss_mib() -> float:
-    """Current resident set size (MiB), from /proc/self/statm (0 where it does not exist)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        return 0.0
 
 
 def main(argv: list[str] | None = None) -> int:
