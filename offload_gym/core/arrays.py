@@ -242,8 +242,7 @@ class CoreState:
 
     def _rebuild(self, arrays: list[Any]) -> None:
         """The state over ``arrays`` (grown ones), the event heap carried over from the current state."""
-        heap = events_of(self.struct) if JIT_ENABLED else self.struct.events[: self.arrays[2][GI_N_EVENTS]].copy()
-        arrays[0] = _with_room(heap)
+        arrays[0] = _with_room(self._heap())
         self.arrays = tuple(arrays)
         self.struct = self._struct()
 
@@ -283,7 +282,7 @@ class CoreState:
         seen = min(drained, rewarded)
         completed = A[35]
         none = np.zeros((0, 3))
-        heap = events_of(self.struct) if JIT_ENABLED else self.struct.events[: int(gi[GI_N_EVENTS])].copy()
+        heap = self._heap()
         kinds = heap[:, 2].astype(np.int64)
         base = _first_needed_query(A, heap, seen)
         if base <= 0:
@@ -393,7 +392,7 @@ class CoreState:
         """Typed lists do not pickle: they travel as plain (nested) lists, in their order (heaps stay heaps)."""
         state = self.__dict__.copy()
         arrays = list(self.arrays)
-        arrays[0] = events_of(self.struct) if JIT_ENABLED else self.struct.events[: self.arrays[2][GI_N_EVENTS]].copy()
+        arrays[0] = self._heap()
         for slot in LIST_SLOTS:  # lists of lists
             arrays[slot] = [list(x) for x in arrays[slot]]
         state["arrays"] = arrays
@@ -413,6 +412,12 @@ class CoreState:
         arrays[0] = _with_room(arrays[0])
         self.arrays = tuple(arrays)
         self.struct = self._struct()
+
+    def _heap(self) -> np.ndarray:
+        """The event heap's rows, in heap order (a copy)."""
+        if JIT_ENABLED:
+            return events_of(self.struct)
+        return self.struct.events[: int(self.arrays[2][GI_N_EVENTS])].copy()
 
     def _struct(self) -> Any:
         """The state the kernels take (:mod:`offload_gym.core.state`), over :attr:`arrays`."""
