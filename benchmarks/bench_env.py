@@ -492,18 +492,16 @@ def measure_ppo(s: Settings) -> dict[str, Any]:
     rollout = n_envs * s.ppo_n_steps
     timesteps = max(rollout, s.ppo_timesteps // rollout * rollout)
 
-    def make(env_id: str, config: dict[str, Any] | None) -> Callable[[], gym.Env]:
-        return lambda: gym.make(env_id, config=config) if config is not None else gym.make(env_id)
-
-    def model_for(env_id: str, config: dict[str, Any] | None) -> Any:
-        venv = DummyVecEnv([make(env_id, config) for _ in range(n_envs)])
+    def model_for(make: Callable[[], gym.Env]) -> Any:
+        venv = DummyVecEnv([make for _ in range(n_envs)])
         return PPO("MlpPolicy", venv, n_steps=s.ppo_n_steps, batch_size=min(64, rollout), n_epochs=4, seed=0,
                    device="cpu", verbose=0)
 
-    models = {"offload": model_for(ENV_ID, _episode_config(s.queries)), "cartpole": model_for(CARTPOLE_ID, None)}
+    config = _episode_config(s.queries)
     like = gym.make(ENV_ID)
-    models["spaces_only"] = PPO("MlpPolicy", DummyVecEnv([lambda: _SpacesOnly(like)] * n_envs), n_steps=s.ppo_n_steps,
-                                batch_size=min(64, rollout), n_epochs=4, seed=0, device="cpu", verbose=0)
+    models = {"offload": model_for(lambda: gym.make(ENV_ID, config=config)),
+              "cartpole": model_for(lambda: gym.make(CARTPOLE_ID)),
+              "spaces_only": model_for(lambda: _SpacesOnly(like))}
     for model in models.values():
         model.learn(rollout)  # warm-up
     rates: dict[str, list[float]] = {k: [] for k in models}
