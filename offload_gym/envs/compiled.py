@@ -130,21 +130,6 @@ def _modules() -> tuple[Any, Any]:
     return _MODULES
 
 
-def entry_point(kernel: Any, args: tuple[Any, ...]) -> Any:
-    """The compiled code that ``kernel(*args)`` runs, to call directly with arguments of the same types.
-
-    numba's dispatcher types every argument of every call to pick its compiled overload: 2.3 of the 3.5 us that
-    calling the decision kernel with its 11 arguments costs (measured). An episode's arguments keep their types
-    from call to call (its state and buffers are replaced only together with a new :meth:`CompiledEpisode._bind`),
-    so one lookup per bind serves every step. The overload is the one the dispatcher itself would run: it is
-    loaded from numba's cache, or compiled, as a first call would. Without the compiler the kernel itself."""
-    from offload_gym.core._jit import JIT_ENABLED
-
-    if not JIT_ENABLED:
-        return kernel
-    return kernel.compile(tuple(kernel.typeof_pyval(a) for a in args))
-
-
 class CompiledEpisode:
     """One episode of the compiled core: its arrays, the pending decision, the observation buffer."""
 
@@ -187,10 +172,12 @@ class CompiledEpisode:
 
     def _bind(self) -> None:
         """What each step uses, looked up once (and again after unpickling: the state's reference is new)."""
+        from offload_gym.core.arrays import compiled_overload
+
         self._gf, self._gi, self._completed = self.S[1], self.S[2], self.S[35]
         self._decide_args = (self.state.struct, self.D, self.DF, self.est, self.plan_locations, self.mask, self.g,
                              self.OI, self.OF, self.energy)
-        self._decide = entry_point(_modules()[1].decide_entry, (*self._decide_args, 0))
+        self._decide = compiled_overload(_modules()[1].decide_entry, (*self._decide_args, 0))
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -298,9 +285,10 @@ class CompiledEpisode:
         n = int(self._gi[_GI_N_COMPLETED])
         if n == self._drained:
             return []
-        done = (self._completed[self._drained:n] + self.base).tolist()
+        done = self._completed[self._drained:n].tolist()
         self._drained = n
-        return done
+        base = self.base
+        return [q + base for q in done] if base else done
 
     def observation(self) -> np.ndarray:
         """The item observation (and energy features) of the pending decision, float64 (written by each call)."""
@@ -319,21 +307,20 @@ class CompiledEpisode:
         ``(user, arrival_s, latency_s, quality, decomposed, placements, n_subtasks, attachment_bytes, energy_j,
         reward, failed, fail_reason, redispatched)``."""
         ce = _modules()[0]
-        S = self.S
+        S = self.state.arrays
         q = query_id - self.base
         f, i = S[6][q].tolist(), S[5][q].tolist()  # the query's rows as Python numbers: two calls, not twenty
         arrival = f[ce.QF_ARRIVAL]
-        decomposed = bool(i[ce.QI_DECOMPOSED])
-        failed, redispatched = bool(i[ce.QI_FAILED]), bool(i[ce.QI_REDISPATCHED])
+        decomposed, failed, redispatched = i[ce.QI_DECOMPOSED] != 0, i[ce.QI_FAILED] != 0, i[ce.QI_REDISPATCHED] != 0
         k = int(S[42][q])
-        location = S[21][:, ce.II_LOCATION]
+        iti = S[21]
         if redispatched:
             placements = [PHONE]
         elif decomposed:
-            placements = location[S[40][q, :k]].tolist()
-            placements.append(int(location[i[ce.QI_AGG]]))
+            placements = iti[S[40][q, :k], ce.II_LOCATION].tolist()
+            placements.append(int(iti[i[ce.QI_AGG], ce.II_LOCATION]))
         else:
-            placements = [int(location[i[ce.QI_WHOLE]])]
+            placements = [int(iti[i[ce.QI_WHOLE], ce.II_LOCATION])]
         return (i[ce.QI_USER], arrival, f[ce.QF_FINISH] - arrival, f[ce.QF_QUALITY], decomposed, placements, k,
                 float(S[37][q, 3]), f[ce.QF_ENERGY], f[ce.QF_REWARD], failed,
                 f"ap_outage:{i[ce.QI_FAIL_AP]}" if failed else "", redispatched)

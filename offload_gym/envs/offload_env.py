@@ -415,8 +415,12 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         kind = episode.kind
         self._kind = kind
         self._suggested = None
-        completed = [self._compiled_record(q) for q in done] if done else []
-        reward = float(sum(c["reward"] for c in completed))
+        completed = []
+        reward = 0.0  # summed in finishing order, as the Python engine's step sums them
+        for q in done:
+            record = self._compiled_record(q)
+            reward += record["reward"]
+            completed.append(record)
         truncated = kind == _END
         if truncated:
             self._done = True
