@@ -265,3 +265,32 @@ def test_numba_disable_jit_runs_the_same_core_as_plain_python() -> None:
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "NUMBA_DISABLE_JIT": "1"},
                          capture_output=True, text=True, timeout=600, check=True)
     assert out.stdout.split() == ["False", "True", expected]
+
+
+def test_compiled_overloads_are_found_once_per_argument_types() -> None:
+    """``compiled_overload`` (what a reset binds the decision kernel and builds the state with) gives the overload
+    numba's dispatcher runs, looked up once per argument types: the same code for another array of those types,
+    another one for an array of another dtype or a non-contiguous one, whose numba types differ."""
+    from offload_gym.core._jit import JIT_ENABLED
+    from offload_gym.core.arrays import compiled_overload
+    from offload_gym.core.batch import _heapify1
+
+    if not JIT_ENABLED:
+        pytest.skip("without the compiler the kernel itself is called")
+    rng = np.random.default_rng(0)
+    values = rng.random(9)
+    first = values.copy()
+    found = compiled_overload(_heapify1, (first, 9))
+    found(first, 9)
+    reference = values.copy()
+    _heapify1(reference, 9)  # through the dispatcher
+    assert first.tobytes() == reference.tobytes() and first.tobytes() != values.tobytes()
+    assert compiled_overload(_heapify1, (values.copy(), 3)) is found
+    strided = np.repeat(values, 2)[::2]
+    others = {compiled_overload(_heapify1, (np.arange(9), 9)), compiled_overload(_heapify1, (strided, 9))}
+    assert found not in others and len(others) == 2
+    assert compiled_overload(_heapify1, (strided, 9)) in others  # found again, not compiled again
+    strided_copy = strided.copy()
+    compiled_overload(_heapify1, (strided, 9))(strided, 9)
+    _heapify1(strided_copy, 9)
+    assert strided.tobytes() == strided_copy.tobytes()
