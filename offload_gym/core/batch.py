@@ -44,6 +44,15 @@ def decode_rate_table(r1: float, kappa: float, max_batch: int) -> np.ndarray:
     return out
 
 
+@njit
+def _decode_rate(r1: float, kappa: float, b: int) -> float:
+    """Entry ``b`` of :func:`decode_rate_table` (the same float), computed where a projection needs it: a table
+    per projection was an allocation per estimate."""
+    if b == 0:
+        return r1
+    return r1 / (1.0 + kappa * (b - 1))
+
+
 # ------------------------------------------------------------------- heapq on parallel arrays
 # Each arity has heapq's _siftdown (the new item moves up from ``pos`` towards ``start``), _siftup (the smaller
 # child moves up to a leaf, then the new item sifts down), heappush, heappop (the caller reads item 0 first)
@@ -274,7 +283,7 @@ def _stable_order(t: np.ndarray, kind: np.ndarray, dec: np.ndarray, tgt: np.ndar
 
 # ------------------------------------------------------------------------------------ roomy path
 @njit
-def _roomy_loop(now: float, rates: np.ndarray, batch: int, order: np.ndarray, ev_t: np.ndarray, ev_kind: np.ndarray,
+def _roomy_loop(now: float, r1: float, kappa: float, batch: int, order: np.ndarray, ev_t: np.ndarray, ev_kind: np.ndarray,
                 ev_dec: np.ndarray, ev_tgt: np.ndarray, dheap: np.ndarray, nd: int) -> float:
     """``estimates._roomy_loop``: the events ``(time, kind, decode tokens, is target)`` in sorted ``order``,
     ``dheap`` a heap of the decoding streams' end progress (``nd`` entries, room for every stream)."""
@@ -286,7 +295,7 @@ def _roomy_loop(now: float, rates: np.ndarray, batch: int, order: np.ndarray, ev
     while True:
         t_next = ev_t[order[j]] if j < n_events else math.inf
         if nd > 0:
-            rate = rates[batch]
+            rate = _decode_rate(r1, kappa, batch)
             t_dec = t + (dheap[0] - progress) / rate
             if t_dec < t_next:
                 t_next = t_dec
@@ -365,8 +374,7 @@ def _project_roomy(now: float, r1: float, kappa: float, prefill_end_s: np.ndarra
     for i in range(n_dec):
         dheap[i] = decoding_rem[i]
     _heapify1(dheap, n_dec)
-    rates = decode_rate_table(r1, kappa, n_streams)
-    return _roomy_loop(now, rates, n_pre + n_dec + admitted_now, order, t, kind, dec, tgt, dheap, n_dec)
+    return _roomy_loop(now, r1, kappa, n_pre + n_dec + admitted_now, order, t, kind, dec, tgt, dheap, n_dec)
 
 
 # ---------------------------------------------------------------------------------- general path
@@ -409,7 +417,6 @@ def _project_general(now: float, r1: float, kappa: float, max_batch: int, prefil
     pos = 0
     nr = 0
     batch = nd + npf
-    rates = decode_rate_table(r1, kappa, max(batch, max_batch))
     t = now
     progress = 0.0
     rate = 0.0
@@ -430,7 +437,7 @@ def _project_general(now: float, r1: float, kappa: float, max_batch: int, prefil
         t_next = next_ready
         stalled = False
         if nd > 0:
-            rate = rates[batch]
+            rate = _decode_rate(r1, kappa, batch)
             t_dec = t + (d_key[0] - progress) / rate
             if t_dec < t_next:
                 t_next = t_dec
@@ -482,9 +489,8 @@ def edge_finish_arrays(now: float, r1: float, kappa: float, max_batch: int, pref
     pending streams) and the plan's ``extra`` ones, projected over the whole FIFO with the new stream the target."""
     n_pend = pend_ready_s.shape[0]
     n = n_pend + extra_ready_s.shape[0] + 1
-    ready = np.empty(n)
-    prefill = np.empty(n)
-    dec = np.empty(n)
+    fifo = np.empty(3 * n)  # one allocation, not three (an estimate makes a few per decision)
+    ready, prefill, dec = fifo[:n], fifo[n:2 * n], fifo[2 * n:]
     for i in range(n_pend):
         ready[i], prefill[i], dec[i] = pend_ready_s[i], pend_prefill_s[i], pend_dec[i]
     for i in range(n - 1 - n_pend):
