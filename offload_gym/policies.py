@@ -74,14 +74,21 @@ class Policy:
             observation = observation[self.config.observation_key]
         obs = np.asarray(observation, dtype=np.float64)
         single = obs.ndim == 1
-        batch = obs[None] if single else obs
+        if single:  # one env's step: no batch around it (a few microseconds of greedy's twenty)
+            n_actions = _n_aps(obs.shape[0]) + 2
+            if action_masks is None:
+                mask = np.ones(n_actions, dtype=bool)
+            else:
+                mask = np.asarray(action_masks, dtype=bool).reshape(n_actions)
+            return np.int64(self.decide(obs, mask)), state
+        batch = obs
         n_actions = _n_aps(batch.shape[1]) + 2
         if action_masks is None:
             masks = np.ones((batch.shape[0], n_actions), dtype=bool)
         else:
             masks = np.asarray(action_masks, dtype=bool).reshape(batch.shape[0], n_actions)
         actions = np.array([self.decide(o, m) for o, m in zip(batch, masks, strict=True)], dtype=np.int64)
-        return (actions[0] if single else actions), state
+        return actions, state
 
     def reset(self, seed: int | None = None) -> None:
         """Re-seed the policy's own randomness (only random-split uses it)."""
@@ -102,7 +109,7 @@ def _loc(obs: np.ndarray, loc: int, feature: str) -> float:
     return float(obs[_NG + loc * _NL + _L[feature]])
 
 
-def _kind(obs: np.ndarray) -> str:
+def _kind(obs: np.ndarray | list[float]) -> str:
     if obs[_G["decision_query"]] > 0.5:
         return "query"
     if obs[_G["decision_subtask"]] > 0.5:
@@ -172,12 +179,12 @@ class GreedyPolicy(Policy):
 
     def decide(self, obs: np.ndarray, mask: np.ndarray) -> int:
         n_aps = mask.size - 2
-        kind = _kind(obs)
+        o = obs[: _NG + (n_aps + 1) * _NL].tolist()  # Python floats: the same values, read without numpy's overhead
+        kind = _kind(o)
         allowed = mask.tolist()
         locs = [loc for loc in range(n_aps + 1) if allowed[loc]]
         if not locs:
             return 0
-        o = obs[: _NG + (n_aps + 1) * _NL].tolist()  # Python floats: the same values, read without numpy's overhead
         times = {L: _unsquash_time(o[_NG + L * _NL + _L_EST_TIME]) for L in locs}
         quality = {L: o[_NG + L * _NL + _L_EST_QUALITY] for L in locs}
         if kind == "query":
@@ -189,14 +196,14 @@ class GreedyPolicy(Policy):
                     return n_aps + 1
             return best
         if kind == "subtask":
-            k = self._n_subtasks(obs)
+            k = self._n_subtasks(o)
             w = self.config.reward.latency_weight
             return max(locs, key=lambda L: (quality[L] / k - w * times[L], -L))
         if kind == "aggregation":
             return min(locs, key=lambda L: (times[L], L))
         return 0
 
-    def _n_subtasks(self, obs: np.ndarray) -> int:
+    def _n_subtasks(self, obs: np.ndarray | list[float]) -> int:
         k_max = self.config.max_subtasks
         return 1 + round(float(obs[_G["query_n_subtasks"]]) * (k_max - 1))
 
