@@ -1,5 +1,5 @@
-"""The Python side of the compiled engine: :class:`CoreState` builds one episode's arrays from a
-:class:`~offload_gym.sim.engine.Simulator` (its topology, phones and workload); :class:`CoreEngine` drives the
+"""The Python side of the compiled engine: :class:`CoreState` builds one episode's arrays from its
+:class:`~offload_gym.sim.setup.EpisodeSetup` (its topology, phones and workload); :class:`CoreEngine` drives the
 engine's placements from Python (the replay tests).
 
 Nothing here is compiled, so editing this module does not invalidate numba's cache of the core
@@ -156,8 +156,9 @@ class CoreState:
     """Every array of one episode's compiled engine; :attr:`arrays` is the tuple the kernels take."""
 
     def __init__(self, sim: Any, previous: CoreState | None = None) -> None:
-        """Build from a freshly constructed :class:`offload_gym.sim.engine.Simulator` (its topology, phones and
-        workload, drawn with the same generators, so both engines start from the same state).
+        """Build from an episode's :class:`offload_gym.sim.setup.EpisodeSetup` (its topology, phones and workload),
+        or from a freshly constructed :class:`offload_gym.sim.engine.Simulator`, which starts from one (the replay
+        tests): both engines then start from the same state.
 
         ``previous``: an earlier episode's state; its Wi-Fi model memo is kept when the Wi-Fi parameters and the
         station bound are the same (:attr:`memo_key`): the model's points do not depend on the episode."""
@@ -204,8 +205,8 @@ class CoreState:
         phone_f = np.zeros((n_users, 5))  # run_end, unstarted_pred_s, prefill_tps, decode_tps, ability
         phone_i = np.zeros((n_users, 2), dtype=np.int64)  # running item (-1), version
         phone_i[:, 0] = -1
-        for u, phone in enumerate(sim.phones):
-            phone_f[u, 2:5] = (phone.prefill_tps, phone.decode_tps, phone.ability)
+        for u, (prefill_tps, decode_tps, ability) in enumerate(sim.phone_params):
+            phone_f[u, 2:5] = (prefill_tps, decode_tps, ability)
         # the previous episode's (read-only) parameters when the Wi-Fi config is the same: building them costs 0.6 ms
         params = previous.arrays[23] if previous is not None and previous.wifi == w else dcf_params(w)
         self.wifi = w

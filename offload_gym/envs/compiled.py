@@ -19,7 +19,8 @@ import numpy as np
 
 from offload_gym.config import ScenarioConfig
 from offload_gym.envs import observation as obs_layout
-from offload_gym.sim.engine import PHONE, FinishedSummary, Simulator
+from offload_gym.sim.engine import PHONE, FinishedSummary
+from offload_gym.sim.setup import EpisodeSetup
 from offload_gym.sim.workload import CHAIN, DAG, FAN_OUT
 
 __all__ = ["CompiledEpisode", "EpisodeBuffers", "core_available", "unsupported_reason"]
@@ -139,9 +140,9 @@ class CompiledEpisode:
         from offload_gym.core.arrays import CoreState
 
         cs = _modules()[1]
-        # the Python engine's constructor draws the topology and the workload with the same generators (the
-        # workload's queries in compiled code where it can: offload_gym.core.workload)
-        self.setup = Simulator(cfg, rng, compiled_workload=True)
+        # the topology and the workload, drawn as the Python engine draws them (the workload's queries in compiled
+        # code where it can: offload_gym.core.workload)
+        self.setup = EpisodeSetup(cfg, rng, compiled_workload=True)
         self.state = CoreState(self.setup, previous=previous.state if previous is not None else None)
         self.cfg = cfg
         self.n_aps = cfg.topology.n_aps

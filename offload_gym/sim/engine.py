@@ -36,12 +36,12 @@ import numpy as np
 from offload_gym.config import ScenarioConfig
 from offload_gym.sim import wifi as wifi_model
 from offload_gym.sim.energy import PhoneEnergyParams, compute_energy_j, radio_energy_j
-from offload_gym.sim.episode import EpisodeWorkload
 from offload_gym.sim.physics import PHONE, EventKind, FaultKind, Hop, HopKind, ItemKind, cell_share_bps, decode_rate_tps
 from offload_gym.sim.physics import route as physics_route
 from offload_gym.sim.physics import token_bytes as physics_token_bytes
 from offload_gym.sim.planner import Prediction
 from offload_gym.sim.quality import decomposed_quality, success_prob
+from offload_gym.sim.setup import EpisodeSetup
 from offload_gym.sim.view import SimView
 from offload_gym.sim.workload import QuerySpec
 
@@ -336,12 +336,11 @@ class Simulator:
     def __init__(self, cfg: ScenarioConfig, rng: np.random.Generator, finished_log_limit: int | None = None,
                  compiled_workload: bool = False) -> None:
         self.cfg = cfg
-        seeds = [int(x) for x in rng.integers(2**63, size=3)]
-        self.rng_topology = np.random.default_rng(seeds[0])
-        self.rng_arrivals = np.random.default_rng(seeds[1])
-        self.rng_workload = np.random.default_rng(seeds[2])
-        #: wifi.access_delay_cv > 0 only: random access delays, from a stream of their own (the others unchanged)
-        self.rng_access = np.random.default_rng([seeds[0], 7])
+        #: the topology, phones and workload this episode starts from (the compiled core starts from the same)
+        self.setup = setup = EpisodeSetup(cfg, rng, compiled_workload=compiled_workload)
+        self.rng_topology, self.rng_arrivals, self.rng_workload = (setup.rng_topology, setup.rng_arrivals,
+                                                                   setup.rng_workload)
+        self.rng_access = setup.rng_access
         #: the phone's power draws (``energy``), for the energy model's own functions
         self.energy_params = PhoneEnergyParams(**asdict(cfg.energy))
         cv = cfg.wifi.access_delay_cv
@@ -362,19 +361,29 @@ class Simulator:
         self.edge_output_tokens = 0.0
         self.total_output_tokens = 0.0
         self.in_flight: dict[int, Query] = {}
-        self.ap_up = [True] * cfg.topology.n_aps
-        self.background = [cfg.wifi.background_stations] * cfg.topology.n_aps
+        # the engine's own copies of what outages change (the setup keeps the start)
+        self.ap_up = list(setup.ap_up)
+        self.background = list(setup.background)
         self.backhaul_delay_s = cfg.wifi.backhaul_delay_s
         self.backhaul_rate_bps = cfg.wifi.backhaul_rate_bps
         self.redispatched_queries = 0
         self.failed_queries = 0
-        self._build_topology()
+        self.ap_xy, self.user_xy, self.distance_m = setup.ap_xy, setup.user_xy, setup.distance_m
+        # plain lists: indexed on every event, where numpy scalar access costs more than the arithmetic
+        self.own_ap: list[int] = list(setup.own_ap)
+        self.up_rate_bps: list[float] = list(setup.up_rate_bps)
+        self.down_rate_bps: list[float] = list(setup.down_rate_bps)
+        self.up_mcs: list[int] = list(setup.up_mcs)
+        self.phone_params = setup.phone_params
+        self.phones = [_Phone() for _ in range(self.n_users)]
+        for phone, (prefill_tps, decode_tps, ability) in zip(self.phones, setup.phone_params, strict=True):
+            phone.prefill_tps, phone.decode_tps, phone.ability = prefill_tps, decode_tps, ability
         #: the read-only view the estimator, the observation and the renderer read the state through
         self.view = SimView(self)
         self.cells = [_Cell() for _ in range(self.n_aps)]
         self.edges = [_Edge() for _ in range(self.n_aps)]
         #: the episode's arrivals, truths and predictions, drawn ahead (they never depend on the actions)
-        self.workload = EpisodeWorkload(cfg, self.rng_arrivals, self.rng_workload, compiled=compiled_workload)
+        self.workload = setup.workload
         self._dcf_cache: dict[tuple[int, float, float], wifi_model.DcfResult] = {}
         w = cfg.wifi
         self._dcf_kwargs = {
@@ -390,65 +399,19 @@ class Simulator:
         self._schedule_faults()
 
     # ------------------------------------------------------------------ topology
-    def _build_topology(self) -> None:
-        topo, w = self.cfg.topology, self.cfg.wifi
-        if topo.ap_positions is not None:
-            self.ap_xy = np.array(topo.ap_positions, dtype=float)
-        else:
-            self.ap_xy = grid_positions(self.n_aps, topo.area_m)
-        if topo.user_positions is not None:
-            self.user_xy = np.array(topo.user_positions, dtype=float)
-        else:
-            self.user_xy = self.rng_topology.uniform(0.0, topo.area_m, size=(self.n_users, 2))
-        noise = wifi_model.noise_dbm(w.bandwidth_mhz, w.noise_dbm_per_20mhz)
-        dist = np.linalg.norm(self.user_xy[:, None, :] - self.ap_xy[None, :, :], axis=2)
-        # a comprehension over Python floats: the same math.log10 values as np.vectorize, without its set-up cost
-        loss = np.array([[wifi_model.path_loss_db(d, w.frequency_ghz, w.breakpoint_m) for d in row]
-                         for row in dist.tolist()], dtype=float).reshape(dist.shape)
-        self.distance_m = dist
-        self._loss_db = loss
-        self._noise_dbm = noise
-        # plain lists: indexed on every event, where numpy scalar access costs more than the arithmetic
-        self.own_ap: list[int] = [-1] * self.n_users
-        self.up_rate_bps: list[float] = [0.0] * self.n_users
-        self.down_rate_bps: list[float] = [0.0] * self.n_users
-        self.up_mcs: list[int] = [-1] * self.n_users
-        for u in range(self.n_users):
-            self._associate(u)
-        self.phones = [_Phone() for _ in range(self.n_users)]
-        classes = self.cfg.phone.device_classes
-        if classes:
-            picks = self.rng_topology.choice(len(classes), size=self.n_users, p=[c.share for c in classes])
-        for u, phone in enumerate(self.phones):
-            src: Any = classes[int(picks[u])] if classes else self.cfg.phone
-            phone.prefill_tps, phone.decode_tps, phone.ability = src.prefill_tps, src.decode_tps, src.ability
-
     def ap_preference(self, u: int) -> list[int]:
         """The APs from the strongest for phone ``u`` (ties: the lower index), the order it associates in."""
-        return sorted(range(self.n_aps), key=lambda ap: (self._loss_db[u, ap], ap))
+        return self.setup.ap_preference(u)
 
     def link(self, u: int, ap: int) -> tuple[int, float, float] | None:
         """``(uplink MCS, uplink PHY rate, downlink PHY rate)`` of phone ``u`` with AP ``ap``, or ``None`` where
         either direction is out of coverage."""
-        w = self.cfg.wifi
-        up_mcs = wifi_model.mcs_for_snr(w.phone_tx_dbm - self._loss_db[u, ap] - self._noise_dbm)
-        down_mcs = wifi_model.mcs_for_snr(w.ap_tx_dbm - self._loss_db[u, ap] - self._noise_dbm)
-        if up_mcs < 0 or down_mcs < 0:
-            return None
-        return (up_mcs, wifi_model.phy_rate_bps(up_mcs, w.bandwidth_mhz, w.spatial_streams),
-                wifi_model.phy_rate_bps(down_mcs, w.bandwidth_mhz, w.spatial_streams))
+        return self.setup.link(u, ap)
 
     def _associate(self, u: int) -> None:
         """Associate phone ``u`` with the strongest AP that is up, or none when out of coverage."""
-        self.own_ap[u], self.up_mcs[u], self.up_rate_bps[u], self.down_rate_bps[u] = -1, -1, 0.0, 0.0
-        a = next((ap for ap in self.ap_preference(u) if self.ap_up[ap]), -1)
-        if a < 0:
-            return
-        link = self.link(u, a)
-        if link is None:
-            return  # out of coverage: this phone can only compute locally
-        self.own_ap[u] = a
-        self.up_mcs[u], self.up_rate_bps[u], self.down_rate_bps[u] = link
+        self.own_ap[u], self.up_mcs[u], self.up_rate_bps[u], self.down_rate_bps[u] = self.setup.association(u,
+                                                                                                           self.ap_up)
 
     # ------------------------------------------------------------------ events
     def _push(self, time: float, kind: int, a: Any = None, b: Any = None) -> None:
@@ -1160,9 +1123,3 @@ def merged_outages(outages: list[tuple[int, float, float]]) -> list[tuple[int, f
     return [(ap, start, end) for _, ap, start, end in merged]
 
 
-def grid_positions(n_aps: int, area_m: float) -> np.ndarray:
-    """Centres of a near-square grid of ``n_aps`` cells over the area (quadrant centres for 4 APs)."""
-    cols = math.ceil(math.sqrt(n_aps))
-    rows = math.ceil(n_aps / cols)
-    xy = [((c + 0.5) * area_m / cols, (r + 0.5) * area_m / rows) for r in range(rows) for c in range(cols)]
-    return np.array(xy[:n_aps], dtype=float)
