@@ -106,7 +106,7 @@ from offload_gym.core.engine import (
 )
 from offload_gym.core.state import make_struct
 from offload_gym.core.wifi import dcf_params
-from offload_gym.sim.engine import merged_outages
+from offload_gym.sim.setup import merged_outages
 
 __all__ = ["LIST_SLOTS", "MESSAGES_PER_QUERY", "CoreEngine", "CoreState", "compiled_overload"]
 

@@ -19,7 +19,8 @@ import numpy as np
 
 from offload_gym.config import ScenarioConfig
 from offload_gym.envs import observation as obs_layout
-from offload_gym.sim.engine import PHONE, FinishedSummary
+from offload_gym.sim.metrics import FinishedSummary
+from offload_gym.sim.physics import PHONE
 from offload_gym.sim.setup import EpisodeSetup
 from offload_gym.sim.workload import CHAIN, DAG, FAN_OUT
 

@@ -36,12 +36,13 @@ import numpy as np
 from offload_gym.config import ScenarioConfig
 from offload_gym.sim import wifi as wifi_model
 from offload_gym.sim.energy import PhoneEnergyParams, compute_energy_j, radio_energy_j
+from offload_gym.sim.metrics import FinishedSummary
 from offload_gym.sim.physics import PHONE, EventKind, FaultKind, Hop, HopKind, ItemKind, cell_share_bps, decode_rate_tps
 from offload_gym.sim.physics import route as physics_route
 from offload_gym.sim.physics import token_bytes as physics_token_bytes
 from offload_gym.sim.planner import Prediction
 from offload_gym.sim.quality import decomposed_quality, success_prob
-from offload_gym.sim.setup import EpisodeSetup
+from offload_gym.sim.setup import EpisodeSetup, merged_outages
 from offload_gym.sim.view import SimView
 from offload_gym.sim.workload import QuerySpec
 
@@ -236,80 +237,6 @@ class _Phone:
     prefill_tps: float = 0.0
     decode_tps: float = 0.0
     ability: float = 0.0
-
-
-class FinishedSummary:
-    """What an episode's metrics need of its finished queries, in memory that does not grow with them
-    except for the latencies (8 bytes a query: exact means, percentiles and deadline misses).
-
-    ``mean_latency_s`` and ``p95_latency_s`` are computed from the latencies exactly as numpy computes them
-    from a list of the records; the quality mean is a running sum.
-    """
-
-    __slots__ = ("_latencies", "count", "decomposed", "energy_sum_j", "failed", "quality_sum", "redispatched")
-
-    def __init__(self) -> None:
-        self.count = 0  #: finished queries (failed ones included)
-        self.quality_sum = 0.0
-        self.decomposed = 0  #: finished queries that ran decomposed
-        self.failed = 0
-        self.redispatched = 0
-        self.energy_sum_j = 0.0
-        self._latencies = np.empty(1024, dtype=float)
-
-    def add(self, latency_s: float, quality: float, decomposed: bool, failed: bool, redispatched: bool,
-            energy_j: float = 0.0) -> None:
-        n = self.count
-        if n == self._latencies.size:
-            grown = np.empty(2 * n, dtype=float)
-            grown[:n] = self._latencies
-            self._latencies = grown
-        self._latencies[n] = latency_s
-        self.count = n + 1
-        self.quality_sum += quality
-        self.decomposed += decomposed
-        self.failed += failed
-        self.redispatched += redispatched
-        self.energy_sum_j += energy_j
-
-    @classmethod
-    def of(cls, latencies_s: np.ndarray, quality_sum: float, decomposed: int, energy_sum_j: float, failed: int = 0,
-           redispatched: int = 0) -> FinishedSummary:
-        """A summary of queries already summed elsewhere (the compiled core): their latencies in finishing order,
-        the running sums of their qualities and energies in that order, and the counts."""
-        summary = cls()
-        summary.failed, summary.redispatched = failed, redispatched
-        summary._latencies = np.array(latencies_s, dtype=float)
-        summary.count = len(latencies_s)
-        summary.quality_sum = quality_sum
-        summary.decomposed = decomposed
-        summary.energy_sum_j = energy_sum_j
-        return summary
-
-    @property
-    def latencies(self) -> np.ndarray:
-        """Latencies (s) in finishing order (a read-only view)."""
-        view = self._latencies[: self.count]
-        view.flags.writeable = False
-        return view
-
-    def mean_latency_s(self) -> float:
-        return float(self.latencies.mean()) if self.count else 0.0
-
-    def p95_latency_s(self) -> float:
-        return float(np.percentile(self.latencies, 95)) if self.count else 0.0
-
-    def mean_energy_j(self) -> float:
-        return self.energy_sum_j / self.count if self.count else 0.0
-
-    def mean_quality(self) -> float:
-        return self.quality_sum / self.count if self.count else 0.0
-
-    def decomposed_share(self) -> float:
-        return self.decomposed / self.count if self.count else 0.0
-
-    def deadline_miss_rate(self, deadline_s: float) -> float:
-        return float((self.latencies > deadline_s).mean()) if self.count else 0.0
 
 
 #: a bound for :attr:`Simulator.finished_log` that callers needing only metrics can pass (``finished_log_limit``)
@@ -1096,30 +1023,3 @@ class Simulator:
     def pop_completed(self) -> list[CompletedQuery]:
         out, self.completed = self.completed, []
         return out
-
-
-def merged_outages(outages: list[tuple[int, float, float]]) -> list[tuple[int, float, float]]:
-    """``(ap, start, end)`` outages with the overlapping (or touching) ones of each AP merged into their union.
-
-    Each merged interval keeps the place of its earliest-listed member, so that outages that do not overlap
-    are scheduled in the order given.
-    """
-    by_ap: dict[int, list[tuple[float, float, int]]] = {}
-    for order, (ap, start, end) in enumerate(outages):
-        by_ap.setdefault(ap, []).append((start, end, order))
-    merged: list[tuple[int, int, float, float]] = []  # (first order, ap, start, end)
-    for ap, spans in by_ap.items():
-        spans.sort()
-        first, start, end = spans[0][2], spans[0][0], spans[0][1]
-        for s, e, order in spans[1:]:
-            if s <= end:
-                end = max(end, e)
-                first = min(first, order)
-            else:
-                merged.append((first, ap, start, end))
-                first, start, end = order, s, e
-        merged.append((first, ap, start, end))
-    merged.sort()
-    return [(ap, start, end) for _, ap, start, end in merged]
-
-

@@ -17,7 +17,7 @@ from offload_gym.config import ScenarioConfig
 from offload_gym.sim import wifi as wifi_model
 from offload_gym.sim.episode import EpisodeWorkload
 
-__all__ = ["EpisodeSetup", "grid_positions"]
+__all__ = ["EpisodeSetup", "grid_positions", "merged_outages"]
 
 
 def grid_positions(n_aps: int, area_m: float) -> np.ndarray:
@@ -109,3 +109,28 @@ class EpisodeSetup:
         if link is None:
             return -1, -1, 0.0, 0.0
         return a, *link
+
+
+def merged_outages(outages: list[tuple[int, float, float]]) -> list[tuple[int, float, float]]:
+    """``(ap, start, end)`` outages with the overlapping (or touching) ones of each AP merged into their union.
+
+    Each merged interval keeps the place of its earliest-listed member, so that outages that do not overlap
+    are scheduled in the order given.
+    """
+    by_ap: dict[int, list[tuple[float, float, int]]] = {}
+    for order, (ap, start, end) in enumerate(outages):
+        by_ap.setdefault(ap, []).append((start, end, order))
+    merged: list[tuple[int, int, float, float]] = []  # (first order, ap, start, end)
+    for ap, spans in by_ap.items():
+        spans.sort()
+        first, start, end = spans[0][2], spans[0][0], spans[0][1]
+        for s, e, order in spans[1:]:
+            if s <= end:
+                end = max(end, e)
+                first = min(first, order)
+            else:
+                merged.append((first, ap, start, end))
+                first, start, end = order, s, e
+        merged.append((first, ap, start, end))
+    merged.sort()
+    return [(ap, start, end) for _, ap, start, end in merged]
