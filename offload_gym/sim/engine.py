@@ -313,14 +313,7 @@ class Simulator:
         self.workload = setup.workload
         self._dcf_cache: dict[tuple[int, float, float], wifi_model.DcfResult] = {}
         w = cfg.wifi
-        self._dcf_kwargs = {
-            "slot_s": w.slot_s, "sifs_s": w.sifs_s, "difs_s": w.difs_s, "cw_min": w.cw_min, "cw_max": w.cw_max,
-            "preamble_s": w.preamble_s, "symbol_s": w.symbol_s, "mac_header_bytes": w.mac_header_bytes,
-            "ack_bytes": w.ack_bytes, "ack_rate_bps": w.ack_rate_bps, "ack_preamble_s": w.ack_preamble_s,
-            "ack_symbol_s": w.ack_symbol_s, "spatial_streams": w.spatial_streams, "access": w.access,
-            "aifsn": w.aifsn, "he_ltf_s": w.he_ltf_s, "retry_limit": w.retry_limit, "collision": w.collision,
-            "eifs_ack_rate_bps": w.eifs_ack_rate_bps,
-        }
+        self._dcf_kwargs = wifi_model.dcf_keywords(w)
         self._immediate_access = w.immediate_access and w.access == "edca"
         self._schedule_next_arrival()
         self._schedule_faults()

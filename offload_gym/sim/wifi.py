@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from offload_gym.sim.physics import MPDU_DELIMITER_BYTES, PHY_SERVICE_TAIL_BITS
 
@@ -25,6 +26,7 @@ __all__ = [
     "HE_RATES_20MHZ_MBPS",
     "MCS_SNR_THRESHOLDS_DB",
     "DcfResult",
+    "dcf_keywords",
     "dcf_saturation",
     "he_ltf_count",
     "legacy_frame_s",
@@ -182,6 +184,20 @@ def _delivered_backoff_slots(p: float, windows: tuple[int, ...]) -> float:
         weight += power
         power *= p
     return total / weight
+
+
+def dcf_keywords(wifi: Any) -> dict[str, Any]:
+    """The keywords of :func:`dcf_saturation` that a scenario's ``wifi`` section (``WifiConfig``) sets: all but
+    the rate, the payload and ``mpdu_delimiter_bytes`` (which keeps its default), as both engines pass them."""
+    w = wifi
+    return {
+        "slot_s": w.slot_s, "sifs_s": w.sifs_s, "difs_s": w.difs_s, "cw_min": w.cw_min, "cw_max": w.cw_max,
+        "preamble_s": w.preamble_s, "symbol_s": w.symbol_s, "mac_header_bytes": w.mac_header_bytes,
+        "ack_bytes": w.ack_bytes, "ack_rate_bps": w.ack_rate_bps, "ack_preamble_s": w.ack_preamble_s,
+        "ack_symbol_s": w.ack_symbol_s, "spatial_streams": w.spatial_streams, "access": w.access,
+        "aifsn": w.aifsn, "he_ltf_s": w.he_ltf_s, "retry_limit": w.retry_limit, "collision": w.collision,
+        "eifs_ack_rate_bps": w.eifs_ack_rate_bps,
+    }
 
 
 @lru_cache(maxsize=8192)  # bounded: a full cache is a few MiB per process
