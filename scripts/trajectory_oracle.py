@@ -9,7 +9,9 @@ versions of the code by running this script under each and diffing the JSON::
     PYTHONPATH=/tmp/base python scripts/trajectory_oracle.py --out /tmp/base.json
     python scripts/trajectory_oracle.py --compare /tmp/base.json
 
-``tests/test_trajectory_pin.py`` pins a few of these in the default test run; this script covers the rest.
+``tests/test_trajectory_pin.py`` pins a few of these in the default test run, and
+``tests/test_golden_trajectories.py`` compares the compiled core with the Python engine's digests of all 316
+episodes (``--configs 300``) recorded by ``--core python --record tests/data/python_engine_trajectories.json``.
 """
 
 from __future__ import annotations
@@ -88,12 +90,62 @@ def digest(env: gym.Env, seed: int) -> str:
     return h.hexdigest()[:20]
 
 
+def episode_digests(configs: int, seeds: int, core: str = "auto",
+                    override: dict[str, Any] | None = None) -> tuple[dict[str, str], int]:
+    """The digest of every registered id's first ``seeds`` episodes and of ``configs`` random configs (drawn from
+    a fixed seed), under ``core``; and how many of them ran on the compiled core."""
+    override = override or {}
+    digests: dict[str, str] = {}
+    compiled = 0
+    for env_id in sorted(i for i in gym.registry if i.startswith("offload_gym/")):
+        for seed in range(seeds):
+            env = gym.make(env_id, config=override, core=core) if override else gym.make(env_id, core=core)
+            digests[f"{env_id}#{seed}"] = digest(env, seed)
+            compiled += env.unwrapped.episode is not None
+            env.close()
+    rng = np.random.default_rng(20261201)
+    for k in range(configs):
+        cfg = random_config(rng)
+        key = f"config{k}:{json.dumps(cfg, sort_keys=True)}"
+        env = OffloadEnv(config={**cfg, **override}, core=core)
+        digests[key] = digest(env, k)
+        compiled += env.episode is not None
+    return digests, compiled
+
+
+def compact(digests: dict[str, str]) -> dict[str, str]:
+    """``digests`` with each random config's JSON in its key replaced by a hash of it (a short file to commit)."""
+    out = {}
+    for key, value in digests.items():
+        name, sep, config = key.partition(":")
+        out[f"{name}:{hashlib.sha256(config.encode()).hexdigest()[:12]}" if sep else key] = value
+    return out
+
+
+def platform_key() -> dict[str, Any]:
+    """What exact floats depend on besides this code: numpy's and torch's versions, the machine, and the CPU
+    features numpy dispatches its loops on (its float64 ``exp`` differs in the last bit between them). A
+    recording is compared only where these are the same."""
+    import platform
+
+    import torch
+
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    except ImportError:  # numpy 1.x
+        from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    return {"numpy": np.__version__, "torch": torch.__version__, "machine": platform.machine(),
+            "numpy_dispatch": sorted(k for k in __cpu_dispatch__ if __cpu_features__.get(k))}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", type=int, default=200, help="random configs besides the registered ids")
     parser.add_argument("--seeds", type=int, default=2, help="episodes (seeds) per registered id")
     parser.add_argument("--out", default="", help="write the digests to this JSON file")
     parser.add_argument("--compare", default="", help="compare with digests in this JSON file; exit 1 on a difference")
+    parser.add_argument("--record", default="", help="write the compact recording that tests/test_golden_trajectories.py"
+                        " compares with (tests/data/python_engine_trajectories.json, from --core python)")
     parser.add_argument("--core", default="auto", choices=("auto", "compiled", "python"),
                         help="the simulation core (OffloadEnv's core): compare python against auto to check the port")
     parser.add_argument("--override", default="", help="JSON overrides merged into every config, e.g. a default that "
@@ -101,25 +153,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     override = json.loads(args.override) if args.override else {}
     started = time.perf_counter()
-    digests: dict[str, str] = {}
-    compiled = 0
-    for env_id in sorted(i for i in gym.registry if i.startswith("offload_gym/")):
-        for seed in range(args.seeds):
-            env = gym.make(env_id, config=override, core=args.core) if override else gym.make(env_id, core=args.core)
-            digests[f"{env_id}#{seed}"] = digest(env, seed)
-            compiled += env.unwrapped.episode is not None
-            env.close()
-    rng = np.random.default_rng(20261201)
-    for k in range(args.configs):
-        cfg = random_config(rng)
-        key = f"config{k}:{json.dumps(cfg, sort_keys=True)}"
-        env = OffloadEnv(config={**cfg, **override}, core=args.core)
-        digests[key] = digest(env, k)
-        compiled += env.episode is not None
+    digests, compiled = episode_digests(args.configs, args.seeds, args.core, override)
     print(f"{len(digests)} episodes in {time.perf_counter() - started:.1f} s ({compiled} on the compiled core)")
     if args.out:
         with open(args.out, "w") as f:
             json.dump(digests, f, indent=0, sort_keys=True)
+    if args.record:
+        recording = {"core": args.core, "configs": args.configs, "seeds": args.seeds, "override": override,
+                     "platform": platform_key(), "digests": compact(digests)}
+        with open(args.record, "w") as f:
+            json.dump(recording, f, indent=0, sort_keys=True)
+            f.write("\n")
     if args.compare:
         with open(args.compare) as f:
             base = json.load(f)
