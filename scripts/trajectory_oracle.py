@@ -130,12 +130,12 @@ def platform_key() -> dict[str, Any]:
 
     import torch
 
-    try:
-        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
-    except ImportError:  # numpy 1.x
-        from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    umath: Any = getattr(getattr(np, "_core", None), "_multiarray_umath", None)  # numpy 2 (1.x: np.core's)
+    if umath is None:
+        umath = getattr(getattr(np, "core", None), "_multiarray_umath", None)
+    dispatch, features = getattr(umath, "__cpu_dispatch__", None), getattr(umath, "__cpu_features__", None)
     return {"numpy": np.__version__, "torch": torch.__version__, "machine": platform.machine(),
-            "numpy_dispatch": sorted(k for k in __cpu_dispatch__ if __cpu_features__.get(k))}
+            "numpy_dispatch": sorted(k for k in dispatch if features.get(k)) if dispatch and features else None}
 
 
 def main(argv: list[str] | None = None) -> int:
