@@ -277,3 +277,23 @@ def test_report_cli(capsys: pytest.CaptureFixture[str]) -> None:
     text = capsys.readouterr().out
     assert "| metric | teacher | student |" in text
     assert "subtask-count accuracy" in text and "planner.length_noise_sigma" in text
+
+
+def test_predictions_do_not_depend_on_torch_threads(sample: list[CorpusQuery]) -> None:
+    """The planner's forward pass runs on a fixed number of torch threads: float32 reductions split by thread
+    count, and episodes with the learned planner differed between 1 and 2 threads (machines, processes that set
+    torch's threads). The process's own setting is restored."""
+    planner = LearnedPlanner.load_default()
+    for size in (6, 10, 64):  # batches of 6 and 10 of these texts differed between 1 and 2 threads without it
+        texts = [q.text for q in sample[:size]]
+        outputs = {}
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            try:
+                outputs[threads] = planner.predict_arrays(texts)
+                assert torch.get_num_threads() == threads
+            finally:
+                torch.set_num_threads(1)
+        for threads in (2, 3):
+            for key, value in outputs[1].items():
+                assert value.tobytes() == outputs[threads][key].tobytes(), (size, threads, key)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,25 @@ from offload_gym.planner.tokenizer import WordTokenizer
 ASSETS_DIR: Path = Path(__file__).resolve().parent / "assets"
 DEFAULT_CHECKPOINT: Path = ASSETS_DIR / "student.pt"
 TOKENIZER_FILE: str = "tokenizer.json"
+
+
+#: torch threads the planner's forward pass runs on, whatever the process's setting: float32 reductions split by
+#: thread count, so the predictions (and the episodes that use them) differed between 1 and 2 threads, that is
+#: between machines and between processes that set torch's threads (tests, training scripts)
+PLANNER_THREADS = 2
+
+
+@contextlib.contextmanager
+def _fixed_threads(n: int) -> Iterator[None]:
+    """Run the block on ``n`` torch threads, then restore the process's count."""
+    before = torch.get_num_threads()
+    if before != n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if before != n:
+            torch.set_num_threads(before)
 
 
 @dataclass(frozen=True)
@@ -89,7 +110,7 @@ class LearnedPlanner:
         }
         encoded = [self.tokenizer.encode(t, self.max_len) for t in texts]
         order = np.argsort([len(e) for e in encoded], kind="stable")  # similar lengths share a batch
-        with torch.inference_mode():
+        with torch.inference_mode(), _fixed_threads(PLANNER_THREADS):
             for start in range(0, n, batch_size):
                 idx = order[start : start + batch_size]
                 rows = [encoded[i] for i in idx]
