@@ -74,19 +74,14 @@ class Policy:
             observation = observation[self.config.observation_key]
         obs = np.asarray(observation, dtype=np.float64)
         single = obs.ndim == 1
-        if single:  # one env's step: no batch around it (a few microseconds of greedy's twenty)
-            n_actions = _n_aps(obs.shape[0]) + 2
-            if action_masks is None:
-                mask = np.ones(n_actions, dtype=bool)
-            else:
-                mask = np.asarray(action_masks, dtype=bool).reshape(n_actions)
-            return np.int64(self.decide(obs, mask)), state
-        batch = obs
+        batch = obs[None] if single else obs
         n_actions = _n_aps(batch.shape[1]) + 2
         if action_masks is None:
             masks = np.ones((batch.shape[0], n_actions), dtype=bool)
         else:
             masks = np.asarray(action_masks, dtype=bool).reshape(batch.shape[0], n_actions)
+        if single:  # one env's step: its action without a batch array around it
+            return np.int64(self.decide(obs, masks[0])), state
         actions = np.array([self.decide(o, m) for o, m in zip(batch, masks, strict=True)], dtype=np.int64)
         return actions, state
 
