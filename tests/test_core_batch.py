@@ -71,7 +71,10 @@ def test_constants_and_rates_are_the_python_ones() -> None:
     assert core_batch.EPS_TOKENS == estimates._EPS_TOKENS
     for r1 in (78.0, 9.0, 1e-307):
         for kappa in KAPPAS:
-            assert list(core_batch.decode_rate_table(r1, kappa, 40)) == physics.decode_rate_table(r1, kappa, 40)
+            table = physics.decode_rate_table(r1, kappa, 40)
+            assert list(core_batch.decode_rate_table(r1, kappa, 40)) == table
+            # what the projections compute where they need a rate, entry by entry
+            assert [core_batch._decode_rate(r1, kappa, b) for b in range(41)] == table
 
 
 def _heap_ops(arity: int) -> tuple[Any, Any, Any]:
