@@ -265,9 +265,7 @@ class Simulator:
         self.cfg = cfg
         #: the topology, phones and workload this episode starts from (the compiled core starts from the same)
         self.setup = setup = EpisodeSetup(cfg, rng, compiled_workload=compiled_workload)
-        self.rng_topology, self.rng_arrivals, self.rng_workload = (setup.rng_topology, setup.rng_arrivals,
-                                                                   setup.rng_workload)
-        self.rng_access = setup.rng_access
+        self.rng_access = setup.rng_access  # the one stream drawn from during the episode (access delays)
         #: the phone's power draws (``energy``), for the energy model's own functions
         self.energy_params = PhoneEnergyParams(**asdict(cfg.energy))
         cv = cfg.wifi.access_delay_cv
