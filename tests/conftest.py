@@ -59,6 +59,27 @@ def random_streams(rng: np.random.Generator, now: float, n: int) -> list[tuple[f
     return out
 
 
+def hand_wifi_latency(wifi: Any, up_rate_bps: float, down_rate_bps: float, up_bytes: float,
+                      down_bytes: float) -> float:
+    """Upload then download in an otherwise idle cell (the ``wifi`` section's): one access delay each, then the
+    bytes at ``S(n)/n`` (``n``: the background stations and the phone, or the AP)."""
+    from offload_gym.sim import wifi as wifi_model
+
+    n = wifi.background_stations + 1
+
+    def dcf(rate_bps: float, payload: float) -> Any:
+        return wifi_model.dcf_saturation(n, phy_rate_bps=rate_bps, payload_bytes=payload,
+                                         **wifi_model.dcf_keywords(wifi))
+
+    total = 0.0
+    for rate, nbytes in ((up_rate_bps, up_bytes), (down_rate_bps, down_bytes)):
+        first = dcf(rate, min(nbytes, wifi.frame_bytes))
+        # alone in the cell, EDCA sends the first frame at once: one frame exchange, no backoff
+        access = first.idle_access_s if n == 1 else first.access_delay_s
+        total += access + 8 * nbytes / (dcf(rate, wifi.frame_bytes).throughput_bps / n)
+    return total
+
+
 def single_query_latency(cfg: Any, location: int, seed: int = 0) -> float:
     """Latency of an episode's first query placed whole at ``location`` (the episode must hold one query)."""
     from offload_gym.sim.engine import Simulator

@@ -10,10 +10,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import deterministic_overrides
+from conftest import deterministic_overrides, hand_wifi_latency
 
 from offload_gym.envs.offload_env import OffloadEnv
-from offload_gym.sim import wifi as wifi_model
 
 pytest.importorskip("numba")
 
@@ -38,24 +37,11 @@ def first_latency(config: dict[str, Any], location: int) -> tuple[float, Offload
     return info["completed"][0]["latency_s"], env
 
 
-def hand_wifi_latency(env: OffloadEnv, up_bytes: float, down_bytes: float) -> float:
-    """Upload then download in an otherwise idle cell: one access delay each, then the bytes at ``S(n)/n``
-    (``n``: the background stations and the phone, or the AP)."""
-    w = env.config.wifi
+def env_wifi_latency(env: OffloadEnv, up_bytes: float, down_bytes: float) -> float:
+    """:func:`conftest.hand_wifi_latency` for the env's phone 0 (its PHY rates from the episode's setup)."""
     assert env.episode is not None
     setup = env.episode.setup
-    n = w.background_stations + 1
-
-    def dcf(rate_bps: float, payload: float) -> wifi_model.DcfResult:
-        return wifi_model.dcf_saturation(n, phy_rate_bps=rate_bps, payload_bytes=payload, **wifi_model.dcf_keywords(w))
-
-    total = 0.0
-    for rate, nbytes in ((setup.up_rate_bps[0], up_bytes), (setup.down_rate_bps[0], down_bytes)):
-        first = dcf(rate, min(nbytes, w.frame_bytes))
-        # alone in the cell, EDCA sends the first frame at once: one frame exchange, no backoff
-        access = first.idle_access_s if n == 1 else first.access_delay_s
-        total += access + 8 * nbytes / (dcf(rate, w.frame_bytes).throughput_bps / n)
-    return total
+    return hand_wifi_latency(env.config.wifi, setup.up_rate_bps[0], setup.down_rate_bps[0], up_bytes, down_bytes)
 
 
 @pytest.mark.parametrize("background", [0, 16, 30])
@@ -63,7 +49,7 @@ def test_one_query_at_the_edge_takes_the_hand_computed_time(background: int) -> 
     latency, env = first_latency(one_phone(wifi={"background_stations": background}), 1)
     w, e = env.config.wifi, env.config.edge
     up, down = PROMPT * w.bytes_per_token + w.message_overhead_bytes, ANSWER * w.bytes_per_token + w.message_overhead_bytes
-    expected = hand_wifi_latency(env, up, down) + PROMPT / e.prefill_tps + ANSWER / e.decode_tps
+    expected = env_wifi_latency(env, up, down) + PROMPT / e.prefill_tps + ANSWER / e.decode_tps
     assert latency == pytest.approx(expected, rel=1e-9)
 
 
@@ -72,7 +58,7 @@ def test_an_attachment_adds_its_bytes_to_the_upload() -> None:
     w, e = env.config.wifi, env.config.edge
     up = PROMPT * w.bytes_per_token + w.message_overhead_bytes + env.config.workload.attachment_bytes_median
     down = ANSWER * w.bytes_per_token + w.message_overhead_bytes
-    expected = hand_wifi_latency(env, up, down) + PROMPT / e.prefill_tps + ANSWER / e.decode_tps
+    expected = env_wifi_latency(env, up, down) + PROMPT / e.prefill_tps + ANSWER / e.decode_tps
     assert latency == pytest.approx(expected, rel=1e-9)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import deterministic_overrides, single_query_latency
+from conftest import deterministic_overrides, hand_wifi_latency, single_query_latency
 
 from offload_gym.config import make_config
 from offload_gym.sim.engine import PHONE, Query, Simulator
@@ -27,16 +27,9 @@ def one_phone_config(**extra: object) -> dict:
     return cfg
 
 
-def hand_wifi_latency(sim: Simulator, up_bytes: float, down_bytes: float) -> float:
-    """Upload then download on an otherwise idle cell: access delay plus bytes over S(n)/n."""
-    n = sim.cfg.wifi.background_stations + 1
-    up = sim.dcf(n, sim.up_rate_bps[0], min(up_bytes, 1500))
-    up_share = sim.dcf(n, sim.up_rate_bps[0], 1500).throughput_bps / n
-    down = sim.dcf(n, sim.down_rate_bps[0], min(down_bytes, 1500))
-    down_share = sim.dcf(n, sim.down_rate_bps[0], 1500).throughput_bps / n
-    # alone in the cell (no background), EDCA sends the first frame at once: one frame exchange, no backoff
-    up_access, down_access = (up.idle_access_s, down.idle_access_s) if n == 1 else (up.access_delay_s, down.access_delay_s)
-    return up_access + 8 * up_bytes / up_share + down_access + 8 * down_bytes / down_share
+def sim_wifi_latency(sim: Simulator, up_bytes: float, down_bytes: float) -> float:
+    """:func:`conftest.hand_wifi_latency` for the simulator's phone 0."""
+    return hand_wifi_latency(sim.cfg.wifi, sim.up_rate_bps[0], sim.down_rate_bps[0], up_bytes, down_bytes)
 
 
 @pytest.mark.parametrize("background", [0, 16, 30])
@@ -50,7 +43,7 @@ def test_single_query_on_idle_ap_matches_hand_calculation(background: int) -> No
     (done,) = sim.finished_log
     prompt, answer = 150, 45
     up_bytes, down_bytes = prompt * 4 + 400, answer * 4 + 400
-    expected = hand_wifi_latency(sim, up_bytes, down_bytes) + prompt / 3000 + answer / 78
+    expected = sim_wifi_latency(sim, up_bytes, down_bytes) + prompt / 3000 + answer / 78
     assert done.latency_s == pytest.approx(expected, rel=1e-9)
 
 
@@ -70,7 +63,7 @@ def test_attachment_adds_bytes_to_the_upload() -> None:
     assert query is not None and query.spec.attachment_bytes == 200e3
     sim.place_whole(query, 1)
     sim.run_until_decision()
-    expected = hand_wifi_latency(sim, 1000 + 200e3, 580) + 150 / 3000 + 45 / 78
+    expected = sim_wifi_latency(sim, 1000 + 200e3, 580) + 150 / 3000 + 45 / 78
     assert sim.finished_log[0].latency_s == pytest.approx(expected, rel=1e-9)
 
 
