@@ -22,8 +22,7 @@ import statistics
 import sys
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -31,10 +30,7 @@ import gymnasium as gym
 import numpy as np
 
 import offload_gym
-from offload_gym.envs.offload_env import OffloadEnv
 from offload_gym.policies import Policy, make_policy
-from offload_gym.sim.engine import Simulator
-from offload_gym.sim.estimates import Estimator
 
 ENV_ID = "offload_gym/WifiOffload-v0"
 CARTPOLE_ID = "CartPole-v1"
@@ -141,13 +137,11 @@ def measure_throughput(s: Settings) -> dict[str, Any]:
     """Decisions/s of the paper scenario (random masked and greedy) and of CartPole, interleaved."""
     cfg = _episode_config(s.queries)
     env = gym.make(ENV_ID, config=cfg)
-    python_env = gym.make(ENV_ID, config=cfg, core="python")  # the reference engine, for the before/after rows
     cart = gym.make(CARTPOLE_ID)
     policy = make_policy("greedy", env.unwrapped.config)  # type: ignore[attr-defined]
     rng = random.Random(0)
-    rand, greed, cp, ratio, rand_py, greed_py, ratio_py = [], [], [], [], [], [], []
+    rand, greed, cp, ratio = [], [], [], []
     run_episodes(env, 1, 10_000, random_masked(rng))  # warm-up (imports, caches, the compiled core's cache)
-    run_episodes(python_env, 1, 10_000, random_masked(rng))
     run_cartpole(cart, 200, rng)
     for rep in range(s.reps):
         n, t = run_episodes(env, s.episodes, 100 * rep, random_masked(rng))
@@ -157,18 +151,10 @@ def measure_throughput(s: Settings) -> dict[str, Any]:
         ratio.append(rand[-1] / cp[-1])
         n, t = run_episodes(env, s.episodes, 100 * rep, greedy(policy))
         greed.append(n / t)
-        n, t = run_episodes(python_env, s.episodes, 100 * rep, random_masked(rng))
-        rand_py.append(n / t)
-        ratio_py.append(rand[-1] / rand_py[-1])
-        n, t = run_episodes(python_env, s.episodes, 100 * rep, greedy(policy))
-        greed_py.append(n / t)
     env.close()
-    python_env.close()
     cart.close()
     return {"offload_random_dps": median(rand), "offload_greedy_dps": median(greed),
-            "cartpole_random_dps": median(cp), "ratio_offload_cartpole": median(ratio),
-            "python_core_random_dps": median(rand_py), "python_core_greedy_dps": median(greed_py),
-            "compiled_vs_python_random": median(ratio_py)}
+            "cartpole_random_dps": median(cp), "ratio_offload_cartpole": median(ratio)}
 
 
 def measure_interfaces(s: Settings) -> dict[str, Any]:
@@ -277,97 +263,6 @@ def measure_greedy_predict(s: Settings) -> dict[str, Any]:
             policy.predict(obs, action_masks=mask)
         per_decision.append((time.process_time() - start) / len(pairs) * 1e6)
     return {"greedy_predict_us": median(per_decision)}
-
-
-class _Timer:
-    """Accumulates CPU time of patched methods by category, counting nested calls of a category once."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self.calls: dict[str, int] = {}
-        self._depth: dict[str, int] = {}
-
-    def wrap(self, category: str, func: Callable[..., Any]) -> Callable[..., Any]:
-        clock = time.process_time
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            depth = self._depth.get(category, 0)
-            if depth:
-                return func(*args, **kwargs)
-            self._depth[category] = 1
-            start = clock()
-            try:
-                return func(*args, **kwargs)
-            finally:
-                self.seconds[category] = self.seconds.get(category, 0.0) + clock() - start
-                self.calls[category] = self.calls.get(category, 0) + 1
-                self._depth[category] = 0
-
-        return timed
-
-
-#: what the step-time shares count (class, method, category)
-_INSTRUMENTED: tuple[tuple[type, str, str], ...] = (
-    (OffloadEnv, "_observation", "observation"),
-    (Estimator, "whole", "estimates"),
-    (Estimator, "subtask", "estimates"),
-    (Estimator, "aggregation", "estimates"),
-    (Estimator, "plan", "estimates"),
-    (Simulator, "__init__", "engine"),
-    (Simulator, "run_until_decision", "engine"),
-    (Simulator, "make_whole_item", "engine"),
-    (Simulator, "prepare_decomposition", "engine"),
-    (Simulator, "begin_decomposition", "engine"),
-    (Simulator, "place_whole", "engine"),
-    (Simulator, "place_subtask", "engine"),
-    (Simulator, "place_aggregation", "engine"),
-)
-
-
-@contextmanager
-def instrumented(timer: _Timer) -> Iterator[None]:
-    saved = [(cls, name, cls.__dict__[name]) for cls, name, _ in _INSTRUMENTED]
-    try:
-        for cls, name, category in _INSTRUMENTED:
-            setattr(cls, name, timer.wrap(category, cls.__dict__[name]))
-        yield
-    finally:
-        for cls, name, func in saved:
-            setattr(cls, name, func)
-
-
-def measure_shares(s: Settings) -> dict[str, Any]:
-    """Shares of env time (reset + step, policy excluded) spent building observations, in the estimates and in the engine.
-
-    Measured by wrapping the methods (about 0.2 us per wrapped call, a few per cent of a step), on the Python
-    engine (``core="python"``): the compiled core does all three in one call.
-    """
-    env = gym.make(ENV_ID, config=_episode_config(s.queries), core="python")
-    rng = random.Random(2)
-    choose = random_masked(rng)
-    env_time = 0.0
-    decisions = 0
-    timer = _Timer()
-    with instrumented(timer):
-        for ep in range(s.episodes * max(1, s.reps // 2)):
-            start = time.process_time()
-            obs, info = env.reset(seed=700 + ep)
-            env_time += time.process_time() - start
-            done = False
-            while not done:
-                action = choose(obs, info)
-                start = time.process_time()
-                obs, _, terminated, truncated, info = env.step(action)
-                env_time += time.process_time() - start
-                decisions += 1
-                done = terminated or truncated
-    env.close()
-    return {
-        "observation_share": timer.seconds.get("observation", 0.0) / env_time,
-        "estimates_share": timer.seconds.get("estimates", 0.0) / env_time,
-        "engine_share": timer.seconds.get("engine", 0.0) / env_time,
-        "env_us_per_decision_instrumented": env_time / decisions * 1e6,
-    }
 
 
 def rss_mib() -> float:
@@ -544,7 +439,10 @@ def _target(key: str, value: float) -> str:
     return f"{op} {_fmt(bound)} ({'met' if ok else 'not met'})"
 
 
-def markdown(results: dict[str, Any]) -> str:
+def markdown(results: dict[str, Any], python_engine: dict[str, Any] | None = None,
+             python_engine_source: str = "") -> str:
+    """The results as a Markdown table; ``python_engine``: an earlier run's results with the Python engine's rows
+    (``docs/results/bench_python_engine.json``, before that engine was removed), added at the end."""
     rows: list[tuple[str, str, str, str]] = []
 
     def add(label: str, key: str, unit: str) -> None:
@@ -555,9 +453,6 @@ def markdown(results: dict[str, Any]) -> str:
     add("paper scenario, greedy (predict included)", "offload_greedy_dps", "decisions/s")
     add("CartPole-v1 via gym.make, random", "cartpole_random_dps", "steps/s")
     add("offload random / CartPole", "ratio_offload_cartpole", "ratio")
-    add("paper scenario, random masked, Python engine (core='python')", "python_core_random_dps", "decisions/s")
-    add("paper scenario, greedy, Python engine", "python_core_greedy_dps", "decisions/s")
-    add("compiled / Python engine, random masked", "compiled_vs_python_random", "ratio")
     add("learned planner scenario, random masked", "learned_planner_dps", "decisions/s")
     if "vector64_dps" in results:
         rows.append((f"vector env ({results['vector_envs']} envs, one process, {results['vector_threads']} threads, "
@@ -577,10 +472,6 @@ def markdown(results: dict[str, Any]) -> str:
         rows.append((f"action_mode {mode}, random masked, per query", _fmt(results["interface_qps"][mode]),
                      "queries/s", ""))
     add("greedy predict", "greedy_predict_us", "us/decision")
-    add("Python engine: share of env time in _observation", "observation_share", "fraction")
-    add("Python engine: share in the estimates", "estimates_share", "fraction")
-    add("Python engine: share in the engine", "engine_share", "fraction")
-    add("Python engine: env time per decision (instrumented)", "env_us_per_decision_instrumented", "us")
     add("one env after an episode (tracemalloc)", "env_mem_kib", "KiB")
     add("peak during it (tracemalloc)", "env_peak_kib", "KiB")
     if "mem_growth_kib" in results:
@@ -597,6 +488,16 @@ def markdown(results: dict[str, Any]) -> str:
     add("PPO on the paper scenario's spaces, env doing nothing / CartPole", "ppo_spaces_only_ratio", "ratio")
     add("SB3 DummyVecEnv's deepcopy of one step's info", "info_deepcopy_us", "us")
     add("the same without its completed records", "info_deepcopy_bare_us", "us")
+    if python_engine is not None:
+        where = f"the run in {python_engine_source}" if python_engine_source else "an earlier run"
+        old_random, old_cartpole = python_engine["python_core_random_dps"], python_engine["cartpole_random_dps"]
+        rows.append((f"Python engine (removed), random masked: {where}", _fmt(old_random), "decisions/s", ""))
+        rows.append((f"Python engine (removed), greedy: {where}", _fmt(python_engine["python_core_greedy_dps"]),
+                     "decisions/s", ""))
+        rows.append(("Python engine random / CartPole, both from that run", _fmt(old_random / old_cartpole), "ratio", ""))
+        if "ratio_offload_cartpole" in results:
+            rows.append(("compiled / Python engine, random masked, each against its own run's CartPole",
+                         _fmt(results["ratio_offload_cartpole"] / (old_random / old_cartpole)), "ratio", ""))
     lines = ["| measurement | value | unit | target |", "|---|---:|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     return "\n".join(lines)
@@ -608,13 +509,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak", action="store_true", help="also run 1,000,000 decisions and track RSS (minutes)")
     parser.add_argument("--no-ppo", action="store_true", help="skip the SB3 PPO comparison")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    parser.add_argument("--python-engine", metavar="PATH", default="",
+                        help="add the Python engine's rows from an earlier run's JSON (docs/results/"
+                        "bench_python_engine.json: the last run before that engine was removed)")
     args = parser.parse_args(argv)
+    python_engine = None
+    if args.python_engine:
+        with open(args.python_engine) as f:
+            python_engine = json.load(f)
     s = QUICK if args.quick else FULL
     wall = time.perf_counter()
     results: dict[str, Any] = {"quick": args.quick, "settings": asdict(s), "machine": machine()}
     steps: list[Callable[[Settings], dict[str, Any]]] = [
         measure_throughput, measure_interfaces, measure_vector_and_learned, measure_scaling, measure_greedy_predict,
-        measure_shares, measure_memory, measure_info_copy]
+        measure_memory, measure_info_copy]
     if not args.no_ppo:
         steps.append(measure_ppo)
     if args.soak:
@@ -623,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[bench] {step.__name__} ...", file=sys.stderr, flush=True)
         results.update(step(s))
     results["wall_s"] = time.perf_counter() - wall
-    print(markdown(results))
+    print(markdown(results, python_engine, args.python_engine))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2, sort_keys=True, allow_nan=False)

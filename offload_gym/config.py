@@ -369,11 +369,9 @@ class ScenarioConfig:
     faults: FaultsConfig = field(default_factory=FaultsConfig)
     invalid_action: str = _f("fallback", "masked action: fallback (run on the phone, counted) or raise",
                              choices=("fallback", "raise"))
-    approx_estimates: bool = _f(False, "deprecated (the compiled core's exact estimates are faster): on the Python "
-                                "engine, overloaded edges (32+ queued streams) reuse their batch projection for a few "
-                                "decisions: cost per decision stays near the default scenario's, estimates are "
-                                "approximate (relative error median <= 2e-4, max 2e-2 measured) and trajectories "
-                                "differ from the exact default")
+    approx_estimates: bool = _f(False, "removed with the Python engine (only false is allowed; the key stays so that "
+                                "saved configs load): the compiled core's exact estimates cost less than that "
+                                "engine's approximation did")
     observation_format: str = _f("box", "box (a flat Box of the features) or dict (the features and the action mask "
                                  "in one Dict observation, for RLlib's and TorchRL's masking)", choices=("box", "dict"))
     observation_key: str = _f("observations", "dict format: the key of the features")
@@ -384,6 +382,10 @@ class ScenarioConfig:
                           choices=ACTION_MODES)
 
     def __post_init__(self) -> None:
+        if self.approx_estimates:
+            raise ConfigError("approx_estimates: true is no longer allowed (it approximated the Python engine's "
+                              "estimates, and that engine was removed; the compiled core computes them exactly in "
+                              "less time); allowed: false")
         if self.planner.kind == "learned" and self.workload.source in ("synthetic", "trace"):
             raise ConfigError(f"workload.source: {self.workload.source!r} queries carry no text for planner.kind "
                               "'learned'; use 'corpus' or 'auto'")

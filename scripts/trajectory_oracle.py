@@ -11,7 +11,9 @@ versions of the code by running this script under each and diffing the JSON::
 
 ``tests/test_trajectory_pin.py`` pins a few of these in the default test run, and
 ``tests/test_golden_trajectories.py`` compares the compiled core with the Python engine's digests of all 316
-episodes (``--configs 300``) recorded by ``--core python --record tests/data/python_engine_trajectories.json``.
+episodes (``--configs 300``), recorded by ``--core python --record tests/data/python_engine_trajectories.json``
+before that engine was removed (commit 26b61a0 still has it: run this script with ``PYTHONPATH`` at a worktree
+of it and ``--core python`` to compute more of its digests).
 """
 
 from __future__ import annotations
@@ -145,9 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="", help="write the digests to this JSON file")
     parser.add_argument("--compare", default="", help="compare with digests in this JSON file; exit 1 on a difference")
     parser.add_argument("--record", default="", help="write the compact recording that tests/test_golden_trajectories.py"
-                        " compares with (tests/data/python_engine_trajectories.json, from --core python)")
+                        " compares with (tests/data/python_engine_trajectories.json)")
     parser.add_argument("--core", default="auto", choices=("auto", "compiled", "python"),
-                        help="the simulation core (OffloadEnv's core): compare python against auto to check the port")
+                        help="OffloadEnv's core argument: 'python' only for code before the Python engine's removal "
+                        "(a worktree of commit 26b61a0 or older on PYTHONPATH)")
     parser.add_argument("--override", default="", help="JSON overrides merged into every config, e.g. a default that "
                         "changed: '{\"wifi.access\": \"dcf\"}' reproduces the model before the ns-3 fixes")
     args = parser.parse_args(argv)

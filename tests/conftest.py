@@ -82,14 +82,14 @@ def hand_wifi_latency(wifi: Any, up_rate_bps: float, down_rate_bps: float, up_by
 
 def single_query_latency(cfg: Any, location: int, seed: int = 0) -> float:
     """Latency of an episode's first query placed whole at ``location`` (the episode must hold one query)."""
-    from offload_gym.sim.engine import Simulator
+    from offload_gym.envs.offload_env import OffloadEnv
 
-    sim = Simulator(cfg, np.random.default_rng(seed))
-    query = sim.run_until_decision()
-    assert query is not None
-    sim.place_whole(query, location)
-    assert sim.run_until_decision() is None
-    return sim.finished_log[0].latency_s
+    env = OffloadEnv(config=cfg)
+    env.reset(seed=seed)
+    assert env.action_masks()[location], f"location {location} is not usable at the first decision"
+    _, _, _, truncated, info = env.step(location)
+    assert truncated and len(info["completed"]) == 1, "the episode must hold exactly one query"
+    return float(info["completed"][0]["latency_s"])
 
 
 @pytest.fixture(scope="session", autouse=True)

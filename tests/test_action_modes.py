@@ -176,8 +176,11 @@ def test_subtask_count_feature_stays_in_space_with_the_corpus() -> None:
 
 
 def test_observation_features_match_their_names() -> None:
-    """Each named feature holds what its name says, read back from the simulator (indices come from the names)."""
-    env = gym.make(TINY, config={"episode.queries": 40, "workload.subtask_count_probs": [0, 1.0]}, core="python")
+    """Each named feature holds what its name says, read back from the simulator's state (its scene; the indices
+    come from the names)."""
+    from offload_gym.envs.scene import scene
+
+    env = gym.make(TINY, config={"episode.queries": 40, "workload.subtask_count_probs": [0, 1.0]})
     obs, _ = env.reset(seed=6)
     base = env.unwrapped
     names = base.observation_names
@@ -185,14 +188,15 @@ def test_observation_features_match_their_names() -> None:
     def feat(name: str) -> float:
         return float(obs[names.index(name)])
 
-    query = base._query
+    sc = scene(base)
+    assert sc is not None and sc.decision is not None
     assert feat("decision_query") == 1.0 and feat("decision_subtask") == feat("decision_aggregation") == 0.0
     assert feat("query_n_subtasks") == 1.0  # K = 2 of K_max = 2
     assert feat("can_decompose") == 1.0 and feat("plan_pred_latency") > 0.0
-    structure = ("fan_out", "chain", "dag")[query.spec.structure]  # FAN_OUT, CHAIN, DAG = 0, 1, 2
+    structure = ("fan_out", "chain", "dag")[sc.decision.structure]  # FAN_OUT, CHAIN, DAG = 0, 1, 2
     assert feat(f"structure_{structure}") == 1.0
-    assert feat("episode_progress") == pytest.approx(base.sim.queries_arrived / 40)
-    own = int(base.sim.own_ap[query.user])
+    assert feat("episode_progress") == pytest.approx(sc.queries_arrived / 40)
+    own = int(sc.own_ap[sc.decision.user])
     assert feat(f"ap{own}_is_own_ap") == 1.0 and sum(feat(f"ap{j}_is_own_ap") for j in range(base.n_aps)) == 1.0
     assert feat("phone_reachable") == 1.0
     obs, _, _, _, _ = env.step(base.n_aps + 1)  # decompose: the first subtask step

@@ -69,9 +69,9 @@ def test_unknown_scenario() -> None:
 def test_heterogeneous_phones() -> None:
     cfg = make_config({"phone": {"device_classes": [
         {"share": 0.5, "decode_tps": 20.0, "ability": -0.5}, {"share": 0.5, "decode_tps": 60.0, "ability": 0.2}]}})
-    env = gym.make("offload_gym/WifiOffload-v0", config=cfg.to_dict(), core="python")
+    env = gym.make("offload_gym/WifiOffload-v0", config=cfg.to_dict())
     env.reset(seed=0)
-    speeds = set(env.unwrapped.sim.view.phone_decode_tps)
+    speeds = {decode for _, decode, _ in env.unwrapped.episode.setup.phone_params}
     assert speeds == {20.0, 60.0}
 
 

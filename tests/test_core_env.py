@@ -1,8 +1,17 @@
-"""Whole env trajectories on the compiled core equal the Python engine's (observations, rewards, infos)."""
+"""Whole env trajectories on the compiled core: the Python engine's recorded ones (observations, rewards, infos),
+growth and compaction of its arrays, pickling, plain-Python runs of its source.
+
+The Python engine that the core replaced is gone; what it gave for the episodes below is recorded in
+``tests/data/python_engine_env_trajectories.json`` (the sha256 of :func:`trajectory`'s output per case, recorded
+with :func:`case_digest` on the Python engine at commit 26b61a0). As for ``tests/test_golden_trajectories.py``, the
+comparison skips where numpy, torch or the CPU features differ from the recording's.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+import json
 import os
 import pickle
 import subprocess
@@ -20,6 +29,9 @@ from offload_gym.envs.offload_env import OffloadEnv
 from offload_gym.multi_agent import parallel_env
 from offload_gym.sim.episode import WORKLOAD_BLOCK
 
+ROOT = Path(__file__).resolve().parent.parent
+RECORDING = Path(__file__).parent / "data" / "python_engine_env_trajectories.json"
+
 
 def trajectory(env: gym.Env, seed: int, steps: int = 10_000) -> list[Any]:
     """Every step's observation, reward, mask and info numbers under a seeded random masked policy."""
@@ -36,20 +48,6 @@ def trajectory(env: gym.Env, seed: int, steps: int = 10_000) -> list[Any]:
             out.append(repr(info["episode_metrics"]))
             break
     return out
-
-
-IDS = ["offload_gym/WifiOffload-v0", "offload_gym/WifiOffload-tiny-v0", "offload_gym/WifiOffload-query-v0",
-       "offload_gym/WifiOffload-residual-v0", "offload_gym/WifiOffload-energy-v0", "offload_gym/WifiOffload-dict-v0",
-       "offload_gym/WifiOffload-azure-code-v0"]
-
-
-@pytest.mark.parametrize("env_id", IDS)
-def test_registered_ids_run_compiled_with_the_python_trajectories(env_id: str) -> None:
-    compiled = gym.make(env_id, core="compiled")
-    python = gym.make(env_id, core="python")
-    for seed in (0, 1):
-        assert trajectory(compiled, seed) == trajectory(python, seed)
-    assert compiled.unwrapped.episode is not None and python.unwrapped.episode is None
 
 
 #: faults (outages redispatched or failed, overlapping ones merged, phones left out of coverage, background and
@@ -71,12 +69,60 @@ FAULTED = [
 ]
 
 
-@pytest.mark.parametrize("index", range(len(FAULTED)))
-def test_faults_and_random_access_delays_run_compiled_with_the_python_trajectories(index: int) -> None:
-    config = FAULTED[index]
-    for seed in (0, 1):
-        compiled = trajectory(OffloadEnv(config=config, core="compiled"), seed)
-        assert compiled == trajectory(OffloadEnv(config=config, core="python"), seed)
+LONG = {"topology": {"n_users": 3, "n_aps": 2}, "episode": {"queries": WORKLOAD_BLOCK + 300}}
+#: an outage every 30 s (the next block's queries arrive from about 6,930 s) and random access delays
+LONG_OUTAGES = {**LONG, "wifi": {"access_delay_cv": 1.0},
+                "faults": {"ap_outages": [{"ap": 0, "start_s": 30.0 * k, "duration_s": 20.0} for k in range(1, 300)],
+                           "on_outage": "fail"}}
+LONG_FAULTED = {**LONG, "episode": {"queries": 3 * WORKLOAD_BLOCK + 100}, "wifi": {"access_delay_cv": 1.0},
+                "faults": {"ap_outages": [{"ap": 0, "start_s": 45.0 * k, "duration_s": 20.0} for k in range(1, 500)]}}
+
+
+def _long_workload(workload: dict[str, Any]) -> dict[str, Any]:
+    return {**LONG, "episode": {"queries": 2 * WORKLOAD_BLOCK + 50}, "workload": workload}
+
+
+#: the recorded episodes: name -> (config, seed, steps)
+CASES: dict[str, tuple[dict[str, Any], int, int]] = {
+    **{f"faulted-{i}-seed{seed}": (config, seed, 10_000) for i, config in enumerate(FAULTED) for seed in (0, 1)},
+    **{f"faulted-{i}-300-queries": ({**FAULTED[i], "episode": {"queries": 300}}, 3, 10_000) for i in (0, 3, 5)},
+    "long-outages": (LONG_OUTAGES, 6, 100_000),
+    "long-corpus": (_long_workload({"source": "corpus"}), 2, 100_000),
+    "long-trace": (_long_workload({"source": "trace", "trace": "azure-code"}), 2, 100_000),
+    "long-faulted": (LONG_FAULTED, 5, 100_000),
+}
+
+
+def case_digest(name: str, core: str = "auto") -> str:
+    """The sha256 of case ``name``'s :func:`trajectory` on ``core`` (``python`` recorded the file, at 26b61a0)."""
+    config, seed, steps = CASES[name]
+    return hashlib.sha256(repr(trajectory(OffloadEnv(config=config, core=core), seed, steps)).encode()).hexdigest()
+
+
+def _platform_key() -> dict[str, Any]:
+    spec = importlib.util.spec_from_file_location("trajectory_oracle", ROOT / "scripts" / "trajectory_oracle.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.platform_key()
+
+
+def recorded(name: str) -> str:
+    """The Python engine's digest of case ``name`` (skips where the platform differs from the recording's)."""
+    pytest.importorskip("torch")
+    recording = json.loads(RECORDING.read_text())
+    if _platform_key() != recording["platform"]:
+        pytest.skip(f"recorded under {recording['platform']}, running under {_platform_key()}")
+    return recording["digests"][name]
+
+
+def test_the_recording_holds_every_case() -> None:
+    assert sorted(json.loads(RECORDING.read_text())["digests"]) == sorted([*CASES, "multi-agent-views"])
+
+
+@pytest.mark.parametrize("name", [name for name in CASES if name.startswith("faulted-") and "seed" in name])
+def test_faults_and_random_access_delays_give_the_python_engines_trajectories(name: str) -> None:
+    assert case_digest(name) == recorded(name)
 
 
 def test_the_faulted_episodes_fail_redispatch_and_change_the_network() -> None:
@@ -99,39 +145,29 @@ def test_the_faulted_episodes_fail_redispatch_and_change_the_network() -> None:
     assert metrics(FAULTED[3])["failed_queries"] > 0
 
 
-def test_auto_uses_the_compiled_core_and_falls_back_for_what_is_not_ported() -> None:
-    env = OffloadEnv()
-    env.reset(seed=0)
-    assert env.episode is not None and env.sim is None
-    approx = {"approx_estimates": True}
-    with pytest.warns(FutureWarning, match="approx_estimates is deprecated"):
-        env = OffloadEnv(config=approx)
-    env.reset(seed=0)
-    assert env.episode is None and env.sim is not None
-    with pytest.warns(FutureWarning, match="approx_estimates"):  # at a reset that turns it on, too
-        OffloadEnv().reset(seed=0, options={"config": approx})
-    with pytest.raises(ValueError, match="core: 'compiled' does not run approx_estimates"), \
-            pytest.warns(FutureWarning, match="approx_estimates"):
-        OffloadEnv(config=approx, core="compiled").reset(seed=0)
-    with pytest.raises(ValueError, match="core: 'fast' is not allowed"):
+def test_every_core_argument_runs_the_compiled_core_and_the_removed_options_say_so() -> None:
+    for core in ("auto", "compiled"):
+        env = OffloadEnv(core=core)
+        env.reset(seed=0)
+        assert env.episode is not None
+    with pytest.raises(ValueError, match=r"core: 'python' was removed with the Python engine.*NUMBA_DISABLE_JIT"):
+        OffloadEnv(core="python")
+    with pytest.raises(ValueError, match="core: 'fast' is not allowed; choose one of \\['auto', 'compiled'\\]"):
         OffloadEnv(core="fast")
-    env = OffloadEnv(render_mode="ansi")
-    env.reset(seed=0)
-    assert env.episode is not None  # the renderers read either engine (envs/scene.py)
+    with pytest.raises(ValueError, match=r"approx_estimates: true is no longer allowed.*allowed: false"):
+        OffloadEnv(config={"approx_estimates": True})
+    with pytest.raises(ValueError, match="approx_estimates"):  # at a reset that turns it on, too
+        OffloadEnv().reset(seed=0, options={"config": {"approx_estimates": True}})
+    assert OffloadEnv(config={"approx_estimates": False}).config.approx_estimates is False  # saved configs load
 
 
-LONG = {"topology": {"n_users": 3, "n_aps": 2}, "episode": {"queries": WORKLOAD_BLOCK + 300}}
-
-
-def test_episodes_longer_than_a_workload_block_run_compiled_with_the_python_trajectories() -> None:
+def test_episodes_longer_than_a_workload_block_give_the_python_engines_trajectory() -> None:
     """The core's arrays grow by the workload's next block (the same draws, in the same order), and an outage
     and random access delays span the boundary."""
-    config = {**LONG, "wifi": {"access_delay_cv": 1.0},
-              "faults": {"ap_outages": [{"ap": 0, "start_s": 30.0 * k, "duration_s": 20.0} for k in range(1, 300)],
-                         "on_outage": "fail"}}  # every 30 s (the next block's queries arrive from about 6,930 s)
+    config, seed, steps = CASES["long-outages"]
     compiled = OffloadEnv(config=config)
-    expected = trajectory(OffloadEnv(config=config, core="python"), seed=6, steps=100_000)
-    assert trajectory(compiled, seed=6, steps=100_000) == expected
+    out = trajectory(compiled, seed, steps)
+    assert hashlib.sha256(repr(out).encode()).hexdigest() == recorded("long-outages")
     assert compiled.episode is not None and compiled.episode.state.loaded == WORKLOAD_BLOCK + 300
     assert compiled.episode.base > 0  # the first block's finished queries' rows were dropped when it grew
     assert compiled.episode_metrics()["queries"] == WORKLOAD_BLOCK + 300  # every query was counted
@@ -139,27 +175,29 @@ def test_episodes_longer_than_a_workload_block_run_compiled_with_the_python_traj
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("workload", [{"source": "corpus"}, {"source": "trace", "trace": "azure-code"}])
-def test_long_corpus_and_trace_episodes_run_compiled_with_the_python_trajectories(workload: dict[str, Any]) -> None:
-    config = {**LONG, "episode": {"queries": 2 * WORKLOAD_BLOCK + 50}, "workload": workload}
-    assert trajectory(OffloadEnv(config=config), 2, 100_000) == trajectory(OffloadEnv(config=config, core="python"),
-                                                                           2, 100_000)
+@pytest.mark.parametrize("name", ["long-corpus", "long-trace"])
+def test_long_corpus_and_trace_episodes_give_the_python_engines_trajectories(name: str) -> None:
+    assert case_digest(name) == recorded(name)
 
 
 @pytest.mark.parametrize("index", [0, 3, 5])
-def test_message_arrays_that_grow_at_every_turn_give_the_python_trajectories(index: int,
-                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_message_arrays_that_grow_at_every_turn_give_the_same_trajectories(index: int,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """With no message rows per query at the start, the arrays are full early: the
     call that finds them full returns, they double, and the call goes on where it stopped (faulted configs:
-    cancelled and redispatched messages too)."""
+    cancelled and redispatched messages too). The trajectory is the one of roomy arrays, and the Python engine's."""
     from offload_gym.core import arrays
 
+    name = f"faulted-{index}-300-queries"
+    config, seed, steps = CASES[name]
+    roomy = trajectory(OffloadEnv(config=config), seed, steps)
     monkeypatch.setattr(arrays, "MESSAGES_PER_QUERY", 0)
-    config, seed = {**FAULTED[index], "episode": {"queries": 300}}, 3
     compiled = OffloadEnv(config=config)
-    assert trajectory(compiled, seed) == trajectory(OffloadEnv(config=config, core="python"), seed)
+    grown = trajectory(compiled, seed, steps)
+    assert grown == roomy
     assert compiled.episode is not None
     assert len(compiled.episode.state.arrays[8]) >= 2 * compiled.episode.state.msg_margin  # it grew
+    assert hashlib.sha256(repr(grown).encode()).hexdigest() == recorded(name)
 
 
 def test_a_grown_episode_pickles_and_continues_identically() -> None:
@@ -204,11 +242,11 @@ def test_long_episodes_keep_the_rows_in_flight_and_count_every_query_once() -> N
 
 @pytest.mark.slow
 def test_a_long_faulted_episode_gives_the_python_trajectory_across_several_compactions() -> None:
-    config = {**LONG, "episode": {"queries": 3 * WORKLOAD_BLOCK + 100}, "wifi": {"access_delay_cv": 1.0},
-              "faults": {"ap_outages": [{"ap": 0, "start_s": 45.0 * k, "duration_s": 20.0} for k in range(1, 500)]}}
+    config, seed, steps = CASES["long-faulted"]
     compiled = OffloadEnv(config=config)
-    assert trajectory(compiled, 5, 100_000) == trajectory(OffloadEnv(config=config, core="python"), 5, 100_000)
+    out = trajectory(compiled, seed, steps)
     assert compiled.episode is not None and compiled.episode.base > 2 * WORKLOAD_BLOCK
+    assert hashlib.sha256(repr(out).encode()).hexdigest() == recorded("long-faulted")
 
 
 def test_a_compiled_env_pickles_mid_episode_and_continues_identically() -> None:
@@ -227,21 +265,25 @@ def test_a_compiled_env_pickles_mid_episode_and_continues_identically() -> None:
             break
 
 
-def test_multi_agent_phone_views_equal_on_both_cores() -> None:
-    views = []
-    for core in ("compiled", "python"):
-        env = parallel_env(config={"topology": {"n_users": 5}}, core=core)
-        obs, _ = env.reset(seed=2)
-        rng = np.random.default_rng(2)
-        seen = []
-        for _ in range(40):
-            seen.append({a: o["observations"].tobytes() for a, o in obs.items()})
-            acting = {a: int(rng.choice(np.flatnonzero(o["action_mask"]))) for a, o in obs.items()}
-            obs, _, _, trunc, _ = env.step(acting)
-            if any(trunc.values()):
-                break
-        views.append(seen)
-    assert views[0] == views[1]
+def multi_agent_digest(core: str = "auto") -> str:
+    """The sha256 of every phone's view over 40 steps of the multi-agent front (recorded as ``multi-agent-views``)."""
+    env = parallel_env(config={"topology": {"n_users": 5}}, core=core)
+    obs, _ = env.reset(seed=2)
+    rng = np.random.default_rng(2)
+    seen = []
+    for _ in range(40):
+        seen.append({a: o["observations"].tobytes() for a, o in obs.items()})
+        acting = {a: int(rng.choice(np.flatnonzero(o["action_mask"]))) for a, o in obs.items()}
+        obs, _, _, trunc, _ = env.step(acting)
+        if any(trunc.values()):
+            break
+    assert len(seen) == 40 and len(seen[0]) == 5
+    return hashlib.sha256(repr(seen).encode()).hexdigest()
+
+
+def test_multi_agent_phone_views_are_the_python_engines() -> None:
+    """Every phone's view, the deciding one's and the others' (what each knows of the network), as recorded."""
+    assert multi_agent_digest() == recorded("multi-agent-views")
 
 
 _PLAIN_PYTHON_RUN = """
@@ -258,9 +300,13 @@ print(JIT_ENABLED, env.episode is not None, digest)
 
 def test_numba_disable_jit_runs_the_same_core_as_plain_python() -> None:
     """``NUMBA_DISABLE_JIT=1`` (for debugging the kernels in Python) runs the core's source as Python and gives the
-    same trajectory (faults, access delays)."""
+    compiled core's trajectory (faults, access delays)."""
+    from offload_gym.core._jit import JIT_ENABLED
+
+    if not JIT_ENABLED:
+        pytest.skip("this process runs the core as plain Python already")
     config = {**FAULTED[0], "episode": {"queries": 12}, "wifi": {"access_delay_cv": 1.0}}
-    expected = hashlib.sha256(repr(trajectory(OffloadEnv(config=config, core="python"), 4)).encode()).hexdigest()
+    expected = hashlib.sha256(repr(trajectory(OffloadEnv(config=config), 4)).encode()).hexdigest()
     code = _PLAIN_PYTHON_RUN.format(tests=str(Path(__file__).parent), config=config)
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "NUMBA_DISABLE_JIT": "1"},
                          capture_output=True, text=True, timeout=600, check=True)

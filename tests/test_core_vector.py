@@ -1,4 +1,5 @@
-"""The batched vector env (one compiled call for all its envs) equals N single envs on the Python engine."""
+"""The batched vector env (one compiled call for all its envs) equals N single envs stepped one by one (the single
+env's trajectories are the Python engine's recorded ones: tests/test_golden_trajectories.py)."""
 
 from __future__ import annotations
 
@@ -28,21 +29,22 @@ def test_the_step_code_reads_the_cores_indices() -> None:
                                                                                      ce.GI_SCHEDULED)
 
 
-def _python_envs(env_id: str, n: int, config: dict[str, Any] | None) -> list[OffloadEnv]:
+def _single_envs(env_id: str, n: int, config: dict[str, Any] | None) -> list[OffloadEnv]:
     spec = gym.spec(env_id)
     cfg = dict(spec.kwargs.get("config") or {})
-    return [OffloadEnv(config={**cfg, **(config or {})}, scenario=spec.kwargs.get("scenario", "paper"), core="python")
+    return [OffloadEnv(config={**cfg, **(config or {})}, scenario=spec.kwargs.get("scenario", "paper"))
             for _ in range(n)]
 
 
 def _compare(env_id: str, n: int, steps: int, seed: int, config: dict[str, Any] | None = None,
              invalid_every: int = 0, threads: int | None = None) -> int:
-    """Step the batch and N single Python-engine envs (next-step autoreset by hand) with the same actions;
-    returns how many episodes ended."""
+    """Step the batch and N single envs (each on its own episode, stepped by its own step(); next-step autoreset
+    by hand) with the same actions; returns how many episodes ended."""
     kwargs: dict[str, Any] = {"config": config} if config else {}
     venv = gym.make_vec(env_id, num_envs=n, threads=threads, **kwargs)
     assert isinstance(venv, OffloadVectorEnv)
-    singles = _python_envs(env_id, n, config)
+    singles = _single_envs(env_id, n, config)
+    assert all(env.episode is None for env in singles)
     obs, info = venv.reset(seed=seed)
     assert venv.batched
     if threads is not None:
@@ -84,7 +86,7 @@ def _compare(env_id: str, n: int, steps: int, seed: int, config: dict[str, Any] 
 
 
 @pytest.mark.parametrize("env_id", [TINY, "offload_gym/WifiOffload-energy-v0", "offload_gym/WifiOffload-dict-v0"])
-def test_batched_vector_env_equals_single_python_envs(env_id: str) -> None:
+def test_batched_vector_env_equals_single_envs(env_id: str) -> None:
     config = {"episode": {"queries": 12}} if env_id != TINY else None
     assert _compare(env_id, 3, 160, seed=5, config=config) >= 3
 
@@ -102,7 +104,7 @@ def test_batched_masked_actions_are_counted_or_raise_as_in_a_single_env() -> Non
         venv.step(np.array([99, 0]))
 
 
-def test_batched_faults_equal_single_python_envs() -> None:
+def test_batched_faults_equal_single_envs() -> None:
     """Outages (failing queries), a background burst and random access delays, batched."""
     config = {"episode": {"queries": 20}, "wifi": {"access_delay_cv": 1.5},
               "faults": {"ap_outages": [{"ap": 0, "start_s": 1.0, "duration_s": 2.0}], "on_outage": "fail",
@@ -124,7 +126,7 @@ def test_threads_step_their_ranges_of_the_batch_to_the_same_trajectories() -> No
     assert venv._batch is None or venv._batch._pool is None
 
 
-def test_batched_episodes_longer_than_a_workload_block_equal_single_python_envs() -> None:
+def test_batched_episodes_longer_than_a_workload_block_equal_single_envs() -> None:
     """Each env's arrays grow by its workload's next block mid-batch; the batch steps its new state."""
     from offload_gym.sim.episode import WORKLOAD_BLOCK
 
@@ -132,7 +134,7 @@ def test_batched_episodes_longer_than_a_workload_block_equal_single_python_envs(
     assert _compare(TINY, 2, 13_000, seed=1, config=config) >= 2
 
 
-def test_batched_message_arrays_that_grow_equal_single_python_envs(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_batched_message_arrays_that_grow_equal_single_envs(monkeypatch: pytest.MonkeyPatch) -> None:
     """An env of the batch whose message arrays are full goes on alone after they grew; its reward adds up the
     queries rewarded before and after, in order, as one call would have."""
     from offload_gym.core import arrays
@@ -185,11 +187,7 @@ def test_a_forked_child_steps_a_threaded_batch_without_hanging() -> None:
     venv.close()
 
 
-def test_unported_scenarios_and_the_query_interface_step_env_by_env() -> None:
-    with pytest.warns(FutureWarning, match="approx_estimates is deprecated"):
-        approx = gym.make_vec(TINY, num_envs=2, config={"approx_estimates": True})
-    approx.reset(seed=0)
-    assert not approx.batched
+def test_the_query_interface_steps_env_by_env() -> None:
     query = gym.make_vec("offload_gym/WifiOffload-query-v0", num_envs=2)
     query.reset(seed=0)
     assert not query.batched and "completed" in query.step(np.zeros(2, dtype=int))[-1]
@@ -223,7 +221,7 @@ def test_sb3_form_batched_equals_dummy_vec_env_across_episode_ends() -> None:
 def test_a_sub_env_reset_from_outside_the_batch_is_followed() -> None:
     """``venv.call("reset")`` or a sub-env's own reset gives it a new episode: the batch steps that one."""
     venv = gym.make_vec(TINY, num_envs=2)
-    single = OffloadEnv(scenario="tiny", core="python")
+    single = OffloadEnv(scenario="tiny")
     venv.reset(seed=0)
     venv.envs[1].reset(seed=42)
     single.reset(seed=42)

@@ -14,7 +14,6 @@ from offload_gym.config import WifiConfig, make_config
 from offload_gym.core import wifi as core_wifi
 from offload_gym.core._jit import HAVE_NUMBA
 from offload_gym.sim import wifi
-from offload_gym.sim.engine import Simulator
 
 FRAME_BYTES = float(WifiConfig().frame_bytes)
 PAYLOADS = (0.0, 1.0, 37.25, 1500.0, FRAME_BYTES)
@@ -136,17 +135,19 @@ def test_message_access_point(kwargs: dict[str, Any], immediate_access: bool) ->
 @pytest.mark.parametrize("overrides", [{}, {"access": "dcf"}, {"collision": "eifs", "retry_limit": 3, "aifsn": 2,
                                                                "immediate_access": False, "spatial_streams": 3}])
 def test_dcf_params_is_the_engine_model(overrides: dict[str, Any]) -> None:
-    """dcf_params(cfg.wifi) gives what the Python engine's Simulator.dcf / access_delay_s compute."""
+    """dcf_params(cfg.wifi) gives the model the engine runs: ``dcf_saturation`` with the Wi-Fi section's keywords
+    (``sim.wifi.dcf_keywords``), and a message's access delay by ``message_access_s`` (one frame exchange alone in
+    the cell with EDCA's immediate access)."""
     cfg = make_config({"wifi": overrides})
-    sim = Simulator(cfg, np.random.default_rng(0))
     params = core_wifi.dcf_params(cfg.wifi)
     assert params.shape == (core_wifi.N_PARAMS,) and params.dtype == np.float64
     immediate = cfg.wifi.immediate_access and cfg.wifi.access == "edca"
+    keywords = wifi.dcf_keywords(cfg.wifi)
     for n, rate in itertools.product((1, 2, 17, 40), SOME_RATES[::5]):
-        res = sim.dcf(n, rate, FRAME_BYTES)
+        res = wifi.dcf_saturation(n, phy_rate_bps=rate, payload_bytes=FRAME_BYTES, **keywords)
         assert core_wifi.dcf_point(n, rate, FRAME_BYTES, params) == (res.throughput_bps, res.access_delay_s,
                                                                      res.idle_access_s)
-        want = sim.access_delay_s(n, rate, FRAME_BYTES)
+        want = wifi.message_access_s(res, immediate)
         assert core_wifi.message_access_point(n, rate, FRAME_BYTES, params, immediate) == want
 
 

@@ -130,7 +130,7 @@ def test_conservation_every_query_finishes_once(policy: str) -> None:
 
     out = rollout(env, 4, choose)
     ids = [c["query_id"] for info in out["infos"] for c in info["completed"]]
-    core = env.unwrapped.sim or env.unwrapped.episode  # the Python engine or the compiled one: both count
+    core = env.unwrapped.episode
     assert sorted(ids) == list(range(120))
     assert core.queries_arrived == core.queries_finished == 120
     metrics = out["infos"][-1]["episode_metrics"]
@@ -214,11 +214,11 @@ def test_common_random_numbers_across_decomposition_settings() -> None:
     latencies = []
     for overrides in ({}, {"workload": {"structure_probs": [0.7, 0.2, 0.1]}},
                       {"workload": {"subtask_count_probs": [0.5, 0.5, 0, 0, 0]}}):
-        env = gym.make("offload_gym/WifiOffload-v0", config={**overrides, "episode": {"queries": 60}}, core="python")
+        env = gym.make("offload_gym/WifiOffload-v0", config={**overrides, "episode": {"queries": 60}})
         policy = make_policy("nearest-edge", env.unwrapped.config)
         out = rollout(env, 3, lambda obs, mask, rng, p=policy: int(p.predict(obs, action_masks=mask)[0]))
         latencies.append([c["latency_s"] for info in out["infos"] for c in info["completed"]])
-        specs = sorted((c.query.qid, c.query.spec.prompt_tokens, c.query.spec.answer_tokens)
-                       for c in env.unwrapped.sim.finished_log)
+        workload = env.unwrapped.episode.setup.workload
+        specs = [(k, workload.query(k)[0].prompt_tokens, workload.query(k)[0].answer_tokens) for k in range(60)]
         latencies[-1].append(specs)
     assert latencies[0] == latencies[1] == latencies[2]

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from conftest import deterministic_overrides, single_query_latency
 
+from offload_gym import OffloadEnv
 from offload_gym.config import make_config
+from offload_gym.envs.scene import scene
 from offload_gym.policies import make_policy
-from offload_gym.sim.engine import Simulator
 
 OUTAGES = [{"ap": 0, "start_s": 5.0, "duration_s": 10.0}, {"ap": 2, "start_s": 20.0, "duration_s": 5.0}]
 
@@ -74,17 +75,35 @@ def test_outage_fail_reports_failed_queries_once() -> None:
 
 
 def test_phones_reassociate_during_an_outage() -> None:
-    cfg = make_config({"faults": {"ap_outages": [{"ap": 1, "start_s": 1.0, "duration_s": 5.0}]}})
-    sim = Simulator(cfg, np.random.default_rng(0))
-    before = list(sim.own_ap)
+    env = OffloadEnv(config={"faults": {"ap_outages": [{"ap": 1, "start_s": 1.0, "duration_s": 5.0}]}})
+    _, info = env.reset(seed=0)
+    assert env.episode is not None
+    setup = env.episode.setup
+    start = scene(env)
+    assert start is not None
+    before = start.own_ap.tolist()
+    assert before == setup.own_ap  # every phone on its strongest AP
     served = [u for u, a in enumerate(before) if a == 1]
     assert served
-    while (query := sim.run_until_decision()) is not None:
-        if 1.0 <= sim.now < 6.0:
-            assert all(sim.own_ap[u] != 1 for u in range(sim.n_users))
-            assert 2 not in sim.usable_locations(query.user)
-        sim.place_whole(query, sim.own_ap[query.user] + 1 if sim.reachable(query.user) else 0)
-    assert sim.own_ap == before  # back to the strongest AP after the outage
+    # during the outage: the next strongest AP that is up (or none, out of its coverage)
+    without_1 = [setup.association(u, [ap != 1 for ap in range(env.n_aps)])[0] for u in range(setup.n_users)]
+    assert all(without_1[u] != 1 for u in range(setup.n_users)) and without_1 != before
+    seen_outage = False
+    truncated = False
+    while not truncated:
+        view = scene(env)
+        assert view is not None and view.decision is not None
+        if 1.0 <= info["time_s"] < 6.0:
+            seen_outage = True
+            assert view.own_ap.tolist() == without_1
+            assert info["action_mask"][2] == 0
+        else:  # before the outage and after it
+            assert view.own_ap.tolist() == before
+        own = int(view.own_ap[view.decision.user])
+        _, _, _, truncated, info = env.step(own + 1 if own >= 0 and info["action_mask"][own + 1] else 0)
+    assert seen_outage
+    end = scene(env)
+    assert end is not None and end.own_ap.tolist() == before  # back to the strongest AP after the outage
 
 
 def test_background_burst_slows_transfers() -> None:
@@ -111,13 +130,13 @@ def test_backhaul_degradation_adds_its_delay_to_foreign_ap_work() -> None:
     for changes in ([], [{"start_s": 0.0, "delay_s": 0.25, "rate_bps": 1e9}]):
         cfg = make_config(deterministic_overrides(topology=topo, episode={"queries": 1},
                                                   faults={"backhaul_changes": changes}))
-        sim = Simulator(cfg, np.random.default_rng(0))
-        query = sim.run_until_decision()
-        assert query is not None and sim.own_ap[0] == 0
-        sim.place_whole(query, 2)  # the foreign AP: there and back over the backhaul
-        sim.run_until_decision()
-        latencies.append(sim.finished_log[0].latency_s)
-    assert latencies[1] - latencies[0] == pytest.approx(2 * (0.25 - 0.5e-3), rel=1e-9)
+        env = OffloadEnv(config=cfg)
+        env.reset(seed=0)
+        view = scene(env)
+        assert view is not None and view.own_ap.tolist() == [0]
+        latencies.append(single_query_latency(cfg, 2, seed=0))  # the foreign AP: there and back over the backhaul
+    default_delay_s = make_config({}).wifi.backhaul_delay_s
+    assert latencies[1] - latencies[0] == pytest.approx(2 * (0.25 - default_delay_s), rel=1e-9)
 
 
 def test_fault_config_errors_name_the_field() -> None:

@@ -91,7 +91,7 @@ def _one_query(location: int, **extra: Any) -> tuple[dict[str, Any], OffloadEnv]
     cfg = deterministic_overrides(topology={"n_users": 1, "n_aps": 1, "user_positions": [[3.0, 0.0]],
                                             "ap_positions": [[0.0, 0.0]]},
                                   wifi={"background_stations": 0}, episode={"queries": 1}, **extra)
-    env = OffloadEnv(config=cfg, core="python")  # the test reads the Python engine's state
+    env = OffloadEnv(config=cfg)
     env.reset(seed=0)
     _, _, _, _, info = env.step(location)
     assert info["decision"] == "end"
@@ -110,13 +110,14 @@ def test_energy_of_a_local_query_is_its_compute() -> None:
 
 def test_energy_of_an_offloaded_query_is_airtime_plus_the_wait() -> None:
     record, env = _one_query(1)
-    sim, cfg = env.sim, env.config
-    assert sim is not None
+    cfg = env.config
+    assert env.episode is not None
+    setup = env.episode.setup  # the episode's phones and links (nothing changes them without faults)
     w, e = cfg.wifi, cfg.energy
     up_bytes = cfg.workload.prompt_tokens_median * w.bytes_per_token + w.message_overhead_bytes
     down_bytes = cfg.workload.answer_tokens_median * w.bytes_per_token + w.message_overhead_bytes
-    tx_s = 8 * up_bytes / sim.view.up_rate_bps[0]
-    rx_s = 8 * down_bytes / sim.view.down_rate_bps[0]
+    tx_s = 8 * up_bytes / setup.up_rate_bps[0]
+    rx_s = 8 * down_bytes / setup.down_rate_bps[0]
     idle_s = record["latency_s"] - tx_s - rx_s  # no planner time: the radio is awake from upload to answer
     expected = e.tx_power_w * tx_s + e.rx_power_w * rx_s + e.idle_power_w * idle_s
     assert record["energy_j"] == pytest.approx(expected, rel=1e-9)
@@ -141,18 +142,17 @@ def test_energy_metric_and_reward_term() -> None:
 
 def test_energy_observation_only_when_the_energy_term_is_on() -> None:
     plain = gym.make("offload_gym/WifiOffload-v0")
-    energy = gym.make("offload_gym/WifiOffload-energy-v0", core="python")
+    energy = gym.make("offload_gym/WifiOffload-energy-v0")
     names = energy.unwrapped.observation_names  # type: ignore[attr-defined]
     assert plain.unwrapped.observation_names == names[: len(plain.unwrapped.observation_names)]  # type: ignore[attr-defined]
     assert names[len(plain.unwrapped.observation_names):] == ("phone_est_energy", *(f"ap{j}_est_energy" for j in range(4)))  # type: ignore[attr-defined]
     obs_plain, _ = plain.reset(seed=0)
-    obs_energy, info = energy.reset(seed=0)
+    obs_energy, _ = energy.reset(seed=0)
     n = obs_plain.size
     assert np.array_equal(obs_plain, obs_energy[:n])
     feats = dict(zip(names, obs_energy, strict=True))
     assert 0 < feats["phone_est_energy"] < 1
-    own = int(energy.unwrapped.sim.own_ap[0 if info["decision_query_id"] < 0 else  # type: ignore[attr-defined]
-              energy.unwrapped._query.user])  # type: ignore[attr-defined]
+    own = int(energy.unwrapped.episode.setup.own_ap[energy.unwrapped.deciding_user()])  # type: ignore[attr-defined]
     assert feats[f"ap{own}_est_energy"] < feats["phone_est_energy"]  # offloading saves the phone energy
     with pytest.raises(ValueError, match="energy_weight"):
         energy.reset(options={"config": {"reward": {"energy_weight": 0.0}}})

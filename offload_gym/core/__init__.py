@@ -1,10 +1,11 @@
 """The compiled simulation core (issue 11): numba kernels on explicit arrays.
 
-The env runs its episodes here wherever the scenario is supported (``OffloadEnv(core="auto")``, the default;
-:mod:`offload_gym.envs.compiled`), and the batched vector env steps all its envs in one call. Each kernel
-reproduces :mod:`offload_gym.sim` bit for bit (the tests compare the two on fuzzed inputs and whole
-trajectories; ``scripts/trajectory_oracle.py`` is the judge), faults and random access delays included; what
-is not ported (the deprecated approximate estimates) runs on the Python engine.
+The env runs every episode here (:mod:`offload_gym.envs.compiled`), and the batched vector env steps all its
+envs in one call. The core replaced a Python event engine and estimator and reproduces their trajectories bit
+for bit, faults and random access delays included: ``tests/test_golden_trajectories.py`` compares it with a
+recording of that engine's 316 oracle episodes (``scripts/trajectory_oracle.py``), and
+``tests/test_core_closed_forms.py`` with closed forms. The formulas it mirrors are in :mod:`offload_gym.sim`
+(:mod:`~offload_gym.sim.physics`, :mod:`~offload_gym.sim.wifi`, :mod:`~offload_gym.sim.workload`).
 
 Kernels are compiled with numba where it is installed (``pip install numba``; the ``dev`` extra has it) and
 cached on disk; without numba, or with ``NUMBA_DISABLE_JIT=1``, the same source runs as plain Python.

@@ -1,7 +1,7 @@
 """``njit``: numba's ``njit(cache=True)`` where numba is installed, else the function itself (plain Python).
 
 The kernels are written in the subset of Python that numba compiles, so both forms run the same source and
-give the same floats (the tests compare each kernel with the Python engine; ``NUMBA_DISABLE_JIT=1`` forces
+give the same floats (``NUMBA_DISABLE_JIT=1`` forces
 the plain form, for debugging).
 
 The cold compile (numba's, once per install or source change) is mostly LLVM re-optimising and re-emitting

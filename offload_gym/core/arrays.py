@@ -156,9 +156,7 @@ class CoreState:
     """Every array of one episode's compiled engine; :attr:`arrays` is the tuple the kernels take."""
 
     def __init__(self, sim: Any, previous: CoreState | None = None) -> None:
-        """Build from an episode's :class:`offload_gym.sim.setup.EpisodeSetup` (its topology, phones and workload),
-        or from a freshly constructed :class:`offload_gym.sim.engine.Simulator`, which starts from one (the replay
-        tests): both engines then start from the same state.
+        """Build from an episode's :class:`offload_gym.sim.setup.EpisodeSetup` (its topology, phones and workload).
 
         ``previous``: an earlier episode's state; its Wi-Fi model memo is kept when the Wi-Fi parameters and the
         station bound are the same (:attr:`memo_key`): the model's points do not depend on the episode."""
@@ -286,7 +284,7 @@ class CoreState:
         dropped = self.compact(drained)
         start, max_k, n_aps = self.loaded, int(self.arrays[4][CI_MAX_K]), int(self.arrays[4][CI_N_APS])
         wl = sim.workload
-        wl.arrival(start)  # draws the next block (the same generators, in the same order as the Python engine)
+        wl.arrival(start)  # draws the next block (the same generators, in the order of the recorded trajectories)
         n = len(wl.arrival_s)
         self.loaded = start + n
         arrays = _with_old_rows(list(self.arrays), _query_rows(self.loaded - self.base, max_k, n_aps))
@@ -460,8 +458,8 @@ class CoreState:
 
 
 class CoreEngine:
-    """The compiled engine behind a Python API shaped like :class:`~offload_gym.sim.engine.Simulator`'s
-    placement calls (for the replay tests; the env does not use it yet)."""
+    """The compiled engine behind a Python API of placement calls (for the replay tests; the env drives the core
+    through :mod:`offload_gym.core.step` instead)."""
 
     def __init__(self, sim: Any) -> None:
         self.state = CoreState(sim)
@@ -509,9 +507,11 @@ class CoreEngine:
 
 
 def _fault_arrays(sim: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The faults' table, in the order the Python engine schedules them (``Simulator._schedule_faults``), and
-    what re-associating a phone needs: its APs from the strongest (``Simulator.ap_preference``) and the PHY
-    rates it would get with each (``Simulator.link``; 0 where it is out of coverage)."""
+    """The faults' table, in the order they are scheduled (the merged outages' down and up rows,
+    :func:`offload_gym.sim.setup.merged_outages`, then the background and backhaul changes as the config lists
+    them), and what re-associating a phone
+    needs: its APs from the strongest (``EpisodeSetup.ap_preference``) and the PHY rates it would get with each
+    (``EpisodeSetup.link``; 0 where it is out of coverage)."""
     faults = sim.cfg.faults
     rows: list[tuple[float, int, int, float, float]] = []
     outages = merged_outages([(o.ap, o.start_s, o.start_s + o.duration_s) for o in faults.ap_outages])

@@ -1,9 +1,9 @@
-"""The continuous-batching projection of :mod:`offload_gym.sim.estimates` as numba kernels on arrays.
+"""The continuous-batching projection of the estimates as numba kernels on arrays.
 
-:func:`project_batch_finish_arrays` gives the same float (``==``) as
-:func:`offload_gym.sim.estimates.project_batch_finish` on the same streams, and takes the same path (roomy
-when every stream fits in the batch, else general). Bit-for-bit equality needs more than the same formulas
-in the same order: the order in which equal-time events are handled changes the floats, so
+:func:`project_batch_finish_arrays` gives the same float (``==``) as the Python estimator's projection that it
+replaced, on the same streams, and takes the same path (roomy when every stream fits in the batch, else
+general). Bit-for-bit equality needed more than the same formulas in the same order: the order in which
+equal-time events are handled changes the floats, so
 
 * every heap holds the Python tuple's fields in parallel 1-D arrays (ints as exact floats), compares them
   as Python compares tuples (the first unequal field decides: :func:`_lt2`, :func:`_lt3`) and is pushed and
@@ -12,7 +12,7 @@ in the same order: the order in which equal-time events are handled changes the 
   sort is stable too, so both give the one stable order).
 
 :func:`edge_finish_arrays` is the estimator's "edge snapshot + new streams appended" form
-(``Estimator._edge_finish``) as the plain projection of the concatenated FIFO: compiled code can afford it,
+as the plain projection of the concatenated FIFO: compiled code can afford it,
 so it needs no checkpoints.
 """
 
@@ -485,7 +485,7 @@ def edge_finish_arrays(now: float, r1: float, kappa: float, max_batch: int, pref
                        pend_prefill_s: np.ndarray, pend_dec: np.ndarray, extra_ready_s: np.ndarray,
                        extra_prefill_s: np.ndarray, extra_dec: np.ndarray, ready_s: float, prefill_s: float,
                        decode_tokens: float) -> float:
-    """``Estimator._edge_finish``: a new stream placed after an edge's snapshot (its prefilling, decoding and
+    """A new stream placed after an edge's snapshot (its prefilling, decoding and
     pending streams) and the plan's ``extra`` ones, projected over the whole FIFO with the new stream the target."""
     n_pend = pend_ready_s.shape[0]
     n = n_pend + extra_ready_s.shape[0] + 1

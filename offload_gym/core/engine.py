@@ -1,8 +1,9 @@
-"""The event engine of :mod:`offload_gym.sim.engine` on explicit arrays, compiled (issue 11).
+"""The event engine on explicit arrays, compiled (issue 11).
 
-The same model and the same floating-point operations in the same order as :class:`~offload_gym.sim.engine.Simulator`,
-so that the two produce the same trajectories bit for bit (``tests/test_core_engine.py`` replays placements on
-both and compares every finished query's time, quality and energy). State is explicit (gymnax-style): a
+The model of docs/model.md with the same floating-point operations in the same order as the Python engine it
+replaced, so that it reproduces that engine's recorded trajectories bit for bit
+(``tests/test_golden_trajectories.py``; ``tests/test_core_engine.py`` replays placements against the Python
+engine's recorded values). State is explicit (gymnax-style): a
 :class:`CoreState` holds arrays and typed lists, every kernel takes them as one reference ``S``
 (:mod:`offload_gym.core.state`: ``S.qi``, ``S.events``...), and the only randomness (the workload) is drawn
 ahead by :class:`~offload_gym.sim.episode.EpisodeWorkload`.
@@ -10,12 +11,12 @@ ahead by :class:`~offload_gym.sim.episode.EpisodeWorkload`.
 Layout. Items are numbered by placement (an item's id is its placement ``seq``, so heaps of ids are heaps in
 placement order); queries by arrival; messages by creation. Per-entity columns live in 2-D arrays indexed
 with the ``Q*``, ``I*`` and ``M*`` constants below. The event heap is an array of rows
-``(time, seq, kind, a, b)`` (:func:`_push`), ordered exactly as the Python engine's heap of tuples; the other
+``(time, seq, kind, a, b)`` (:func:`_push`), ordered exactly as a heap of ``(time, seq)`` tuples; the other
 heaps are numba typed lists used with :mod:`heapq`.
 
-Faults (``Simulator._fault``: outages that cancel, redispatch or fail the queries they touch, re-association,
+Faults (outages that cancel, redispatch or fail the queries they touch, re-association,
 background and backhaul changes) are events like the others; random access delays draw numpy's gamma numbers
-from the Simulator's own Generator (``S.rng_access``), which numba's ``Generator.gamma`` reproduces bit for bit.
+from the episode's access-delay Generator (``S.rng_access``), which numba's ``Generator.gamma`` reproduces bit for bit.
 """
 
 from __future__ import annotations
@@ -127,8 +128,8 @@ def pmin(a: float, b: float) -> float:
 
 
 # The event heap: rows (time, seq, kind, a, b) of ``S.events`` (floats: the ints are exact), ``GI_N_EVENTS`` of
-# them in heap order by (time, seq). seq is unique, so it pops events in exactly the order the Python engine's
-# heapq of tuples does; an array, not a typed list, because a typed list's item access costs a call and
+# them in heap order by (time, seq). seq is unique, so it pops events in exactly the order a heapq of
+# (time, seq) tuples does; an array, not a typed list, because a typed list's item access costs a call and
 # reference counts (measured: a fifth of the core's reference counting).
 @njit
 def _event_before(ev: np.ndarray, i: int, time: float, seq: float) -> bool:
@@ -584,7 +585,7 @@ def _item_done(S: Any, it: int) -> None:
     gf[GF_TOTAL_OUT_TOKENS] += itf[it, IF_OUT]
     loc = iti[it, II_LOCATION]
     if iti[it, II_KIND] == K_SUBTASK:
-        # the successors in the Python engine's order: the later subtasks that read this one, by index, then
+        # the successors in a fixed order: the later subtasks that read this one, by index, then
         # the aggregation (every item of the query is placed before time moves on)
         index = iti[it, II_INDEX]
         k = S.wl_k[q]
@@ -629,7 +630,7 @@ def _finish_query(S: Any, q: int) -> None:
     qf[q, QF_FINISH] = gf[GF_NOW]
     user = qi[q, QI_USER]
     if qi[q, QI_DECOMPOSED] and not qi[q, QI_REDISPATCHED]:
-        total = 0.0  # in subtask order, as the Python engine sums them
+        total = 0.0  # in subtask order (the float sum depends on it)
         k = S.wl_k[q]
         for j in range(k):
             s = S.sub_items[q, j]
@@ -733,7 +734,7 @@ def _release(S: Any, q: int) -> None:
 
 @njit
 def place_whole(S: Any, q: int, loc: int, est_ready: float, est_finish: float) -> int:
-    """Run query ``q`` whole at ``loc`` (Simulator.place_whole)."""
+    """Run query ``q`` whole at ``loc``."""
     qi, wl_f = S.qi, S.wl_f
     qi[q, QI_DECOMPOSED] = 0
     prompt = wl_f[q, 0]
@@ -809,9 +810,8 @@ def place_aggregation(S: Any, q: int, loc: int, est_ready: float, est_finish: fl
 
 
 # ---------------------------------------------------------------------------------------------------- faults
-# (offload_gym.sim.engine.Simulator._fault and what it calls, in the same order: the queries an outage hits are
-# found first and then hit one by one, in arrival order; a query's messages in creation order, then its items in
-# the Python engine's order: subtasks by index, then the aggregation, or the whole query)
+# (the queries an outage hits are found first and then hit one by one, in arrival order; a query's messages in
+# creation order, then its items: subtasks by index, then the aggregation, or the whole query)
 @njit
 def _fault(S: Any, r: int) -> None:
     faults = S.faults
@@ -1004,7 +1004,7 @@ def _cancel_item(S: Any, it: int) -> None:
         phone_f[user, 1] -= itf[it, IF_PRED_DURATION]
         ready = S.phone_ready[user]
         if _remove_value(ready, it):
-            heapq.heapify(ready)  # the same pop order as the Python engine's heap: the keys are unique
+            heapq.heapify(ready)  # the keys are unique, so the pop order does not depend on the heap's shape
         return
     e = loc - 1
     _remove_value(S.edge_waiting[e], it)
@@ -1126,7 +1126,7 @@ def build_struct(events: Any, gf: Any, gi: Any, cf: Any, ci: Any, qi: Any, qf: A
 
 @njit
 def start_entry(S: Any) -> None:
-    """Schedule the first arrival and the faults (the start of an episode, in the Python engine's order)."""
+    """Schedule the first arrival and the faults (the start of an episode)."""
     _schedule_next_arrival(S)
     faults = S.faults
     for r in range(faults.shape[0]):

@@ -1,9 +1,10 @@
-"""The estimates of :mod:`offload_gym.sim.estimates` over the compiled engine's arrays (issue 11; in progress).
+"""The model-based estimates (docs/model.md, "Estimates") over the compiled engine's arrays (issue 11).
 
-The same formulation as :class:`~offload_gym.sim.estimates.Estimator`, in the same floating-point order, but
-without its per-state caches and checkpointed projections: compiled, the plain projection of each edge's FIFO
-(:func:`offload_gym.core.batch.edge_finish_arrays`) is cheap enough. ``tests/test_core_estimates.py`` compares
-every estimate with the Python estimator's on replayed states.
+The formulation of the Python estimator the core replaced, in the same floating-point order, but without its
+per-state caches and checkpointed projections: compiled, the plain projection of each edge's FIFO
+(:func:`offload_gym.core.batch.edge_finish_arrays`) is cheap enough. ``tests/test_core_engine.py`` checks every
+estimate of replayed episodes against the Python estimator's recorded values, and the observations that carry
+them are checked in ``tests/test_golden_trajectories.py``.
 
 Estimates are written into arrays: per location ``(ready_s, finish_s, quality)``, NaN rows for the locations
 the phone cannot use.
@@ -101,7 +102,7 @@ def _snapshot_room(S: Any, need: int) -> None:
 
 @njit_inline
 def edge_snapshot(S: Any, e: int) -> None:
-    """Edge ``e``'s streams now, as ``Estimator._exact_edge_state`` lists them, into the state's snapshot rows
+    """Edge ``e``'s streams now into the state's snapshot rows
     (``S.snap_run[e]``, ``S.snap_pend[e]``, counts in ``S.snap_n[e]``): prefilling ``(end, predicted decode)``,
     decoding streams' predicted remaining tokens, and the FIFO of queued and in-transit streams
     ``(ready, prefill s, predicted decode)`` in placement order. Preallocated: no arrays are made per decision."""
@@ -218,7 +219,7 @@ def _symbols(params: np.ndarray, rate: float, payload: float) -> float:
 
 @njit
 def _access_s(S: Any, n: int, rate: float, nbytes: float) -> float:
-    """``Estimator._access_s``: the access delay asked with the whole byte count that fills the same symbols."""
+    """The access delay asked with the whole byte count that fills the same symbols."""
     cf, params = S.cf, S.params
     frame = cf[CF_FRAME]
     payload = nbytes if nbytes < frame else frame
@@ -258,7 +259,7 @@ def subtask_inputs(S: Any, q: int, i: int) -> float:
 
 @njit
 def subtask_order(S: Any, q: int) -> np.ndarray:
-    """:func:`offload_gym.sim.estimates.subtask_order`: by depth, larger predicted output first, then index."""
+    """The list scheduler's subtask order: by depth, larger predicted output first, then index."""
     wl_sub, wl_deps = S.wl_sub, S.wl_deps
     k = S.wl_k[q]
     depth = np.zeros(k, dtype=np.int64)
@@ -308,7 +309,7 @@ def _clear(out: np.ndarray) -> None:
 
 @njit_inline
 def whole_estimates(S: Any, q: int, out: np.ndarray) -> None:
-    """``Estimator.whole``: per location, running query ``q`` whole there (answer back on the phone)."""
+    """Per location, running query ``q`` whole there (answer back on the phone)."""
     cf, qf, qi, wl_f = S.cf, S.qf, S.qi, S.wl_f
     _clear(out)
     user = qi[q, QI_USER]
@@ -347,7 +348,7 @@ def _no_extra(S: Any) -> tuple[np.ndarray, np.ndarray]:
 @njit
 def _latest_arrivals(S: Any, q: int, preds: np.ndarray, locations: np.ndarray, own: int, ov_loc: np.ndarray,
                      ov_finish: np.ndarray, up: Any, down: Any) -> np.ndarray:
-    """``Estimator._latest_arrivals``: per location, the latest predicted arrival of the outputs of ``preds``."""
+    """Per location, the latest predicted arrival of the outputs of ``preds``."""
     iti, itf, wl_sub, q_sub = S.iti, S.itf, S.wl_sub, S.sub_items
     n_aps = S.ci[CI_N_APS]
     latest = np.full(n_aps + 1, -np.inf)
@@ -394,7 +395,7 @@ def _preds(S: Any, q: int, i: int) -> np.ndarray:
 def _subtask_ready(S: Any, q: int, i: int, ov_loc: np.ndarray, ov_finish: np.ndarray, att_eta: np.ndarray,
                    phone_extra_s: float, ap_ready: np.ndarray, phone_est: np.ndarray, locations: np.ndarray, up: Any,
                    down: Any) -> tuple[int, float, float]:
-    """``Estimator._subtask_ready``: fills ``phone_est`` (ready, finish, quality) and ``ap_ready[j] = (loc,
+    """Fills ``phone_est`` (ready, finish, quality) and ``ap_ready[j] = (loc,
     ready)`` for the usable APs; returns how many APs, the prefill time on an edge and the edge quality."""
     cf, qf, qi, wl_f, wl_sub = S.cf, S.qf, S.qi, S.wl_f, S.wl_sub
     user = qi[q, QI_USER]
@@ -461,7 +462,7 @@ def _links(S: Any, user: int, locations: np.ndarray) -> tuple[Any, Any]:
 
 @njit_inline
 def subtask_estimates(S: Any, q: int, i: int, out: np.ndarray) -> None:
-    """``Estimator.subtask`` (no overlay): per location, when subtask ``i`` of query ``q`` would be done there."""
+    """Per location, when subtask ``i`` of query ``q`` would be done there."""
     n_aps = S.ci[CI_N_APS]
     k = S.wl_k[q]
     _clear(out)
@@ -489,7 +490,7 @@ def subtask_estimates(S: Any, q: int, i: int, out: np.ndarray) -> None:
 def _aggregation_ready(S: Any, q: int, ov_loc: np.ndarray, ov_finish: np.ndarray, phone_extra_s: float,
                        ap_ready: np.ndarray, phone_est: np.ndarray, locations: np.ndarray, up: Any,
                        down: Any) -> tuple[int, float, float, float, float, int]:
-    """``Estimator._aggregation_ready``: ``(APs, prefill s, edge quality, down s, backhaul + down s, own)``."""
+    """Where the aggregation can start: ``(APs, prefill s, edge quality, down s, backhaul + down s, own)``."""
     cf, qf, qi, wl_f, wl_sub = S.cf, S.qf, S.qi, S.wl_f, S.wl_sub
     user = qi[q, QI_USER]
     k = S.wl_k[q]
@@ -522,7 +523,7 @@ def _aggregation_ready(S: Any, q: int, ov_loc: np.ndarray, ov_finish: np.ndarray
 
 @njit_inline
 def aggregation_estimates(S: Any, q: int, out: np.ndarray) -> None:
-    """``Estimator.aggregation`` (no overlay): per location, the answer back on the phone."""
+    """Per location, the answer back on the phone."""
     n_aps = S.ci[CI_N_APS]
     k = S.wl_k[q]
     _clear(out)
@@ -571,7 +572,7 @@ def _sorted_bounds(ap_ready: np.ndarray, n: int, alone: float) -> np.ndarray:
 
 @njit_inline
 def plan(S: Any, q: int, latency_weight: float, locations_out: np.ndarray) -> tuple[float, float]:
-    """``Estimator.plan``: the list scheduler's decomposed plan of query ``q``; returns ``(latency_s, quality)``
+    """The list scheduler's decomposed plan of query ``q``; returns ``(latency_s, quality)``
     and writes each subtask's location (by index), then the aggregation's, into ``locations_out``."""
     gf, cf, qi, wl_f, wl_sub, phone_f = S.gf, S.cf, S.qi, S.wl_f, S.wl_sub, S.phone_f
     n_aps = S.ci[CI_N_APS]

@@ -48,7 +48,7 @@ FIELDS: tuple[str, ...] = (
     # the faults (time, kind, AP, stations or backhaul delay, backhaul rate), pushed at the start in this order;
     # per phone the APs from the strongest, and the (up, down) PHY rates with each (0: out of its coverage)
     "faults", "assoc_order", "assoc_rates",  # 54-56
-    "rng_access",  # 57 the random access delays' numpy Generator (Simulator.rng_access: numba draws numpy's numbers)
+    "rng_access",  # 57 the random access delays' numpy Generator (numba draws numpy's numbers)
 )
 
 if JIT_ENABLED:

@@ -1,9 +1,10 @@
 """One env decision in one compiled call: apply the action, run events to the next decision, estimate, observe.
 
-The decision logic of :class:`~offload_gym.envs.offload_env.OffloadEnv` (its ``_apply``, ``_advance``,
-``_prepare_decision``, ``_item_observation``, ``_fill_state`` and ``_energy_features``) over the compiled
-engine's arrays, in the same floating-point order. The decision context lives in explicit arrays
-(:class:`Decision`); the observation and the mask are written into preallocated arrays. The env keeps what
+The decision logic of :class:`~offload_gym.envs.offload_env.OffloadEnv` (placement, advancing to the next
+decision, the mask, the estimates, the item observation, the phone's view of the network and the energy
+features) over the compiled engine's arrays, in the floating-point order of the Python env it replaced. The
+decision context lives in explicit arrays (:class:`Decision`); the observation and the mask are written into
+preallocated arrays. The env keeps what
 is not numeric (info dicts, rewards of finished queries, greedy's rule for the query and residual modes).
 """
 
@@ -110,7 +111,7 @@ N_OF = 7
 
 @njit
 def _prepare(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_locs: np.ndarray, mask: np.ndarray) -> None:
-    """``OffloadEnv._prepare_decision``: the mask, the estimates and (query step, K > 1) the plan."""
+    """The decision's mask, the estimates and (query step, K > 1) the plan."""
     q = D[D_QUERY]
     n_aps = S.ci[CI_N_APS]
     user = S.qi[q, QI_USER]
@@ -137,7 +138,7 @@ def _prepare(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_locs: 
 
 @njit_inline
 def advance(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_locs: np.ndarray, mask: np.ndarray) -> int:
-    """``OffloadEnv._advance``: run to the next arrival (or the drain) and set up its decision; -2 if the engine's
+    """Run to the next arrival (or the drain) and set up its decision; -2 if the engine's
     arrays must grow first (nothing changed then)."""
     q = run_until_decision(S)
     if q == -2:
@@ -160,7 +161,7 @@ def advance(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_locs: n
 @njit_inline
 def apply_action(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_locs: np.ndarray, mask: np.ndarray,
                  a: int) -> int:
-    """``OffloadEnv._apply`` of an allowed item action ``a``; returns 1 if the simulation advanced (the query's
+    """Apply an allowed item action ``a``; returns 1 if the simulation advanced (the query's
     last decision), -2 if it must be called again after the arrays grew (the placement is kept), else 0."""
     q = D[D_QUERY]
     n_aps = S.ci[CI_N_APS]
@@ -198,12 +199,12 @@ def apply_action(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_lo
 def account(S: Any) -> float:
     """Reward the queries finished since the last call, in finishing order; returns the sum of their rewards.
 
-    ``OffloadEnv``'s reward of a finished query, in the same floating-point operations: ``linear``
+    A finished query's reward: ``linear``
     ``quality - w * latency - penalty * [latency > deadline]``, ``product`` ``quality * exp(-latency / scale)``,
     ``-failure_penalty`` for a failed one (``faults.on_outage = fail``), minus ``energy_weight * energy`` when that
     weight is set. Each query's reward goes to its ``QF_REWARD``; the
-    episode's sums (rewards, qualities, energies, decomposed queries) grow in the order the env's own running sums
-    grew, so its metrics are bit for bit the same.
+    episode's sums (rewards, qualities, energies, decomposed queries) grow in finishing order, the order of the
+    Python env's running sums it replaced, so the metrics are bit for bit the recorded ones.
     """
     gf, gi, cf, qf, qi, completed = S.gf, S.gi, S.cf, S.qf, S.qi, S.completed
     step = 0.0
@@ -252,7 +253,7 @@ def _item_fields(S: Any, D: np.ndarray) -> tuple[float, float, float, int]:
 
 @njit
 def _fill_state(S: Any, g: np.ndarray, user: int, OI: np.ndarray, OF: np.ndarray) -> None:
-    """``OffloadEnv._fill_state``: what phone ``user`` knows of the network now."""
+    """What phone ``user`` knows of the network now."""
     gf, gi, ci = S.gf, S.gi, S.ci
     n_aps = ci[CI_N_APS]
     n_users = ci[CI_N_USERS]
@@ -291,7 +292,7 @@ def _fill_state(S: Any, g: np.ndarray, user: int, OI: np.ndarray, OF: np.ndarray
 @njit
 def observe(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, g: np.ndarray, OI: np.ndarray, OF: np.ndarray,
             energy: bool) -> None:
-    """``OffloadEnv._item_observation`` (and, with ``energy``, ``_energy_features`` after it) into ``g``; the time
+    """The item observation (and, with ``energy``, the energy features after it) into ``g``; the time
     into ``DF[DF_NOW]`` (a batch reads all its envs' times from there at once)."""
     DF[DF_NOW] = S.gf[GF_NOW]
     for j in range(len(g)):
@@ -361,7 +362,7 @@ def observe(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, g: np.ndarra
 @njit
 def _energy_features(S: Any, D: np.ndarray, est: np.ndarray, g: np.ndarray, o: int, OF: np.ndarray, pred_in: float,
                      pred_out: float, n_preds: int) -> None:
-    """``OffloadEnv._energy_features`` at offset ``o``: each usable location's estimated phone energy, squashed."""
+    """At offset ``o``: each usable location's estimated phone energy, squashed."""
     cf, ci, wl_f, wl_sub, wl_deps, phone_f = S.cf, S.ci, S.wl_f, S.wl_sub, S.wl_deps, S.phone_f
     q = D[D_QUERY]
     kind = D[D_KIND]

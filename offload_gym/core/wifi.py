@@ -85,7 +85,7 @@ _CODES: dict[str, dict[str, int]] = {
     "access": {"edca": ACCESS_EDCA, "dcf": ACCESS_DCF},
     "collision": {"ack-timeout": COLLISION_ACK_TIMEOUT, "eifs": COLLISION_EIFS},
 }
-#: the engine (Simulator._dcf_kwargs) passes every keyword but mpdu_delimiter_bytes, which keeps its default
+#: the engine passes every keyword but mpdu_delimiter_bytes, which keeps its default (offload_gym.sim.wifi.dcf_keywords)
 _WIFI_CONFIG_FIELDS: tuple[str, ...] = tuple(name for name in _PARAM_NAMES if name != "mpdu_delimiter_bytes")
 _TAIL_BITS = float(PHY_SERVICE_TAIL_BITS)
 
@@ -109,7 +109,8 @@ def dcf_kwargs_params(**kwargs: Any) -> np.ndarray:
 
 
 def dcf_params(wifi: WifiConfig) -> np.ndarray:
-    """The params array of the engine's ``Simulator.dcf`` for ``cfg.wifi`` (the keywords of its ``_dcf_kwargs``)."""
+    """The params array of the engine's Wi-Fi model for ``cfg.wifi`` (the keywords of
+    :func:`offload_gym.sim.wifi.dcf_keywords`)."""
     return dcf_kwargs_params(**{name: getattr(wifi, name) for name in _WIFI_CONFIG_FIELDS})
 
 

@@ -4,7 +4,7 @@
 from the stream of ``np.random.default_rng([seeds[i], 0])`` and its planner prediction
 (:func:`~offload_gym.sim.planner.predict`) from that of ``default_rng([seeds[i], 1])``; :func:`draw_block` draws
 the same queries from the same seeds with :mod:`offload_gym.core.rng` and lays them out as the compiled engine
-reads them (:class:`offload_gym.core.engine.CoreState`):
+reads them (:class:`offload_gym.core.arrays.CoreState`):
 
 * ``wl_f (n, 8)``: prompt, answer, difficulty, attachment bytes, predicted answer, predicted difficulty,
   predicted aggregation output, predicted aggregation difficulty (columns ``WF_*``);

@@ -3,10 +3,9 @@
 :class:`CompiledEpisode` owns the core's arrays and the decision context and makes one compiled call per
 decision (:func:`offload_gym.core.step.decide_entry`: placement, events, rewards, estimates, observation); the
 env keeps the Gymnasium side (action checks, info dicts and records, the built-in scheduler's rule).
-:func:`unsupported_reason` says why a scenario runs on the Python engine instead (approximate estimates,
-deprecated): it is not ported (issue 11). Rendering reads either engine (:mod:`offload_gym.envs.scene`). Episodes
-of any length run here: the arrays grow by workload blocks and drop the rows of the queries nothing needs any
-more (:meth:`offload_gym.core.arrays.CoreState.compact`), so they hold the queries in flight and about a block.
+Rendering reads the core's arrays (:mod:`offload_gym.envs.scene`). Episodes of any length run here: the arrays
+grow by workload blocks and drop the rows of the queries nothing needs any more
+(:meth:`offload_gym.core.arrays.CoreState.compact`), so they hold the queries in flight and about a block.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from offload_gym.sim.physics import PHONE
 from offload_gym.sim.setup import EpisodeSetup
 from offload_gym.sim.workload import CHAIN, DAG, FAN_OUT
 
-__all__ = ["CompiledEpisode", "EpisodeBuffers", "core_available", "unsupported_reason"]
+__all__ = ["CompiledEpisode", "EpisodeBuffers", "core_available"]
 
 _KIND_NAMES = ("query", "subtask", "aggregation", "end")
 _KIND_END = 3
@@ -67,13 +66,6 @@ def core_available() -> bool:
     from offload_gym.core._jit import HAVE_NUMBA
 
     return HAVE_NUMBA
-
-
-def unsupported_reason(cfg: ScenarioConfig) -> str | None:
-    """Why ``cfg`` cannot run on the compiled core (``None`` if it can)."""
-    if cfg.approx_estimates:
-        return "approx_estimates"
-    return None
 
 
 def _observation_indices() -> tuple[np.ndarray, np.ndarray]:
@@ -124,7 +116,7 @@ def _modules() -> tuple[Any, Any]:
         if JIT_ENABLED and not cache_is_warm():
             warnings.warn("offload_gym: compiling the simulation core with numba, once after an install or upgrade "
                           "(about 1.5 minutes on 2 CPU cores; later processes load it from the cache in about 1 s). "
-                          "`python -m offload_gym.core` does it ahead; core='python' runs the Python engine instead.",
+                          "`python -m offload_gym.core` does it ahead.",
                           UserWarning, stacklevel=4)
         from offload_gym.core import engine, step
 
@@ -141,8 +133,8 @@ class CompiledEpisode:
         from offload_gym.core.arrays import CoreState
 
         cs = _modules()[1]
-        # the topology and the workload, drawn as the Python engine draws them (the workload's queries in compiled
-        # code where it can: offload_gym.core.workload)
+        # the topology and the workload (the workload's queries in compiled code where it can:
+        # offload_gym.core.workload)
         self.setup = EpisodeSetup(cfg, rng, compiled_workload=True)
         self.state = CoreState(self.setup, previous=previous.state if previous is not None else None)
         self.cfg = cfg
@@ -167,7 +159,7 @@ class CompiledEpisode:
         #: Python hands out are the episode's (row + base)
         self.base = 0
         #: of the rewarded queries whose rows were dropped: their latencies in finishing order (chunks, 8 bytes a
-        #: query, as the Python engine keeps them), and how many failed and were redispatched
+        #: query), and how many failed and were redispatched
         self._dropped_latencies: list[np.ndarray] = []
         self._dropped_counts = [0, 0, 0]  # queries, failed, redispatched
         self._bind()

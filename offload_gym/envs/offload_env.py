@@ -1,9 +1,7 @@
-"""The Gymnasium adapter around :class:`offload_gym.sim.engine.Simulator`."""
+"""The Gymnasium adapter around the compiled simulation core (:class:`~offload_gym.envs.compiled.CompiledEpisode`)."""
 
 from __future__ import annotations
 
-import math
-import warnings
 from typing import Any, ClassVar, SupportsFloat
 
 import gymnasium as gym
@@ -12,52 +10,15 @@ from gymnasium import spaces
 
 from offload_gym.config import ScenarioConfig, check_planner_checkpoint, make_config, merge_overrides
 from offload_gym.envs import observation as obs_layout
-from offload_gym.envs.compiled import CompiledEpisode, EpisodeBuffers, core_available, unsupported_reason
+from offload_gym.envs.compiled import CompiledEpisode, EpisodeBuffers, core_available
 from offload_gym.policies import GreedyPolicy
-from offload_gym.sim.energy import compute_energy_j, radio_energy_j
-from offload_gym.sim.engine import FINISHED_LOG_LIMIT, PHONE, SUBTASK, WHOLE, Item, Query, Simulator
-from offload_gym.sim.estimates import Estimate, Estimator, PlanEstimate, subtask_order
-from offload_gym.sim.physics import token_bytes
-from offload_gym.sim.workload import CHAIN, DAG, FAN_OUT
+from offload_gym.sim.physics import PHONE
 
 __all__ = ["OffloadEnv"]
 
-_QUERY, _SUBTASK, _AGGREGATION, _END = "query", "subtask", "aggregation", "end"
-#: ``core`` of :class:`OffloadEnv`
-CORES = ("auto", "compiled", "python")
-
-# Observation indices, derived from the feature names (a reordering of the names moves the values with them).
-_GLOBAL_INDEX = {name: i for i, name in enumerate(obs_layout.GLOBAL_FEATURES)}
-_LOCATION_INDEX = {name: i for i, name in enumerate(obs_layout.LOCATION_FEATURES)}
-_G_DECISION_QUERY = _GLOBAL_INDEX["decision_query"]
-_G_DECISION_SUBTASK = _GLOBAL_INDEX["decision_subtask"]
-_G_DECISION_AGGREGATION = _GLOBAL_INDEX["decision_aggregation"]
-_G_ITEM_PRED_DIFFICULTY = _GLOBAL_INDEX["item_pred_difficulty"]
-_G_ITEM_PRED_INPUT_TOKENS = _GLOBAL_INDEX["item_pred_input_tokens"]
-_G_ITEM_PRED_OUTPUT_TOKENS = _GLOBAL_INDEX["item_pred_output_tokens"]
-_G_QUERY_ATTACHMENT_BYTES = _GLOBAL_INDEX["query_attachment_bytes"]
-_G_ITEM_READS_ATTACHMENT = _GLOBAL_INDEX["item_reads_attachment"]
-_G_QUERY_N_SUBTASKS = _GLOBAL_INDEX["query_n_subtasks"]
-_G_STRUCTURE_FAN_OUT = _GLOBAL_INDEX["structure_fan_out"]
-_G_STRUCTURE_CHAIN = _GLOBAL_INDEX["structure_chain"]
-_G_STRUCTURE_DAG = _GLOBAL_INDEX["structure_dag"]
-_G_ITEM_POSITION = _GLOBAL_INDEX["item_position"]
-_G_ITEM_N_PREDECESSORS = _GLOBAL_INDEX["item_n_predecessors"]
-_G_CAN_DECOMPOSE = _GLOBAL_INDEX["can_decompose"]
-_G_PLAN_PRED_LATENCY = _GLOBAL_INDEX["plan_pred_latency"]
-_G_PLAN_PRED_QUALITY = _GLOBAL_INDEX["plan_pred_quality"]
-_G_EPISODE_PROGRESS = _GLOBAL_INDEX["episode_progress"]
-_G_QUERIES_IN_FLIGHT = _GLOBAL_INDEX["queries_in_flight"]
-_G_OWN_PHY_RATE = _GLOBAL_INDEX["own_phy_rate"]
-_L_REACHABLE = _LOCATION_INDEX["reachable"]
-_L_EST_TIME = _LOCATION_INDEX["est_time"]
-_L_EST_QUALITY = _LOCATION_INDEX["est_quality"]
-_L_BACKLOG = _LOCATION_INDEX["backlog"]
-_L_OCCUPANCY = _LOCATION_INDEX["occupancy"]
-_L_LINK_RATE = _LOCATION_INDEX["link_rate"]
-_L_CONTENTION = _LOCATION_INDEX["contention"]
-_L_IS_OWN_AP = _LOCATION_INDEX["is_own_ap"]
-_G_STRUCTURE = {FAN_OUT: _G_STRUCTURE_FAN_OUT, CHAIN: _G_STRUCTURE_CHAIN, DAG: _G_STRUCTURE_DAG}
+_END = "end"
+#: ``core`` of :class:`OffloadEnv`: both run the compiled core (the argument stays for code that passes it)
+CORES = ("auto", "compiled")
 
 
 class OffloadEnv(gym.Env[np.ndarray, np.int64]):
@@ -174,12 +135,10 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
     ## Arguments
     ``gym.make("offload_gym/WifiOffload-v0", config={...}, render_mode=None)``. ``config`` takes nested
     (or dotted) overrides of the scenario, validated into a frozen :class:`~offload_gym.config.ScenarioConfig`
-    at ``env.unwrapped.config``. ``core="auto"`` (default) runs the episodes on the compiled core
-    (:mod:`offload_gym.core`, numba; bit-for-bit the same trajectories as the Python engine) where the scenario
-    is supported, else on the Python engine (:attr:`sim`): ``approx_estimates`` (deprecated) is not ported.
-    Episodes of any length run compiled (the core keeps the rows of the queries in flight and about one workload
-    block), and every ``render_mode`` draws either engine's state (:mod:`offload_gym.envs.scene`).
-    ``core="compiled"`` makes an unported scenario an error; ``core="python"`` always runs the Python engine.
+    at ``env.unwrapped.config``. The episodes run on the compiled core (:mod:`offload_gym.core`, numba), which
+    replaced the Python engine of earlier versions with the same trajectories bit for bit; ``NUMBA_DISABLE_JIT=1``
+    runs the core's source as plain Python, for debugging. ``core`` (``"auto"``, the default, or ``"compiled"``;
+    both mean the compiled core) is kept for code that passes it.
     ``reset(options={"config": {...}})`` changes the scenario from that episode on (the number of APs, the
     interface and whether energy is observed, which fix the spaces, cannot change).
 
@@ -203,7 +162,8 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
     * v0: initial release; ``action_mode`` (query, residual), ``decision_query_id``, ``elapsed_s`` and
       :meth:`expert_action` added without changing the item interface's trajectories; then trace workloads,
       ``energy_j`` / ``mean_energy_j`` and the optional energy term, also without changing them; then the
-      compiled core (``core``), with the same trajectories.
+      compiled core (``core``), with the same trajectories; then the Python engine (``core="python"``) and
+      ``approx_estimates`` removed (the compiled core reproduces the engine's recorded trajectories).
     """
 
     metadata: ClassVar[dict[str, Any]] = {
@@ -214,14 +174,18 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
 
     def __init__(self, config: dict[str, Any] | ScenarioConfig | None = None, scenario: str = "paper",
                  render_mode: str | None = None, core: str = "auto") -> None:
+        if core == "python":
+            raise ValueError("core: 'python' was removed with the Python engine (the compiled core gives its "
+                             "trajectories bit for bit); NUMBA_DISABLE_JIT=1 runs the compiled core's source as plain "
+                             f"Python for debugging; choose one of {list(CORES)}")
         if core not in CORES:
             raise ValueError(f"core: {core!r} is not allowed; choose one of {list(CORES)}")
-        #: which simulation core runs the episodes: ``auto`` (compiled where the scenario is supported),
-        #: ``compiled`` (an error where it is not) or ``python`` (the reference engine)
+        if not core_available():
+            raise ValueError("core: the compiled core needs numba (a dependency of offload_gym: pip install numba)")
+        #: the ``core`` argument (``auto`` or ``compiled``: both run the compiled core)
         self.core = core
         self.config = make_config(config, scenario=scenario)
         check_planner_checkpoint(self.config)
-        _warn_if_deprecated(self.config)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode: {render_mode!r} is not allowed; choose one of "
                              f"{self.metadata['render_modes']} or None")
@@ -254,8 +218,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         self._n_loc = len(obs_layout.LOCATION_FEATURES)
         # The built-in scheduler: greedy's rule on the item observation (expert, sub-scheduler, "follow").
         self._builtin = GreedyPolicy(self.config)
-        self.sim: Simulator | None = None
-        #: the episode on the compiled core (``None`` when the Python engine runs it, :attr:`sim`)
+        #: the episode on the compiled core (``None`` before the first reset)
         self.episode: CompiledEpisode | None = None
         #: where a compiled episode keeps its decision arrays: rows of a batch's (OffloadVectorEnv), else its own
         self._episode_buffers: EpisodeBuffers | None = None
@@ -263,19 +226,10 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         self._reset_state()
 
     def _reset_state(self) -> None:
-        self._query: Query | None = None
         self._kind = _END
-        self._order: list[int] = []
-        self._position = 0
-        self._whole_item: Item | None = None
-        self._estimates: dict[int, Estimate] = {}
-        self._plan: PlanEstimate | None = None
         self._mask = np.zeros(self.n_aps + 2, dtype=bool)  # over the item actions (0..A+1)
         self._suggested: int | None = None  # the built-in scheduler's item action at this decision (cached)
         self._invalid_actions = 0
-        # running sums, so memory does not grow with the episode (the simulator keeps only latencies)
-        self._reward_sum = 0.0
-        self._reward_count = 0
         self._done = True
 
     # ------------------------------------------------------------------ Gymnasium API
@@ -284,21 +238,12 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         if options and "config" in options:
             self.config = self._merged_config(options["config"])
         self._reset_state()
-        if self._runs_compiled():
-            self.sim = None
-            self.episode = CompiledEpisode(self.config, self.np_random, self.observes_energy, previous=self.episode,
-                                           buffers=self._episode_buffers)
-            self._mask = self.episode.mask
-            self._done = False
-            completed = [self._compiled_record(q) for q in self.episode.advance()]
-            self._kind = self.episode.kind
-        else:
-            self.episode = None
-            self.sim = Simulator(self.config, self.np_random, finished_log_limit=FINISHED_LOG_LIMIT)
-            self.estimator = Estimator(self.sim, self.config.reward.latency_weight,
-                                       approx_queue_reuse=self.config.approx_estimates)
-            self._done = False
-            completed = self._advance()
+        self.episode = CompiledEpisode(self.config, self.np_random, self.observes_energy, previous=self.episode,
+                                       buffers=self._episode_buffers)
+        self._mask = self.episode.mask
+        self._done = False
+        completed = [self._compiled_record(q) for q in self.episode.advance()]
+        self._kind = self.episode.kind
         if completed:  # pragma: no cover - nothing can finish before the first decision
             raise RuntimeError("a query finished before the first decision")
         if self.render_mode == "human":
@@ -315,32 +260,15 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         if self._kind == _END:
             self._done = True
 
-    def _runs_compiled(self) -> bool:
-        """Whether this episode runs on the compiled core (``core``; unported features: the Python engine)."""
-        if self.core == "python":
-            return False
-        reason = unsupported_reason(self.config)
-        if self.core == "compiled":
-            if not core_available():
-                raise ValueError("core: 'compiled' needs numba (pip install numba); use core='auto' or 'python'")
-            if reason is not None:
-                raise ValueError(f"core: 'compiled' does not run {reason} yet (issue 11); use core='auto' or 'python'")
-            return True
-        return reason is None and core_available()
-
     def _now(self) -> float:
-        if self.episode is not None:
-            return self.episode.now
-        assert self.sim is not None
-        return self.sim.now
+        assert self.episode is not None
+        return self.episode.now
 
     def deciding_user(self) -> int:
         """The phone whose query the pending decision belongs to (-1 when none is pending)."""
-        if self._done or self._kind == _END:
+        if self._done or self._kind == _END or self.episode is None:
             return -1
-        if self.episode is not None:
-            return self.episode.pending_user()
-        return self._query.user if self._query is not None else -1
+        return self.episode.pending_user()
 
     def _merged_config(self, overrides: Any) -> ScenarioConfig:
         if isinstance(overrides, ScenarioConfig):  # a whole scenario, as gym.make accepts
@@ -351,7 +279,6 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
             raise ValueError(f"options['config']: expected a mapping of overrides or a ScenarioConfig, "
                              f"got {type(overrides).__name__}")
         check_planner_checkpoint(new)
-        _warn_if_deprecated(new)
         for key, old_value, new_value in (("topology.n_aps", self.config.topology.n_aps, new.topology.n_aps),
                                           ("action_mode", self.config.action_mode, new.action_mode),
                                           ("observation_format", self.config.observation_format, new.observation_format),
@@ -367,9 +294,9 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         return new
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
-        if self._done or (self.sim is None and self.episode is None):
+        if self._done or self.episode is None:
             raise RuntimeError("step() called after the episode ended (or before reset()); call reset() first")
-        if self.episode is not None and self.follow_action is None and self.action_mode == "item":
+        if self.follow_action is None and self.action_mode == "item":
             return self._step_compiled_item(action)
         a = self._check_action(action)
         if not self._allowed(a):
@@ -380,7 +307,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         start_s = self._now()
         completed = self._apply(a)
         # query and residual modes: the built-in scheduler places the subtasks and the aggregation
-        while self.action_mode != "item" and self._kind in (_SUBTASK, _AGGREGATION):
+        while self.action_mode != "item" and self._kind in ("subtask", "aggregation"):
             completed += self._apply(self._builtin_action())
         reward = float(sum(c["reward"] for c in completed))
         truncated = self._kind == _END
@@ -400,9 +327,8 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         self._invalid_actions += 1
 
     def _step_compiled_item(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
-        """:meth:`step` of the item interface on the compiled core: the same results in fewer Python calls (a
-        step is a few tens of microseconds, so the calls count). ``tests/test_core_env.py`` compares it with the
-        Python engine's step by step."""
+        """:meth:`step` of the item interface: the same results as the general path in fewer Python calls (a
+        step is a few tens of microseconds, so the calls count)."""
         episode = self.episode
         assert episode is not None
         a = self._check_action(action)
@@ -416,7 +342,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         self._kind = kind
         self._suggested = None
         completed = []
-        reward = 0.0  # summed in finishing order, as the Python engine's step sums them
+        reward = 0.0  # summed in finishing order, as the general path sums them
         for q in done:
             record = self._compiled_record(q)
             reward += record["reward"]
@@ -450,40 +376,11 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
 
     def _apply(self, a: int) -> list[dict[str, Any]]:
         """One item-level decision ``a`` (already allowed); returns the queries finished if the simulator advanced."""
-        if self.episode is not None:
-            done = self.episode.apply(a)
-            self._kind = self.episode.kind
-            self._suggested = None
-            return [self._compiled_record(q) for q in done]
-        sim, query = self.sim, self._query
-        assert sim is not None and query is not None
-        finished_query = False
-        if self._kind == _QUERY:
-            if a == self.n_aps + 1:
-                sim.begin_decomposition(query)
-                self._order = subtask_order(query)
-                self._position = 0
-                self._kind = _SUBTASK
-            else:
-                item = sim.place_whole(query, a, self._whole_item)
-                self._commit_estimate(item, a)
-                finished_query = True
-        elif self._kind == _SUBTASK:
-            index = self._order[self._position]
-            item = sim.place_subtask(query, index, a)
-            self._commit_estimate(item, a)
-            self._position += 1
-            if self._position == len(self._order):
-                self._kind = _AGGREGATION
-        else:
-            item = sim.place_aggregation(query, a)
-            self._commit_estimate(item, a)
-            finished_query = True
-        if finished_query:
-            return self._advance()
-        self.estimator.refresh()
-        self._prepare_decision()
-        return []
+        assert self.episode is not None
+        done = self.episode.apply(a)
+        self._kind = self.episode.kind
+        self._suggested = None
+        return [self._compiled_record(q) for q in done]
 
     def action_masks(self) -> np.ndarray:
         """Bool mask of the actions allowed at the current decision (for sb3-contrib MaskablePPO)."""
@@ -504,15 +401,16 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
             return self.follow_action
         return self._builtin_action()
 
-    def _builtin_action(self, item_obs: list[float] | None = None) -> int:
+    def _builtin_action(self, item_obs: np.ndarray | None = None) -> int:
         """Greedy's item action at the current decision, from the item observation and mask (cached per decision).
 
         ``item_obs``: the pending decision's item observation when the caller has already built it.
         """
         if self._suggested is None:
-            if item_obs is None and self.episode is not None:
+            if item_obs is None:
+                assert self.episode is not None
                 item_obs = self.episode.observation()[: self._n_item]
-            obs = np.array(item_obs if item_obs is not None else self._item_observation(), dtype=np.float32)
+            obs = np.array(item_obs, dtype=np.float32)
             self._suggested = self._builtin.decide(obs, self._mask)
         return self._suggested
 
@@ -562,88 +460,10 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         return (f"action: {shown} is outside Discrete({n}); allowed 0..{n - 1} "
                 f"(0 phone, 1..{self.n_aps} AP, {self.n_aps + 1} decompose{follow})")
 
-    def _commit_estimate(self, item: Item, location: int) -> None:
-        est = self._estimates.get(location)
-        if est is not None:
-            item.est_ready, item.est_finish = est.ready_s, est.finish_s
-        else:  # pragma: no cover - every allowed location has an estimate
-            item.est_ready = item.est_finish = self.sim.now if self.sim else 0.0
-
-    def _advance(self) -> list[dict[str, Any]]:
-        """Run the simulator to the next arrival (or drain) and set up its decision."""
-        sim = self.sim
-        assert sim is not None
-        query = sim.run_until_decision()
-        completed = [self._completed_record(c) for c in sim.pop_completed()]
-        self._query = query
-        self.estimator.refresh()
-        if query is None:
-            self._kind = _END
-            self._mask = np.zeros(self.n_aps + 2, dtype=bool)
-            self._mask[PHONE] = True
-            return completed
-        self._kind = _QUERY
-        self._whole_item = sim.make_whole_item(query)
-        if query.spec.n_subtasks > 1:
-            sim.prepare_decomposition(query)
-        self._prepare_decision()
-        return completed
-
-    def _prepare_decision(self) -> None:
-        sim, query = self.sim, self._query
-        assert sim is not None and query is not None
-        est = self.estimator
-        mask = np.zeros(self.n_aps + 2, dtype=bool)
-        mask[sim.usable_locations(query.user)] = True
-        self._plan = None
-        self._suggested = None
-        if self._kind == _QUERY:
-            assert self._whole_item is not None
-            self._estimates = est.whole(query, self._whole_item)
-            if query.spec.n_subtasks > 1:
-                mask[self.n_aps + 1] = True
-                self._plan = est.plan(query, subtask_order(query))
-        elif self._kind == _SUBTASK:
-            item = query.subtasks[self._order[self._position]]
-            self._estimates = est.subtask(query, item)
-        else:
-            assert query.aggregation is not None
-            self._estimates = est.aggregation(query, query.aggregation)
-        self._mask = mask
-
-    def _current_item(self) -> Item | None:
-        query = self._query
-        if query is None:
-            return None
-        if self._kind == _QUERY:
-            return self._whole_item
-        if self._kind == _SUBTASK:
-            return query.subtasks[self._order[self._position]]
-        return query.aggregation
-
-    def _completed_record(self, c: Any) -> dict[str, Any]:
-        query = c.query
-        if query.redispatched:
-            placements = [PHONE]
-        elif query.decomposed and query.aggregation is not None:
-            placements = [s.location for s in query.subtasks] + [query.aggregation.location]
-        else:
-            placements = [query.whole.location] if query.whole is not None else []
-        return self._record(query.qid, query.user, query.arrival_time, c.latency_s, c.quality, query.decomposed,
-                            placements, query.spec.n_subtasks, query.spec.attachment_bytes, query.energy_j,
-                            query.failed, query.fail_reason, query.redispatched)
-
     def _record(self, query_id: int, user: int, arrival_s: float, latency_s: float, quality: float, decomposed: bool,
-                placements: list[int], n_subtasks: int, attachment_bytes: float, energy_j: float, failed: bool = False,
-                fail_reason: str = "", redispatched: bool = False, reward: float | None = None) -> dict[str, Any]:
-        """A finished query's ``completed`` record (either core). ``reward``: the compiled core's (it keeps the
-        episode's sums); ``None``: computed here and added to the episode's sums (the Python engine)."""
-        if reward is None:
-            reward = -self.config.reward.failure_penalty if failed else self._query_reward(latency_s, quality)
-            if self._energy_weight:
-                reward -= self._energy_weight * energy_j
-            self._reward_sum += reward
-            self._reward_count += 1
+                placements: list[int], n_subtasks: int, attachment_bytes: float, energy_j: float, reward: float,
+                failed: bool = False, fail_reason: str = "", redispatched: bool = False) -> dict[str, Any]:
+        """A finished query's ``completed`` record (``reward``: the core's, which keeps the episode's sums)."""
         return {
             "query_id": query_id, "user": user, "arrival_s": arrival_s, "latency_s": latency_s, "quality": quality,
             "reward": reward, "decomposed": decomposed, "placements": placements, "n_subtasks": n_subtasks,
@@ -651,30 +471,9 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
             "failed": failed, "fail_reason": fail_reason, "redispatched": redispatched, "energy_j": energy_j,
         }
 
-    def _query_reward(self, latency_s: float, quality: float) -> float:
-        r = self.config.reward
-        if r.kind == "product":
-            return quality * math.exp(-latency_s / r.latency_scale_s)
-        return quality - r.latency_weight * latency_s - r.deadline_penalty * float(latency_s > r.deadline_s)
-
     def _observation(self) -> np.ndarray:
-        if self.episode is not None:
-            return self._compiled_observation()
-        if self.sim is None or self._query is None or self._kind == _END:
-            return np.zeros(len(self.observation_names), dtype=np.float32)
-        g = self._item_observation()
-        if self.observes_energy:
-            g += self._energy_features()
-        if self.follow_action is not None:  # residual: the built-in scheduler's choice, one-hot
-            suggestion = [0.0] * (self.n_aps + 2)
-            suggestion[self._builtin_action(g)] = 1.0
-            g += suggestion
-        return np.array(g, dtype=np.float32)
-
-    def _compiled_observation(self) -> np.ndarray:
         episode = self.episode
-        assert episode is not None
-        if self._kind == _END:
+        if episode is None or self._kind == _END:
             return np.zeros(len(self.observation_names), dtype=np.float32)
         g = episode.observation()
         if self.follow_action is None:
@@ -691,100 +490,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         (user, arrival_s, latency_s, quality, decomposed, placements, n_subtasks, attachment_bytes, energy_j, reward,
          failed, fail_reason, redispatched) = episode.finished(q)
         return self._record(q, user, arrival_s, latency_s, quality, decomposed, placements, n_subtasks, attachment_bytes,
-                            energy_j, failed, fail_reason, redispatched, reward=reward)
-
-    def _item_observation(self) -> list[float]:
-        """The item-interface observation of the pending decision, as a list (converted once by the caller)."""
-        sim, query, kind = self.sim, self._query, self._kind
-        assert sim is not None and query is not None
-        view = sim.view
-        size = self._n_global + (self.n_aps + 1) * self._n_loc
-        cfg = self.config
-        spec = query.spec
-        k = spec.n_subtasks
-        g = [0.0] * size
-        item: Item | None
-        if kind == _QUERY:
-            item = self._whole_item
-            g[_G_DECISION_QUERY] = 1.0
-        elif kind == _SUBTASK:
-            item = query.subtasks[self._order[self._position]]
-            g[_G_DECISION_SUBTASK] = 1.0
-            g[_G_ITEM_POSITION] = self._position / k
-            g[_G_ITEM_N_PREDECESSORS] = len(item.preds) / max(k - 1, 1)
-        else:
-            item = query.aggregation
-            g[_G_DECISION_AGGREGATION] = 1.0
-            g[_G_ITEM_POSITION] = 1.0
-            g[_G_ITEM_N_PREDECESSORS] = 1.0
-        assert item is not None
-        g[_G_ITEM_PRED_DIFFICULTY] = min(max(item.pred_difficulty / obs_layout.DIFFICULTY_SCALE, -1.0), 1.0)
-        g[_G_ITEM_PRED_INPUT_TOKENS] = min(math.log1p(item.pred_input_tokens) / obs_layout.TOKENS_LOG_MAX, 1.0)
-        g[_G_ITEM_PRED_OUTPUT_TOKENS] = min(math.log1p(item.pred_output_tokens) / obs_layout.TOKENS_LOG_MAX, 1.0)
-        g[_G_QUERY_ATTACHMENT_BYTES] = min(math.log1p(spec.attachment_bytes) / obs_layout.BYTES_LOG_MAX, 1.0)
-        reads = kind == _QUERY or (kind == _SUBTASK and not item.preds)
-        g[_G_ITEM_READS_ATTACHMENT] = 1.0 if reads and spec.attachment_bytes > 0 else 0.0
-        k_max = cfg.max_subtasks
-        g[_G_QUERY_N_SUBTASKS] = (k - 1) / (k_max - 1) if k_max > 1 else 0.0
-        if k > 1:
-            g[_G_STRUCTURE[spec.structure]] = 1.0
-        time_scale = obs_layout.TIME_SCALE_S
-        plan = self._plan
-        if plan is not None:
-            g[_G_CAN_DECOMPOSE] = 1.0
-            t = plan.latency_s
-            if t < 0.0:
-                t = 0.0
-            g[_G_PLAN_PRED_LATENCY] = t / (t + time_scale)
-            g[_G_PLAN_PRED_QUALITY] = plan.quality
-        self._fill_state(g, query.user)
-        now = view.now
-        estimates = self._estimates
-        o = self._n_global
-        _put_estimate(g, o, estimates.get(PHONE), now, time_scale)
-        for e in range(view.n_aps):
-            o += self._n_loc
-            _put_estimate(g, o, estimates.get(e + 1), now, time_scale)
-        return g
-
-    def _fill_state(self, g: list[float], user: int) -> None:
-        """Write what phone ``user`` knows of the network now into ``g`` (item layout): the episode's progress
-        and load, its own PHY rate, backlog, busy flag and link share, and what each AP broadcasts (queue,
-        batch, contention in its cell)."""
-        sim = self.sim
-        assert sim is not None
-        view, cfg = sim.view, self.config
-        time_scale = obs_layout.TIME_SCALE_S
-        g[_G_EPISODE_PROGRESS] = sim.queries_arrived / cfg.episode.queries
-        g[_G_QUERIES_IN_FLIGHT] = math.tanh((sim.queries_arrived - sim.queries_finished) / sim.n_users)
-        phy_mbps = view.up_rate_bps[user] / 1e6
-        g[_G_OWN_PHY_RATE] = math.log1p(phy_mbps) / obs_layout.RATE_LOG_MAX
-        now = view.now
-        own = int(view.own_ap[user])
-        contention_norm = cfg.wifi.background_stations + sim.n_users + 1
-        n_loc = self._n_loc
-        o = self._n_global
-        # the phone
-        t = self.estimator.phone_free_at(user) - now
-        if t < 0.0:
-            t = 0.0
-        g[o + _L_BACKLOG] = t / (t + time_scale)
-        g[o + _L_OCCUPANCY] = 1.0 if view.phone_running(user) is not None else 0.0
-        g[o + _L_LINK_RATE] = g[_G_OWN_PHY_RATE]
-        link_rate = 0.0
-        if own >= 0:
-            g[o + _L_CONTENTION] = min(view.cell_contenders(own) / contention_norm, 1.0)
-            share_bps = 8.0 * 1500.0 / max(self.estimator.uplink_s(user, 1500.0), 1e-12)
-            link_rate = min(math.log1p(share_bps / 1e6) / obs_layout.RATE_LOG_MAX, 1.0)
-        # the APs
-        max_batch = cfg.edge.max_batch
-        for e in range(view.n_aps):
-            o += n_loc
-            g[o + _L_BACKLOG] = min((view.edge_queued(e) + view.edge_in_transit(e)) / max_batch, 1.0)
-            g[o + _L_OCCUPANCY] = view.edge_batch(e) / max_batch
-            g[o + _L_LINK_RATE] = link_rate
-            g[o + _L_CONTENTION] = min(view.cell_contenders(e) / contention_norm, 1.0)
-            g[o + _L_IS_OWN_AP] = 1.0 if e == own else 0.0
+                            energy_j, reward, failed, fail_reason, redispatched)
 
     def phone_view(self, user: int) -> np.ndarray:
         """What phone ``user`` observes now (the multi-agent interface's per-phone observation, box features).
@@ -792,84 +498,23 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         The pending decision's phone sees the observation (its item, the estimates for it, and the state).
         Any other phone sees the same layout with no item: the decision kind, item, plan and estimate features
         are 0, ``reachable`` marks the locations it could use, and the rest is what it knows of the network
-        (:meth:`_fill_state`: its own phone and link, and what each AP broadcasts).
+        (its own phone and link, and what each AP broadcasts).
         """
         if self.deciding_user() == user:
             return self._observation()
         out = np.zeros(len(self.observation_names), dtype=np.float32)
-        if self.episode is not None:
-            if self._kind == _END:
-                return out
-            state = np.zeros(self._n_item)
-            for loc in self.episode.phone_state(user, state):
-                state[self._n_global + loc * self._n_loc + _L_REACHABLE] = 1.0
-            out[: self._n_item] = state
+        if self.episode is None or self._kind == _END:
             return out
-        if self.sim is None or self._kind == _END:
-            return out
-        g = [0.0] * (self._n_global + (self.n_aps + 1) * self._n_loc)
-        self._fill_state(g, user)
-        for loc in self.sim.view.usable_locations(user):
-            g[self._n_global + loc * self._n_loc + _L_REACHABLE] = 1.0
-        out[: len(g)] = g
-        return out
-
-    def _energy_features(self) -> list[float]:
-        """Per location, the squashed estimate of the phone's energy for the pending item there (0 unreachable).
-
-        Phone: its compute, from the predicted tokens. An AP: the phone's airtime for what it uploads itself for
-        the item (the prompt and attachment of a whole query; a subtask's context, the attachment for a root
-        subtask and the outputs of predecessors it computed; for the aggregation, the outputs of the subtasks it
-        computed) and for the answer if the item answers the phone, at the current PHY rates, plus the radio
-        awake over the rest of the estimated wait. The same powers as the simulator's accounting.
-        """
-        sim, query = self.sim, self._query
-        item = self._current_item()
-        assert sim is not None and query is not None and item is not None
-        view, params = sim.view, sim.energy_params
-        user = query.user
-        out = [0.0] * (self.n_aps + 1)
-        prefill_s = item.pred_input_tokens / view.phone_prefill_tps[user]
-        decode_s = item.pred_output_tokens / view.phone_decode_tps[user]
-        energies = {PHONE: compute_energy_j(prefill_s, decode_s, params)}
-        if len(self._estimates) > 1:
-            w = self.config.wifi
-
-            def msg_bytes(tokens: float) -> float:
-                return token_bytes(tokens, w.bytes_per_token, w.message_overhead_bytes)
-
-            # what the phone itself uploads for the item: the prompt (whole), the context and the outputs of
-            # predecessors it computed (subtask), the outputs of the subtasks it computed (aggregation)
-            if item.kind == WHOLE:
-                up_bytes = msg_bytes(item.pred_input_tokens) + query.spec.attachment_bytes
-            else:
-                inputs = item.preds if item.kind == SUBTASK else range(len(query.subtasks))
-                up_bytes = sum(msg_bytes(query.subtasks[d].pred_output_tokens) for d in inputs
-                               if query.subtasks[d].location == PHONE)
-                if item.kind == SUBTASK:
-                    up_bytes += msg_bytes(self.config.workload.subtask_context_tokens)
-                    if not item.preds:
-                        up_bytes += query.spec.attachment_bytes
-            answers_phone = item.kind != SUBTASK
-            down_bytes = msg_bytes(item.pred_output_tokens)
-            up_rate, down_rate = view.up_rate_bps[user], view.down_rate_bps[user]
-            tx_s = 8.0 * up_bytes / up_rate if up_rate > 0 else 0.0
-            rx_s = 8.0 * down_bytes / down_rate if answers_phone and down_rate > 0 else 0.0
-            for loc, est in self._estimates.items():
-                if loc != PHONE:
-                    idle_s = max(est.finish_s - view.now - tx_s - rx_s, 0.0)
-                    energies[loc] = radio_energy_j(tx_s, rx_s, idle_s, params)
-        for loc, energy_j in energies.items():
-            if loc in self._estimates:
-                out[loc] = energy_j / (energy_j + obs_layout.ENERGY_SCALE_J)
+        state = np.zeros(self._n_item)
+        reachable = self._n_global + obs_layout.LOCATION_FEATURES.index("reachable")
+        for loc in self.episode.phone_state(user, state):
+            state[reachable + loc * self._n_loc] = 1.0
+        out[: self._n_item] = state
         return out
 
     def _info(self, completed: list[dict[str, Any]], elapsed_s: float) -> dict[str, Any]:
         pending = not self._done and self._kind != _END
-        if self.episode is not None:
-            query_id = self.episode.query_id if pending else -1
-        else:
-            query_id = self._query.qid if pending and self._query is not None else -1
+        query_id = self.episode.query_id if pending and self.episode is not None else -1
         info: dict[str, Any] = {
             "action_mask": (self._mask if self.follow_action is None else self.action_masks()).astype(np.int8),
             "decision": self._kind,
@@ -885,15 +530,11 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
 
     def episode_metrics(self) -> dict[str, float]:
         """Metrics over the queries finished so far in this episode."""
-        if self.episode is not None:
-            episode = self.episode
-            return self._metrics(episode.summary(), episode.edge_share(), *episode.fault_counts(), episode.now,
-                                 *episode.reward_sums())
-        sim = self.sim
-        assert sim is not None
-        return self._metrics(sim.summary, sim.edge_output_tokens / sim.total_output_tokens if sim.total_output_tokens
-                             else 0.0, sim.failed_queries, sim.redispatched_queries, sim.now, self._reward_sum,
-                             self._reward_count)
+        episode = self.episode
+        if episode is None:
+            raise RuntimeError("episode_metrics() called before reset()")
+        return self._metrics(episode.summary(), episode.edge_share(), *episode.fault_counts(), episode.now,
+                             *episode.reward_sums())
 
     def _metrics(self, summary: Any, edge_share: float, failed: int, redispatched: int, now: float, reward_sum: float,
                  reward_count: int) -> dict[str, float]:
@@ -940,24 +581,3 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
             if d.plan is not None:
                 lines.append(f"    decomposed plan: {d.plan[0]:.3f}s quality {d.plan[1]:.3f}")
         return "\n".join(lines) + "\n"
-
-
-def _warn_if_deprecated(cfg: ScenarioConfig) -> None:
-    """``approx_estimates`` is deprecated: it approximates the Python engine's estimates to save time there, and
-    the compiled core computes them exactly in less time than that approximation takes."""
-    if cfg.approx_estimates:
-        warnings.warn("approx_estimates is deprecated and goes with the Python engine: the compiled core (the default "
-                      "without it) computes the estimates exactly, 3-8x faster per decision than the approximation "
-                      "in the overloaded cases of benchmarks/bench_overload.py --approx; this episode runs on the "
-                      "Python engine with approximate estimates", FutureWarning, stacklevel=3)
-
-
-def _put_estimate(g: list[float], o: int, est: Estimate | None, now: float, time_scale: float) -> None:
-    """A location's ``reachable``, squashed ``est_time`` and ``est_quality`` features at offset ``o``."""
-    if est is None:
-        g[o + _L_EST_TIME] = 1.0 - 1e-6  # unreachable: the worst time
-        return
-    t = est.finish_s - now
-    if t < 0.0:
-        t = 0.0
-    g[o + _L_REACHABLE], g[o + _L_EST_TIME], g[o + _L_EST_QUALITY] = 1.0, t / (t + time_scale), est.quality

@@ -2,11 +2,8 @@
 
 :func:`scene` copies the few numbers the renderers (:mod:`offload_gym.render` and the ``ansi`` text) draw
 into a :class:`Scene`: the topology and associations, the transfers in flight, the edges' batches and queues,
-the cells' contenders and the pending decision with its estimates and plan. It reads the Python engine's
-view (:attr:`~offload_gym.envs.offload_env.OffloadEnv.sim`) or the compiled core's arrays
-(:attr:`~offload_gym.envs.offload_env.OffloadEnv.episode`); both give the same scene for the same state
-(``tests/test_render.py`` compares the frames of both engines pixel for pixel), so the renderers need not
-know which engine runs.
+the cells' contenders and the pending decision with its estimates and plan, from the compiled core's arrays
+(:attr:`~offload_gym.envs.offload_env.OffloadEnv.episode`), so the renderers need not know the core's layout.
 """
 
 from __future__ import annotations
@@ -93,48 +90,9 @@ class Scene:
 
 def scene(env: OffloadEnv) -> Scene | None:
     """What ``env`` shows now (``None`` before its first reset)."""
-    if env.episode is not None:
-        return _compiled_scene(env, env.episode)
-    if env.sim is not None:
-        return _python_scene(env)
-    return None
-
-
-def _python_scene(env: OffloadEnv) -> Scene:
-    sim = env.sim
-    assert sim is not None
-    view = sim.view
-    n_aps, n_users = view.n_aps, view.n_users
-    transfers: list[Transfer] = []
-    for ap in range(n_aps):
-        transfers.extend(view.cell_transfers(ap))
-    decision = None
-    query = env._query
-    if query is not None and env._kind != "end":
-        item = env._current_item()
-        assert item is not None
-        plan = env._plan
-        subtask = env._order[env._position] if env._kind == "subtask" else -1
-        decision = Decision(
-            kind=env._kind, query_id=query.qid, user=query.user, n_subtasks=query.spec.n_subtasks,
-            structure=query.spec.structure, attachment_bytes=float(query.spec.attachment_bytes),
-            position=env._position, subtask_index=subtask, pred_input_tokens=float(item.pred_input_tokens),
-            pred_output_tokens=float(item.pred_output_tokens), pred_difficulty=float(item.pred_difficulty),
-            estimates={loc: LocationEstimate(e.ready_s, e.finish_s, e.quality) for loc, e in env._estimates.items()},
-            plan=(plan.latency_s, plan.quality, list(plan.locations)) if plan is not None else None)
-    return Scene(
-        now_s=sim.now, queries_arrived=sim.queries_arrived, queries_finished=sim.queries_finished,
-        ap_xy=np.asarray(sim.ap_xy, dtype=float).reshape(-1, 2), user_xy=np.asarray(sim.user_xy, dtype=float).reshape(-1, 2),
-        own_ap=np.asarray(sim.own_ap, dtype=int).reshape(-1), up_rate_bps=np.asarray(sim.up_rate_bps, dtype=float),
-        phone_busy=np.array([view.phone_running(u) is not None for u in range(n_users)], dtype=bool),
-        transfers=transfers,
-        edge_batch=np.array([view.edge_batch(e) for e in range(n_aps)], dtype=int),
-        edge_queued=np.array([view.edge_queued(e) for e in range(n_aps)], dtype=int),
-        edge_in_transit=np.array([view.edge_in_transit(e) for e in range(n_aps)], dtype=int),
-        cell_uploading_phones=np.array([view.cell_uploading_phones(e) for e in range(n_aps)], dtype=int),
-        cell_downloads=np.array([view.cell_downloads(e) for e in range(n_aps)], dtype=int),
-        cell_contenders=np.array([view.cell_contenders(e) for e in range(n_aps)], dtype=int),
-        mask=env._mask.copy(), decision=decision)
+    if env.episode is None:
+        return None
+    return _compiled_scene(env, env.episode)
 
 
 def _compiled_scene(env: OffloadEnv, episode: CompiledEpisode) -> Scene:

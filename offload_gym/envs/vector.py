@@ -16,17 +16,16 @@ envs of one scenario in one call, in this process, and offers what a masked lear
 reset at once and its last observation is in ``infos[i]["terminal_observation"]``); MaskablePPO finds the masks
 through ``env_method("action_masks")``.
 
-Both step all N envs in **one compiled call** (:func:`offload_gym.core.step.decide_batch`) when the scenario runs
-on the compiled core and the decision interface is ``item`` (the default): each sub-env keeps its episode's
+Both step all N envs in **one compiled call** (:func:`offload_gym.core.step.decide_batch`) when the decision
+interface is ``item`` (the default): each sub-env keeps its episode's
 decision arrays in row ``i`` of the batch's arrays, so observations and masks are never copied env by env.
 That call releases the GIL: with ``threads=T`` (by default one per core, at most one per 16 envs) T threads each
 step a contiguous share of the envs at once (64 envs on 2 cores: 1.25-1.4x the decisions/s of one thread; the
 resets and the Python side of a step stay on the calling thread).
 Their infos then carry ``action_mask``, ``decision``, ``decision_query_id``, ``time_s``, ``elapsed_s`` and
 ``invalid_actions``, but not ``completed`` (the per-query records: ``vectorization_mode="sync"`` gives them).
-Elsewhere (the Python engine: ``approx_estimates``, ``core="python"``; the query and residual interfaces, whose
-built-in scheduler runs in Python) they step the envs one after another, with every info key. The trajectories
-are the same either way.
+In the query and residual interfaces (whose built-in scheduler runs in Python) they step the envs one after
+another, with every info key. The trajectories are the same either way.
 """
 
 from __future__ import annotations
@@ -296,9 +295,8 @@ class _Batch:
 
     @classmethod
     def of(cls, envs: list[OffloadEnv], threads: int = 1) -> _Batch | None:
-        """A batch of the freshly reset envs' episodes, or ``None`` where the envs step one by one: on the Python
-        engine (a scenario the core does not run, ``core="python"``) and in the query and residual
-        interfaces, whose built-in scheduler runs in Python."""
+        """A batch of the freshly reset envs' episodes, or ``None`` where the envs step one by one: in the query
+        and residual interfaces, whose built-in scheduler runs in Python."""
         if envs[0].action_mode != "item" or any(env.episode is None for env in envs):
             return None
         return cls(envs, threads)

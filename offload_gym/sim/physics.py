@@ -1,9 +1,9 @@
-"""The model's formulas that both the event engine and the estimator evaluate, written once.
+"""The model's formulas, written once in Python: the reference that the compiled core (:mod:`offload_gym.core`)
+mirrors and its tests compare with.
 
-The simulator (:mod:`offload_gym.sim.engine`) runs these on true token counts; the estimator
-(:mod:`offload_gym.sim.estimates`) runs them on predicted ones. Keeping one copy means the two cannot drift
-apart (docs/model.md), and a compiled core has one list of what it must reproduce. Every function
-here is the exact floating-point expression the callers used before it moved, so trajectories are unchanged.
+The core's event engine runs these on true token counts, its estimates on predicted ones (docs/model.md). Every
+function here is the exact floating-point expression the core evaluates, so a test can check the core against it
+bit for bit, and the renderer, the validation scripts and the tests use the same formulas.
 
 Integer kinds (:class:`HopKind`, :class:`ItemKind`, :class:`EventKind`, :class:`FaultKind`) replace the
 strings the engine used to carry: they index arrays and compare as ints, which is what a core in arrays
@@ -24,7 +24,6 @@ __all__ = [
     "Hop",
     "HopKind",
     "ItemKind",
-    "cell_share_bps",
     "decode_rate_table",
     "decode_rate_tps",
     "ofdm_symbols",
@@ -119,11 +118,6 @@ def decode_rate_table(r1_tps: float, kappa: float, max_batch: int) -> list[float
     formula would divide by zero there at ``kappa = 1``.
     """
     return [r1_tps] + [r1_tps / (1.0 + kappa * (b - 1)) for b in range(1, max_batch + 1)]
-
-
-def cell_share_bps(cell_throughput_bps: float, contenders: int, sharing: int) -> float:
-    """A transfer's rate: the sender's fair share ``S / n`` of the cell, split over its ``sharing`` transfers."""
-    return cell_throughput_bps / contenders / sharing
 
 
 def ofdm_symbols(payload_bytes: float, header_bytes: float, phy_rate_bps: float, symbol_s: float) -> int:

@@ -16,5 +16,11 @@ def success_prob(ability: float, difficulty: float) -> float:
 
 
 def decomposed_quality(aggregation_success: float, subtask_successes: Sequence[float]) -> float:
-    """Aggregation success times the mean subtask success (partial credit)."""
-    return aggregation_success * (sum(subtask_successes) / len(subtask_successes))
+    """Aggregation success times the mean subtask success (partial credit).
+
+    The mean is a plain running sum in subtask order, as the compiled core adds them: Python 3.12's ``sum`` of
+    floats compensates its rounding, so it can differ in the last bit."""
+    total = 0.0
+    for success in subtask_successes:
+        total += success
+    return aggregation_success * (total / len(subtask_successes))

@@ -1,10 +1,10 @@
 """What an episode starts from: the topology, the phones and the workload, drawn from the env's generator.
 
-Both engines start from an :class:`EpisodeSetup`: the Python engine (:class:`offload_gym.sim.engine.Simulator`
-builds one and runs on it) and the compiled core (:class:`offload_gym.core.arrays.CoreState` copies it into its
-arrays), so they start from the same state by construction and the compiled core does not build the Python
-engine to get it. Nothing here changes during the episode: outages re-associate phones in the engines' own
-state, through :meth:`EpisodeSetup.association`.
+The compiled core starts from an :class:`EpisodeSetup` (:class:`offload_gym.core.arrays.CoreState` copies it
+into its arrays); the Python engine that the core replaced drew it the same way, from the same streams, which is
+why the core reproduces that engine's recorded trajectories (``tests/test_golden_trajectories.py``). Nothing here
+changes during the episode: outages re-associate phones in the core's own state, through
+:meth:`EpisodeSetup.association`.
 """
 
 from __future__ import annotations

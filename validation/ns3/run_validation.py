@@ -234,7 +234,7 @@ def model_upload(k: int, nbytes: int, access: str, phy: str = "mcs11") -> float:
     """The simulator's flow-level completion time of an M-byte upload with n = k + 1 contenders."""
     n = k + 1
     first = model_dcf(n, phy, min(nbytes, FRAME_BYTES), access)
-    # the engine's rule (Simulator.access_delay_s): alone in the cell, edca sends the first frame at once
+    # the engine's rule (offload_gym.sim.wifi.message_access_s): alone in the cell, edca sends the first frame at once
     access_delay = (wifi.message_access_s(first, immediate_access=access == "edca")
                     if hasattr(wifi, "message_access_s") else first.access_delay_s)
     rate = model_dcf(n, phy, FRAME_BYTES, access).throughput_bps / n
