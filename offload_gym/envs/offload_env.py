@@ -197,9 +197,8 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         self.action_space = spaces.Discrete(self.n_aps + (3 if self.follow_action is not None else 2))
         self._n_actions = int(self.action_space.n)
         residual = self.follow_action is not None
-        self._energy_weight = self.config.reward.energy_weight
         #: whether the observation carries each location's estimated phone energy (``reward.energy_weight > 0``)
-        self.observes_energy = self._energy_weight > 0
+        self.observes_energy = self.config.reward.energy_weight > 0
         low, high = obs_layout.observation_bounds(self.n_aps, residual=residual, energy=self.observes_energy)
         #: the feature vector's space (the whole observation space in the box format)
         self.features_space = spaces.Box(low, high, dtype=np.float32)
@@ -242,7 +241,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
                                        buffers=self._episode_buffers)
         self._mask = self.episode.mask
         self._done = False
-        completed = [self._compiled_record(q) for q in self.episode.advance()]
+        completed = [self._finished_record(q) for q in self.episode.advance()]
         self._kind = self.episode.kind
         if completed:  # pragma: no cover - nothing can finish before the first decision
             raise RuntimeError("a query finished before the first decision")
@@ -290,7 +289,6 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
                 raise ValueError(f"options['config']: {key} fixes the spaces and cannot change at reset "
                                  f"({old_value!r} -> {new_value!r}); make a new env instead")
         self._builtin = GreedyPolicy(new)
-        self._energy_weight = new.reward.energy_weight
         return new
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
@@ -344,7 +342,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         completed = []
         reward = 0.0  # summed in finishing order, as the general path sums them
         for q in done:
-            record = self._compiled_record(q)
+            record = self._finished_record(q)
             reward += record["reward"]
             completed.append(record)
         truncated = kind == _END
@@ -380,7 +378,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         done = self.episode.apply(a)
         self._kind = self.episode.kind
         self._suggested = None
-        return [self._compiled_record(q) for q in done]
+        return [self._finished_record(q) for q in done]
 
     def action_masks(self) -> np.ndarray:
         """Bool mask of the actions allowed at the current decision (for sb3-contrib MaskablePPO)."""
@@ -460,17 +458,6 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         return (f"action: {shown} is outside Discrete({n}); allowed 0..{n - 1} "
                 f"(0 phone, 1..{self.n_aps} AP, {self.n_aps + 1} decompose{follow})")
 
-    def _record(self, query_id: int, user: int, arrival_s: float, latency_s: float, quality: float, decomposed: bool,
-                placements: list[int], n_subtasks: int, attachment_bytes: float, energy_j: float, reward: float,
-                failed: bool = False, fail_reason: str = "", redispatched: bool = False) -> dict[str, Any]:
-        """A finished query's ``completed`` record (``reward``: the core's, which keeps the episode's sums)."""
-        return {
-            "query_id": query_id, "user": user, "arrival_s": arrival_s, "latency_s": latency_s, "quality": quality,
-            "reward": reward, "decomposed": decomposed, "placements": placements, "n_subtasks": n_subtasks,
-            "attachment_bytes": attachment_bytes, "deadline_missed": latency_s > self.config.reward.deadline_s,
-            "failed": failed, "fail_reason": fail_reason, "redispatched": redispatched, "energy_j": energy_j,
-        }
-
     def _observation(self) -> np.ndarray:
         episode = self.episode
         if episode is None or self._kind == _END:
@@ -483,14 +470,19 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         out[g.size + self._builtin_action(g[: self._n_item])] = 1.0
         return out
 
-    def _compiled_record(self, q: int) -> dict[str, Any]:
-        """``_completed_record`` for query ``q`` finished on the compiled core."""
+    def _finished_record(self, q: int) -> dict[str, Any]:
+        """Query ``q``'s ``completed`` record, once the core has finished it (``reward``: the core's, which keeps
+        the episode's sums)."""
         episode = self.episode
         assert episode is not None
         (user, arrival_s, latency_s, quality, decomposed, placements, n_subtasks, attachment_bytes, energy_j, reward,
          failed, fail_reason, redispatched) = episode.finished(q)
-        return self._record(q, user, arrival_s, latency_s, quality, decomposed, placements, n_subtasks, attachment_bytes,
-                            energy_j, reward, failed, fail_reason, redispatched)
+        return {
+            "query_id": q, "user": user, "arrival_s": arrival_s, "latency_s": latency_s, "quality": quality,
+            "reward": reward, "decomposed": decomposed, "placements": placements, "n_subtasks": n_subtasks,
+            "attachment_bytes": attachment_bytes, "deadline_missed": latency_s > self.config.reward.deadline_s,
+            "failed": failed, "fail_reason": fail_reason, "redispatched": redispatched, "energy_j": energy_j,
+        }
 
     def phone_view(self, user: int) -> np.ndarray:
         """What phone ``user`` observes now (the multi-agent interface's per-phone observation, box features).
