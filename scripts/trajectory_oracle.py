@@ -93,17 +93,21 @@ def digest(env: gym.Env, seed: int) -> str:
 
 
 def episode_digests(configs: int, seeds: int, core: str = "auto",
-                    override: dict[str, Any] | None = None) -> tuple[dict[str, str], int]:
+                    override: dict[str, Any] | None = None) -> tuple[dict[str, str], int, set[str]]:
     """The digest of every registered id's first ``seeds`` episodes and of ``configs`` random configs (drawn from
-    a fixed seed), under ``core``; and how many of them ran on the compiled core."""
+    a fixed seed), under ``core``; how many of them ran on the compiled core; and the keys of those with the
+    learned planner (torch's floats)."""
     override = override or {}
     digests: dict[str, str] = {}
     compiled = 0
+    learned: set[str] = set()
     for env_id in sorted(i for i in gym.registry if i.startswith("offload_gym/")):
         for seed in range(seeds):
             env = gym.make(env_id, config=override, core=core) if override else gym.make(env_id, core=core)
             digests[f"{env_id}#{seed}"] = digest(env, seed)
             compiled += env.unwrapped.episode is not None
+            if env.unwrapped.config.planner.kind == "learned":
+                learned.add(f"{env_id}#{seed}")
             env.close()
     rng = np.random.default_rng(20261201)
     for k in range(configs):
@@ -112,7 +116,9 @@ def episode_digests(configs: int, seeds: int, core: str = "auto",
         env = OffloadEnv(config={**cfg, **override}, core=core)
         digests[key] = digest(env, k)
         compiled += env.episode is not None
-    return digests, compiled
+        if env.config.planner.kind == "learned":
+            learned.add(key)
+    return digests, compiled, learned
 
 
 def compact(digests: dict[str, str]) -> dict[str, str]:
@@ -125,19 +131,36 @@ def compact(digests: dict[str, str]) -> dict[str, str]:
 
 
 def platform_key() -> dict[str, Any]:
-    """What exact floats depend on besides this code: numpy's and torch's versions, the machine, and the CPU
-    features numpy dispatches its loops on (its float64 ``exp`` differs in the last bit between them). A
-    recording is compared only where these are the same."""
+    """What exact floats depend on besides this code.
+
+    Every episode: numpy's version (its Generator streams) and the machine type. The CPU's features do not
+    matter: the simulation's ``exp`` and ``log`` are the C library's (``math``, and numba's compiled calls),
+    never numpy's array loops, which have AVX-512 versions that differ in the last bit. Episodes with the
+    learned planner also depend on torch's version and on the kernels it dispatches on
+    (``torch.backends.cpu.get_cpu_capability()``): its matrix products sum in another order under AVX-512 than
+    under AVX2.
+    """
     import platform
 
-    import torch
+    try:
+        import torch
+    except ImportError:
+        torch_version = torch_cpu = None
+    else:
+        torch_version, torch_cpu = torch.__version__, torch.backends.cpu.get_cpu_capability()
+    return {"numpy": np.__version__, "machine": platform.machine(), "torch": torch_version, "torch_cpu": torch_cpu}
 
-    umath: Any = getattr(getattr(np, "_core", None), "_multiarray_umath", None)  # numpy 2 (1.x: np.core's)
-    if umath is None:
-        umath = getattr(getattr(np, "core", None), "_multiarray_umath", None)
-    dispatch, features = getattr(umath, "__cpu_dispatch__", None), getattr(umath, "__cpu_features__", None)
-    return {"numpy": np.__version__, "torch": torch.__version__, "machine": platform.machine(),
-            "numpy_dispatch": sorted(k for k in dispatch if features.get(k)) if dispatch and features else None}
+
+#: the keys of :func:`platform_key` that only the learned planner's episodes depend on
+TORCH_KEYS = ("torch", "torch_cpu")
+
+
+def platform_difference(recorded: dict[str, Any], uses_torch: bool = False) -> str:
+    """Empty where this platform computes a recording's exact floats (``recorded``: its :func:`platform_key`),
+    else which keys differ; ``uses_torch``: the episodes include the learned planner's."""
+    here = platform_key()
+    keys = [k for k in here if uses_torch or k not in TORCH_KEYS]
+    return ", ".join(f"{k} {recorded.get(k)!r} recorded, {here[k]!r} here" for k in keys if recorded.get(k) != here[k])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     override = json.loads(args.override) if args.override else {}
     started = time.perf_counter()
-    digests, compiled = episode_digests(args.configs, args.seeds, args.core, override)
+    digests, compiled, _ = episode_digests(args.configs, args.seeds, args.core, override)
     print(f"{len(digests)} episodes in {time.perf_counter() - started:.1f} s ({compiled} on the compiled core)")
     if args.out:
         with open(args.out, "w") as f:

@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib.util
+import os
+import pickle
+import select
 import signal
 import threading
-from collections.abc import Iterator
-from typing import Any
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TypeVar
 
 import gymnasium as gym
 import numpy as np
 import pytest
 
 import offload_gym  # noqa: F401  (registers the ids)
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 
 
 def deterministic_overrides(**extra: Any) -> dict[str, Any]:
@@ -140,3 +152,74 @@ def time_limit(seconds: float) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0.0)
         signal.signal(signal.SIGALRM, previous)
+
+
+class ChildTraceback(Exception):
+    """The traceback of an exception raised in :func:`guarded`'s child process (its ``__cause__``)."""
+
+
+def guarded(seconds: float, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` in a forked child process: its result (pickled back) or its exception (re-raised,
+    the child's traceback as its cause); :class:`Hang` when it runs past ``seconds`` of wall time (the
+    child is killed)."""
+    __tracebackhide__ = True  # pytest shows the test's line and the child's traceback, not this function
+    if not hasattr(os, "fork"):  # pragma: no cover - POSIX only: a signal, which compiled code does not see
+        with time_limit(seconds):
+            return fn(*args, **kwargs)
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        os.close(read_fd)
+        try:
+            try:
+                payload = pickle.dumps((True, fn(*args, **kwargs), ""))
+            except BaseException as exc:  # every failure goes back to the parent
+                text = traceback.format_exc()
+                try:
+                    payload = pickle.dumps((False, exc, text))
+                except Exception:  # an exception that does not pickle: its text
+                    payload = pickle.dumps((False, RuntimeError(repr(exc)), text))
+            with os.fdopen(write_fd, "wb") as out:
+                out.write(payload)
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + seconds
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([read_fd], [], [], left)[0]:
+                os.kill(pid, signal.SIGKILL)
+                raise Hang(f"still running after {seconds} s (the child process was killed)")
+            chunk = os.read(read_fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(read_fd)
+        os.waitpid(pid, 0)
+    if not chunks:
+        raise RuntimeError("the guarded child process died without a result")
+    ok, value, text = pickle.loads(b"".join(chunks))
+    if ok:
+        return value
+    raise value from ChildTraceback(text)
+
+
+@functools.cache
+def trajectory_oracle() -> ModuleType:
+    """``scripts/trajectory_oracle.py`` (the episode digests, the platform key of the recordings), loaded once."""
+    spec = importlib.util.spec_from_file_location("trajectory_oracle", ROOT / "scripts" / "trajectory_oracle.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def skip_unless_recorded_platform(recording: dict[str, Any], uses_torch: bool = False) -> None:
+    """Skip unless this platform computes the exact floats of ``recording`` (its ``platform``: numpy's version and
+    the machine; torch's version and CPU kernels too where ``uses_torch``, the learned planner's episodes)."""
+    difference = trajectory_oracle().platform_difference(recording["platform"], uses_torch)
+    if difference:
+        pytest.skip(f"the recording's exact floats come from another platform: {difference}")

@@ -5,7 +5,7 @@ subtask order), places the query's items at random usable locations and runs to 
 reads every finished query's time, quality and energy. The Python engine this core replaced gave the same values
 bit for bit on these cases (its test replayed both engines side by side); their sha256 per case is recorded in
 ``tests/data/python_engine_replays.json`` (recorded at commit 26b61a0, where that comparison also held). Besides
-the recording (skipped where numpy or the CPU features differ from it), invariants that need no recording: every
+the recording (skipped where numpy's version or the machine type differ from it), invariants that need no recording: every
 query finishes once, time never goes back, the estimates are finite exactly where a phone can place work, a
 finish is never before its ready time, and the same seed replays the same values.
 """
@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import skip_unless_recorded_platform
 
 pytest.importorskip("numba")
 
@@ -126,11 +127,8 @@ def test_the_compiled_engine_and_estimates_replay_the_python_engines_values(case
     values, decisions = replay(overrides, seed)
     assert decisions >= 60
     assert digest(replay(overrides, seed)[0]) == digest(values)  # the same seed, the same values
-    from test_core_env import _platform_key
-
     recording = json.loads(RECORDING.read_text())
-    if _platform_key() != recording["platform"]:
-        pytest.skip(f"recorded under {recording['platform']}, running under {_platform_key()}")
+    skip_unless_recorded_platform(recording)
     assert digest(values) == recording["digests"][case]
 
 

@@ -4,13 +4,13 @@ growth and compaction of its arrays, pickling, plain-Python runs of its source.
 The Python engine that the core replaced is gone; what it gave for the episodes below is recorded in
 ``tests/data/python_engine_env_trajectories.json`` (the sha256 of :func:`trajectory`'s output per case, recorded
 with :func:`case_digest` on the Python engine at commit 26b61a0). As for ``tests/test_golden_trajectories.py``, the
-comparison skips where numpy, torch or the CPU features differ from the recording's.
+comparison skips where numpy's version or the machine type differ from the recording's (none of these episodes
+runs the learned planner, so torch's floats do not enter).
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import pickle
@@ -22,6 +22,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import skip_unless_recorded_platform
 
 pytest.importorskip("numba")
 
@@ -99,20 +100,10 @@ def case_digest(name: str, core: str = "auto") -> str:
     return hashlib.sha256(repr(trajectory(OffloadEnv(config=config, core=core), seed, steps)).encode()).hexdigest()
 
 
-def _platform_key() -> dict[str, Any]:
-    spec = importlib.util.spec_from_file_location("trajectory_oracle", ROOT / "scripts" / "trajectory_oracle.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.platform_key()
-
-
 def recorded(name: str) -> str:
     """The Python engine's digest of case ``name`` (skips where the platform differs from the recording's)."""
-    pytest.importorskip("torch")
     recording = json.loads(RECORDING.read_text())
-    if _platform_key() != recording["platform"]:
-        pytest.skip(f"recorded under {recording['platform']}, running under {_platform_key()}")
+    skip_unless_recorded_platform(recording)
     return recording["digests"][name]
 
 

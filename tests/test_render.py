@@ -10,6 +10,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import skip_unless_recorded_platform
 from gymnasium.utils.env_checker import check_env
 
 import offload_gym  # noqa: F401 - registers the ids
@@ -364,8 +365,5 @@ def test_the_renderers_draw_the_python_engines_recorded_scenes(index: int) -> No
     assert sc is not None and sc.decision is None  # the final step: nothing pending
     env.close()
     recording = json.loads((Path(__file__).parent / "data" / "python_engine_env_trajectories.json").read_text())
-    from test_core_env import _platform_key
-
-    if _platform_key() != recording["platform"]:
-        pytest.skip(f"recorded under {recording['platform']}, running under {_platform_key()}")
+    skip_unless_recorded_platform(recording)
     assert digest == recording["scenes"][index]

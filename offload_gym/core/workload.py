@@ -26,6 +26,7 @@ operations are IEEE double operations in the Python code's order (``(b + offset)
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -198,9 +199,12 @@ def _draw_pass(seeds: np.ndarray, p: np.ndarray, count_cdf: np.ndarray, structur
 
 
 @njit
-def _finish_pass(p: np.ndarray, exps: np.ndarray, attached: np.ndarray, trace_prompt: np.ndarray,
+def _finish_pass(p: np.ndarray, exp_args: np.ndarray, attached: np.ndarray, trace_prompt: np.ndarray,
                  trace_answer: np.ndarray, wl_f: np.ndarray, wl_sub: np.ndarray, wl_k: np.ndarray) -> None:
-    """The lengths from the ``exp`` values: ``max(1, round(median * exp(.)))`` and the predictions' multipliers.
+    """The lengths from the ``exp`` arguments: ``max(1, round(median * exp(.)))`` and the predictions' multipliers.
+
+    ``math.exp`` is the C library's, the same on every x86-64 CPU; numpy's array ``exp`` has an AVX-512 loop whose
+    last bits differ from it, so a seed's episode would depend on the CPU it ran on.
 
     ``trace_prompt``/``trace_answer``: empty, or the replayed lengths that replace the drawn ones."""
     prompt_median, answer_median = p[_P_PROMPT_MEDIAN], p[_P_ANSWER_MEDIAN]
@@ -211,18 +215,20 @@ def _finish_pass(p: np.ndarray, exps: np.ndarray, attached: np.ndarray, trace_pr
         if has_trace:
             prompt, answer = float(trace_prompt[q]), float(trace_answer[q])
         else:
-            prompt = prompt_fixed if p[_P_PROMPT_SIGMA] == 0.0 else max(1.0, np.rint(prompt_median * exps[q, _E_PROMPT]))
-            answer = answer_fixed if p[_P_ANSWER_SIGMA] == 0.0 else max(1.0, np.rint(answer_median * exps[q, _E_ANSWER]))
+            prompt = (prompt_fixed if p[_P_PROMPT_SIGMA] == 0.0
+                      else max(1.0, np.rint(prompt_median * math.exp(exp_args[q, _E_PROMPT]))))
+            answer = (answer_fixed if p[_P_ANSWER_SIGMA] == 0.0
+                      else max(1.0, np.rint(answer_median * math.exp(exp_args[q, _E_ANSWER]))))
         wl_f[q, WF_PROMPT], wl_f[q, WF_ANSWER] = prompt, answer
         if attached[q]:
-            wl_f[q, WF_ATTACHMENT] = max(np.rint(p[_P_ATTACHMENT_MEDIAN] * exps[q, _E_ATTACHMENT]), 1.0)
+            wl_f[q, WF_ATTACHMENT] = max(np.rint(p[_P_ATTACHMENT_MEDIAN] * math.exp(exp_args[q, _E_ATTACHMENT])), 1.0)
         k = wl_k[q]
         out = max(1.0, np.rint(p[_P_INFLATION] * answer / k))
-        wl_f[q, WF_PRED_ANSWER] = answer * exps[q, _E_MULT]
-        wl_f[q, WF_PRED_AGG_OUTPUT] = p[_P_AGG_OUTPUT] * exps[q, _E_MULT + 1]
+        wl_f[q, WF_PRED_ANSWER] = answer * math.exp(exp_args[q, _E_MULT])
+        wl_f[q, WF_PRED_AGG_OUTPUT] = p[_P_AGG_OUTPUT] * math.exp(exp_args[q, _E_MULT + 1])
         for j in range(k):
             wl_sub[q, j, WS_OUTPUT] = out
-            wl_sub[q, j, WS_PRED_OUTPUT] = out * exps[q, _E_MULT + 2 + j]
+            wl_sub[q, j, WS_PRED_OUTPUT] = out * math.exp(exp_args[q, _E_MULT + 2 + j])
 
 
 def draw_block(seeds: np.ndarray, params: SyntheticParams, prompt_tokens: np.ndarray | None = None,
@@ -256,7 +262,7 @@ def draw_block(seeds: np.ndarray, params: SyntheticParams, prompt_tokens: np.nda
     with np.errstate(over="ignore"):
         _draw_pass(seeds.astype(np.uint64), params.values, params.count_cdf, params.structure_cdf, block.wl_f,
                    block.wl_sub, block.wl_deps, block.wl_k, block.wl_structure, exp_args, attached)
-    _finish_pass(params.values, np.exp(exp_args), attached, trace_prompt, trace_answer, block.wl_f, block.wl_sub,
+    _finish_pass(params.values, exp_args, attached, trace_prompt, trace_answer, block.wl_f, block.wl_sub,
                  block.wl_k)
     return block
 

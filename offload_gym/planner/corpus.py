@@ -15,6 +15,7 @@ of each target is never shown in the text, so prediction is not trivial.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -339,7 +340,7 @@ def _length_request(rng: np.random.Generator, level: int, answer_tokens: int) ->
     """A sentence hinting at the answer length: a word count (30 %), a phrase (55 %) or nothing."""
     u = rng.random()
     if u < 0.3:
-        words = max(10, round(answer_tokens * 0.75 * float(np.exp(rng.normal(0.0, 0.15))) / 10.0) * 10)
+        words = max(10, round(answer_tokens * 0.75 * math.exp(float(rng.normal(0.0, 0.15))) / 10.0) * 10)
         return _pick(rng, ("Use about {n} words.", "Aim for roughly {n} words.", "Keep it near {n} words.")).format(
             n=words
         )
@@ -390,24 +391,24 @@ def generate_query(rng: np.random.Generator) -> CorpusQuery:
 
     request_log = float(rng.normal(0.0, _ANSWER_REQUEST_SIGMA_LOG))
     log_answer = (
-        np.log(ANSWER_MEDIAN_TOKENS)
+        math.log(ANSWER_MEDIAN_TOKENS)
         + _ANSWER_LOG_OFFSET[t_idx]
         + _ANSWER_K_SLOPE * (k - _K_MEAN)
         + request_log
         + rng.normal(0.0, _ANSWER_NOISE_SIGMA_LOG)
     )
-    answer_tokens = max(1, round(float(np.exp(log_answer))))
+    answer_tokens = max(1, round(math.exp(log_answer)))
     length_level = int(np.clip(np.rint(request_log / 0.35), -2, 2))
 
     # Per-subtask share of the output: a signalled part (item length cue) and a hidden part.
     share_signal = rng.normal(0.0, 0.3, size=k)
     share_log = share_signal + rng.normal(0.0, 0.15, size=k)
-    shares = np.exp(share_log)
+    shares = np.array([math.exp(x) for x in share_log.tolist()])
     shares = shares / shares.mean()
     sub_out = np.maximum(1, np.rint(SUBTASK_INFLATION * answer_tokens / k * shares)).astype(int)
 
-    log_prompt = np.log(PROMPT_MEDIAN_TOKENS) + _PROMPT_LOG_OFFSET[t_idx] + rng.normal(0.0, _PROMPT_SIGMA)
-    prompt_tokens = max(8, round(float(np.exp(log_prompt))))
+    log_prompt = math.log(PROMPT_MEDIAN_TOKENS) + _PROMPT_LOG_OFFSET[t_idx] + rng.normal(0.0, _PROMPT_SIGMA)
+    prompt_tokens = max(8, round(math.exp(float(log_prompt))))
 
     n_listed = _listed_count(rng, k)
     sentences: list[str] = []

@@ -12,6 +12,7 @@ the scheduler sees. The aggregation step's size and difficulty are the configure
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,8 +46,8 @@ def predict(spec: QuerySpec, planner: PlannerConfig, workload: WorkloadConfig, r
     z_b = rng.standard_normal(k + 2)
     s_len = planner.length_noise_sigma if planner.kind == "noisy-oracle" else 0.0
     s_b = planner.difficulty_noise_sigma if planner.kind == "noisy-oracle" else 0.0
-    # np.exp on the array (its floats, not math.exp's); then plain floats: the same IEEE operations, cheaper
-    mult = np.exp(s_len * z_len).tolist()
+    # math.exp (the C library's): numpy's array exp has an AVX-512 loop whose last bits differ, by CPU
+    mult = [math.exp(s_len * z) for z in z_len.tolist()]
     zb = z_b.tolist()
     return Prediction(
         difficulty=spec.difficulty + s_b * zb[0],

@@ -7,6 +7,7 @@ the seed only, never on the actions taken: every policy meets the same queries f
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -42,7 +43,7 @@ class QuerySpec:
 def _lognormal_tokens(rng: np.random.Generator, median: float, sigma: float) -> int:
     if sigma == 0.0:
         return max(1, round(median))
-    return max(1, round(median * float(np.exp(sigma * rng.standard_normal()))))
+    return max(1, round(median * math.exp(sigma * float(rng.standard_normal()))))
 
 
 def make_deps(structure: int, n_subtasks: int, rng: np.random.Generator) -> tuple[tuple[int, ...], ...]:
@@ -90,7 +91,7 @@ def draw_query(cfg: WorkloadConfig, rng: np.random.Generator, prompt_tokens: int
     difficulty = cfg.difficulty_mean + cfg.difficulty_std * float(rng.standard_normal())
     attachment = 0.0
     if rng.random() < cfg.attachment_prob:
-        size = cfg.attachment_bytes_median * np.exp(cfg.attachment_bytes_sigma * rng.standard_normal())
+        size = cfg.attachment_bytes_median * math.exp(cfg.attachment_bytes_sigma * float(rng.standard_normal()))
         attachment = max(float(round(size)), 1.0)
     n_subtasks = 1 + _categorical(cfg.subtask_count_probs, rng)
     structure = _categorical(cfg.structure_probs, rng)
@@ -109,7 +110,7 @@ def draw_query(cfg: WorkloadConfig, rng: np.random.Generator, prompt_tokens: int
 def _draw_attachment(cfg: WorkloadConfig, rng: np.random.Generator) -> float:
     if rng.random() >= cfg.attachment_prob:
         return 0.0
-    size = cfg.attachment_bytes_median * np.exp(cfg.attachment_bytes_sigma * rng.standard_normal())
+    size = cfg.attachment_bytes_median * math.exp(cfg.attachment_bytes_sigma * float(rng.standard_normal()))
     return max(float(round(size)), 1.0)
 
 
