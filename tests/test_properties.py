@@ -14,7 +14,7 @@ policy. At every step and at episode end it checks the Gymnasium contract (the e
 * each query finishes within the step that reports it (between the previous decision's time and this one's);
 * the episode's counters (arrivals, finishes, summary, fault counts, metrics) agree with the records.
 
-Each episode runs in a forked child process under a wall-clock limit (``test_reliability.guarded``): a livelock
+Each episode runs in a forked child process under a wall-clock limit (``conftest.guarded``): a livelock
 inside the compiled core never returns to the interpreter, so only killing the process can stop it.
 
 The default profile runs a few dozen scenarios per driver (the file in well under a minute); the
@@ -32,9 +32,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import guarded
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_reliability import guarded
 
 import offload_gym  # noqa: F401  (registers the ids)
 from offload_gym.config import ScenarioConfig

@@ -1,27 +1,22 @@
 """Regressions of issue 15: hangs at large or extreme times, redispatch counting, merged outages,
 zero-byte messages and the episode's bounded memory.
 
-Every test that could hang runs under a wall-clock guard: :func:`guarded` runs it in a forked child process and
-kills it after its limit (a loop inside the compiled core never returns to the interpreter, so a signal such as
-:func:`conftest.time_limit`'s cannot interrupt it); where ``fork`` is missing it falls back to ``time_limit``.
+Every test that could hang runs under a wall-clock guard: :func:`conftest.guarded` runs it in a forked child
+process and kills it after its limit (a loop inside the compiled core never returns to the interpreter, so a
+signal such as :func:`conftest.time_limit`'s cannot interrupt it).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import pickle
-import select
-import signal
 import time
-import traceback
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pytest
-from conftest import Hang, time_limit
+from conftest import ChildTraceback, Hang, guarded
 
 from offload_gym import OffloadEnv
 from offload_gym.config import ConfigError, ScenarioConfig, make_config
@@ -33,60 +28,6 @@ from offload_gym.sim.setup import merged_outages
 from offload_gym.sim.wifi import dcf_saturation
 
 GUARD_S = 10.0
-T = TypeVar("T")
-
-
-class ChildTraceback(Exception):
-    """The traceback of an exception raised in :func:`guarded`'s child process (its ``__cause__``)."""
-
-
-def guarded(seconds: float, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """``fn(*args, **kwargs)`` in a forked child process: its result (pickled back) or its exception (re-raised,
-    the child's traceback as its cause); :class:`conftest.Hang` when it runs past ``seconds`` of wall time (the
-    child is killed)."""
-    __tracebackhide__ = True  # pytest shows the test's line and the child's traceback, not this function
-    if not hasattr(os, "fork"):  # pragma: no cover - POSIX only: a signal, which compiled code does not see
-        with time_limit(seconds):
-            return fn(*args, **kwargs)
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into pytest
-        os.close(read_fd)
-        try:
-            try:
-                payload = pickle.dumps((True, fn(*args, **kwargs), ""))
-            except BaseException as exc:  # every failure goes back to the parent
-                text = traceback.format_exc()
-                try:
-                    payload = pickle.dumps((False, exc, text))
-                except Exception:  # an exception that does not pickle: its text
-                    payload = pickle.dumps((False, RuntimeError(repr(exc)), text))
-            with os.fdopen(write_fd, "wb") as out:
-                out.write(payload)
-        finally:
-            os._exit(0)
-    os.close(write_fd)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + seconds
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([read_fd], [], [], left)[0]:
-                os.kill(pid, signal.SIGKILL)
-                raise Hang(f"still running after {seconds} s (the child process was killed)")
-            chunk = os.read(read_fd, 1 << 20)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(read_fd)
-        os.waitpid(pid, 0)
-    if not chunks:
-        raise RuntimeError("the guarded child process died without a result")
-    ok, value, text = pickle.loads(b"".join(chunks))
-    if ok:
-        return value
-    raise value from ChildTraceback(text)
 
 
 def own_edge_action(env: OffloadEnv, obs: np.ndarray, info: dict[str, Any]) -> int:
