@@ -24,7 +24,8 @@ import numpy as np
 
 from offload_gym.core._jit import njit, njit_inline
 
-__all__ = ["EPS_TOKENS", "decode_rate_table", "edge_finish_arrays", "project_batch_finish_arrays"]
+__all__ = ["EPS_TOKENS", "decode_rate_table", "edge_finish_arrays", "pack_edge", "project_batch_finish_arrays",
+           "project_packed"]
 
 #: a stream whose end is within this many tokens of the batch's progress has ended (``estimates._EPS_TOKENS``)
 EPS_TOKENS = 1e-9
@@ -225,15 +226,19 @@ def _heapify3(k: np.ndarray, u: np.ndarray, v: np.ndarray, n: int) -> None:
 
 # ----------------------------------------------------------------------------------------- sort
 @njit
-def _lt4(t: np.ndarray, kind: np.ndarray, dec: np.ndarray, tgt: np.ndarray, i: int, j: int) -> bool:
-    """Item ``i`` < item ``j``, compared as Python compares the tuples ``(t, kind, dec, tgt)``."""
-    if t[i] != t[j]:
-        return t[i] < t[j]
-    if kind[i] != kind[j]:
-        return kind[i] < kind[j]
-    if dec[i] != dec[j]:
-        return dec[i] < dec[j]
-    return tgt[i] < tgt[j]
+def _lt4(t_i: float, kind_i: float, dec_i: float, tgt_i: float, t_j: float, kind_j: float, dec_j: float,
+         tgt_j: float) -> bool:
+    """``(t_i, kind_i, dec_i, tgt_i) < (t_j, kind_j, dec_j, tgt_j)`` as Python compares tuples.
+
+    Floats, not the arrays and two indices: a compiled call that takes arrays costs two atomic reference counts
+    per array (about 20 ns a call with four), and the sort makes one per comparison."""
+    if t_i != t_j:
+        return t_i < t_j
+    if kind_i != kind_j:
+        return kind_i < kind_j
+    if dec_i != dec_j:
+        return dec_i < dec_j
+    return tgt_i < tgt_j
 
 
 @njit
@@ -250,7 +255,8 @@ def _stable_order(t: np.ndarray, kind: np.ndarray, dec: np.ndarray, tgt: np.ndar
         for i in range(lo + 1, hi):
             x = idx[i]
             m = i
-            while m > lo and _lt4(t, kind, dec, tgt, x, idx[m - 1]):
+            while m > lo and _lt4(t[x], kind[x], dec[x], tgt[x],
+                                  t[idx[m - 1]], kind[idx[m - 1]], dec[idx[m - 1]], tgt[idx[m - 1]]):
                 idx[m] = idx[m - 1]
                 m -= 1
             idx[m] = x
@@ -261,7 +267,8 @@ def _stable_order(t: np.ndarray, kind: np.ndarray, dec: np.ndarray, tgt: np.ndar
             hi = min(lo + 2 * width, n)
             i, j, m = lo, mid, lo
             while i < mid and j < hi:
-                if _lt4(t, kind, dec, tgt, idx[j], idx[i]):  # the right run's item only when strictly smaller: stable
+                a, b = idx[j], idx[i]  # the right run's item first only when strictly smaller: stable
+                if _lt4(t[a], kind[a], dec[a], tgt[a], t[b], kind[b], dec[b], tgt[b]):
                     tmp[m] = idx[j]
                     j += 1
                 else:
@@ -331,17 +338,17 @@ def _roomy_loop(now: float, r1: float, kappa: float, batch: int, order: np.ndarr
 
 
 @njit
-def _project_roomy(now: float, r1: float, kappa: float, prefill_end_s: np.ndarray, prefill_dec: np.ndarray,
-                   decoding_rem: np.ndarray, pend_ready_s: np.ndarray, pend_prefill_s: np.ndarray,
-                   pend_dec: np.ndarray, target: int) -> float:
+def _roomy_packed(now: float, r1: float, kappa: float, x: np.ndarray, n_pre: int, n_dec: int, n_pend: int,
+                  target: int) -> float:
     """``estimates._project_roomy``: the fixed events (``_fixed_events``) sorted, then the roomy loop.
 
     The event fields (kind 0 = admission, 1 = prefill end; is target 0 or 1, as floats) and the decoding heap
     are slices of one buffer: allocations are most of the cost of a small projection.
     """
-    n_pre = prefill_end_s.shape[0]
-    n_dec = decoding_rem.shape[0]
-    n_pend = pend_ready_s.shape[0]
+    dr = 2 * n_pre  # the offsets in x (:func:`_pack`): decoding remainders; pending ready, prefill s, decode
+    pr = dr + n_dec
+    pp = pr + n_pend
+    pc = pp + n_pend
     n_streams = n_pre + n_dec + n_pend
     size = n_pre + 2 * n_pend
     buf = np.empty(4 * size + n_streams)
@@ -349,48 +356,48 @@ def _project_roomy(now: float, r1: float, kappa: float, prefill_end_s: np.ndarra
     dheap = buf[4 * size:]
     k = 0
     for i in range(n_pre):
-        t[k] = prefill_end_s[i]
+        t[k] = x[i]
         kind[k] = 1.0
-        dec[k] = prefill_dec[i]
+        dec[k] = x[n_pre + i]
         tgt[k] = 0.0
         k += 1
     admitted_now = 0
     for i in range(n_pend):
-        if pend_ready_s[i] <= now:
+        if x[pr + i] <= now:
             admitted_now += 1
-            t[k] = now + pend_prefill_s[i]
+            t[k] = now + x[pp + i]
         else:
-            t[k] = pend_ready_s[i]
+            t[k] = x[pr + i]
             kind[k] = 0.0
             dec[k] = 0.0
             tgt[k] = 0.0
             k += 1
-            t[k] = pend_ready_s[i] + pend_prefill_s[i]
+            t[k] = x[pr + i] + x[pp + i]
         kind[k] = 1.0
-        dec[k] = pend_dec[i]
+        dec[k] = x[pc + i]
         tgt[k] = 1.0 if i == target else 0.0
         k += 1
     order = _stable_order(t, kind, dec, tgt, k, np.empty(2 * k, dtype=np.int64))
     for i in range(n_dec):
-        dheap[i] = decoding_rem[i]
+        dheap[i] = x[dr + i]
     _heapify1(dheap, n_dec)
     return _roomy_loop(now, r1, kappa, n_pre + n_dec + admitted_now, order, t, kind, dec, tgt, dheap, n_dec)
 
 
 # ---------------------------------------------------------------------------------- general path
 @njit
-def _project_general(now: float, r1: float, kappa: float, max_batch: int, prefill_end_s: np.ndarray,
-                     prefill_dec: np.ndarray, decoding_rem: np.ndarray, pend_ready_s: np.ndarray,
-                     pend_prefill_s: np.ndarray, pend_dec: np.ndarray, target: int) -> float:
+def _general_packed(now: float, r1: float, kappa: float, max_batch: int, x: np.ndarray, n_pre: int, n_dec: int,
+                    n_pend: int, target: int) -> float:
     """``estimates._project_general``: FIFO admission among the ready streams when the batch may fill up.
 
     Heaps of ``(end progress, index)`` (decoding), ``(prefill end, decode tokens, index)`` (prefilling) and
     ``index`` (ready, not admitted), all slices of one buffer. The not-ready heap of unique ``(ready time,
     index)`` pops in sorted order, so it is that order (a stable sort on the ready time) walked by position.
     """
-    n_pre = prefill_end_s.shape[0]
-    n_dec = decoding_rem.shape[0]
-    n_pend = pend_ready_s.shape[0]
+    dr = 2 * n_pre  # the offsets in x (:func:`_pack`): decoding remainders; pending ready, prefill s, decode
+    pr = dr + n_dec
+    pp = pr + n_pend
+    pc = pp + n_pend
     n_all = n_pre + n_dec + n_pend
     n_p = n_pre + n_pend
     buf = np.empty(2 * n_all + 3 * n_p + 2 * n_pend)
@@ -400,20 +407,20 @@ def _project_general(now: float, r1: float, kappa: float, max_batch: int, prefil
     o += 3 * n_p
     ready, zeros = buf[o:o + n_pend], buf[o + n_pend:o + 2 * n_pend]
     for i in range(n_dec):
-        d_key[i] = decoding_rem[i]
+        d_key[i] = x[dr + i]
         d_idx[i] = -1.0
     nd = n_dec
     _heapify2(d_key, d_idx, nd)
     for i in range(n_pre):
-        p_end[i] = prefill_end_s[i]
-        p_dec[i] = prefill_dec[i]
+        p_end[i] = x[i]
+        p_dec[i] = x[n_pre + i]
         p_idx[i] = -1.0
     npf = n_pre
     _heapify3(p_end, p_dec, p_idx, npf)
     for i in range(len(zeros)):
         zeros[i] = 0.0
     # ties by index, as (ready, index) tuples compare
-    later = _stable_order(pend_ready_s, zeros, zeros, zeros, n_pend, np.empty(2 * n_pend, dtype=np.int64))
+    later = _stable_order(x[pr:pp], zeros, zeros, zeros, n_pend, np.empty(2 * n_pend, dtype=np.int64))
     pos = 0
     nr = 0
     batch = nd + npf
@@ -424,16 +431,16 @@ def _project_general(now: float, r1: float, kappa: float, max_batch: int, prefil
     while True:
         next_ready = inf
         if batch < max_batch and (pos < n_pend or nr > 0):
-            while pos < n_pend and pend_ready_s[later[pos]] <= t:
+            while pos < n_pend and x[pr + later[pos]] <= t:
                 nr = _push1(ready, nr, float(later[pos]))
                 pos += 1
             while nr > 0 and batch < max_batch:
                 idx = int(ready[0])
                 nr = _pop1(ready, nr)
                 batch += 1
-                npf = _push3(p_end, p_dec, p_idx, npf, t + pend_prefill_s[idx], pend_dec[idx], float(idx))
+                npf = _push3(p_end, p_dec, p_idx, npf, t + x[pp + idx], x[pc + idx], float(idx))
             if batch < max_batch and pos < n_pend:
-                next_ready = pend_ready_s[later[pos]]
+                next_ready = x[pr + later[pos]]
         t_next = next_ready
         stalled = False
         if nd > 0:
@@ -464,7 +471,57 @@ def _project_general(now: float, r1: float, kappa: float, max_batch: int, prefil
                 return t
 
 
+@njit
+def _pack(prefill_end_s: np.ndarray, prefill_dec: np.ndarray, decoding_rem: np.ndarray, pend_ready_s: np.ndarray,
+          pend_prefill_s: np.ndarray, pend_dec: np.ndarray) -> np.ndarray:
+    """The six stream arrays in one: prefill ends, their decode tokens, decoding remainders, pending ready times,
+    prefill seconds and decode tokens, one after another. The projections take this one array and the counts,
+    not six: a compiled call costs two atomic reference counts per array argument (and a slice one more)."""
+    n_pre, n_dec, n_pend = prefill_end_s.shape[0], decoding_rem.shape[0], pend_ready_s.shape[0]
+    x = np.empty(2 * n_pre + n_dec + 3 * n_pend)
+    for i in range(n_pre):
+        x[i] = prefill_end_s[i]
+        x[n_pre + i] = prefill_dec[i]
+    for i in range(n_dec):
+        x[2 * n_pre + i] = decoding_rem[i]
+    o = 2 * n_pre + n_dec
+    for i in range(n_pend):
+        x[o + i] = pend_ready_s[i]
+        x[o + n_pend + i] = pend_prefill_s[i]
+        x[o + 2 * n_pend + i] = pend_dec[i]
+    return x
+
+
+@njit
+def _project_roomy(now: float, r1: float, kappa: float, prefill_end_s: np.ndarray, prefill_dec: np.ndarray,
+                   decoding_rem: np.ndarray, pend_ready_s: np.ndarray, pend_prefill_s: np.ndarray,
+                   pend_dec: np.ndarray, target: int) -> float:
+    """:func:`_roomy_packed` of the six stream arrays."""
+    return _roomy_packed(now, r1, kappa, _pack(prefill_end_s, prefill_dec, decoding_rem, pend_ready_s,
+                                               pend_prefill_s, pend_dec),
+                         prefill_end_s.shape[0], decoding_rem.shape[0], pend_ready_s.shape[0], target)
+
+
+@njit
+def _project_general(now: float, r1: float, kappa: float, max_batch: int, prefill_end_s: np.ndarray,
+                     prefill_dec: np.ndarray, decoding_rem: np.ndarray, pend_ready_s: np.ndarray,
+                     pend_prefill_s: np.ndarray, pend_dec: np.ndarray, target: int) -> float:
+    """:func:`_general_packed` of the six stream arrays."""
+    return _general_packed(now, r1, kappa, max_batch, _pack(prefill_end_s, prefill_dec, decoding_rem, pend_ready_s,
+                                                            pend_prefill_s, pend_dec),
+                           prefill_end_s.shape[0], decoding_rem.shape[0], pend_ready_s.shape[0], target)
+
+
 # ------------------------------------------------------------------------------------ entry points
+@njit
+def project_packed(now: float, r1: float, kappa: float, max_batch: int, x: np.ndarray, n_pre: int, n_dec: int,
+                   n_pend: int, target: int) -> float:
+    """:func:`project_batch_finish_arrays` of the streams packed in ``x`` (:func:`_pack`'s layout)."""
+    if n_pre + n_dec + n_pend <= max_batch:
+        return _roomy_packed(now, r1, kappa, x, n_pre, n_dec, n_pend, target)
+    return _general_packed(now, r1, kappa, max_batch, x, n_pre, n_dec, n_pend, target)
+
+
 @njit_inline
 def project_batch_finish_arrays(now: float, r1: float, kappa: float, max_batch: int, prefill_end_s: np.ndarray,
                                 prefill_dec: np.ndarray, decoding_rem: np.ndarray, pend_ready_s: np.ndarray,
@@ -472,31 +529,59 @@ def project_batch_finish_arrays(now: float, r1: float, kappa: float, max_batch: 
     """Finish time of pending stream ``target``: ``estimates.project_batch_finish`` with ``prefilling`` as
     ``(prefill_end_s, prefill_dec)``, ``decoding`` as ``decoding_rem`` and ``pending`` as ``(pend_ready_s,
     pend_prefill_s, pend_dec)`` (float64 arrays), the same float, on the same path."""
-    if prefill_end_s.shape[0] + decoding_rem.shape[0] + pend_ready_s.shape[0] <= max_batch:
-        return _project_roomy(now, r1, kappa, prefill_end_s, prefill_dec, decoding_rem, pend_ready_s,
-                              pend_prefill_s, pend_dec, target)
-    return _project_general(now, r1, kappa, max_batch, prefill_end_s, prefill_dec, decoding_rem, pend_ready_s,
-                            pend_prefill_s, pend_dec, target)
+    return project_packed(now, r1, kappa, max_batch, _pack(prefill_end_s, prefill_dec, decoding_rem, pend_ready_s,
+                                                           pend_prefill_s, pend_dec),
+                          prefill_end_s.shape[0], decoding_rem.shape[0], pend_ready_s.shape[0], target)
 
 
-@njit_inline
+@njit
+def pack_edge(run: np.ndarray, pend: np.ndarray, extra: np.ndarray, e: int, n_pre: int, n_dec: int, n_pend: int,
+              n_extra: int, ready_s: float, prefill_s: float, decode_tokens: float) -> np.ndarray:
+    """Edge ``e``'s streams in :func:`_pack`'s layout: its snapshot (``run[e]``: prefill ends, their decode
+    tokens, decoding remainders; ``pend[e]``: its FIFO's ready times, prefill seconds, decode tokens), then the
+    plan's ``extra[e]`` streams and the new stream last in the FIFO. Read from the rows, not from slices of them
+    (each slice costs reference counts)."""
+    n = n_pend + n_extra + 1
+    x = np.empty(2 * n_pre + n_dec + 3 * n)
+    for i in range(n_pre):
+        x[i] = run[e, 0, i]
+        x[n_pre + i] = run[e, 1, i]
+    for i in range(n_dec):
+        x[2 * n_pre + i] = run[e, 2, i]
+    o = 2 * n_pre + n_dec
+    for i in range(n_pend):
+        x[o + i] = pend[e, 0, i]
+        x[o + n + i] = pend[e, 1, i]
+        x[o + 2 * n + i] = pend[e, 2, i]
+    for i in range(n_extra):
+        x[o + n_pend + i] = extra[e, 0, i]
+        x[o + n + n_pend + i] = extra[e, 1, i]
+        x[o + 2 * n + n_pend + i] = extra[e, 2, i]
+    x[o + n - 1] = ready_s
+    x[o + 2 * n - 1] = prefill_s
+    x[o + 3 * n - 1] = decode_tokens
+    return x
+
+
+def _rows(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Three equally long arrays as the rows of one ``(1, 3, n)`` array (edge 0 of :func:`pack_edge`)."""
+    out = np.zeros((1, 3, max(a.shape[0], 1)))
+    out[0, 0, :a.shape[0]], out[0, 1, :a.shape[0]], out[0, 2, :a.shape[0]] = a, b, c
+    return out
+
+
 def edge_finish_arrays(now: float, r1: float, kappa: float, max_batch: int, prefill_end_s: np.ndarray,
                        prefill_dec: np.ndarray, decoding_rem: np.ndarray, pend_ready_s: np.ndarray,
                        pend_prefill_s: np.ndarray, pend_dec: np.ndarray, extra_ready_s: np.ndarray,
                        extra_prefill_s: np.ndarray, extra_dec: np.ndarray, ready_s: float, prefill_s: float,
                        decode_tokens: float) -> float:
-    """A new stream placed after an edge's snapshot (its prefilling, decoding and
-    pending streams) and the plan's ``extra`` ones, projected over the whole FIFO with the new stream the target."""
-    n_pend = pend_ready_s.shape[0]
-    n = n_pend + extra_ready_s.shape[0] + 1
-    fifo = np.empty(3 * n)  # one allocation, not three (an estimate makes a few per decision)
-    ready, prefill, dec = fifo[:n], fifo[n:2 * n], fifo[2 * n:]
-    for i in range(n_pend):
-        ready[i], prefill[i], dec[i] = pend_ready_s[i], pend_prefill_s[i], pend_dec[i]
-    for i in range(n - 1 - n_pend):
-        ready[n_pend + i], prefill[n_pend + i], dec[n_pend + i] = extra_ready_s[i], extra_prefill_s[i], extra_dec[i]
-    ready[n - 1] = ready_s
-    prefill[n - 1] = prefill_s
-    dec[n - 1] = decode_tokens
-    return project_batch_finish_arrays(now, r1, kappa, max_batch, prefill_end_s, prefill_dec, decoding_rem, ready,
-                                       prefill, dec, n - 1)
+    """A new stream placed after an edge's snapshot (its prefilling, decoding and pending streams) and the plan's
+    ``extra`` ones, projected over the whole FIFO with the new stream the target: the estimates' edge form
+    (``estimates._edge_finish``, the same :func:`pack_edge` and :func:`project_packed`) on plain arrays."""
+    n_pre, n_dec = prefill_end_s.shape[0], decoding_rem.shape[0]
+    run = np.zeros((1, 3, max(n_pre, n_dec, 1)))
+    run[0, 0, :n_pre], run[0, 1, :n_pre], run[0, 2, :n_dec] = prefill_end_s, prefill_dec, decoding_rem
+    n_pend, n_extra = pend_ready_s.shape[0], extra_ready_s.shape[0]
+    x = pack_edge(run, _rows(pend_ready_s, pend_prefill_s, pend_dec), _rows(extra_ready_s, extra_prefill_s, extra_dec),
+                  0, n_pre, n_dec, n_pend, n_extra, ready_s, prefill_s, decode_tokens)
+    return project_packed(now, r1, kappa, max_batch, x, n_pre, n_dec, n_pend + n_extra + 1, n_pend + n_extra)

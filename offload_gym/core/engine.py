@@ -132,8 +132,10 @@ def pmin(a: float, b: float) -> float:
 # (time, seq) tuples does; an array, not a typed list, because a typed list's item access costs a call and
 # reference counts (measured: a fifth of the core's reference counting).
 @njit
-def _event_before(ev: np.ndarray, i: int, time: float, seq: float) -> bool:
-    return ev[i, 0] < time or (ev[i, 0] == time and ev[i, 1] < seq)
+def _event_before(time_i: float, seq_i: float, time: float, seq: float) -> bool:
+    """``(time_i, seq_i) < (time, seq)`` (floats, not the heap and a row: a compiled call that takes an array
+    costs two atomic reference counts, and the heap makes one per level)."""
+    return time_i < time or (time_i == time and seq_i < seq)
 
 
 @njit
@@ -153,7 +155,7 @@ def _push(S: Any, time: float, kind: int, a: int, b: int) -> None:
     pos = n
     while pos > 0:
         parent = (pos - 1) >> 1
-        if not _event_before(ev, parent, time, seq):
+        if not _event_before(ev[parent, 0], ev[parent, 1], time, seq):
             for c in range(5):
                 ev[pos, c] = ev[parent, c]
             pos = parent
@@ -178,9 +180,9 @@ def _pop_event(S: Any) -> tuple[float, int, int, int]:
         child = 2 * pos + 1
         if child >= n:
             break
-        if child + 1 < n and _event_before(ev, child + 1, ev[child, 0], ev[child, 1]):
+        if child + 1 < n and _event_before(ev[child + 1, 0], ev[child + 1, 1], ev[child, 0], ev[child, 1]):
             child += 1
-        if _event_before(ev, child, lt, ls):
+        if _event_before(ev[child, 0], ev[child, 1], lt, ls):
             for c in range(5):
                 ev[pos, c] = ev[child, c]
             pos = child

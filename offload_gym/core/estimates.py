@@ -2,7 +2,7 @@
 
 The formulation of the Python estimator the core replaced, in the same floating-point order, but without its
 per-state caches and checkpointed projections: compiled, the plain projection of each edge's FIFO
-(:func:`offload_gym.core.batch.edge_finish_arrays`) is cheap enough. ``tests/test_core_engine.py`` checks every
+(:func:`offload_gym.core.batch.project_packed`) is cheap enough. ``tests/test_core_engine.py`` checks every
 estimate of replayed episodes against the Python estimator's recorded values, and the observations that carry
 them are checked in ``tests/test_golden_trajectories.py``.
 
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from offload_gym.core._jit import njit, njit_inline
-from offload_gym.core.batch import edge_finish_arrays
+from offload_gym.core.batch import pack_edge, project_packed
 from offload_gym.core.engine import (
     CF_CONTEXT,
     CF_EDGE_ABILITY,
@@ -174,11 +174,9 @@ def _edge_finish(S: Any, e: int, ready_s: float, prefill_s: float, decode_tokens
     n_extra = ex_n[e]
     if n_pref + n_dec + n_pend == 0 and n_extra == 0:
         return ready_s + prefill_s + decode_tokens / cf[CF_EDGE_DECODE]  # idle: prefill, then decode alone
-    run, pend = S.snap_run, S.snap_pend
-    return edge_finish_arrays(gf[GF_NOW], cf[CF_EDGE_DECODE], cf[CF_KAPPA], ci[CI_MAX_BATCH], run[e, 0, :n_pref],
-                              run[e, 1, :n_pref], run[e, 2, :n_dec], pend[e, 0, :n_pend], pend[e, 1, :n_pend],
-                              pend[e, 2, :n_pend], ex_f[e, 0, :n_extra], ex_f[e, 1, :n_extra], ex_f[e, 2, :n_extra],
-                              ready_s, prefill_s, decode_tokens)
+    x = pack_edge(S.snap_run, S.snap_pend, ex_f, e, n_pref, n_dec, n_pend, n_extra, ready_s, prefill_s, decode_tokens)
+    return project_packed(gf[GF_NOW], cf[CF_EDGE_DECODE], cf[CF_KAPPA], ci[CI_MAX_BATCH], x, n_pref, n_dec,
+                          n_pend + n_extra + 1, n_pend + n_extra)
 
 
 @njit_inline
