@@ -7,6 +7,7 @@ recording of that engine's 316 oracle episodes (``scripts/trajectory_oracle.py``
 ``tests/test_core_closed_forms.py`` with closed forms. The formulas it mirrors are in :mod:`offload_gym.sim`
 (:mod:`~offload_gym.sim.physics`, :mod:`~offload_gym.sim.wifi`, :mod:`~offload_gym.sim.workload`).
 
-Kernels are compiled with numba where it is installed (``pip install numba``; the ``dev`` extra has it) and
-cached on disk; without numba, or with ``NUMBA_DISABLE_JIT=1``, the same source runs as plain Python.
+Kernels are compiled with numba (a dependency) and cached on disk. With ``NUMBA_DISABLE_JIT=1`` the same source
+runs as plain Python, for debugging (a test checks it gives the compiled trajectory); ``OffloadEnv`` refuses to
+run where numba cannot be imported at all.
 """
