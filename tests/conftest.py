@@ -9,6 +9,7 @@ import os
 import pickle
 import select
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -207,14 +208,21 @@ def guarded(seconds: float, fn: Callable[..., T], *args: Any, **kwargs: Any) -> 
     raise value from ChildTraceback(text)
 
 
+def load_module(path: Path, name: str) -> ModuleType:
+    """The Python file ``path`` (a script, an example: not a package module) imported as module ``name``, and
+    registered in ``sys.modules`` under it (dataclasses and pickling look their module up by name)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 @functools.cache
 def trajectory_oracle() -> ModuleType:
     """``scripts/trajectory_oracle.py`` (the episode digests, the platform key of the recordings), loaded once."""
-    spec = importlib.util.spec_from_file_location("trajectory_oracle", ROOT / "scripts" / "trajectory_oracle.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(ROOT / "scripts" / "trajectory_oracle.py", "trajectory_oracle")
 
 
 def skip_unless_recorded_platform(recording: dict[str, Any], uses_torch: bool = False) -> None:

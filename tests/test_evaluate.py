@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 import subprocess
@@ -14,6 +13,7 @@ from types import ModuleType
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import load_module
 
 import offload_gym
 from agents import evaluation as ev
@@ -31,11 +31,7 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def cli() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("evaluate_cli", ROOT / "evaluate.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(ROOT / "evaluate.py", "evaluate_cli")
 
 
 def test_cli_json_and_csv(tmp_path: Path) -> None:

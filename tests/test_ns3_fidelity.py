@@ -9,13 +9,12 @@ telling the two apart. A short live run against ns-3 itself is ``-m ns3`` (needs
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from conftest import load_module
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNNER = ROOT / "validation" / "ns3" / "run_validation.py"
@@ -23,12 +22,7 @@ RUNNER = ROOT / "validation" / "ns3" / "run_validation.py"
 
 @pytest.fixture(scope="module")
 def runner() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("ns3_run_validation", RUNNER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    return module
+    return load_module(RUNNER, "ns3_run_validation")
 
 
 def _saturation_ratios(runner: ModuleType, access: str) -> list[tuple[str, int, float, float]]:

@@ -6,8 +6,6 @@ skipped when ray is not installed. One local Ray (2 CPUs) serves the whole modul
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import load_module
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.rllib")
@@ -52,12 +51,7 @@ class _Recorder(gym.Wrapper):  # type: ignore[type-arg]
 
 
 def _load_script(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_module(SCRIPTS / f"{name}.py", name)
 
 
 @pytest.fixture(scope="module", autouse=True)
