@@ -255,7 +255,7 @@ class CoreState:
             self.msg_margin,  # 45
             rows[46],  # 46 scratch: per item, queued at its edge
             wl_structure,  # 47 per query: FAN_OUT, CHAIN or DAG
-            # 48-53 the estimates' scratch (offload_gym.core.estimates.edge_snapshot; the pending rows grow)
+            # 48-53 the estimates' scratch (offload_gym.core.estimates.snapshots; the pending rows grow)
             np.zeros((n_aps, 3, e.max_batch + 1)), np.zeros((n_aps, 3, 64)), np.zeros((n_aps, 3), dtype=np.int64),
             np.zeros(64, dtype=np.int64), np.zeros((n_aps, 3, 1)), np.zeros(n_aps, dtype=np.int64),
             *_fault_arrays(sim),  # 54-56

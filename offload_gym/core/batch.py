@@ -59,49 +59,65 @@ def _decode_rate(r1: float, kappa: float, b: int) -> float:
 # child moves up to a leaf, then the new item sifts down), heappush, heappop (the caller reads item 0 first)
 # and heapify, on the first ``n`` entries; the new item is passed by value (heapq's ``newitem``).
 @njit
-def _sift_down1(h: np.ndarray, start: int, pos: int, x: float) -> None:
+def _sift_down1(h: np.ndarray, o: int, start: int, pos: int, x: float) -> None:
+    # the heap is h[o], h[o + 1], ...: a heap inside a larger buffer, no slice of it (a slice costs reference counts)
     while pos > start:
         parent = (pos - 1) >> 1
-        if x < h[parent]:
-            h[pos] = h[parent]
+        if x < h[o + parent]:
+            h[o + pos] = h[o + parent]
             pos = parent
             continue
         break
-    h[pos] = x
+    h[o + pos] = x
 
 
 @njit
-def _sift_up1(h: np.ndarray, pos: int, n: int, x: float) -> None:
+def _sift_up1(h: np.ndarray, o: int, pos: int, n: int, x: float) -> None:
     start = pos
     child = 2 * pos + 1
     while child < n:
         right = child + 1
-        if right < n and not h[child] < h[right]:
+        if right < n and not h[o + child] < h[o + right]:
             child = right
-        h[pos] = h[child]
+        h[o + pos] = h[o + child]
         pos = child
         child = 2 * pos + 1
-    _sift_down1(h, start, pos, x)
+    _sift_down1(h, o, start, pos, x)
 
 
 @njit
-def _push1(h: np.ndarray, n: int, x: float) -> int:
-    _sift_down1(h, 0, n, x)
+def _push1_at(h: np.ndarray, o: int, n: int, x: float) -> int:
+    _sift_down1(h, o, 0, n, x)
     return n + 1
 
 
 @njit
-def _pop1(h: np.ndarray, n: int) -> int:
+def _pop1_at(h: np.ndarray, o: int, n: int) -> int:
     n -= 1
     if n > 0:
-        _sift_up1(h, 0, n, h[n])
+        _sift_up1(h, o, 0, n, h[o + n])
     return n
 
 
 @njit
-def _heapify1(h: np.ndarray, n: int) -> None:
+def _heapify1_at(h: np.ndarray, o: int, n: int) -> None:
     for i in range(n // 2 - 1, -1, -1):
-        _sift_up1(h, i, n, h[i])
+        _sift_up1(h, o, i, n, h[o + i])
+
+
+@njit
+def _push1(h: np.ndarray, n: int, x: float) -> int:
+    return _push1_at(h, 0, n, x)
+
+
+@njit
+def _pop1(h: np.ndarray, n: int) -> int:
+    return _pop1_at(h, 0, n)
+
+
+@njit
+def _heapify1(h: np.ndarray, n: int) -> None:
+    _heapify1_at(h, 0, n)
 
 
 @njit
@@ -242,24 +258,28 @@ def _lt4(t_i: float, kind_i: float, dec_i: float, tgt_i: float, t_j: float, kind
 
 
 @njit
-def _stable_order(t: np.ndarray, kind: np.ndarray, dec: np.ndarray, tgt: np.ndarray, n: int,
-                  work: np.ndarray) -> np.ndarray:
+def _stable_order_at(keys: np.ndarray, o_t: int, o_kind: int, o_dec: int, o_tgt: int, n: int,
+                     work: np.ndarray) -> int:
     """Indices of the first ``n`` tuples ``(t, kind, dec, tgt)`` in the stable sorted order that ``list.sort``
-    gives: insertion-sorted runs, then merges. ``work``: ``2 n`` ints (the result is a view of it)."""
-    idx = work[:n]
-    tmp = work[n:2 * n]
+    gives: insertion-sorted runs, then merges. The fields are ``keys[o_t + i]``, ``keys[o_kind + i]``...;
+    ``work``: ``2 n`` ints, the order is ``work[r:r + n]`` for the ``r`` returned (0 or ``n``). Offsets into
+    one buffer, not four arrays and slices: each array argument and slice costs atomic reference counts."""
+    a, b = 0, n  # the runs being merged are at work[a:], the merge writes work[b:]
     for i in range(n):
-        idx[i] = i
+        work[i] = i
     for lo in range(0, n, _SORT_RUN):
         hi = min(lo + _SORT_RUN, n)
         for i in range(lo + 1, hi):
-            x = idx[i]
+            x = work[i]
             m = i
-            while m > lo and _lt4(t[x], kind[x], dec[x], tgt[x],
-                                  t[idx[m - 1]], kind[idx[m - 1]], dec[idx[m - 1]], tgt[idx[m - 1]]):
-                idx[m] = idx[m - 1]
+            while m > lo:
+                y = work[m - 1]
+                if not _lt4(keys[o_t + x], keys[o_kind + x], keys[o_dec + x], keys[o_tgt + x],
+                            keys[o_t + y], keys[o_kind + y], keys[o_dec + y], keys[o_tgt + y]):
+                    break
+                work[m] = y
                 m -= 1
-            idx[m] = x
+            work[m] = x
     width = _SORT_RUN
     while width < n:
         for lo in range(0, n, 2 * width):
@@ -267,47 +287,61 @@ def _stable_order(t: np.ndarray, kind: np.ndarray, dec: np.ndarray, tgt: np.ndar
             hi = min(lo + 2 * width, n)
             i, j, m = lo, mid, lo
             while i < mid and j < hi:
-                a, b = idx[j], idx[i]  # the right run's item first only when strictly smaller: stable
-                if _lt4(t[a], kind[a], dec[a], tgt[a], t[b], kind[b], dec[b], tgt[b]):
-                    tmp[m] = idx[j]
+                u, v = work[a + j], work[a + i]  # the right run's item first only when strictly smaller: stable
+                if _lt4(keys[o_t + u], keys[o_kind + u], keys[o_dec + u], keys[o_tgt + u],
+                        keys[o_t + v], keys[o_kind + v], keys[o_dec + v], keys[o_tgt + v]):
+                    work[b + m] = u
                     j += 1
                 else:
-                    tmp[m] = idx[i]
+                    work[b + m] = v
                     i += 1
                 m += 1
             while i < mid:
-                tmp[m] = idx[i]
+                work[b + m] = work[a + i]
                 i += 1
                 m += 1
             while j < hi:
-                tmp[m] = idx[j]
+                work[b + m] = work[a + j]
                 j += 1
                 m += 1
-        idx, tmp = tmp, idx
+        a, b = b, a
         width *= 2
-    return idx
+    return a
+
+
+@njit
+def _stable_order(t: np.ndarray, kind: np.ndarray, dec: np.ndarray, tgt: np.ndarray, n: int,
+                  work: np.ndarray) -> np.ndarray:
+    """:func:`_stable_order_at` of four key arrays (the result is a view of ``work``)."""
+    keys = np.empty(4 * n)
+    for i in range(n):
+        keys[i], keys[n + i], keys[2 * n + i], keys[3 * n + i] = t[i], kind[i], dec[i], tgt[i]
+    r = _stable_order_at(keys, 0, n, 2 * n, 3 * n, n, work)
+    return work[r:r + n]
 
 
 # ------------------------------------------------------------------------------------ roomy path
 @njit
-def _roomy_loop(now: float, r1: float, kappa: float, batch: int, order: np.ndarray, ev_t: np.ndarray, ev_kind: np.ndarray,
-                ev_dec: np.ndarray, ev_tgt: np.ndarray, dheap: np.ndarray, nd: int) -> float:
-    """``estimates._roomy_loop``: the events ``(time, kind, decode tokens, is target)`` in sorted ``order``,
-    ``dheap`` a heap of the decoding streams' end progress (``nd`` entries, room for every stream)."""
-    n_events = order.shape[0]
+def _roomy_loop(now: float, r1: float, kappa: float, batch: int, buf: np.ndarray, size: int, work: np.ndarray,
+                r: int, n_events: int, nd: int) -> float:
+    """``estimates._roomy_loop``: the events ``(time, kind, decode tokens, is target)`` (``buf[e]``,
+    ``buf[size + e]``, ``buf[2 size + e]``, ``buf[3 size + e]``) in the sorted order ``work[r:r + n_events]``,
+    and from ``buf[4 size]`` a heap of the decoding streams' end progress (``nd`` entries, room for every
+    stream)."""
+    o_heap = 4 * size
     j = 0
     t = now
     progress = 0.0
     target_v = math.inf
     while True:
-        t_next = ev_t[order[j]] if j < n_events else math.inf
+        t_next = buf[work[r + j]] if j < n_events else math.inf
         if nd > 0:
             rate = _decode_rate(r1, kappa, batch)
-            t_dec = t + (dheap[0] - progress) / rate
+            t_dec = t + (buf[o_heap] - progress) / rate
             if t_dec < t_next:
                 t_next = t_dec
                 if t_dec <= t:  # the clock cannot resolve what is left of the top stream: it ends now
-                    progress = dheap[0]
+                    progress = buf[o_heap]
                 else:
                     progress += rate * (t_next - t)
             else:
@@ -318,19 +352,19 @@ def _roomy_loop(now: float, r1: float, kappa: float, batch: int, order: np.ndarr
             return math.inf
         t = t_next
         admitted = 0
-        while j < n_events and ev_t[order[j]] <= t:
-            e = order[j]
-            if ev_kind[e] != 0.0:
-                v = progress + ev_dec[e]
-                nd = _push1(dheap, nd, v)
-                if ev_tgt[e] != 0.0:
+        while j < n_events and buf[work[r + j]] <= t:
+            e = work[r + j]
+            if buf[size + e] != 0.0:
+                v = progress + buf[2 * size + e]
+                nd = _push1_at(buf, o_heap, nd, v)
+                if buf[3 * size + e] != 0.0:
                     target_v = v
             else:
                 admitted += 1
             j += 1
         limit = progress + EPS_TOKENS
-        while nd > 0 and dheap[0] <= limit:
-            nd = _pop1(dheap, nd)
+        while nd > 0 and buf[o_heap] <= limit:
+            nd = _pop1_at(buf, o_heap, nd)
             batch -= 1
         if target_v <= limit:
             return t
@@ -343,7 +377,8 @@ def _roomy_packed(now: float, r1: float, kappa: float, x: np.ndarray, n_pre: int
     """``estimates._project_roomy``: the fixed events (``_fixed_events``) sorted, then the roomy loop.
 
     The event fields (kind 0 = admission, 1 = prefill end; is target 0 or 1, as floats) and the decoding heap
-    are slices of one buffer: allocations are most of the cost of a small projection.
+    are regions of one buffer, read by offset: allocations, slices and array arguments (reference counts) are
+    most of the cost of a small projection.
     """
     dr = 2 * n_pre  # the offsets in x (:func:`_pack`): decoding remainders; pending ready, prefill s, decode
     pr = dr + n_dec
@@ -352,36 +387,36 @@ def _roomy_packed(now: float, r1: float, kappa: float, x: np.ndarray, n_pre: int
     n_streams = n_pre + n_dec + n_pend
     size = n_pre + 2 * n_pend
     buf = np.empty(4 * size + n_streams)
-    t, kind, dec, tgt = buf[:size], buf[size:2 * size], buf[2 * size:3 * size], buf[3 * size:4 * size]
-    dheap = buf[4 * size:]
+    o_kind, o_dec, o_tgt, o_heap = size, 2 * size, 3 * size, 4 * size
     k = 0
     for i in range(n_pre):
-        t[k] = x[i]
-        kind[k] = 1.0
-        dec[k] = x[n_pre + i]
-        tgt[k] = 0.0
+        buf[k] = x[i]
+        buf[o_kind + k] = 1.0
+        buf[o_dec + k] = x[n_pre + i]
+        buf[o_tgt + k] = 0.0
         k += 1
     admitted_now = 0
     for i in range(n_pend):
         if x[pr + i] <= now:
             admitted_now += 1
-            t[k] = now + x[pp + i]
+            buf[k] = now + x[pp + i]
         else:
-            t[k] = x[pr + i]
-            kind[k] = 0.0
-            dec[k] = 0.0
-            tgt[k] = 0.0
+            buf[k] = x[pr + i]
+            buf[o_kind + k] = 0.0
+            buf[o_dec + k] = 0.0
+            buf[o_tgt + k] = 0.0
             k += 1
-            t[k] = x[pr + i] + x[pp + i]
-        kind[k] = 1.0
-        dec[k] = x[pc + i]
-        tgt[k] = 1.0 if i == target else 0.0
+            buf[k] = x[pr + i] + x[pp + i]
+        buf[o_kind + k] = 1.0
+        buf[o_dec + k] = x[pc + i]
+        buf[o_tgt + k] = 1.0 if i == target else 0.0
         k += 1
-    order = _stable_order(t, kind, dec, tgt, k, np.empty(2 * k, dtype=np.int64))
+    work = np.empty(2 * k, dtype=np.int64)
+    r = _stable_order_at(buf, 0, o_kind, o_dec, o_tgt, k, work)
     for i in range(n_dec):
-        dheap[i] = x[dr + i]
-    _heapify1(dheap, n_dec)
-    return _roomy_loop(now, r1, kappa, n_pre + n_dec + admitted_now, order, t, kind, dec, tgt, dheap, n_dec)
+        buf[o_heap + i] = x[dr + i]
+    _heapify1_at(buf, o_heap, n_dec)
+    return _roomy_loop(now, r1, kappa, n_pre + n_dec + admitted_now, buf, size, work, r, k, n_dec)
 
 
 # ---------------------------------------------------------------------------------- general path
@@ -400,12 +435,12 @@ def _general_packed(now: float, r1: float, kappa: float, max_batch: int, x: np.n
     pc = pp + n_pend
     n_all = n_pre + n_dec + n_pend
     n_p = n_pre + n_pend
-    buf = np.empty(2 * n_all + 3 * n_p + 2 * n_pend)
+    buf = np.empty(2 * n_all + 3 * n_p + 3 * n_pend)
     d_key, d_idx = buf[:n_all], buf[n_all:2 * n_all]
     o = 2 * n_all
     p_end, p_dec, p_idx = buf[o:o + n_p], buf[o + n_p:o + 2 * n_p], buf[o + 2 * n_p:o + 3 * n_p]
     o += 3 * n_p
-    ready, zeros = buf[o:o + n_pend], buf[o + n_pend:o + 2 * n_pend]
+    o_ready, o_zeros, o_later = o, o + n_pend, o + 2 * n_pend  # the ready heap, zeros, the pending ready times
     for i in range(n_dec):
         d_key[i] = x[dr + i]
         d_idx[i] = -1.0
@@ -417,10 +452,12 @@ def _general_packed(now: float, r1: float, kappa: float, max_batch: int, x: np.n
         p_idx[i] = -1.0
     npf = n_pre
     _heapify3(p_end, p_dec, p_idx, npf)
-    for i in range(len(zeros)):
-        zeros[i] = 0.0
+    for i in range(n_pend):
+        buf[o_zeros + i] = 0.0
+        buf[o_later + i] = x[pr + i]
     # ties by index, as (ready, index) tuples compare
-    later = _stable_order(x[pr:pp], zeros, zeros, zeros, n_pend, np.empty(2 * n_pend, dtype=np.int64))
+    later = np.empty(2 * n_pend, dtype=np.int64)
+    r = _stable_order_at(buf, o_later, o_zeros, o_zeros, o_zeros, n_pend, later)
     pos = 0
     nr = 0
     batch = nd + npf
@@ -431,16 +468,16 @@ def _general_packed(now: float, r1: float, kappa: float, max_batch: int, x: np.n
     while True:
         next_ready = inf
         if batch < max_batch and (pos < n_pend or nr > 0):
-            while pos < n_pend and x[pr + later[pos]] <= t:
-                nr = _push1(ready, nr, float(later[pos]))
+            while pos < n_pend and x[pr + later[r + pos]] <= t:
+                nr = _push1_at(buf, o_ready, nr, float(later[r + pos]))
                 pos += 1
             while nr > 0 and batch < max_batch:
-                idx = int(ready[0])
-                nr = _pop1(ready, nr)
+                idx = int(buf[o_ready])
+                nr = _pop1_at(buf, o_ready, nr)
                 batch += 1
                 npf = _push3(p_end, p_dec, p_idx, npf, t + x[pp + idx], x[pc + idx], float(idx))
             if batch < max_batch and pos < n_pend:
-                next_ready = x[pr + later[pos]]
+                next_ready = x[pr + later[r + pos]]
         t_next = next_ready
         stalled = False
         if nd > 0:

@@ -88,79 +88,18 @@ def usable_locations(S: Any, user: int) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------- edges
 @njit_inline
-def _snapshot_room(S: Any, need: int) -> None:
-    """Room for ``need`` pending streams in every edge's snapshot (the state then holds larger arrays)."""
-    old = S.snap_pend
-    if need > old.shape[2]:
-        grown = np.zeros((old.shape[0], 3, 2 * need))
-        for e in range(old.shape[0]):  # the edges already snapshot in this pass keep theirs
-            for r in range(3):
-                for j in range(old.shape[2]):
-                    grown[e, r, j] = old[e, r, j]
-        S.snap_pend = grown
-
-
-@njit_inline
-def edge_snapshot(S: Any, e: int) -> None:
-    """Edge ``e``'s streams now into the state's snapshot rows
-    (``S.snap_run[e]``, ``S.snap_pend[e]``, counts in ``S.snap_n[e]``): prefilling ``(end, predicted decode)``,
-    decoding streams' predicted remaining tokens, and the FIFO of queued and in-transit streams
-    ``(ready, prefill s, predicted decode)`` in placement order. Preallocated: no arrays are made per decision."""
-    gf, cf, itf, edge_f = S.gf, S.cf, S.itf, S.edge_f
-    run, counts = S.snap_run, S.snap_n
-    now = gf[GF_NOW]
-    prefill_tps = cf[CF_EDGE_PREFILL]
-    # the typed lists are walked by iterating, not indexing: an indexed read costs five reference-count updates
-    # (atomic), about 4x the time of the iterator's step (measured)
-    prefilling = S.edge_prefilling[e]
-    n_pref = len(prefilling)
-    j = 0
-    for it in prefilling:
-        run[e, 0, j] = itf[it, IF_PREFILL_END]
-        run[e, 1, j] = itf[it, IF_PRED_OUT]
-        j += 1
-    decoding = S.edge_decoding[e]
-    n_dec = len(decoding)
-    if n_dec:
-        progress = edge_f[e, 0] + edge_f[e, 2] * (now - edge_f[e, 1])
-        j = 0
-        for target, it in decoding:
-            decoded = itf[it, IF_OUT] - (target - progress)
-            rem = itf[it, IF_PRED_OUT] - decoded
-            run[e, 2, j] = rem if rem > 1.0 else 1.0
-            j += 1
-    ready, waiting = S.edge_ready[e], S.edge_waiting[e]
-    n_ready, n_wait = len(ready), len(waiting)
-    n_pend = n_ready + n_wait
-    _snapshot_room(S, n_pend)
-    pend = S.snap_pend
-    ids = S.snap_ids
-    if n_pend > ids.shape[0]:
-        ids = np.zeros(2 * n_pend, dtype=np.int64)
-        S.snap_ids = ids
-    j = 0
-    for it in ready:
-        ids[j] = it
-        j += 1
-    for it in waiting:
-        ids[j] = it
-        j += 1
-    ids[:n_pend].sort()  # placement order (ids are placement seqs)
-    is_ready = S.queued_scratch
-    for it in ready:
-        is_ready[it] = True
-    for j in range(n_pend):
-        it = ids[j]
-        if is_ready[it]:  # queued at the edge: its true prompt is there
-            pend[e, 0, j] = now
-            pend[e, 1, j] = itf[it, IF_IN] / prefill_tps
-        else:  # still travelling: when the estimate said it would arrive
-            pend[e, 0, j] = pmax(now, itf[it, IF_EST_READY])
-            pend[e, 1, j] = itf[it, IF_PRED_IN] / prefill_tps
-        pend[e, 2, j] = itf[it, IF_PRED_OUT]
-    for it in ready:
-        is_ready[it] = False
-    counts[e, 0], counts[e, 1], counts[e, 2] = n_pref, n_dec, n_pend
+def _snapshot_room(S: Any, old: np.ndarray, need: int) -> np.ndarray:
+    """``old`` (the state's pending snapshot rows) with room for ``need`` streams per edge: itself, or a larger
+    copy that the state then holds."""
+    if need <= old.shape[2]:
+        return old
+    grown = np.zeros((old.shape[0], 3, 2 * need))
+    for e in range(old.shape[0]):  # the edges already snapshot in this pass keep theirs
+        for r in range(3):
+            for j in range(old.shape[2]):
+                grown[e, r, j] = old[e, r, j]
+    S.snap_pend = grown
+    return grown
 
 
 @njit
@@ -181,9 +120,66 @@ def _edge_finish(S: Any, e: int, ready_s: float, prefill_s: float, decode_tokens
 
 @njit_inline
 def snapshots(S: Any) -> None:
-    """Every edge's snapshot (:func:`edge_snapshot`): what the estimates of a decision project from."""
+    """Every edge's streams now into the state's snapshot rows, what the estimates of a decision project from
+    (``S.snap_run[e]``, ``S.snap_pend[e]``, counts in ``S.snap_n[e]``): prefilling ``(end, predicted decode)``,
+    decoding streams' predicted remaining tokens, and the FIFO of queued and in-transit streams
+    ``(ready, prefill s, predicted decode)`` in placement order. Preallocated: no arrays are made per decision.
+    The state's members are read once for all edges (each read costs two atomic reference counts)."""
+    gf, cf, itf, edge_f = S.gf, S.cf, S.itf, S.edge_f
+    run, counts, pend, ids, is_ready = S.snap_run, S.snap_n, S.snap_pend, S.snap_ids, S.queued_scratch
+    edge_prefilling, edge_decoding, edge_ready, edge_waiting = (S.edge_prefilling, S.edge_decoding, S.edge_ready,
+                                                                S.edge_waiting)
+    now = gf[GF_NOW]
+    prefill_tps = cf[CF_EDGE_PREFILL]
     for e in range(S.ci[CI_N_APS]):
-        edge_snapshot(S, e)
+        # the typed lists are walked by iterating, not indexing: an indexed read costs five reference-count
+        # updates (atomic), about 4x the time of the iterator's step (measured)
+        prefilling = edge_prefilling[e]
+        n_pref = len(prefilling)
+        j = 0
+        for it in prefilling:
+            run[e, 0, j] = itf[it, IF_PREFILL_END]
+            run[e, 1, j] = itf[it, IF_PRED_OUT]
+            j += 1
+        decoding = edge_decoding[e]
+        n_dec = len(decoding)
+        if n_dec:
+            progress = edge_f[e, 0] + edge_f[e, 2] * (now - edge_f[e, 1])
+            j = 0
+            for target, it in decoding:
+                decoded = itf[it, IF_OUT] - (target - progress)
+                rem = itf[it, IF_PRED_OUT] - decoded
+                run[e, 2, j] = rem if rem > 1.0 else 1.0
+                j += 1
+        ready, waiting = edge_ready[e], edge_waiting[e]
+        n_ready, n_wait = len(ready), len(waiting)
+        n_pend = n_ready + n_wait
+        pend = _snapshot_room(S, pend, n_pend)
+        if n_pend > ids.shape[0]:
+            ids = np.zeros(2 * n_pend, dtype=np.int64)
+            S.snap_ids = ids
+        j = 0
+        for it in ready:
+            ids[j] = it
+            j += 1
+        for it in waiting:
+            ids[j] = it
+            j += 1
+        ids[:n_pend].sort()  # placement order (ids are placement seqs)
+        for it in ready:
+            is_ready[it] = True
+        for j in range(n_pend):
+            it = ids[j]
+            if is_ready[it]:  # queued at the edge: its true prompt is there
+                pend[e, 0, j] = now
+                pend[e, 1, j] = itf[it, IF_IN] / prefill_tps
+            else:  # still travelling: when the estimate said it would arrive
+                pend[e, 0, j] = pmax(now, itf[it, IF_EST_READY])
+                pend[e, 1, j] = itf[it, IF_PRED_IN] / prefill_tps
+            pend[e, 2, j] = itf[it, IF_PRED_OUT]
+        for it in ready:
+            is_ready[it] = False
+        counts[e, 0], counts[e, 1], counts[e, 2] = n_pref, n_dec, n_pend
 
 
 # ------------------------------------------------------------------------------------------- links

@@ -280,10 +280,11 @@ def _fill_state(S: Any, g: np.ndarray, user: int, OI: np.ndarray, OF: np.ndarray
         share_bps = 8.0 * 1500.0 / pmax(link_s(S, uplink(S, user), 1500.0), 1e-12)
         link_rate = pmin(math.log1p(share_bps / 1e6) / OF[OF_RATE_LOG_MAX], 1.0)
     max_batch = ci[CI_MAX_BATCH]
+    edge_ready, edge_waiting, edge_i = S.edge_ready, S.edge_waiting, S.edge_i  # read once (reference counts)
     for e in range(n_aps):
         o += n_loc
-        g[o + OI[O_L_BACKLOG]] = pmin((len(S.edge_ready[e]) + len(S.edge_waiting[e])) / max_batch, 1.0)
-        g[o + OI[O_L_OCCUPANCY]] = S.edge_i[e, 0] / max_batch
+        g[o + OI[O_L_BACKLOG]] = pmin((len(edge_ready[e]) + len(edge_waiting[e])) / max_batch, 1.0)
+        g[o + OI[O_L_OCCUPANCY]] = edge_i[e, 0] / max_batch
         g[o + OI[O_L_LINK_RATE]] = link_rate
         g[o + OI[O_L_CONTENTION]] = pmin(_contenders(S, e) / contention_norm, 1.0)
         g[o + OI[O_L_IS_OWN_AP]] = 1.0 if e == own else 0.0
