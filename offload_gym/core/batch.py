@@ -432,7 +432,8 @@ def _general_packed(now: float, r1: float, kappa: float, max_batch: int, x: np.n
     """``estimates._project_general``: FIFO admission among the ready streams when the batch may fill up.
 
     Heaps of ``(end progress, index)`` (decoding), ``(prefill end, decode tokens, index)`` (prefilling) and
-    ``index`` (ready, not admitted), all slices of one buffer. The not-ready heap of unique ``(ready time,
+    ``index`` (ready, not admitted), all in one buffer (the first two as slices of it, the ready heap and the
+    sort's keys by offset). The not-ready heap of unique ``(ready time,
     index)`` pops in sorted order, so it is that order (a stable sort on the ready time) walked by position.
     """
     dr = 2 * n_pre  # the offsets in x (:func:`_pack`): decoding remainders; pending ready, prefill s, decode
