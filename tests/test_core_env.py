@@ -191,6 +191,35 @@ def test_message_arrays_that_grow_at_every_turn_give_the_same_trajectories(index
     assert hashlib.sha256(repr(grown).encode()).hexdigest() == recorded(name)
 
 
+@pytest.mark.parametrize("config", [*FAULTED, {"workload": {"source": "corpus"}, "episode": {"queries": 50}}],
+                         ids=[*(f"faulted-{i}" for i in range(len(FAULTED))), "corpus"])
+def test_an_episode_after_another_is_the_same_seed_on_a_fresh_env(config: dict[str, Any],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reset refills the previous episode's arrays, lists and compiled state in place (CoreState._recycle): no
+    count, queue, message, event, fault or random-access stream may leak from the episode before, whether it
+    ended or was cut off mid-way with work in flight, or its message arrays grew."""
+    from offload_gym.core import arrays
+
+    monkeypatch.setattr(arrays, "MESSAGES_PER_QUERY", 1)  # the arrays grow in the first episode
+    used = OffloadEnv(config=config)
+    first = trajectory(used, 11)
+    assert used.episode is not None
+    struct = used.episode.state.struct
+    rng = np.random.default_rng(0)
+    _, info = used.reset(seed=12)  # cut off with queries, messages and events in flight
+    for _ in range(40):
+        _, _, terminated, truncated, info = used.step(int(rng.choice(np.flatnonzero(info["action_mask"]))))
+        if terminated or truncated:
+            break
+    in_flight = used.episode.state.arrays[2]
+    assert used.episode.state.struct is struct  # recycled, not rebuilt
+    assert int(in_flight[arrays.GI_N_EVENTS]) > 0 and int(in_flight[arrays.GI_N_MSGS]) > 0
+    after = [trajectory(used, seed) for seed in (13, 11)]
+    assert used.episode.state.struct is struct
+    assert after == [trajectory(OffloadEnv(config=config), seed) for seed in (13, 11)]
+    assert after[1] == first
+
+
 def test_a_grown_episode_pickles_and_continues_identically() -> None:
     env = OffloadEnv(config=LONG, core="compiled")
     _, info = env.reset(seed=1)

@@ -122,6 +122,15 @@ def test_threads_step_their_ranges_of_the_batch_to_the_same_trajectories() -> No
     venv.reset(seed=0)
     assert venv._batch is not None
     assert venv._batch.ranges == [(0, 2), (2, 4), (4, 7)]  # contiguous, covering every env once
+    batch = venv._batch
+    active = np.array([True, False, True, True, True, False, True])
+    for reset_s, expected_first in ((0.0, 2), (1e-3, 0)):  # the calling thread also resets 2 envs
+        batch._decision_s, batch._reset_s = 25e-6, reset_s
+        ranges = batch._ranges(active, 2)
+        assert [lo for lo, _ in ranges] == [0, *(hi for _, hi in ranges[:-1])] and ranges[-1][1] == 7
+        steps = [int(active[lo:hi].sum()) for lo, hi in ranges]
+        assert sum(steps) == 5 and steps[0] == expected_first  # resets free: even shares; costly: none
+        assert max(steps) - min(steps[1:]) <= 1
     venv.close()
     assert venv._batch is None or venv._batch._pool is None
 

@@ -115,3 +115,14 @@ def test_reseed_after_pending_32_bit_half_and_normals() -> None:
         assert g.bit_generator.state == np.random.default_rng([seed, 0]).bit_generator.state
         order = list(range(len(DRAWS)))
         assert _run(g, order) == _run(np.random.default_rng([seed, 0]), order)
+
+
+def test_the_setups_generators_are_default_rngs() -> None:
+    """``EpisodeSetup`` builds its generators as ``np.random.default_rng`` does, without its checks: the same
+    state and draws for one- and two-word seeds and for ``[seed, k]`` lists."""
+    from offload_gym.sim.setup import _default_rng
+
+    for seed in (0, 1, 2**32 - 1, 2**32, 2**63 - 1, [5, 7], [2**40, 7]):
+        ours, numpys = _default_rng(seed), np.random.default_rng(seed)
+        assert ours.bit_generator.state == numpys.bit_generator.state
+        assert ours.standard_normal(8).tobytes() == numpys.standard_normal(8).tobytes()

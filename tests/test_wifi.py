@@ -128,3 +128,34 @@ def test_mcs_thresholds_and_rates() -> None:
     assert phy_rate_bps(11, 80, 2) == pytest.approx(143.4e6 * 4.2 * 2)
     assert phy_rate_bps(-1) == 0.0
     assert noise_dbm(80) == pytest.approx(-94 + 10 * math.log10(4))
+
+
+def test_mcs_for_snr_is_the_highest_threshold_met_everywhere() -> None:
+    """The bisection against the definition (the last MCS whose threshold the SNR meets), around every threshold,
+    below MCS0 and for NaN (no coverage)."""
+    for snr in [t + d for t in MCS_SNR_THRESHOLDS_DB for d in (-1e-9, 0.0, 1e-9, 0.5)] + [-100.0, 100.0, math.inf]:
+        assert mcs_for_snr(snr) == max((m for m, t in enumerate(MCS_SNR_THRESHOLDS_DB) if snr >= t), default=-1)
+    assert mcs_for_snr(math.nan) == -1 and mcs_for_snr(-math.inf) == -1
+
+
+def test_the_path_loss_of_a_table_and_the_setups_distances_are_the_reference_floats() -> None:
+    """The per-table path loss is :func:`path_loss_db` of each entry, and the episode setup's distances are
+    ``np.linalg.norm``'s to the last bit (both are written out for speed)."""
+    import numpy as np
+
+    from offload_gym.config import make_config
+    from offload_gym.sim.setup import EpisodeSetup
+    from offload_gym.sim.wifi import path_loss_table_db
+
+    rng = np.random.default_rng(3)
+    drawn = rng.uniform(0.0, 80.0, size=(30, 4)) ** rng.uniform(0.5, 1.5, size=(30, 4))
+    rows = [*drawn.tolist(), [0.0, 1.0, 10.0, 10.5]]
+    for f, bp in ((5.18, 10.0), (2.4, 5.0), (6.0, 20.0)):
+        table = path_loss_table_db(rows, f, bp)
+        assert table == [[path_loss_db(d, f, bp) for d in row] for row in rows]
+        assert table[-1][0] == table[-1][1]  # clamped to 1 m
+    for seed in range(5):
+        setup = EpisodeSetup(make_config({"topology": {"n_users": 25, "n_aps": 6}}), np.random.default_rng(seed))
+        expected = np.linalg.norm(setup.user_xy[:, None, :] - setup.ap_xy[None, :, :], axis=2)
+        assert setup.distance_m.tobytes() == expected.tobytes()
+        assert setup.loss_db.tolist() == [[path_loss_db(d) for d in row] for row in expected.tolist()]

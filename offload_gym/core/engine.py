@@ -49,7 +49,7 @@ else:  # pragma: no cover - plain Python lists stand in
 
     INT_TYPE = PAIR_TYPE = INT_LIST_TYPE = PAIR_LIST_TYPE = None
 
-__all__ = ["build_struct", "place_aggregation", "place_subtask", "place_whole", "run_until_decision",
+__all__ = ["build_struct", "clear_containers", "place_aggregation", "place_subtask", "place_whole", "run_until_decision",
            "start_entry"]
 
 # event kinds (offload_gym.sim.physics.EventKind)
@@ -1133,6 +1133,17 @@ def start_entry(S: Any) -> None:
     faults = S.faults
     for r in range(faults.shape[0]):
         _push(S, faults[r, 0], EV_FAULT, r, 0)
+
+
+@njit
+def clear_containers(S: Any) -> None:
+    """Empty every queue of the state (the lists themselves stay): a recycled state starts with none
+    (:meth:`offload_gym.core.arrays.CoreState._recycle`)."""
+    for queues in (S.cell_msgs, S.phone_ready, S.edge_waiting, S.edge_ready, S.edge_prefilling):
+        for queue in queues:
+            queue.clear()
+    for decoding in S.edge_decoding:
+        decoding.clear()
 
 
 # ---------------------------------------------------------------------------------------------------- Python side

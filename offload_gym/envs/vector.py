@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -160,10 +162,9 @@ class OffloadVectorEnv(gym.vector.VectorEnv):
         batch = self._batch
         assert batch is not None
         resetting = self._autoreset
-        rewards, truncations = batch.step(self.envs, actions, active=~resetting)
-        for i in np.flatnonzero(resetting):  # next-step autoreset: this step only resets the finished sub-env
-            self.envs[i].reset()
-            batch.readopt(self.envs, int(i))
+        # next-step autoreset: this step only resets the finished sub-envs, while the threads step the others
+        rewards, truncations = batch.step(self.envs, actions, active=~resetting,
+                                          resets=[int(i) for i in np.flatnonzero(resetting)])
         terminations = np.zeros(self.num_envs, dtype=bool)
         infos = batch.infos(self.envs)
         for i in np.flatnonzero(truncations):
@@ -208,6 +209,11 @@ class OffloadVectorEnv(gym.vector.VectorEnv):
             env.close()
 
 
+def _ema(average: float, value: float, weight: float = 0.1) -> float:
+    """An exponential moving average's next value."""
+    return (1.0 - weight) * average + weight * value
+
+
 def default_threads(num_envs: int) -> int:
     """Threads for a batch of ``num_envs`` envs: one per CPU core this process may use, at most one per 16 envs
     (a thread's hand-off costs tens of microseconds; 16 decisions take about 0.5 ms)."""
@@ -243,8 +249,9 @@ class _Batch:
                 self.states = cs.new_batch(env.episode.state.struct)
             else:
                 cs.batch_append(self.states, env.episode.state.struct)
-        #: the states in ``states``, as Python sees them (a sub-env reset from outside the batch is caught)
-        self.structs = [env.episode.state.struct for env in envs if env.episode is not None]
+        #: the episodes whose states are in ``states`` (a sub-env reset from outside the batch is caught; a reset
+        #: may keep the state object itself: offload_gym.core.arrays.CoreState._recycle)
+        self.episodes = [env.episode for env in envs]
         self.rewards = np.zeros(self.n)
         self.flags = np.zeros(self.n, dtype=np.int64)
         self.invalid_raises = first.config.invalid_action == "raise"
@@ -262,6 +269,8 @@ class _Batch:
         self.ranges = list(itertools.pairwise(edges))
         self._pool: ThreadPoolExecutor | None = None
         self._pool_pid = 0
+        #: seconds per decision of the compiled call and per reset, as measured (they set the threads' shares)
+        self._decision_s, self._reset_s = 25e-6, 1e-3
 
     def close(self) -> None:
         """Stop the batch's threads (if any)."""
@@ -277,21 +286,65 @@ class _Batch:
             self._pool_pid = os.getpid()
         return self._pool
 
-    def _decide(self, actions: np.ndarray, active: np.ndarray) -> None:
-        """The compiled call over all envs: one range per thread when there are several."""
+    def _decide(self, envs: list[OffloadEnv], actions: np.ndarray, active: np.ndarray, resets: list[int]) -> None:
+        """The compiled call over the active envs, one range per thread when there are several, and the resets of
+        the ``resets`` envs (inactive in the call) on the calling thread meanwhile: a reset is Python (about as
+        long as 30-40 decisions), which the other threads' compiled code does not wait for. A reset writes only
+        its own env's state and rows, which the call does not touch (an inactive row is skipped)."""
         b = self.buffers
         args = (self.states, b.D, b.DF, b.est, b.plan_locations, b.mask, b.g, self.OI, self.OF, self.energy,
                 actions, active, self.rewards, self.flags)
         if len(self.ranges) == 1:
+            self._reset(envs, resets)
             self.step_fn(*args, 0, self.n)
             return
+        ranges = self._ranges(active, len(resets)) if resets else self.ranges
         pool = self._threads()
-        futures: list[Future[None]] = [pool.submit(self.step_fn, *args, lo, hi) for lo, hi in self.ranges[1:]]
+        started = [threading.Event() for _ in ranges[1:]]
+        futures: list[Future[None]] = [pool.submit(self._run_range, event, args, lo, hi)
+                                       for event, (lo, hi) in zip(started, ranges[1:], strict=True)]
         try:
-            self.step_fn(*args, *self.ranges[0])
+            for event in started:  # each thread holds the GIL until its compiled call starts: let it get there
+                event.wait()
+            self._reset(envs, resets)
+            start = time.perf_counter()
+            self.step_fn(*args, *ranges[0])
+            stepped = int(np.count_nonzero(active[ranges[0][0]:ranges[0][1]]))
+            if stepped and not resets:
+                self._decision_s = _ema(self._decision_s, (time.perf_counter() - start) / stepped)
         finally:
             for future in futures:  # every range done (or its error raised) before the arrays are read
                 future.result()
+
+    def _run_range(self, started: threading.Event, args: tuple[Any, ...], lo: int, hi: int) -> None:
+        started.set()
+        self.step_fn(*args, lo, hi)
+
+    def _reset(self, envs: list[OffloadEnv], resets: list[int]) -> None:
+        """Reset the ``resets`` envs (their states join the batch after the call: :meth:`readopt`)."""
+        if not resets:
+            return
+        start = time.perf_counter()
+        for i in resets:
+            envs[i].reset()
+        self._reset_s = _ema(self._reset_s, (time.perf_counter() - start) / len(resets))
+
+    def _ranges(self, active: np.ndarray, n_resets: int) -> list[tuple[int, int]]:
+        """Contiguous ranges of envs, one per thread, whose work is even when the first thread also resets
+        ``n_resets`` envs: it steps fewer active envs by the resets' time in decisions (each cost measured as
+        the batch runs)."""
+        parts = len(self.ranges)
+        load = n_resets * self._reset_s / max(self._decision_s, 1e-9)  # the resets, in decisions
+        n_active = int(np.count_nonzero(active))
+        first = max(0.0, (n_active + load) / parts - load)  # the calling thread's active envs
+        rest = (n_active - first) / (parts - 1)  # each other thread's
+        targets = [first + k * rest for k in range(parts)]  # active envs before each range's end
+        counts = np.cumsum(active)
+        edges = [0, *(int(np.searchsorted(counts, t, side="left")) + (1 if t > 0 else 0) for t in targets[:-1]), self.n]
+        edges = [min(max(e, 0), self.n) for e in edges]
+        for k in range(1, len(edges)):
+            edges[k] = max(edges[k], edges[k - 1])
+        return list(itertools.pairwise(edges))
 
     @classmethod
     def of(cls, envs: list[OffloadEnv], threads: int = 1) -> _Batch | None:
@@ -311,12 +364,13 @@ class _Batch:
     def _take_state(self, i: int, episode: Any) -> None:
         """Env ``i``'s episode has a new state (a reset, or its arrays grew): the batch steps that one."""
         self.set_state(self.states, i, episode.state.struct)
-        self.structs[i] = episode.state.struct
+        self.episodes[i] = episode
         self.bases[i] = episode.base
 
-    def step(self, envs: list[OffloadEnv], actions: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Apply ``actions`` of the ``active`` envs in one compiled call; their rewards and which envs' episodes
-        ended (truncated)."""
+    def step(self, envs: list[OffloadEnv], actions: np.ndarray, active: np.ndarray,
+             resets: Sequence[int] = ()) -> tuple[np.ndarray, np.ndarray]:
+        """Apply ``actions`` of the ``active`` envs in one compiled call, and reset the ``resets`` envs (inactive)
+        meanwhile; the rewards and which envs' episodes ended (truncated)."""
         if not np.issubdtype(actions.dtype, np.integer):
             actions = np.array([envs[i]._check_action(a) for i, a in enumerate(actions)], dtype=np.int64)
         actions = actions.astype(np.int64, copy=False).reshape(self.n)
@@ -336,17 +390,19 @@ class _Batch:
             actions = np.where(invalid, 0, actions)  # as a single env: a masked action runs on the phone, counted
             for i in np.flatnonzero(invalid):
                 envs[i]._invalid_actions += 1
-        structs = self.structs
+        episodes = self.episodes
         for i in np.flatnonzero(active):
             episode = envs[i].episode
-            if episode is None or episode.state.struct is not structs[i]:  # reset from outside the batch
+            if episode is None or episode is not episodes[i]:  # reset from outside the batch
                 if episode is None or episode.D.base is not self.buffers.D:
                     raise RuntimeError(f"env {i} of the batch was reset outside it onto another engine; reset the "
                                        "vector env instead")
                 self.readopt(envs, int(i))
         b = self.buffers
         self.start_s = b.DF[:, self.df_now].copy()  # each decision's time (written with its observation)
-        self._decide(actions, active)
+        self._decide(envs, actions, active, list(resets))
+        for i in resets:
+            self.readopt(envs, i)
         for i in np.flatnonzero(self.flags == -2):  # its message arrays were full: they grow, and it goes on
             episode = envs[i].episode
             self.rewards[i] = episode.go_on(float(self.rewards[i]))

@@ -22,11 +22,12 @@ Python only when asked.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 
-from offload_gym.config import ScenarioConfig
+from offload_gym.config import PlannerConfig, ScenarioConfig, WorkloadConfig
 from offload_gym.sim.planner import Prediction, predict, predict_learned
 from offload_gym.sim.seeding import Reseeder, seed_states_many
 from offload_gym.sim.traces import TraceSample, load_trace, replay
@@ -38,6 +39,14 @@ __all__ = ["LEARNED_PLANNER_BATCH", "WORKLOAD_BLOCK", "EpisodeWorkload"]
 WORKLOAD_BLOCK = 4096
 #: the learned planner annotates this many queries per forward pass (a divisor of WORKLOAD_BLOCK)
 LEARNED_PLANNER_BATCH = 64
+
+
+@functools.lru_cache(maxsize=32)
+def _synthetic_params(workload: WorkloadConfig, planner: PlannerConfig) -> Any:
+    """:func:`offload_gym.core.workload.synthetic_params`, once per configuration (its arrays are only read)."""
+    from offload_gym.core.workload import synthetic_params
+
+    return synthetic_params(workload, planner)
 
 
 class EpisodeWorkload:
@@ -110,11 +119,11 @@ class EpisodeWorkload:
         seeds = self._rng_workload.integers(2**63, size=n)
         self._block_start = start
         if self._compiled:
-            from offload_gym.core.workload import draw_block, synthetic_params
+            from offload_gym.core.workload import draw_block
 
             lengths = (None, None) if trace is None else (trace.prompt_tokens[start:start + n],
                                                           trace.answer_tokens[start:start + n])
-            self.block = draw_block(seeds, synthetic_params(cfg), *lengths)
+            self.block = draw_block(seeds, _synthetic_params(cfg.workload, cfg.planner), *lengths)
             self._seeds = seeds
             self._drawn = {}
             return

@@ -2,7 +2,7 @@
 
 Pure functions of their arguments; nothing here knows about Gymnasium or the simulator state.
 
-* :func:`path_loss_db` - TGax enterprise model with a breakpoint.
+* :func:`path_loss_db` - TGax enterprise model with a breakpoint (:func:`path_loss_table_db`: of a table).
 * :func:`mcs_for_snr` / :func:`phy_rate_bps` - SNR to the highest HE MCS whose threshold it meets.
 * :func:`dcf_saturation` - Bianchi's fixed point for ``n`` saturated stations: attempt probability
   ``tau``, conditional collision probability, total payload throughput and a tagged station's mean
@@ -11,6 +11,7 @@ Pure functions of their arguments; nothing here knows about Gymnasium or the sim
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ __all__ = [
     "message_access_s",
     "noise_dbm",
     "path_loss_db",
+    "path_loss_table_db",
     "phy_rate_bps",
 ]
 
@@ -50,11 +52,26 @@ def path_loss_db(distance_m: float, frequency_ghz: float = 5.18, breakpoint_m: f
 
     Distances below 1 m are clamped to 1 m (the model's reference distance).
     """
-    d = max(distance_m, 1.0)
-    loss = 40.05 + 20.0 * math.log10(frequency_ghz / 2.4) + 20.0 * math.log10(min(d, breakpoint_m))
-    if d > breakpoint_m:
-        loss += 35.0 * math.log10(d / breakpoint_m)
-    return loss
+    return path_loss_table_db([[distance_m]], frequency_ghz, breakpoint_m)[0][0]
+
+
+def path_loss_table_db(distances_m: list[list[float]], frequency_ghz: float = 5.18,
+                       breakpoint_m: float = 10.0) -> list[list[float]]:
+    """:func:`path_loss_db` of every distance of a table (rows of Python floats), the same floats: the frequency's
+    term is computed once (``(40.05 + 20 log10(f/2.4)) + ...`` is the formula's own left-to-right order)."""
+    log10 = math.log10
+    frequency_term = 40.05 + 20.0 * log10(frequency_ghz / 2.4)
+    table = []
+    for row in distances_m:
+        out = []
+        for distance in row:
+            d = max(distance, 1.0)
+            loss = frequency_term + 20.0 * log10(min(d, breakpoint_m))
+            if d > breakpoint_m:
+                loss += 35.0 * log10(d / breakpoint_m)
+            out.append(loss)
+        table.append(out)
+    return table
 
 
 def noise_dbm(bandwidth_mhz: int, noise_dbm_per_20mhz: float = -94.0) -> float:
@@ -63,12 +80,10 @@ def noise_dbm(bandwidth_mhz: int, noise_dbm_per_20mhz: float = -94.0) -> float:
 
 
 def mcs_for_snr(snr_db: float) -> int:
-    """Highest MCS whose SNR threshold ``snr_db`` meets; -1 when below MCS0 (out of coverage)."""
-    mcs = -1
-    for index, threshold in enumerate(MCS_SNR_THRESHOLDS_DB):
-        if snr_db >= threshold:
-            mcs = index
-    return mcs
+    """Highest MCS whose SNR threshold ``snr_db`` meets; -1 when below MCS0 (out of coverage, or NaN)."""
+    if not snr_db >= MCS_SNR_THRESHOLDS_DB[0]:
+        return -1
+    return bisect.bisect_right(MCS_SNR_THRESHOLDS_DB, snr_db) - 1  # the thresholds increase
 
 
 def phy_rate_bps(mcs: int, bandwidth_mhz: int = 80, spatial_streams: int = 2) -> float:
