@@ -28,7 +28,8 @@ from offload_gym.planner import (
 )
 from offload_gym.planner import report as report_cli
 from offload_gym.planner import train as train_cli
-from offload_gym.planner.learned import ASSETS_DIR, TOKENIZER_FILE
+from offload_gym.planner.corpus import _TYPE_GIVEN_KS, K_PROBS, STRUCTURE_PROBS, _cdf, _choice_index, _rint_clip
+from offload_gym.planner.learned import ASSETS_DIR, PLANNER_BATCH_ROWS, TOKENIZER_FILE
 from offload_gym.planner.models import distillation_loss, load_checkpoint
 from offload_gym.planner.train import encode_split, teacher_outputs, train_student
 
@@ -125,6 +126,26 @@ def test_dag_choices_are_uniform() -> None:
     assert abs(n_preds[1] / 3000 - 0.5) < 0.05 and n_preds[1] + n_preds[2] == 3000
     freq = np.array([picks[j] for j in range(3)]) / sum(picks.values())
     assert np.max(np.abs(freq - 1 / 3)) < 0.05
+
+
+def test_choice_tables_draw_what_generator_choice_draws() -> None:
+    """generate_query draws K, the structure and the task type from precomputed tables (Generator.choice with
+    ``p`` checks ``p`` at every call): the same indices from the same one uniform each, so the corpus is the
+    same query for query."""
+    rows = [K_PROBS, STRUCTURE_PROBS, *(row for rows in _TYPE_GIVEN_KS for row in rows)]
+    for seed, p in enumerate(rows):
+        table = _cdf(p)
+        ours, numpys = np.random.default_rng(seed), np.random.default_rng(seed)
+        drawn = [_choice_index(ours, table) for _ in range(2000)]
+        assert drawn == [int(numpys.choice(len(p), p=p)) for _ in range(2000)], seed
+        assert ours.bit_generator.state == numpys.bit_generator.state  # one draw each, no more
+
+
+def test_rint_clip_is_numpys_rint_then_clip() -> None:
+    values = [x / 2 for x in range(-20, 21)] + list(np.random.default_rng(0).normal(0.0, 4.0, 2000))
+    for low, high in ((0, 6), (-2, 2)):
+        for v in values:  # halves round to even in both
+            assert _rint_clip(float(v), low, high) == int(np.clip(np.rint(v), low, high)), (v, low, high)
 
 
 def test_text_carries_count_signal(sample: list[CorpusQuery]) -> None:
@@ -297,3 +318,18 @@ def test_predictions_do_not_depend_on_torch_threads(sample: list[CorpusQuery]) -
         for threads in (2, 3):
             for key, value in outputs[1].items():
                 assert value.tobytes() == outputs[threads][key].tobytes(), (size, threads, key)
+
+
+def test_predictions_are_the_same_for_the_same_list(sample: list[CorpusQuery]) -> None:
+    """The planner sorts the texts by length and runs PLANNER_BATCH_ROWS a pass: the same list gives the same
+    floats, and another batching only moves the last float32 bits (counts and structures stay)."""
+    planner = LearnedPlanner.load_default()
+    texts = [q.text for q in sample[:100]]
+    first, again = planner.predict_arrays(texts), planner.predict_arrays(texts)
+    whole = planner.predict_arrays(texts, batch_size=len(texts))
+    alone = planner.predict_arrays(texts[:1])
+    assert PLANNER_BATCH_ROWS < len(texts)
+    for key in first:
+        assert first[key].tobytes() == again[key].tobytes(), key
+        np.testing.assert_allclose(whole[key], first[key], rtol=1e-4, atol=1e-5, err_msg=key)
+        np.testing.assert_allclose(alone[key][0], first[key][0], rtol=1e-4, atol=1e-5, err_msg=key)

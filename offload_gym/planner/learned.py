@@ -22,8 +22,15 @@ TOKENIZER_FILE: str = "tokenizer.json"
 
 #: torch threads the planner's forward pass runs on, whatever the process's setting: float32 reductions split by
 #: thread count, so the predictions (and the episodes that use them) differed between 1 and 2 threads, that is
-#: between machines and between processes that set torch's threads (tests, training scripts)
-PLANNER_THREADS = 2
+#: between machines and between processes that set torch's threads (tests, training scripts). One: a second
+#: thread cut the wall time of a batch by about 1.4x for 2x its CPU time, and envs stepped in parallel (vector
+#: envs, subprocesses) have no core to spare
+PLANNER_THREADS = 1
+
+#: texts per forward pass, after sorting by length: padding is paid for in full, and a padded batch takes torch's
+#: masked-softmax path, several times slower per row than its plain one; 16 rows cost about half the CPU time
+#: per text of 64 (tried 8, 12, 16, 21, 32, 64 on the shipped student)
+PLANNER_BATCH_ROWS = 16
 
 
 @contextlib.contextmanager
@@ -95,9 +102,12 @@ class LearnedPlanner:
         """Trainable parameters of the wrapped model."""
         return self.model.num_parameters()
 
-    def predict_arrays(self, texts: list[str], batch_size: int = 256) -> dict[str, np.ndarray]:
+    def predict_arrays(self, texts: list[str], batch_size: int = PLANNER_BATCH_ROWS) -> dict[str, np.ndarray]:
         """Batched raw predictions: ``subtask_count`` (n,), ``structure`` (n,) index into STRUCTURES,
         ``difficulty`` (n,), ``answer_tokens`` (n,), ``subtask_difficulty`` / ``subtask_output_tokens`` (n, 5).
+
+        The texts are sorted by length, then run ``batch_size`` per forward pass: a text's floats depend in their
+        last bits on its batch-mates' lengths, so the same list gives the same floats, a different list may not.
         """
         n = len(texts)
         out = {

@@ -33,12 +33,10 @@ from offload_gym.sim.seeding import Reseeder, seed_states_many
 from offload_gym.sim.traces import TraceSample, load_trace, replay
 from offload_gym.sim.workload import QuerySpec, draw_corpus_query, draw_query
 
-__all__ = ["LEARNED_PLANNER_BATCH", "WORKLOAD_BLOCK", "EpisodeWorkload"]
+__all__ = ["WORKLOAD_BLOCK", "EpisodeWorkload"]
 
 #: queries drawn at a time (a whole default episode at reset)
 WORKLOAD_BLOCK = 4096
-#: the learned planner annotates this many queries per forward pass (a divisor of WORKLOAD_BLOCK)
-LEARNED_PLANNER_BATCH = 64
 
 
 @functools.lru_cache(maxsize=32)
@@ -137,10 +135,8 @@ class EpisodeWorkload:
         if cfg.uses_corpus and cfg.planner.kind == "learned":
             ((states, incs),) = seed_states_many(seeds, (0,))
             specs = [draw_corpus_query(cfg.workload, reseed(state, inc)) for state, inc in zip(states, incs, strict=True)]
-            predictions: list[Prediction] = []
-            for i in range(0, len(specs), LEARNED_PLANNER_BATCH):  # batch boundaries as before: the same floats
-                predictions += predict_learned(specs[i:i + LEARNED_PLANNER_BATCH], cfg.workload, cfg.planner.checkpoint)
-            return specs, predictions
+            # the block's texts at once: sorted by length across the block, the planner's batches pad least
+            return specs, predict_learned(specs, cfg.workload, cfg.planner.checkpoint)
         draw = draw_corpus_query if cfg.uses_corpus else draw_query
         trace = self._trace
         workload, planner = cfg.workload, cfg.planner
