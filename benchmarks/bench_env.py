@@ -20,6 +20,7 @@ import random
 import resource
 import statistics
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -383,6 +384,9 @@ def measure_ppo(s: Settings) -> dict[str, Any]:
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     torch.set_num_threads(1)
+    # SB3's logger makes a folder at every learn() without a log path ($SB3_LOGDIR, else a new /tmp/SB3-<time>)
+    logs = tempfile.TemporaryDirectory(prefix="bench_sb3_")
+    os.environ.setdefault("SB3_LOGDIR", logs.name)
     n_envs = 8
     rollout = n_envs * s.ppo_n_steps
     timesteps = max(rollout, s.ppo_timesteps // rollout * rollout)
@@ -409,6 +413,9 @@ def measure_ppo(s: Settings) -> dict[str, Any]:
         ratio.append(rates["offload"][-1] / rates["cartpole"][-1])
     for model in models.values():
         model.get_env().close()
+    if os.environ.get("SB3_LOGDIR") == logs.name:
+        del os.environ["SB3_LOGDIR"]
+    logs.cleanup()
     return {"ppo_offload_sps": median(rates["offload"]), "ppo_cartpole_sps": median(rates["cartpole"]),
             "ppo_ratio": median(ratio), "ppo_n_steps": s.ppo_n_steps, "ppo_timesteps": timesteps,
             "ppo_spaces_only_ratio": median(rates["spaces_only"]) / median(rates["cartpole"])}

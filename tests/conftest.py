@@ -106,6 +106,20 @@ def single_query_latency(cfg: Any, location: int, seed: int = 0) -> float:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def sb3_log_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """SB3's logger makes a folder at every ``learn()`` without a log path: ``$SB3_LOGDIR``, else a new
+    ``/tmp/SB3-<time>`` that nothing removes. The tests' go under pytest's temporary folders (subprocesses
+    inherit the variable)."""
+    before = os.environ.get("SB3_LOGDIR")
+    os.environ["SB3_LOGDIR"] = str(tmp_path_factory.mktemp("sb3_log"))
+    yield
+    if before is None:
+        os.environ.pop("SB3_LOGDIR", None)
+    else:
+        os.environ["SB3_LOGDIR"] = before
+
+
+@pytest.fixture(scope="session", autouse=True)
 def compiled_core_warm() -> None:
     """Compile (or load from numba's on-disk cache) the compiled core's entry points once, first: a cold
     compile takes minutes on 2 cores, and no test under a wall-clock guard should pay it."""
