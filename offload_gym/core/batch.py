@@ -31,7 +31,7 @@ import numpy as np
 from offload_gym.core._jit import njit, njit_inline
 
 __all__ = ["EPS_TOKENS", "decode_rate_table", "edge_finish_arrays", "pack_edge", "project_batch_finish_arrays",
-           "project_packed"]
+           "project_packed", "scratch_sizes"]
 
 #: a stream whose end is within this many tokens of the batch's progress has ended (``estimates._EPS_TOKENS``)
 EPS_TOKENS = 1e-9
@@ -379,20 +379,18 @@ def _roomy_loop(now: float, r1: float, kappa: float, batch: int, buf: np.ndarray
 
 @njit
 def _roomy_packed(now: float, r1: float, kappa: float, x: np.ndarray, n_pre: int, n_dec: int, n_pend: int,
-                  target: int) -> float:
+                  target: int, buf: np.ndarray, work: np.ndarray) -> float:
     """``estimates._project_roomy``: the fixed events (``_fixed_events``) sorted, then the roomy loop.
 
     The event fields (kind 0 = admission, 1 = prefill end; is target 0 or 1, as floats) and the decoding heap
     are regions of one buffer, read by offset: allocations, slices and array arguments (reference counts) are
-    most of the cost of a small projection.
+    most of the cost of a small projection. ``buf``, ``work``: scratch of at least :func:`scratch_sizes`.
     """
     dr = 2 * n_pre  # the offsets in x (:func:`_pack`): decoding remainders; pending ready, prefill s, decode
     pr = dr + n_dec
     pp = pr + n_pend
     pc = pp + n_pend
-    n_streams = n_pre + n_dec + n_pend
     size = n_pre + 2 * n_pend
-    buf = np.empty(4 * size + n_streams)
     o_kind, o_dec, o_tgt, o_heap = size, 2 * size, 3 * size, 4 * size
     k = 0
     for i in range(n_pre):
@@ -417,7 +415,6 @@ def _roomy_packed(now: float, r1: float, kappa: float, x: np.ndarray, n_pre: int
         buf[o_dec + k] = x[pc + i]
         buf[o_tgt + k] = 1.0 if i == target else 0.0
         k += 1
-    work = np.empty(2 * k, dtype=np.int64)
     r = _stable_order_at(buf, 0, o_kind, o_dec, o_tgt, k, work)
     for i in range(n_dec):
         buf[o_heap + i] = x[dr + i]
@@ -428,13 +425,14 @@ def _roomy_packed(now: float, r1: float, kappa: float, x: np.ndarray, n_pre: int
 # ---------------------------------------------------------------------------------- general path
 @njit
 def _general_packed(now: float, r1: float, kappa: float, max_batch: int, x: np.ndarray, n_pre: int, n_dec: int,
-                    n_pend: int, target: int) -> float:
+                    n_pend: int, target: int, buf: np.ndarray, later: np.ndarray) -> float:
     """``estimates._project_general``: FIFO admission among the ready streams when the batch may fill up.
 
     Heaps of ``(end progress, index)`` (decoding), ``(prefill end, decode tokens, index)`` (prefilling) and
     ``index`` (ready, not admitted), all in one buffer (the first two as slices of it, the ready heap and the
     sort's keys by offset). The not-ready heap of unique ``(ready time,
     index)`` pops in sorted order, so it is that order (a stable sort on the ready time) walked by position.
+    ``buf``, ``later``: scratch of at least :func:`scratch_sizes`.
     """
     dr = 2 * n_pre  # the offsets in x (:func:`_pack`): decoding remainders; pending ready, prefill s, decode
     pr = dr + n_dec
@@ -442,7 +440,6 @@ def _general_packed(now: float, r1: float, kappa: float, max_batch: int, x: np.n
     pc = pp + n_pend
     n_all = n_pre + n_dec + n_pend
     n_p = n_pre + n_pend
-    buf = np.empty(2 * n_all + 3 * n_p + 3 * n_pend)
     d_key, d_idx = buf[:n_all], buf[n_all:2 * n_all]
     o = 2 * n_all
     p_end, p_dec, p_idx = buf[o:o + n_p], buf[o + n_p:o + 2 * n_p], buf[o + 2 * n_p:o + 3 * n_p]
@@ -463,7 +460,6 @@ def _general_packed(now: float, r1: float, kappa: float, max_batch: int, x: np.n
         buf[o_zeros + i] = 0.0
         buf[o_later + i] = x[pr + i]
     # ties by index, as (ready, index) tuples compare
-    later = np.empty(2 * n_pend, dtype=np.int64)
     r = _stable_order_at(buf, o_later, o_zeros, o_zeros, o_zeros, n_pend, later)
     pos = 0
     nr = 0
@@ -541,9 +537,11 @@ def _project_roomy(now: float, r1: float, kappa: float, prefill_end_s: np.ndarra
                    decoding_rem: np.ndarray, pend_ready_s: np.ndarray, pend_prefill_s: np.ndarray,
                    pend_dec: np.ndarray, target: int) -> float:
     """:func:`_roomy_packed` of the six stream arrays."""
+    n_pre, n_dec, n_pend = prefill_end_s.shape[0], decoding_rem.shape[0], pend_ready_s.shape[0]
+    n_buf, n_work = scratch_sizes(n_pre, n_dec, n_pend)
     return _roomy_packed(now, r1, kappa, _pack(prefill_end_s, prefill_dec, decoding_rem, pend_ready_s,
                                                pend_prefill_s, pend_dec),
-                         prefill_end_s.shape[0], decoding_rem.shape[0], pend_ready_s.shape[0], target)
+                         n_pre, n_dec, n_pend, target, np.empty(n_buf), np.empty(n_work, dtype=np.int64))
 
 
 @njit
@@ -551,19 +549,40 @@ def _project_general(now: float, r1: float, kappa: float, max_batch: int, prefil
                      prefill_dec: np.ndarray, decoding_rem: np.ndarray, pend_ready_s: np.ndarray,
                      pend_prefill_s: np.ndarray, pend_dec: np.ndarray, target: int) -> float:
     """:func:`_general_packed` of the six stream arrays."""
+    n_pre, n_dec, n_pend = prefill_end_s.shape[0], decoding_rem.shape[0], pend_ready_s.shape[0]
+    n_buf, n_work = scratch_sizes(n_pre, n_dec, n_pend)
     return _general_packed(now, r1, kappa, max_batch, _pack(prefill_end_s, prefill_dec, decoding_rem, pend_ready_s,
                                                             pend_prefill_s, pend_dec),
-                           prefill_end_s.shape[0], decoding_rem.shape[0], pend_ready_s.shape[0], target)
+                           n_pre, n_dec, n_pend, target, np.empty(n_buf), np.empty(n_work, dtype=np.int64))
 
 
 # ------------------------------------------------------------------------------------ entry points
 @njit
+def scratch_sizes(n_pre: int, n_dec: int, n_pend: int) -> tuple[int, int]:
+    """Floats and ints of scratch that :func:`project_packed` needs for these streams, on either path (the roomy
+    one: ``4 (n_pre + 2 n_pend) + n_pre + n_dec + n_pend`` floats, ``2 (n_pre + 2 n_pend)`` ints; the general one:
+    ``5 n_pre + 2 n_dec + 8 n_pend`` floats, ``2 n_pend`` ints)."""
+    return 5 * n_pre + 2 * n_dec + 9 * n_pend, 2 * (n_pre + 2 * n_pend)
+
+
+@njit
 def project_packed(now: float, r1: float, kappa: float, max_batch: int, x: np.ndarray, n_pre: int, n_dec: int,
-                   n_pend: int, target: int) -> float:
-    """:func:`project_batch_finish_arrays` of the streams packed in ``x`` (:func:`_pack`'s layout)."""
+                   n_pend: int, target: int, buf: np.ndarray, work: np.ndarray) -> float:
+    """:func:`project_batch_finish_arrays` of the streams packed in ``x`` (:func:`_pack`'s layout), with scratch
+    ``buf`` (floats) and ``work`` (ints) of at least :func:`scratch_sizes` (the estimates pass the state's, so a
+    projection allocates nothing: three allocations were a third of the kernels' allocations per decision)."""
     if n_pre + n_dec + n_pend <= max_batch:
-        return _roomy_packed(now, r1, kappa, x, n_pre, n_dec, n_pend, target)
-    return _general_packed(now, r1, kappa, max_batch, x, n_pre, n_dec, n_pend, target)
+        return _roomy_packed(now, r1, kappa, x, n_pre, n_dec, n_pend, target, buf, work)
+    return _general_packed(now, r1, kappa, max_batch, x, n_pre, n_dec, n_pend, target, buf, work)
+
+
+@njit
+def _project_new_scratch(now: float, r1: float, kappa: float, max_batch: int, x: np.ndarray, n_pre: int, n_dec: int,
+                         n_pend: int, target: int) -> float:
+    """:func:`project_packed` with scratch of its own (the callers outside the estimates)."""
+    n_buf, n_work = scratch_sizes(n_pre, n_dec, n_pend)
+    return project_packed(now, r1, kappa, max_batch, x, n_pre, n_dec, n_pend, target, np.empty(n_buf),
+                          np.empty(n_work, dtype=np.int64))
 
 
 @njit_inline
@@ -573,20 +592,20 @@ def project_batch_finish_arrays(now: float, r1: float, kappa: float, max_batch: 
     """Finish time of pending stream ``target``: ``estimates.project_batch_finish`` with ``prefilling`` as
     ``(prefill_end_s, prefill_dec)``, ``decoding`` as ``decoding_rem`` and ``pending`` as ``(pend_ready_s,
     pend_prefill_s, pend_dec)`` (float64 arrays), the same float, on the same path."""
-    return project_packed(now, r1, kappa, max_batch, _pack(prefill_end_s, prefill_dec, decoding_rem, pend_ready_s,
-                                                           pend_prefill_s, pend_dec),
-                          prefill_end_s.shape[0], decoding_rem.shape[0], pend_ready_s.shape[0], target)
+    return _project_new_scratch(now, r1, kappa, max_batch, _pack(prefill_end_s, prefill_dec, decoding_rem,
+                                                                 pend_ready_s, pend_prefill_s, pend_dec),
+                                prefill_end_s.shape[0], decoding_rem.shape[0], pend_ready_s.shape[0], target)
 
 
 @njit
-def pack_edge(run: np.ndarray, pend: np.ndarray, extra: np.ndarray, e: int, n_pre: int, n_dec: int, n_pend: int,
-              n_extra: int, ready_s: float, prefill_s: float, decode_tokens: float) -> np.ndarray:
-    """Edge ``e``'s streams in :func:`_pack`'s layout: its snapshot (``run[e]``: prefill ends, their decode
+def pack_edge(x: np.ndarray, run: np.ndarray, pend: np.ndarray, extra: np.ndarray, e: int, n_pre: int, n_dec: int,
+              n_pend: int, n_extra: int, ready_s: float, prefill_s: float, decode_tokens: float) -> None:
+    """Edge ``e``'s streams into ``x`` (at least ``2 n_pre + n_dec + 3 (n_pend + n_extra + 1)`` floats) in
+    :func:`_pack`'s layout: its snapshot (``run[e]``: prefill ends, their decode
     tokens, decoding remainders; ``pend[e]``: its FIFO's ready times, prefill seconds, decode tokens), then the
     plan's ``extra[e]`` streams and the new stream last in the FIFO. Read from the rows, not from slices of them
     (each slice costs reference counts)."""
     n = n_pend + n_extra + 1
-    x = np.empty(2 * n_pre + n_dec + 3 * n)
     for i in range(n_pre):
         x[i] = run[e, 0, i]
         x[n_pre + i] = run[e, 1, i]
@@ -604,7 +623,6 @@ def pack_edge(run: np.ndarray, pend: np.ndarray, extra: np.ndarray, e: int, n_pr
     x[o + n - 1] = ready_s
     x[o + 2 * n - 1] = prefill_s
     x[o + 3 * n - 1] = decode_tokens
-    return x
 
 
 def _rows(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -626,6 +644,7 @@ def edge_finish_arrays(now: float, r1: float, kappa: float, max_batch: int, pref
     run = np.zeros((1, 3, max(n_pre, n_dec, 1)))
     run[0, 0, :n_pre], run[0, 1, :n_pre], run[0, 2, :n_dec] = prefill_end_s, prefill_dec, decoding_rem
     n_pend, n_extra = pend_ready_s.shape[0], extra_ready_s.shape[0]
-    x = pack_edge(run, _rows(pend_ready_s, pend_prefill_s, pend_dec), _rows(extra_ready_s, extra_prefill_s, extra_dec),
-                  0, n_pre, n_dec, n_pend, n_extra, ready_s, prefill_s, decode_tokens)
-    return project_packed(now, r1, kappa, max_batch, x, n_pre, n_dec, n_pend + n_extra + 1, n_pend + n_extra)
+    x = np.empty(2 * n_pre + n_dec + 3 * (n_pend + n_extra + 1))
+    pack_edge(x, run, _rows(pend_ready_s, pend_prefill_s, pend_dec), _rows(extra_ready_s, extra_prefill_s, extra_dec),
+              0, n_pre, n_dec, n_pend, n_extra, ready_s, prefill_s, decode_tokens)
+    return _project_new_scratch(now, r1, kappa, max_batch, x, n_pre, n_dec, n_pend + n_extra + 1, n_pend + n_extra)

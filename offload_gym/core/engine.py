@@ -1112,7 +1112,8 @@ def build_struct(events: Any, gf: Any, gi: Any, cf: Any, ci: Any, qi: Any, qf: A
                  completed: Any, deferred: Any, wl_f: Any, wl_sub: Any, wl_deps: Any, sub_items: Any, carriers: Any,
                  wl_k: Any, wl_arrival: Any, wl_user: Any, msg_margin: Any, queued_scratch: Any, wl_structure: Any,
                  snap_run: Any, snap_pend: Any, snap_n: Any, snap_ids: Any, no_extra_f: Any, no_extra_n: Any,
-                 faults: Any, assoc_order: Any, assoc_rates: Any, rng_access: Any) -> Any:
+                 faults: Any, assoc_order: Any, assoc_rates: Any, rng_access: Any, proj_x: Any, proj_buf: Any,
+                 proj_work: Any) -> Any:
     """The state (:mod:`offload_gym.core.state`) from :class:`~offload_gym.core.arrays.CoreState`'s arrays, once an
     episode: its members are the arrays and lists Python holds, so both see the same memory. One argument per
     member (``state.FIELDS``' order): numba types arrays passed alone in C, a tuple of them member by member in
@@ -1123,7 +1124,7 @@ def build_struct(events: Any, gf: Any, gi: Any, cf: Any, ci: Any, qi: Any, qf: A
                       edge_prefilling, successors, query_items, completed, deferred, wl_f, wl_sub, wl_deps,
                       sub_items, carriers, wl_k, wl_arrival, wl_user, msg_margin, queued_scratch, wl_structure,
                       snap_run, snap_pend, snap_n, snap_ids, no_extra_f, no_extra_n, faults, assoc_order,
-                      assoc_rates, rng_access)
+                      assoc_rates, rng_access, proj_x, proj_buf, proj_work)
 
 
 @njit

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from offload_gym.core._jit import njit, njit_inline
-from offload_gym.core.batch import pack_edge, project_packed
+from offload_gym.core.batch import pack_edge, project_packed, scratch_sizes
 from offload_gym.core.engine import (
     CF_CONTEXT,
     CF_EDGE_ABILITY,
@@ -102,6 +102,20 @@ def _snapshot_room(S: Any, old: np.ndarray, need: int) -> np.ndarray:
     return grown
 
 
+@njit_inline
+def _projection_scratch(S: Any, n_x: int, n_pre: int, n_dec: int, n_pend: int) -> tuple[Any, Any, Any]:
+    """The state's scratch for one projection (the packed streams, its floats and ints), grown to fit these
+    streams: a projection then allocates nothing (it allocated three arrays, some 15-35 a decision)."""
+    n_buf, n_work = scratch_sizes(n_pre, n_dec, n_pend)
+    if S.proj_x.shape[0] < n_x:
+        S.proj_x = np.empty(2 * n_x)
+    if S.proj_buf.shape[0] < n_buf:
+        S.proj_buf = np.empty(2 * n_buf)
+    if S.proj_work.shape[0] < n_work:
+        S.proj_work = np.empty(2 * n_work, dtype=np.int64)
+    return S.proj_x, S.proj_buf, S.proj_work
+
+
 @njit
 def _edge_finish(S: Any, e: int, ready_s: float, prefill_s: float, decode_tokens: float, ex_f: np.ndarray,
                  ex_n: np.ndarray) -> float:
@@ -113,9 +127,11 @@ def _edge_finish(S: Any, e: int, ready_s: float, prefill_s: float, decode_tokens
     n_extra = ex_n[e]
     if n_pref + n_dec + n_pend == 0 and n_extra == 0:
         return ready_s + prefill_s + decode_tokens / cf[CF_EDGE_DECODE]  # idle: prefill, then decode alone
-    x = pack_edge(S.snap_run, S.snap_pend, ex_f, e, n_pref, n_dec, n_pend, n_extra, ready_s, prefill_s, decode_tokens)
-    return project_packed(gf[GF_NOW], cf[CF_EDGE_DECODE], cf[CF_KAPPA], ci[CI_MAX_BATCH], x, n_pref, n_dec,
-                          n_pend + n_extra + 1, n_pend + n_extra)
+    n = n_pend + n_extra + 1
+    x, buf, work = _projection_scratch(S, 2 * n_pref + n_dec + 3 * n, n_pref, n_dec, n)
+    pack_edge(x, S.snap_run, S.snap_pend, ex_f, e, n_pref, n_dec, n_pend, n_extra, ready_s, prefill_s, decode_tokens)
+    return project_packed(gf[GF_NOW], cf[CF_EDGE_DECODE], cf[CF_KAPPA], ci[CI_MAX_BATCH], x, n_pref, n_dec, n,
+                          n_pend + n_extra, buf, work)
 
 
 @njit_inline

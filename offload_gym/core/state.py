@@ -49,6 +49,8 @@ FIELDS: tuple[str, ...] = (
     # per phone the APs from the strongest, and the (up, down) PHY rates with each (0: out of its coverage)
     "faults", "assoc_order", "assoc_rates",  # 54-56
     "rng_access",  # 57 the random access delays' numpy Generator (numba draws numpy's numbers)
+    # the edge projections' scratch (estimates._projection_scratch: the packed streams, floats, ints; they grow)
+    "proj_x", "proj_buf", "proj_work",  # 58-60
 )
 
 if JIT_ENABLED:
