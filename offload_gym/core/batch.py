@@ -538,10 +538,10 @@ def _project_roomy(now: float, r1: float, kappa: float, prefill_end_s: np.ndarra
                    pend_dec: np.ndarray, target: int) -> float:
     """:func:`_roomy_packed` of the six stream arrays."""
     n_pre, n_dec, n_pend = prefill_end_s.shape[0], decoding_rem.shape[0], pend_ready_s.shape[0]
-    n_buf, n_work = scratch_sizes(n_pre, n_dec, n_pend)
+    buf, work = _new_scratch(n_pre, n_dec, n_pend)
     return _roomy_packed(now, r1, kappa, _pack(prefill_end_s, prefill_dec, decoding_rem, pend_ready_s,
                                                pend_prefill_s, pend_dec),
-                         n_pre, n_dec, n_pend, target, np.empty(n_buf), np.empty(n_work, dtype=np.int64))
+                         n_pre, n_dec, n_pend, target, buf, work)
 
 
 @njit
@@ -550,10 +550,10 @@ def _project_general(now: float, r1: float, kappa: float, max_batch: int, prefil
                      pend_prefill_s: np.ndarray, pend_dec: np.ndarray, target: int) -> float:
     """:func:`_general_packed` of the six stream arrays."""
     n_pre, n_dec, n_pend = prefill_end_s.shape[0], decoding_rem.shape[0], pend_ready_s.shape[0]
-    n_buf, n_work = scratch_sizes(n_pre, n_dec, n_pend)
+    buf, work = _new_scratch(n_pre, n_dec, n_pend)
     return _general_packed(now, r1, kappa, max_batch, _pack(prefill_end_s, prefill_dec, decoding_rem, pend_ready_s,
                                                             pend_prefill_s, pend_dec),
-                           n_pre, n_dec, n_pend, target, np.empty(n_buf), np.empty(n_work, dtype=np.int64))
+                           n_pre, n_dec, n_pend, target, buf, work)
 
 
 # ------------------------------------------------------------------------------------ entry points
@@ -563,6 +563,13 @@ def scratch_sizes(n_pre: int, n_dec: int, n_pend: int) -> tuple[int, int]:
     one: ``4 (n_pre + 2 n_pend) + n_pre + n_dec + n_pend`` floats, ``2 (n_pre + 2 n_pend)`` ints; the general one:
     ``5 n_pre + 2 n_dec + 8 n_pend`` floats, ``2 n_pend`` ints)."""
     return 5 * n_pre + 2 * n_dec + 9 * n_pend, 2 * (n_pre + 2 * n_pend)
+
+
+@njit
+def _new_scratch(n_pre: int, n_dec: int, n_pend: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fresh scratch of :func:`scratch_sizes` (for the callers outside the estimates, which pass the state's)."""
+    n_buf, n_work = scratch_sizes(n_pre, n_dec, n_pend)
+    return np.empty(n_buf), np.empty(n_work, dtype=np.int64)
 
 
 @njit
@@ -580,9 +587,8 @@ def project_packed(now: float, r1: float, kappa: float, max_batch: int, x: np.nd
 def _project_new_scratch(now: float, r1: float, kappa: float, max_batch: int, x: np.ndarray, n_pre: int, n_dec: int,
                          n_pend: int, target: int) -> float:
     """:func:`project_packed` with scratch of its own (the callers outside the estimates)."""
-    n_buf, n_work = scratch_sizes(n_pre, n_dec, n_pend)
-    return project_packed(now, r1, kappa, max_batch, x, n_pre, n_dec, n_pend, target, np.empty(n_buf),
-                          np.empty(n_work, dtype=np.int64))
+    buf, work = _new_scratch(n_pre, n_dec, n_pend)
+    return project_packed(now, r1, kappa, max_batch, x, n_pre, n_dec, n_pend, target, buf, work)
 
 
 @njit_inline
