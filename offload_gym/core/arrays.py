@@ -95,13 +95,14 @@ from offload_gym.core.engine import (
     QI_N_MSGS,
     QI_REDISPATCHED,
     QI_WHOLE,
-    _new_containers,
     build_struct,
     clear_containers,
     events_of,
+    new_queues,
     place_aggregation,
     place_subtask,
     place_whole,
+    queues_of,
     run_until_decision,
     start_entry,
 )
@@ -109,16 +110,17 @@ from offload_gym.core.state import make_struct
 from offload_gym.core.wifi import dcf_params
 from offload_gym.sim.setup import merged_outages
 
-__all__ = ["LIST_SLOTS", "MESSAGES_PER_QUERY", "CoreEngine", "CoreState", "compiled_overload"]
+__all__ = ["MESSAGES_PER_QUERY", "QUEUE_SLOTS", "CoreEngine", "CoreState", "compiled_overload"]
 
 #: message rows allocated per loaded query at first (a whole query sends 2, a decomposed one of K subtasks
 #: about 2K + 2; the worst case is 33): the arrays double when an event could overflow them
 #: (:meth:`CoreState.grow_messages`)
 MESSAGES_PER_QUERY = 4
 
-#: the slots of :attr:`CoreState.arrays` that hold numba typed lists, in :func:`_new_containers`'s order (what
-#: pickling converts)
-LIST_SLOTS = (14, 24, 27, 28, 31, 32)
+#: the slots of :attr:`CoreState.arrays` that hold the queues, in :data:`offload_gym.core.engine.QUEUE_KINDS`' order
+#: (a row per cell, phone or edge: the count in column 0, then the values). A full queue is replaced inside the
+#: compiled code by one with more room, so Python reads them through :meth:`CoreState.current_arrays`.
+QUEUE_SLOTS = (14, 24, 27, 28, 31, 32)
 
 
 #: the slots that a recycled state zeroes (:meth:`CoreState._recycle`): the event heap, the global ints, the
@@ -131,8 +133,8 @@ _OVERLOADS: dict[tuple[Any, ...], Any] = {}
 
 def _type_key(kernel: Any, value: Any) -> Any:
     """What numba's type of ``value`` depends on, cheaper to compute than the type: for an array its dtype,
-    dimensions, layout and writability (``numba.core.typing.typeof._typeof_ndarray``), for a typed list or a
-    StructRef the type it carries; anything else the type itself."""
+    dimensions, layout and writability (``numba.core.typing.typeof._typeof_ndarray``), for a StructRef the type
+    it carries; anything else the type itself."""
     if type(value) is np.ndarray:
         flags = value.flags
         return value.dtype, value.ndim, flags.c_contiguous, flags.f_contiguous, flags.writeable
@@ -230,7 +232,7 @@ class CoreState:
         self.msg_margin = 4 * (e.max_batch + 2) * (max_k + 2) + 64  # messages one event can create, at most
         rows = _query_rows(loaded, max_k, n_aps)
         mf, mi = _message_rows(loaded * MESSAGES_PER_QUERY + self.msg_margin, max_k)
-        cell_msgs, phone_ready, edge_waiting, edge_ready, edge_decoding, edge_prefilling = _new_containers(n_users, n_aps)
+        cell_msgs, phone_ready, edge_waiting, edge_ready, edge_decoding, edge_prefilling = new_queues(n_users, n_aps)
         self.arrays: tuple[Any, ...] = (
             np.empty((4 * (n_users + n_aps) + 16, 5)),  # 0 the event heap (it grows: the state then holds another)
             gf, gi, cf, ci,  # 1-4
@@ -250,13 +252,13 @@ class CoreState:
             rows[20], rows[21],  # 20, 21 itf, iti
             memo,  # 22 the Wi-Fi model's memo (_dcf)
             params,  # 23
-            phone_ready,  # 24 phone ready heaps (item ids = placement order)
+            phone_ready,  # 24 phone ready heaps (item ids = placement order; the queues grow)
             phone_f, phone_i,  # 25, 26
             edge_waiting,  # 27 edge waiting (placed, inputs not all there), in placement order
             edge_ready,  # 28 edge ready heaps
             np.zeros((n_aps, 3)),  # 29 edge progress, progress time, rate
             np.zeros((n_aps, 2), dtype=np.int64),  # 30 edge batch, version
-            edge_decoding,  # 31 edge decoding heaps (target, item)
+            edge_decoding,  # 31 edge decoding heaps (by decode target, then item)
             edge_prefilling,  # 32 edge prefilling, in admission order
             rows[33], rows[34], rows[35], rows[36],  # 33-36 successors, items per query, finished, deferred
             wl_f, wl_sub, wl_deps,  # 37-39
@@ -277,14 +279,15 @@ class CoreState:
         self.struct = self._struct()
 
     def _recycle(self, previous: CoreState, sim: Any, fresh: tuple[np.ndarray, ...]) -> None:
-        """Take over ``previous``'s arrays, lists and compiled state (same scenario, same rows), refilled as a new
-        state of ``sim`` starts: allocating 61 members, building the typed lists and the state cost about as much
-        as drawing the episode (measured: 0.4 ms of a 1.8 ms reset). ``previous`` must not be stepped again: its
-        episode is over (the env's reset replaces it). ``fresh``: this episode's new global, config, phone and
-        workload arrays, copied in.
+        """Take over ``previous``'s arrays, queues and compiled state (same scenario, same rows), refilled as a new
+        state of ``sim`` starts: allocating 61 members, building the queues (then typed lists) and the state cost
+        about as much as drawing the episode (measured: 0.4 ms of a 1.8 ms reset). ``previous`` must not be
+        stepped again: its episode is over (the env's reset replaces it). ``fresh``: this episode's new global,
+        config, phone and workload arrays, copied in.
 
         ``tests/test_core_env.py`` checks that an episode after any other equals the same seed on a fresh env."""
-        A = previous.arrays
+        clear_containers(previous.struct)
+        A = previous.current_arrays()
         self.wifi, self.memo_key, self.msg_margin = previous.wifi, previous.memo_key, previous.msg_margin
         gf, cf, ci, phone_f, phone_i, *block = fresh
         for slot, value in zip((1, 3, 4, 25, 26, 37, 38, 39, 42, 47), (gf, cf, ci, phone_f, phone_i, *block),
@@ -309,14 +312,13 @@ class CoreState:
         rng = A[57]
         rng.bit_generator.state = sim.rng_access.bit_generator.state
         sim.rng_access = rng
-        clear_containers(previous.struct)
-        self.arrays, self.struct = A, previous.struct
+        self.arrays, self.struct = tuple(A), previous.struct
         previous.layout_cfg = None
 
     def grow_messages(self) -> None:
         """Double the message arrays (the engine returned -2: fewer free rows than one event can fill); the
         kernels' state is rebuilt over them, and the call that returned -2 goes on with ``a = -2``."""
-        arrays = list(self.arrays)
+        arrays = self.current_arrays()
         mf, mi = _message_rows(2 * len(arrays[8]), int(self.arrays[4][CI_MAX_K]))
         self._rebuild(_with_old_rows(arrays, {7: mf, 8: mi}))
 
@@ -337,7 +339,7 @@ class CoreState:
         n = len(wl.arrival_s)
         self.loaded = start + n
         self.layout_cfg = None  # rows of another size than a new episode's
-        arrays = _with_old_rows(list(self.arrays), _query_rows(self.loaded - self.base, max_k, n_aps))
+        arrays = _with_old_rows(self.current_arrays(), _query_rows(self.loaded - self.base, max_k, n_aps))
         for slot, new in zip((37, 38, 39, 42, 47), _block_arrays(wl, start, n, max_k), strict=True):
             arrays[slot] = np.concatenate([arrays[slot], new])
         arrays[43] = np.concatenate([arrays[43], np.asarray(wl.arrival_s, dtype=np.float64)])
@@ -356,7 +358,7 @@ class CoreState:
 
         With it an episode keeps the rows of the queries in flight only (plus the block being loaded), so its
         length is not bounded by memory."""
-        A = list(self.arrays)
+        A = self.current_arrays()
         gi, qi, qf, mi, iti = A[2], A[5], A[6], A[8], A[21]
         n_items, n_msgs = int(gi[GI_PLACE_SEQ]), int(gi[GI_N_MSGS])
         n_completed, rewarded = int(gi[GI_N_COMPLETED]), int(gi[GI_REWARDED])
@@ -448,8 +450,8 @@ class CoreState:
         at = kinds == EV_RELEASE
         heap[at, 3] -= base
         A[0] = _with_room(heap)
-        for slot, container in _renumbered_containers(A, item_id, msg_id).items():
-            A[slot] = container
+        for slot in QUEUE_SLOTS:  # messages in the cells' queues, items in the others (heaps stay heaps)
+            A[slot] = _renumbered_queue(A[slot], msg_id if slot == 14 else item_id)
         # the counters
         gi = gi.copy()
         gi[GI_ARRIVED] -= base
@@ -470,12 +472,10 @@ class CoreState:
         return base, seen, dropped
 
     def __getstate__(self) -> dict[str, Any]:
-        """Typed lists do not pickle: they travel as plain (nested) lists, in their order (heaps stay heaps)."""
+        """The arrays (the event heap's rows and the queues as the compiled state holds them), not the state."""
         state = self.__dict__.copy()
-        arrays = list(self.arrays)
+        arrays = self.current_arrays()
         arrays[0] = self._heap()
-        for slot in LIST_SLOTS:  # lists of lists
-            arrays[slot] = [list(x) for x in arrays[slot]]
         state["arrays"] = arrays
         del state["struct"]
         return state
@@ -483,16 +483,22 @@ class CoreState:
     def __setstate__(self, state: dict[str, Any]) -> None:
         arrays = state.pop("arrays")
         self.__dict__.update(state)
-        n_users, n_aps = int(arrays[4][CI_N_USERS]), int(arrays[4][CI_N_APS])
-        fresh = dict(zip(LIST_SLOTS, _new_containers(n_users, n_aps), strict=True))
-        for slot, container in fresh.items():
-            for target, values in zip(container, arrays[slot], strict=True):
-                for value in values:
-                    target.append(value)
-            arrays[slot] = container
         arrays[0] = _with_room(arrays[0])
         self.arrays = tuple(arrays)
         self.struct = self._struct()
+
+    def current_arrays(self) -> list[Any]:
+        """:attr:`arrays` with the queues the compiled state holds now (a queue that filled up was replaced by a
+        larger one there; :data:`QUEUE_SLOTS`), as a list."""
+        arrays = list(self.arrays)
+        for slot, queue in zip(QUEUE_SLOTS, queues_of(self.struct), strict=True):
+            arrays[slot] = queue
+        return arrays
+
+    def queue(self, slot: int, row: int) -> np.ndarray:
+        """The values of row ``row`` of the queue in slot ``slot`` (:data:`QUEUE_SLOTS`), in their order (a view)."""
+        Q = queues_of(self.struct)[QUEUE_SLOTS.index(slot)]
+        return Q[row, 1 : 1 + Q[row, 0]]
 
     def _heap(self) -> np.ndarray:
         """The event heap's rows, in heap order (a copy)."""
@@ -605,14 +611,11 @@ def _first_needed_query(A: list[Any], heap: np.ndarray, seen: int) -> int:
     live_items = [int(x) for x in heap[kinds == EV_PREFILL_DONE, 4]]
     live_msgs = [int(x) for x in heap[kinds == EV_BACKHAUL_DONE, 3]]
     live_queries = [int(x) for x in heap[kinds == EV_RELEASE, 3]]
-    for slot in (24, 27, 28, 32):  # phone ready heaps, edge waiting, edge ready heaps, edge prefilling
-        for values in A[slot]:
-            live_items.extend(values)
-    for values in A[31]:  # edge decoding heaps of (target, item)
-        live_items.extend(pair[1] for pair in values)
+    for slot in QUEUE_SLOTS:  # the cells' messages; the phones' and edges' items
+        live = live_msgs if slot == 14 else live_items
+        for row in A[slot]:
+            live.extend(row[1 : 1 + row[0]].tolist())
     live_items.extend(int(x) for x in A[26][:, 0] if x >= 0)  # the items the phones run
-    for values in A[14]:  # the cells' messages
-        live_msgs.extend(values)
     if live_items:
         base = min(base, int(iti[np.array(live_items, dtype=np.int64), II_QUERY].min()))
     if live_msgs:
@@ -622,20 +625,12 @@ def _first_needed_query(A: list[Any], heap: np.ndarray, seen: int) -> int:
     return base
 
 
-def _renumbered_containers(A: list[Any], item_id: np.ndarray, msg_id: np.ndarray) -> dict[int, Any]:
-    """New typed lists (by slot) of ``A``'s, their ids renumbered (messages in the cells' lists, items in the others)."""
-    n_users, n_aps = int(A[4][CI_N_USERS]), int(A[4][CI_N_APS])
-    containers = dict(zip(LIST_SLOTS, _new_containers(n_users, n_aps), strict=True))
-    for slot, container in containers.items():
-        table = msg_id if slot == 14 else item_id
-        for target, values in zip(container, A[slot], strict=True):
-            if slot == 31:  # (decode target, item) pairs
-                for target_s, it in values:
-                    target.append((target_s, int(item_id[it])))
-            else:
-                for value in _renumbered(table, np.array(list(values), dtype=np.int64)).tolist():
-                    target.append(value)
-    return containers
+def _renumbered_queue(queue: np.ndarray, new_id: np.ndarray) -> np.ndarray:
+    """A copy of a queue array (a row per cell, phone or edge: count, values), its values renumbered."""
+    out = queue.copy()
+    used = (np.arange(queue.shape[1])[None, :] >= 1) & (np.arange(queue.shape[1])[None, :] <= queue[:, :1])
+    out[used] = _renumbered(new_id, queue[used])
+    return out
 
 
 def _renumbered(new_id: np.ndarray, ids: np.ndarray) -> np.ndarray:

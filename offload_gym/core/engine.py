@@ -11,8 +11,10 @@ ahead by :class:`~offload_gym.sim.episode.EpisodeWorkload`.
 Layout. Items are numbered by placement (an item's id is its placement ``seq``, so heaps of ids are heaps in
 placement order); queries by arrival; messages by creation. Per-entity columns live in 2-D arrays indexed
 with the ``Q*``, ``I*`` and ``M*`` constants below. The event heap is an array of rows
-``(time, seq, kind, a, b)`` (:func:`_push`), ordered exactly as a heap of ``(time, seq)`` tuples; the other
-heaps are numba typed lists used with :mod:`heapq`.
+``(time, seq, kind, a, b)`` (:func:`_push`), ordered exactly as a heap of ``(time, seq)`` tuples. The queues
+(the cells' messages, the phones' and edges' items) are rows of 2-D int arrays, the count in column 0 and the
+values after it (:data:`QUEUE_KINDS`); the ready and decoding queues are heaps kept as :mod:`heapq` keeps a list,
+so that they hold their values in the same order as the typed lists they replaced.
 
 Faults (outages that cancel, redispatch or fail the queries they touch, re-association,
 background and backhaul changes) are events like the others; random access delays draw numpy's gamma numbers
@@ -21,7 +23,6 @@ from the episode's access-delay Generator (``S.rng_access``), which numba's ``Ge
 
 from __future__ import annotations
 
-import heapq
 import math
 from typing import Any
 
@@ -33,24 +34,8 @@ from offload_gym.core.wifi import dcf_from_fixed_point, fixed_point
 if JIT_ENABLED:
     from offload_gym.core.state import CoreStruct
 
-if JIT_ENABLED:
-    from numba import types as _nbt
-    from numba.typed import List as TypedList
-
-    INT_TYPE = _nbt.int64
-    PAIR_TYPE = _nbt.Tuple((_nbt.float64, _nbt.int64))
-    INT_LIST_TYPE = _nbt.ListType(INT_TYPE)
-    PAIR_LIST_TYPE = _nbt.ListType(PAIR_TYPE)
-else:  # pragma: no cover - plain Python lists stand in
-    class TypedList(list):  # type: ignore[no-redef]
-        @staticmethod
-        def empty_list(_: object) -> list:
-            return []
-
-    INT_TYPE = PAIR_TYPE = INT_LIST_TYPE = PAIR_LIST_TYPE = None
-
-__all__ = ["build_struct", "clear_containers", "place_aggregation", "place_subtask", "place_whole", "run_until_decision",
-           "start_entry"]
+__all__ = ["QUEUE_KINDS", "build_struct", "clear_containers", "new_queues", "place_aggregation", "place_subtask",
+           "place_whole", "queues_of", "run_until_decision", "start_entry"]
 
 # event kinds (offload_gym.sim.physics.EventKind)
 EV_ARRIVAL, EV_PHONE_DONE, EV_PREFILL_DONE, EV_DECODE_DONE, EV_CELL, EV_BACKHAUL_DONE, EV_RELEASE, EV_FAULT = range(8)
@@ -198,6 +183,181 @@ def events_of(S: Any) -> np.ndarray:
     return S.events[: S.gi[GI_N_EVENTS]].copy()
 
 
+# The queues: per cell its messages on the air (in the order they started), per phone its ready items (a heap),
+# per edge its waiting items (placed, inputs not all there; placement order), ready items (a heap), decoding
+# items (a heap by (decode target, id): the target is the item's IF_DECODE_TARGET) and prefilling items
+# (admission order). Each kind is one 2-D int array, a row per cell, phone or edge: the count in column 0, the
+# values in columns 1..count. Arrays, not numba typed lists: a typed list's append, pop and indexed read are
+# calls into C with atomic reference counts (they were about a fifth of a decision), and heapq on them
+# compiles slowly. A full row doubles every row's room (the state then holds the new array: Python reads the
+# queues through :func:`queues_of`).
+Q_CELL, Q_PHONE_READY, Q_EDGE_WAITING, Q_EDGE_READY, Q_EDGE_DECODING, Q_EDGE_PREFILLING = range(6)
+#: the queue kinds, in :func:`queues_of`'s order, by their state members' names
+QUEUE_KINDS = ("cell_msgs", "phone_ready", "edge_waiting", "edge_ready", "edge_decoding", "edge_prefilling")
+#: the values a queue row has room for at first
+QUEUE_ROOM = 15
+
+
+@njit
+def _queue(S: Any, which: int) -> np.ndarray:
+    if which == Q_CELL:
+        return S.cell_msgs
+    if which == Q_PHONE_READY:
+        return S.phone_ready
+    if which == Q_EDGE_WAITING:
+        return S.edge_waiting
+    if which == Q_EDGE_READY:
+        return S.edge_ready
+    if which == Q_EDGE_DECODING:
+        return S.edge_decoding
+    return S.edge_prefilling
+
+
+@njit
+def _queue_grown(S: Any, which: int) -> np.ndarray:
+    """Queue kind ``which`` with twice the room in every row (the state holds the new array)."""
+    old = _queue(S, which)
+    rows, cols = old.shape
+    grown = np.zeros((rows, 2 * cols - 1), dtype=np.int64)
+    for r in range(rows):
+        for c in range(old[r, 0] + 1):
+            grown[r, c] = old[r, c]
+    if which == Q_CELL:
+        S.cell_msgs = grown
+    elif which == Q_PHONE_READY:
+        S.phone_ready = grown
+    elif which == Q_EDGE_WAITING:
+        S.edge_waiting = grown
+    elif which == Q_EDGE_READY:
+        S.edge_ready = grown
+    elif which == Q_EDGE_DECODING:
+        S.edge_decoding = grown
+    else:
+        S.edge_prefilling = grown
+    return grown
+
+
+@njit
+def _q_append(S: Any, which: int, row: int, value: int) -> np.ndarray:
+    """Append ``value`` to row ``row`` of queue kind ``which``; the queue's array (grown if it was full)."""
+    Q = _queue(S, which)
+    n = Q[row, 0] + 1
+    if n == Q.shape[1]:
+        Q = _queue_grown(S, which)
+    Q[row, n] = value
+    Q[row, 0] = n
+    return Q
+
+
+@njit
+def _q_remove(Q: np.ndarray, row: int, value: int) -> bool:
+    """Remove the first ``value`` of row ``row`` (the others keep their order); whether it was there."""
+    n = Q[row, 0]
+    for j in range(1, n + 1):
+        if Q[row, j] == value:
+            for c in range(j, n):
+                Q[row, c] = Q[row, c + 1]
+            Q[row, 0] = n - 1
+            return True
+    return False
+
+
+@njit
+def _q_has(Q: np.ndarray, row: int, value: int) -> bool:
+    for j in range(1, Q[row, 0] + 1):
+        if Q[row, j] == value:
+            return True
+    return False
+
+
+# The heaps: CPython's heapq (which numba's ports) on a row's values, so that a row holds its values in the order
+# a list under heapq would. Keys are the item ids, or for the decoding heaps (decode target, id) as the tuples
+# the Python engine pushed were ordered.
+@njit_inline
+def _before(itf: np.ndarray, by_target: bool, a: int, b: int) -> bool:
+    """``a < b``, or ``(target of a, a) < (target of b, b)`` as Python orders tuples."""
+    if by_target:
+        ta, tb = itf[a, IF_DECODE_TARGET], itf[b, IF_DECODE_TARGET]
+        if ta != tb:
+            return ta < tb
+    return a < b
+
+
+@njit
+def _sift_down(Q: np.ndarray, row: int, start: int, pos: int, itf: np.ndarray, by_target: bool) -> None:
+    """heapq's ``_siftdown(heap, start, pos)`` on row ``row`` (heap index ``i`` is column ``i + 1``)."""
+    new = Q[row, 1 + pos]
+    while pos > start:
+        parent = (pos - 1) >> 1
+        p = Q[row, 1 + parent]
+        if _before(itf, by_target, new, p):
+            Q[row, 1 + pos] = p
+            pos = parent
+            continue
+        break
+    Q[row, 1 + pos] = new
+
+
+@njit
+def _sift_up(Q: np.ndarray, row: int, pos: int, itf: np.ndarray, by_target: bool) -> None:
+    """heapq's ``_siftup(heap, pos)`` on row ``row``."""
+    end = Q[row, 0]
+    start = pos
+    new = Q[row, 1 + pos]
+    child = 2 * pos + 1
+    while child < end:
+        right = child + 1
+        if right < end and not _before(itf, by_target, Q[row, 1 + child], Q[row, 1 + right]):
+            child = right
+        Q[row, 1 + pos] = Q[row, 1 + child]
+        pos = child
+        child = 2 * pos + 1
+    Q[row, 1 + pos] = new
+    _sift_down(Q, row, start, pos, itf, by_target)
+
+
+@njit
+def _heap_push(S: Any, which: int, row: int, value: int) -> None:
+    """``heapq.heappush`` onto row ``row`` of heap kind ``which``."""
+    Q = _q_append(S, which, row, value)
+    _sift_down(Q, row, 0, Q[row, 0] - 1, S.itf, which == Q_EDGE_DECODING)
+
+
+@njit
+def _heap_pop(S: Any, which: int, row: int) -> int:
+    """``heapq.heappop`` from row ``row`` (not empty) of heap kind ``which``."""
+    Q = _queue(S, which)
+    n = Q[row, 0] - 1
+    last = Q[row, 1 + n]
+    Q[row, 0] = n
+    if n == 0:
+        return last
+    top = Q[row, 1]
+    Q[row, 1] = last
+    _sift_up(Q, row, 0, S.itf, which == Q_EDGE_DECODING)
+    return top
+
+
+@njit
+def _heap_remove(S: Any, which: int, row: int, value: int) -> bool:
+    """Remove ``value`` from a heap's row as the Python engine did (``list.pop`` at its place, then
+    ``heapq.heapify``); whether it was there."""
+    Q = _queue(S, which)
+    if not _q_remove(Q, row, value):
+        return False
+    itf, by_target = S.itf, which == Q_EDGE_DECODING
+    for i in range(Q[row, 0] // 2 - 1, -1, -1):
+        _sift_up(Q, row, i, itf, by_target)
+    return True
+
+
+@njit
+def queues_of(S: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The state's queue arrays (:data:`QUEUE_KINDS`' order; not copies: a full one is replaced by a larger one,
+    so Python reads them here rather than keeping its own references)."""
+    return S.cell_msgs, S.phone_ready, S.edge_waiting, S.edge_ready, S.edge_decoding, S.edge_prefilling
+
+
 #: rows of the Wi-Fi model's memo (a power of two); when it is 3/4 full, new points are computed, not stored
 DCF_MEMO_ROWS = 8192
 
@@ -313,7 +473,8 @@ def _new_message(S: Any, user: int, src: int, dst: int, nbytes: float, target: i
 def _cell_advance(S: Any, ap: int) -> None:
     gf, mf, cell_msgs = S.gf, S.mf, S.cell_msgs
     now = gf[GF_NOW]
-    for m in cell_msgs[ap]:
+    for j in range(1, cell_msgs[ap, 0] + 1):
+        m = cell_msgs[ap, j]
         last, until = mf[m, MF_LAST], mf[m, MF_ACCESS_UNTIL]
         start = last if last > until else until
         if now > start:
@@ -326,14 +487,15 @@ def _cell_reschedule(S: Any, ap: int) -> None:
     gf, cf, mf, mi, qi = S.gf, S.cf, S.mf, S.mi, S.qi
     cell_msgs, cell_up, cell_down, cell_version = S.cell_msgs, S.cell_up, S.cell_down, S.cell_version
     cell_version[ap] += 1
-    msgs = cell_msgs[ap]
-    if len(msgs) == 0:
+    n_msgs = cell_msgs[ap, 0]
+    if n_msgs == 0:
         return
     n = _contenders(S, ap)
     frame = cf[CF_FRAME]
     now = gf[GF_NOW]
     next_time = math.inf
-    for m in msgs:
+    for j in range(1, n_msgs + 1):
+        m = cell_msgs[ap, j]
         h = mi[m, MI_HOP]
         direction = mi[m, MI_HOPS + 2 * h]
         user = qi[mi[m, MI_QUERY], QI_USER]  # the hop's phone is its query's
@@ -354,7 +516,7 @@ def _cell_reschedule(S: Any, ap: int) -> None:
 @njit
 def _start_hop(S: Any, m: int) -> None:
     gf, cf, qf, qi, mf, mi = S.gf, S.cf, S.qf, S.qi, S.mf, S.mi
-    up_rate, down_rate, cell_msgs = S.up_rate, S.down_rate, S.cell_msgs
+    up_rate, down_rate = S.up_rate, S.down_rate
     cell_n_up, cell_down, cell_up = S.cell_n_up, S.cell_down, S.cell_up
     now = gf[GF_NOW]
     h = mi[m, MI_HOP]
@@ -379,7 +541,7 @@ def _start_hop(S: Any, m: int) -> None:
         cell_down[ap] += 1
         rate = down_rate[user]
     mf[m, MF_PHY_RATE] = rate
-    cell_msgs[ap].append(m)
+    _q_append(S, Q_CELL, ap, m)
     n_own = _contenders(S, ap)
     nbytes = mf[m, MF_NBYTES]
     frame = cf[CF_FRAME]
@@ -394,8 +556,8 @@ def _start_hop(S: Any, m: int) -> None:
 @njit
 def _cell_remove(S: Any, ap: int, m: int) -> None:
     gf, qf, qi, mf, mi = S.gf, S.qf, S.qi, S.mf, S.mi
-    cell_msgs, cell_n_up, cell_down, cell_up = S.cell_msgs, S.cell_n_up, S.cell_down, S.cell_up
-    _remove_value(cell_msgs[ap], m)
+    cell_n_up, cell_down, cell_up = S.cell_n_up, S.cell_down, S.cell_up
+    _q_remove(S.cell_msgs, ap, m)
     h = mi[m, MI_HOP]
     direction = mi[m, MI_HOPS + 2 * h]
     q = mi[m, MI_QUERY]
@@ -422,7 +584,8 @@ def _cell_event(S: Any, ap: int) -> None:
     _cell_advance(S, ap)
     now = gf[GF_NOW]
     finished = []
-    for m in cell_msgs[ap]:
+    for j in range(1, cell_msgs[ap, 0] + 1):
+        m = cell_msgs[ap, j]
         if mf[m, MF_FINISH_AT] <= now or (now >= mf[m, MF_ACCESS_UNTIL] and mf[m, MF_REMAINING] <= BYTES_EPS):
             finished.append(m)
     for m in finished:
@@ -459,22 +622,21 @@ def _input_arrived(S: Any, it: int) -> None:
     loc = iti[it, II_LOCATION]
     if loc == PHONE:
         user = qi[iti[it, II_QUERY], QI_USER]
-        heapq.heappush(S.phone_ready[user], it)
+        _heap_push(S, Q_PHONE_READY, user, it)
         _phone_try_start(S, user)
     else:
         e = loc - 1
-        _remove_value(S.edge_waiting[e], it)
-        heapq.heappush(S.edge_ready[e], it)
+        _q_remove(S.edge_waiting, e, it)
+        _heap_push(S, Q_EDGE_READY, e, it)
         _edge_try_admit(S, e)
 
 
 @njit
 def _phone_try_start(S: Any, user: int) -> None:
     gf, itf, phone_f, phone_i = S.gf, S.itf, S.phone_f, S.phone_i
-    ready = S.phone_ready[user]
-    if phone_i[user, 0] >= 0 or len(ready) == 0:
+    if phone_i[user, 0] >= 0 or S.phone_ready[user, 0] == 0:
         return
-    it = heapq.heappop(ready)
+    it = _heap_pop(S, Q_PHONE_READY, user)
     phone_i[user, 0] = it
     phone_f[user, 1] -= itf[it, IF_PRED_DURATION]
     now = gf[GF_NOW]
@@ -521,9 +683,9 @@ def _edge_retime(S: Any, e: int) -> None:
     edge_f[e, 1] = gf[GF_NOW]
     edge_f[e, 2] = _edge_rate(S, edge_i[e, 0])
     edge_i[e, 1] += 1
-    decoding = S.edge_decoding[e]
-    if len(decoding) > 0:
-        target = decoding[0][0]
+    decoding = S.edge_decoding
+    if decoding[e, 0] > 0:
+        target = S.itf[decoding[e, 1], IF_DECODE_TARGET]
         left = target - edge_f[e, 0]
         _push(S, gf[GF_NOW] + (left if left > 0.0 else 0.0) / edge_f[e, 2], EV_DECODE_DONE, e, edge_i[e, 1])
 
@@ -531,16 +693,15 @@ def _edge_retime(S: Any, e: int) -> None:
 @njit
 def _edge_try_admit(S: Any, e: int) -> None:
     gf, ci, cf, itf, edge_i = S.gf, S.ci, S.cf, S.itf, S.edge_i
-    ready, prefilling = S.edge_ready[e], S.edge_prefilling[e]
     admitted = False
-    while len(ready) > 0 and edge_i[e, 0] < ci[CI_MAX_BATCH]:
-        it = heapq.heappop(ready)
+    while S.edge_ready[e, 0] > 0 and edge_i[e, 0] < ci[CI_MAX_BATCH]:
+        it = _heap_pop(S, Q_EDGE_READY, e)
         edge_i[e, 0] += 1
         now = gf[GF_NOW]
         itf[it, IF_START] = now
         end = now + itf[it, IF_IN] / cf[CF_EDGE_PREFILL]
         itf[it, IF_PREFILL_END] = end
-        prefilling.append(it)
+        _q_append(S, Q_EDGE_PREFILLING, e, it)
         _push(S, end, EV_PREFILL_DONE, e, it)
         admitted = True
     if admitted:
@@ -552,23 +713,21 @@ def _prefill_done(S: Any, e: int, it: int) -> None:
     itf, iti = S.itf, S.iti
     if iti[it, II_CANCELLED]:
         return
-    _remove_value(S.edge_prefilling[e], it)
-    target = _edge_progress_now(S, e) + itf[it, IF_OUT]
-    itf[it, IF_DECODE_TARGET] = target
-    heapq.heappush(S.edge_decoding[e], (target, it))
+    _q_remove(S.edge_prefilling, e, it)
+    itf[it, IF_DECODE_TARGET] = _edge_progress_now(S, e) + itf[it, IF_OUT]
+    _heap_push(S, Q_EDGE_DECODING, e, it)  # keyed by (IF_DECODE_TARGET, id)
     _edge_retime(S, e)
 
 
 @njit_inline
 def _decode_done(S: Any, e: int) -> None:
     gf, itf, edge_i = S.gf, S.itf, S.edge_i
-    decoding = S.edge_decoding[e]
     progress = _edge_progress_now(S, e)
     done = []
-    if len(decoding) > 0:
-        done.append(heapq.heappop(decoding)[1])
-    while len(decoding) > 0 and decoding[0][0] <= progress + TOKENS_EPS:
-        done.append(heapq.heappop(decoding)[1])
+    if S.edge_decoding[e, 0] > 0:
+        done.append(_heap_pop(S, Q_EDGE_DECODING, e))
+    while S.edge_decoding[e, 0] > 0 and itf[S.edge_decoding[e, 1], IF_DECODE_TARGET] <= progress + TOKENS_EPS:
+        done.append(_heap_pop(S, Q_EDGE_DECODING, e))
     edge_i[e, 0] -= len(done)
     _edge_retime(S, e)
     for it in done:
@@ -700,7 +859,7 @@ def _assign(S: Any, q: int, kind: int, index: int, loc: int, in_tok: float, out_
         itf[it, IF_PRED_DURATION] = d
         phone_f[user, 1] += d
     else:
-        S.edge_waiting[loc - 1].append(it)
+        _q_append(S, Q_EDGE_WAITING, loc - 1, it)
     return it
 
 
@@ -955,12 +1114,7 @@ def _cancel_work(S: Any, q: int) -> None:
         h = mi[m, MI_HOP]
         if h < mi[m, MI_N_HOPS] and mi[m, MI_HOPS + 2 * h] != H_BACKHAUL:
             ap = mi[m, MI_HOPS + 2 * h + 1]
-            on_air = False
-            for x in S.cell_msgs[ap]:
-                if x == m:
-                    on_air = True
-                    break
-            if on_air:
+            if _q_has(S.cell_msgs, ap, m):  # on the air
                 _cell_advance(S, ap)
                 _cell_remove(S, ap, m)
                 _cell_reschedule(S, ap)
@@ -971,20 +1125,6 @@ def _cancel_work(S: Any, q: int) -> None:
         _cancel_item(S, qi[q, QI_AGG])
     else:
         _cancel_item(S, qi[q, QI_WHOLE])
-
-
-@njit
-def _remove_value(items: Any, value: int) -> bool:
-    """Remove ``value`` from the typed list ``items`` (its first occurrence); whether it was there. Found by
-    iterating: an indexed read of a typed list costs five atomic reference-count updates, about 4x the
-    iterator's step (measured)."""
-    j = 0
-    for x in items:
-        if x == value:
-            items.pop(j)
-            return True
-        j += 1
-    return False
 
 
 @njit
@@ -1004,27 +1144,14 @@ def _cancel_item(S: Any, it: int) -> None:
             _phone_try_start(S, user)
             return
         phone_f[user, 1] -= itf[it, IF_PRED_DURATION]
-        ready = S.phone_ready[user]
-        if _remove_value(ready, it):
-            heapq.heapify(ready)  # the keys are unique, so the pop order does not depend on the heap's shape
+        _heap_remove(S, Q_PHONE_READY, user, it)
         return
     e = loc - 1
-    _remove_value(S.edge_waiting[e], it)
-    ready = S.edge_ready[e]
-    if _remove_value(ready, it):
-        heapq.heapify(ready)
+    _q_remove(S.edge_waiting, e, it)
+    if _heap_remove(S, Q_EDGE_READY, e, it):
         return
-    if not _remove_value(S.edge_prefilling[e], it):
-        decoding = S.edge_decoding[e]
-        found = False
-        for j in range(len(decoding)):
-            if decoding[j][1] == it:
-                decoding.pop(j)
-                found = True
-                break
-        if not found:
-            return
-        heapq.heapify(decoding)
+    if not _q_remove(S.edge_prefilling, e, it) and not _heap_remove(S, Q_EDGE_DECODING, e, it):
+        return
     S.edge_i[e, 0] -= 1
     _edge_retime(S, e)
     _edge_try_admit(S, e)
@@ -1138,31 +1265,16 @@ def start_entry(S: Any) -> None:
 
 @njit
 def clear_containers(S: Any) -> None:
-    """Empty every queue of the state (the lists themselves stay): a recycled state starts with none
+    """Empty every queue of the state (their arrays stay): a recycled state starts with none
     (:meth:`offload_gym.core.arrays.CoreState._recycle`)."""
-    for queues in (S.cell_msgs, S.phone_ready, S.edge_waiting, S.edge_ready, S.edge_prefilling):
-        for queue in queues:
-            queue.clear()
-    for decoding in S.edge_decoding:
-        decoding.clear()
+    for which in range(6):  # QUEUE_KINDS
+        Q = _queue(S, which)
+        for r in range(Q.shape[0]):
+            Q[r, 0] = 0
 
 
 # ---------------------------------------------------------------------------------------------------- Python side
-@njit
-def _new_containers(n_users: int, n_aps: int) -> Any:
-    """The state's typed lists, made in compiled code (from Python, each costs tens of microseconds)."""
-    cell_msgs = TypedList.empty_list(INT_LIST_TYPE)
-    phone_ready = TypedList.empty_list(INT_LIST_TYPE)
-    edge_waiting = TypedList.empty_list(INT_LIST_TYPE)
-    edge_ready = TypedList.empty_list(INT_LIST_TYPE)
-    edge_decoding = TypedList.empty_list(PAIR_LIST_TYPE)
-    edge_prefilling = TypedList.empty_list(INT_LIST_TYPE)
-    for _ in range(n_users):
-        phone_ready.append(TypedList.empty_list(INT_TYPE))
-    for _ in range(n_aps):
-        cell_msgs.append(TypedList.empty_list(INT_TYPE))
-        edge_waiting.append(TypedList.empty_list(INT_TYPE))
-        edge_ready.append(TypedList.empty_list(INT_TYPE))
-        edge_decoding.append(TypedList.empty_list(PAIR_TYPE))
-        edge_prefilling.append(TypedList.empty_list(INT_TYPE))
-    return cell_msgs, phone_ready, edge_waiting, edge_ready, edge_decoding, edge_prefilling
+def new_queues(n_users: int, n_aps: int) -> tuple[np.ndarray, ...]:
+    """The state's queues, empty (:data:`QUEUE_KINDS`' order): a row per cell, phone or edge."""
+    rows = (n_aps, n_users, n_aps, n_aps, n_aps, n_aps)
+    return tuple(np.zeros((n, 1 + QUEUE_ROOM), dtype=np.int64) for n in rows)

@@ -283,7 +283,7 @@ def _fill_state(S: Any, g: np.ndarray, user: int, OI: np.ndarray, OF: np.ndarray
     edge_ready, edge_waiting, edge_i = S.edge_ready, S.edge_waiting, S.edge_i  # read once (reference counts)
     for e in range(n_aps):
         o += n_loc
-        g[o + OI[O_L_BACKLOG]] = pmin((len(edge_ready[e]) + len(edge_waiting[e])) / max_batch, 1.0)
+        g[o + OI[O_L_BACKLOG]] = pmin((edge_ready[e, 0] + edge_waiting[e, 0]) / max_batch, 1.0)
         g[o + OI[O_L_OCCUPANCY]] = edge_i[e, 0] / max_batch
         g[o + OI[O_L_LINK_RATE]] = link_rate
         g[o + OI[O_L_CONTENTION]] = pmin(_contenders(S, e) / contention_norm, 1.0)

@@ -106,7 +106,7 @@ def _compiled_scene(env: OffloadEnv, episode: CompiledEpisode) -> Scene:
     n_aps = episode.n_aps
     transfers: list[Transfer] = []
     for ap in range(n_aps):
-        for m in S[14][ap]:  # the cell's messages, in order
+        for m in episode.state.queue(14, ap).tolist():  # the cell's messages, in order
             h = int(mi[m, ce.MI_HOP])
             kind = int(mi[m, ce.MI_HOPS + 2 * h])
             cell_ap = int(mi[m, ce.MI_HOPS + 2 * h + 1])
@@ -142,8 +142,8 @@ def _compiled_scene(env: OffloadEnv, episode: CompiledEpisode) -> Scene:
         own_ap=S[11].astype(int), up_rate_bps=S[9].astype(float), phone_busy=S[26][:, 0] >= 0,
         transfers=transfers,
         edge_batch=S[30][:, 0].astype(int),
-        edge_queued=np.array([len(S[28][e]) for e in range(n_aps)], dtype=int),
-        edge_in_transit=np.array([len(S[27][e]) for e in range(n_aps)], dtype=int),
+        edge_queued=np.array([len(episode.state.queue(28, e)) for e in range(n_aps)], dtype=int),
+        edge_in_transit=np.array([len(episode.state.queue(27, e)) for e in range(n_aps)], dtype=int),
         cell_uploading_phones=uploading, cell_downloads=downloads,
         cell_contenders=S[13].astype(int) + uploading + (downloads > 0),
         mask=episode.mask.copy(), decision=decision)
