@@ -220,6 +220,55 @@ def test_an_episode_after_another_is_the_same_seed_on_a_fresh_env(config: dict[s
     assert after[1] == first
 
 
+@pytest.mark.parametrize("index", [0, 3])
+def test_queues_that_fill_up_grow_inside_the_compiled_code_with_the_same_trajectory(
+        index: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Queue rows start with room for one value: every queue kind grows (the compiled state then holds larger
+    arrays than Python built), and the trajectory, a pickled copy's and the next recycled episode's do not change."""
+    from offload_gym.core import engine
+    from offload_gym.core.arrays import QUEUE_SLOTS
+
+    name = f"faulted-{index}-300-queries"
+    config, seed, steps = CASES[name]
+
+    def to_one_edge(env: OffloadEnv) -> list[Any]:  # the last allowed action: edge queues build up (ready ones too)
+        _, info = env.reset(seed=2)
+        out, done = [], False
+        while not done:
+            obs, reward, terminated, truncated, info = env.step(int(np.flatnonzero(info["action_mask"])[-1]))
+            out.append((obs.tobytes(), reward, repr(info)))
+            done = terminated or truncated
+        return out
+
+    roomy = trajectory(OffloadEnv(config=config), seed, steps)
+    roomy_one_edge = to_one_edge(OffloadEnv(config=config))
+    monkeypatch.setattr(engine, "QUEUE_ROOM", 1)
+    tight = OffloadEnv(config=config)
+    assert trajectory(tight, seed, steps) == roomy
+    assert tight.episode is not None
+    state = tight.episode.state
+    grown = [Q.shape[1] for Q in engine.queues_of(state.struct)]
+    built = [state.arrays[slot].shape[1] for slot in QUEUE_SLOTS]
+    assert built == [2] * 6 and all(grown[k] > 2 for k in (0, 1, 2, 4)), grown  # cells, phones, waiting, decoding
+    assert [Q.shape[1] for Q in state.current_arrays()[14:15]] == grown[:1]
+
+    rng = np.random.default_rng(5)
+    _, info = tight.reset(seed=seed)
+    for _ in range(120):
+        _, _, _, _, info = tight.step(int(rng.choice(np.flatnonzero(info["action_mask"]))))
+    clone = pickle.loads(pickle.dumps(tight))
+    for _ in range(100):
+        a = int(rng.choice(np.flatnonzero(info["action_mask"])))
+        out, twin = tight.step(a), clone.step(a)
+        assert out[0].tobytes() == twin[0].tobytes() and out[1:4] == twin[1:4] and repr(out[4]) == repr(twin[4])
+        info = out[4]
+        if out[2] or out[3]:
+            break
+    assert trajectory(tight, seed, steps) == roomy  # a recycled state: its queues emptied, their room kept
+    assert to_one_edge(tight) == roomy_one_edge
+    assert tight.episode is not None and engine.queues_of(tight.episode.state.struct)[3].shape[1] > 2
+
+
 def test_a_grown_episode_pickles_and_continues_identically() -> None:
     env = OffloadEnv(config=LONG, core="compiled")
     _, info = env.reset(seed=1)
