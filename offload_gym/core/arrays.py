@@ -8,7 +8,6 @@ Nothing here is compiled, so editing this module does not invalidate numba's cac
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -70,6 +69,9 @@ from offload_gym.core.engine import (
     IF_EST_FINISH,
     IF_EST_READY,
     II_QUERY,
+    K_AGGREGATION,
+    K_SUBTASK,
+    K_WHOLE,
     MI_ANSWER,
     MI_N_TARGETS,
     MI_QUERY,
@@ -99,11 +101,9 @@ from offload_gym.core.engine import (
     clear_containers,
     events_of,
     new_queues,
-    place_aggregation,
-    place_subtask,
-    place_whole,
+    place_entry,
     queues_of,
-    run_until_decision,
+    run_until_decision_entry,
     start_entry,
 )
 from offload_gym.core.state import make_struct
@@ -528,11 +528,11 @@ class CoreEngine:
         return float(self.A[1][GF_NOW])
 
     def run_until_decision(self) -> int:
-        q = run_until_decision(self.S)
+        q = run_until_decision_entry(self.S)
         while q == -2:  # the message arrays were full: they grow, and the loop goes on from where it stopped
             self.state.grow_messages()
             self.A, self.S = self.state.arrays, self.state.struct
-            q = run_until_decision(self.S)
+            q = run_until_decision_entry(self.S)
         return int(q)
 
     def pop_completed(self) -> list[int]:
@@ -542,13 +542,13 @@ class CoreEngine:
         return self.A[35][:n].tolist()
 
     def place_whole(self, q: int, loc: int) -> int:
-        return int(place_whole(self.S, q, loc, math.nan, math.nan))
+        return int(place_entry(self.S, K_WHOLE, q, 0, loc))
 
     def place_subtask(self, q: int, index: int, loc: int) -> int:
-        return int(place_subtask(self.S, q, index, loc, math.nan, math.nan))
+        return int(place_entry(self.S, K_SUBTASK, q, index, loc))
 
     def place_aggregation(self, q: int, loc: int) -> int:
-        return int(place_aggregation(self.S, q, loc, math.nan, math.nan))
+        return int(place_entry(self.S, K_AGGREGATION, q, 0, loc))
 
     def set_estimate(self, item: int, ready_s: float, finish_s: float) -> None:
         """What the estimates said of a placed item (the estimates of later decisions read it)."""

@@ -29,14 +29,15 @@ from typing import Any
 import numpy as np
 
 from offload_gym.core._jit import JIT_ENABLED, njit, njit_inline
-from offload_gym.core.state import borrowed
+from offload_gym.core.state import borrow_state, borrowed
 from offload_gym.core.wifi import dcf_from_fixed_point, fixed_point
 
 if JIT_ENABLED:
     from offload_gym.core.state import CoreStruct
 
-__all__ = ["QUEUE_KINDS", "build_struct", "clear_containers", "new_queues", "place_aggregation", "place_subtask",
-           "place_whole", "queues_of", "run_until_decision", "start_entry"]
+__all__ = ["QUEUE_KINDS", "build_struct", "clear_containers", "new_queues", "place_aggregation", "place_entry",
+           "place_subtask", "place_whole", "queues_of", "run_until_decision", "run_until_decision_entry",
+           "start_entry", "start_episode"]
 
 # event kinds (offload_gym.sim.physics.EventKind)
 EV_ARRIVAL, EV_PHONE_DONE, EV_PREFILL_DONE, EV_DECODE_DONE, EV_CELL, EV_BACKHAUL_DONE, EV_RELEASE, EV_FAULT = range(8)
@@ -1261,12 +1262,38 @@ def build_struct(events: Any, gf: Any, gi: Any, cf: Any, ci: Any, qi: Any, qf: A
 
 
 @njit
-def start_entry(S: Any) -> None:
+def start_episode(S: Any) -> None:
     """Schedule the first arrival and the faults (the start of an episode)."""
     _schedule_next_arrival(S)
     faults = S.faults
     for r in range(faults.shape[0]):
         _push(S, faults[r, 0], EV_FAULT, r, 0)
+
+
+# What Python calls with the state it holds (an owned CoreStruct): each borrows it for the kernels
+# (offload_gym.core.state.borrow_state), which are compiled for the borrowed type only.
+@njit
+def start_entry(S: Any) -> None:
+    """:func:`start_episode`, from Python."""
+    start_episode(borrow_state(S))
+
+
+@njit
+def run_until_decision_entry(S: Any) -> int:
+    """:func:`run_until_decision`, from Python."""
+    return run_until_decision(borrow_state(S))
+
+
+@njit
+def place_entry(S: Any, kind: int, q: int, index: int, loc: int) -> int:
+    """:func:`place_whole` (``kind`` K_WHOLE), :func:`place_subtask` or :func:`place_aggregation`, from Python
+    (without estimates)."""
+    B = borrow_state(S)
+    if kind == K_WHOLE:
+        return place_whole(B, q, loc, math.nan, math.nan)
+    if kind == K_SUBTASK:
+        return place_subtask(B, q, index, loc, math.nan, math.nan)
+    return place_aggregation(B, q, loc, math.nan, math.nan)
 
 
 @njit

@@ -64,7 +64,7 @@ from offload_gym.core.engine import (
     pmax,
     pmin,
     run_until_decision,
-    start_entry,
+    start_episode,
 )
 from offload_gym.core.estimates import (
     aggregation_estimates,
@@ -79,6 +79,7 @@ from offload_gym.core.estimates import (
     usable_locations,
     whole_estimates,
 )
+from offload_gym.core.state import borrow_state, borrowed
 
 if JIT_ENABLED:
     from numba.typed import List as TypedList
@@ -421,17 +422,22 @@ def decide_entry(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_lo
     decision's observation (into ``g``). ``a == -1`` starts the episode instead: the first arrival and the faults,
     run to the arrival, its decision and observation; ``a == -2`` goes on after a call that returned -2 (the
     message arrays were full; they have grown since), from where it stopped (one entry point for all three: the
-    core compiles once, not once per entry point)."""
+    core compiles once, not once per entry point). The state and the arrays are borrowed for the kernels
+    (:mod:`offload_gym.core.state`: no reference counts; the caller holds them)."""
+    B = borrow_state(S)
+    D, DF, est, plan_locs, mask, g = borrowed(D), borrowed(DF), borrowed(est), borrowed(plan_locs), borrowed(mask), \
+        borrowed(g)
+    OI, OF = borrowed(OI), borrowed(OF)
     if a == -1:
-        start_entry(S)
-        flag = advance(S, D, DF, est, plan_locs, mask)
+        start_episode(B)
+        flag = advance(B, D, DF, est, plan_locs, mask)
     elif a == -2:
-        flag = advance(S, D, DF, est, plan_locs, mask)
-        account(S)
+        flag = advance(B, D, DF, est, plan_locs, mask)
+        account(B)
     else:
-        flag = apply_action(S, D, DF, est, plan_locs, mask, a)
-        account(S)
-    observe(S, D, DF, est, g, OI, OF, energy)
+        flag = apply_action(B, D, DF, est, plan_locs, mask, a)
+        account(B)
+    observe(B, D, DF, est, g, OI, OF, energy)
     return flag
 
 
@@ -461,20 +467,31 @@ def decide_batch(states: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, pl
     """:func:`decide_entry` for each env ``i`` in ``lo..hi-1`` with ``active[i]`` of a batch of one scenario: its
     state ``states[i]`` and row ``i`` of every other array; its reward into ``rewards[i]`` (0 if inactive), its flag
     into ``flags[i]``. It releases the GIL: Python threads step disjoint ranges of one batch at once (the envs share
-    nothing they write)."""
+    nothing they write). The states and arrays are borrowed for the kernels, as in :func:`decide_entry`."""
+    D, DF, est, plan_locs, mask, g = borrowed(D), borrowed(DF), borrowed(est), borrowed(plan_locs), borrowed(mask), \
+        borrowed(g)
+    OI, OF = borrowed(OI), borrowed(OF)
     for i in range(lo, hi):
         if not active[i]:
             rewards[i] = 0.0
             flags[i] = 0
             continue
         S = states[i]
-        flags[i] = apply_action(S, D[i], DF[i], est[i], plan_locs[i], mask[i], actions[i])
-        rewards[i] = account(S)
-        observe(S, D[i], DF[i], est[i], g[i], OI, OF, energy)
+        B = borrow_state(S)
+        flags[i] = apply_action(B, D[i], DF[i], est[i], plan_locs[i], mask[i], actions[i])
+        rewards[i] = account(B)
+        observe(B, D[i], DF[i], est[i], g[i], OI, OF, energy)
 
 
 @njit
 def phone_state_entry(S: Any, user: int, out: np.ndarray, OI: np.ndarray, OF: np.ndarray) -> np.ndarray:
     """What phone ``user`` knows of the network (into ``out``); returns the locations it can use."""
-    _fill_state(S, out, user, OI, OF)
-    return usable_locations(S, user)
+    B = borrow_state(S)
+    _fill_state(B, out, user, OI, OF)
+    return usable_locations(B, user)
+
+
+@njit
+def item_fields_entry(S: Any, D: np.ndarray) -> tuple[float, float, float, int]:
+    """:func:`_item_fields`, from Python."""
+    return _item_fields(borrow_state(S), D)

@@ -122,7 +122,7 @@ def _compiled_scene(env: OffloadEnv, episode: CompiledEpisode) -> Scene:
         position = int(D[cs.D_POSITION])
         subtask = int(D[cs.D_ORDER + position]) if kind == "subtask" else -1
         # the pending item's predictions, as the observation reads them (the kernel itself, called from Python)
-        pred_difficulty, pred_input, pred_output, _ = cs._item_fields(episode.state.struct, D)
+        pred_difficulty, pred_input, pred_output, _ = cs.item_fields_entry(episode.state.struct, D)
         estimates = {loc: LocationEstimate(float(est[loc, 0]), float(est[loc, 1]), float(est[loc, 2]))
                      for loc in range(n_aps + 1) if est[loc, 1] == est[loc, 1]}  # NaN: not usable
         plan = None
