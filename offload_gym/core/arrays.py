@@ -274,6 +274,8 @@ class CoreState:
             *_fault_arrays(sim),  # 54-56
             sim.rng_access,  # 57
             np.empty(256), np.empty(512), np.empty(256, dtype=np.int64),  # 58-60 the projections' scratch (grows)
+            # 61, 62 the decision's scratch (engine.tmp_floats): what a plan of max_k subtasks takes, with room
+            np.empty(256 + 16 * (n_aps + 1) * (max_k + 2)), np.empty(64 + 8 * (n_aps + 1) * (max_k + 2), dtype=np.int64),
         )
         #: what the kernels take: one reference over these arrays (offload_gym.core.state)
         self.struct = self._struct()

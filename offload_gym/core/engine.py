@@ -95,10 +95,10 @@ N_GF = 9
 # (GI_N_COMPLETED: queries in ``S.completed``, in finishing order; GI_REWARDED: how many of them are rewarded;
 # GI_DECOMPOSED_DONE: how many of those ran decomposed; GI_BASE: the episode's id of query row 0, whose earlier
 # queries' rows were dropped (CoreState.compact): GI_ARRIVED, GI_SCHEDULED, GI_FINISHED and CI_QUERIES count
-# from it)
+# from it; GI_TMP_F, GI_TMP_I: the floats and ints of the decision's scratch in use, tmp_floats)
 (GI_EVENT_SEQ, GI_PLACE_SEQ, GI_ARRIVED, GI_SCHEDULED, GI_FINISHED, GI_N_MSGS, GI_N_COMPLETED, GI_REWARDED,
- GI_DECOMPOSED_DONE, GI_N_EVENTS, GI_FAILED, GI_REDISPATCHED, GI_BASE) = range(13)
-N_GI = 13
+ GI_DECOMPOSED_DONE, GI_N_EVENTS, GI_FAILED, GI_REDISPATCHED, GI_BASE, GI_TMP_F, GI_TMP_I) = range(15)
+N_GI = 15
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -358,6 +358,55 @@ def queues_of(S: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, n
     """The state's queue arrays (:data:`QUEUE_KINDS`' order; not copies: a full one is replaced by a larger one,
     so Python reads them here rather than keeping its own references)."""
     return S.cell_msgs, S.phone_ready, S.edge_waiting, S.edge_ready, S.edge_decoding, S.edge_prefilling
+
+
+# The decision's scratch: the estimates' small arrays (per location, per subtask) are views of two preallocated
+# state arrays, handed out in order and all given back at once when the next decision is prepared (tmp_reset).
+# Allocating them cost about 30 NRT allocations a decision, with their reference counts and frees.
+@njit
+def tmp_reset(S: Any) -> None:
+    gi = S.gi
+    gi[GI_TMP_F] = 0
+    gi[GI_TMP_I] = 0
+
+
+@njit
+def tmp_floats(S: Any, n: int) -> np.ndarray:
+    """``n`` floats of the decision's scratch (values left as they were: the caller fills them); an array of its
+    own when the scratch is used up (a decision that needs more than the state sized it for)."""
+    gi, buf = S.gi, S.tmp_f
+    o = gi[GI_TMP_F]
+    if o + n > buf.shape[0]:
+        return np.empty(n)
+    gi[GI_TMP_F] = o + n
+    return buf[o:o + n]
+
+
+@njit
+def tmp_ints(S: Any, n: int) -> np.ndarray:
+    """``n`` ints of the decision's scratch (as :func:`tmp_floats`)."""
+    gi, buf = S.gi, S.tmp_i
+    o = gi[GI_TMP_I]
+    if o + n > buf.shape[0]:
+        return np.empty(n, dtype=np.int64)
+    gi[GI_TMP_I] = o + n
+    return buf[o:o + n]
+
+
+@njit
+def tmp_floats_filled(S: Any, n: int, value: float) -> np.ndarray:
+    out = tmp_floats(S, n)
+    for j in range(n):
+        out[j] = value
+    return out
+
+
+@njit
+def tmp_ints_filled(S: Any, n: int, value: int) -> np.ndarray:
+    out = tmp_ints(S, n)
+    for j in range(n):
+        out[j] = value
+    return out
 
 
 #: rows of the Wi-Fi model's memo (a power of two); when it is 3/4 full, new points are computed, not stored
@@ -1242,7 +1291,7 @@ def build_struct(events: Any, gf: Any, gi: Any, cf: Any, ci: Any, qi: Any, qf: A
                  wl_k: Any, wl_arrival: Any, wl_user: Any, msg_margin: Any, queued_scratch: Any, wl_structure: Any,
                  snap_run: Any, snap_pend: Any, snap_n: Any, snap_ids: Any, no_extra_f: Any, no_extra_n: Any,
                  faults: Any, assoc_order: Any, assoc_rates: Any, rng_access: Any, proj_x: Any, proj_buf: Any,
-                 proj_work: Any) -> Any:
+                 proj_work: Any, tmp_f: Any, tmp_i: Any) -> Any:
     """The state (:mod:`offload_gym.core.state`) from :class:`~offload_gym.core.arrays.CoreState`'s arrays, once an
     episode: its members are the arrays and lists Python holds, so both see the same memory. One argument per
     member (``state.FIELDS``' order): numba types arrays passed alone in C, a tuple of them member by member in
@@ -1258,7 +1307,7 @@ def build_struct(events: Any, gf: Any, gi: Any, cf: Any, ci: Any, qi: Any, qf: A
                       _b(wl_k), _b(wl_arrival), _b(wl_user), msg_margin, _b(queued_scratch), _b(wl_structure),
                       _b(snap_run), _b(snap_pend), _b(snap_n), _b(snap_ids), _b(no_extra_f), _b(no_extra_n),
                       _b(faults), _b(assoc_order), _b(assoc_rates), rng_access, _b(proj_x), _b(proj_buf),
-                      _b(proj_work))
+                      _b(proj_work), _b(tmp_f), _b(tmp_i))
 
 
 @njit

@@ -53,6 +53,10 @@ from offload_gym.core.engine import (
     _success_prob,
     _token_bytes,
     pmax,
+    tmp_floats,
+    tmp_floats_filled,
+    tmp_ints,
+    tmp_ints_filled,
 )
 from offload_gym.core.wifi import P_MAC_HEADER_BYTES, P_MPDU_DELIMITER_BYTES, P_SYMBOL_S
 
@@ -77,8 +81,9 @@ def usable_locations(S: Any, user: int) -> np.ndarray:
     ci, own_ap, ap_up = S.ci, S.own_ap, S.ap_up
     n_aps = ci[CI_N_APS]
     if own_ap[user] < 0:
-        return np.zeros(1, dtype=np.int64)
-    out = np.zeros(n_aps + 1, dtype=np.int64)
+        return tmp_ints_filled(S, 1, PHONE)
+    out = tmp_ints(S, n_aps + 1)
+    out[0] = PHONE
     n = 1
     for a in range(n_aps):
         if ap_up[a]:
@@ -264,7 +269,7 @@ def subtask_order(S: Any, q: int) -> np.ndarray:
     """The list scheduler's subtask order: by depth, larger predicted output first, then index."""
     wl_sub, wl_deps = S.wl_sub, S.wl_deps
     k = S.wl_k[q]
-    depth = np.zeros(k, dtype=np.int64)
+    depth = tmp_ints_filled(S, k, 0)
     for i in range(k):
         d = -1
         for j in range(wl_deps[q, i, 0]):
@@ -272,7 +277,9 @@ def subtask_order(S: Any, q: int) -> np.ndarray:
             if depth[p] > d:
                 d = depth[p]
         depth[i] = 1 + d
-    order = np.arange(k)
+    order = tmp_ints(S, k)
+    for j in range(k):
+        order[j] = j
     for a in range(1, k):  # insertion sort on (depth, -pred out, index): k <= 8
         x = order[a]
         b = a - 1
@@ -353,7 +360,7 @@ def _latest_arrivals(S: Any, q: int, preds: np.ndarray, locations: np.ndarray, o
     """Per location, the latest predicted arrival of the outputs of ``preds``."""
     iti, itf, wl_sub, q_sub = S.iti, S.itf, S.wl_sub, S.sub_items
     n_aps = S.ci[CI_N_APS]
-    latest = np.full(n_aps + 1, -np.inf)
+    latest = tmp_floats_filled(S, n_aps + 1, -np.inf)
     n_locs = len(locations)
     for d in preds:
         if ov_loc[d] >= 0:
@@ -390,7 +397,10 @@ def _latest_arrivals(S: Any, q: int, preds: np.ndarray, locations: np.ndarray, o
 def _preds(S: Any, q: int, i: int) -> np.ndarray:
     wl_deps = S.wl_deps
     n = wl_deps[q, i, 0]
-    return wl_deps[q, i, 1:1 + n].copy()
+    out = tmp_ints(S, n)
+    for j in range(n):
+        out[j] = wl_deps[q, i, 1 + j]
+    return out
 
 
 @njit
@@ -408,7 +418,7 @@ def _subtask_ready(S: Any, q: int, i: int, ov_loc: np.ndarray, ov_finish: np.nda
     own = S.own_ap[user] + 1
     has_up = len(locations) > 1
     ready = release
-    latest = np.empty(0)
+    latest = tmp_floats(S, 0)
     if len(preds):
         latest = _latest_arrivals(S, q, preds, locations, own, ov_loc, ov_finish, up, down)
         if latest[0] > ready:
@@ -468,11 +478,11 @@ def subtask_estimates(S: Any, q: int, i: int, out: np.ndarray) -> None:
     n_aps = S.ci[CI_N_APS]
     k = S.wl_k[q]
     _clear(out)
-    ov_loc = np.full(k, -1, dtype=np.int64)
-    ov_finish = np.zeros(k)
-    att_eta = np.full(n_aps + 1, np.nan)
-    ap_ready = np.zeros((n_aps, 2))
-    phone_est = np.zeros(3)
+    ov_loc = tmp_ints_filled(S, k, -1)
+    ov_finish = tmp_floats_filled(S, k, 0.0)
+    att_eta = tmp_floats_filled(S, n_aps + 1, np.nan)
+    ap_ready = tmp_floats_filled(S, 2 * n_aps, 0.0).reshape((n_aps, 2))
+    phone_est = tmp_floats_filled(S, 3, 0.0)
     locations = usable_locations(S, S.qi[q, QI_USER])
     up, down = _links(S, S.qi[q, QI_USER], locations)
     n, prefill_s, q_edge = _subtask_ready(S, q, i, ov_loc, ov_finish, att_eta, 0.0, ap_ready, phone_est, locations, up,
@@ -504,7 +514,10 @@ def _aggregation_ready(S: Any, q: int, ov_loc: np.ndarray, ov_finish: np.ndarray
     pred_in, pred_out = pred_sum, wl_f[q, 6]
     own = S.own_ap[user] + 1
     has_up = len(locations) > 1
-    latest = _latest_arrivals(S, q, np.arange(k), locations, own, ov_loc, ov_finish, up, down)
+    preds = tmp_ints(S, k)
+    for j in range(k):
+        preds[j] = j
+    latest = _latest_arrivals(S, q, preds, locations, own, ov_loc, ov_finish, up, down)
     ready = latest[0] if latest[0] > release else release
     phone_est[0] = ready
     phone_est[1] = _phone_finish(S, user, ready, pred_in, pred_out, phone_extra_s)
@@ -529,10 +542,10 @@ def aggregation_estimates(S: Any, q: int, out: np.ndarray) -> None:
     n_aps = S.ci[CI_N_APS]
     k = S.wl_k[q]
     _clear(out)
-    ov_loc = np.full(k, -1, dtype=np.int64)
-    ov_finish = np.zeros(k)
-    ap_ready = np.zeros((n_aps, 2))
-    phone_est = np.zeros(3)
+    ov_loc = tmp_ints_filled(S, k, -1)
+    ov_finish = tmp_floats_filled(S, k, 0.0)
+    ap_ready = tmp_floats_filled(S, 2 * n_aps, 0.0).reshape((n_aps, 2))
+    phone_est = tmp_floats_filled(S, 3, 0.0)
     locations = usable_locations(S, S.qi[q, QI_USER])
     up, down = _links(S, S.qi[q, QI_USER], locations)
     n, prefill_s, q_edge, down_s, bh_down, own = _aggregation_ready(S, q, ov_loc, ov_finish, 0.0, ap_ready, phone_est,
@@ -555,9 +568,9 @@ def _bound_margin(t: float) -> float:
 
 
 @njit
-def _sorted_bounds(ap_ready: np.ndarray, n: int, alone: float) -> np.ndarray:
-    """Rows ``(ready + alone, loc, ready)`` sorted as Python sorts the tuples (by bound, then location)."""
-    rows = np.empty((n, 3))
+def _sorted_bounds(ap_ready: np.ndarray, n: int, alone: float, rows: np.ndarray) -> np.ndarray:
+    """Rows ``(ready + alone, loc, ready)`` sorted as Python sorts the tuples (by bound, then location), into
+    ``rows`` (``n`` rows of 3)."""
     for j in range(n):
         rows[j, 0] = ap_ready[j, 1] + alone
         rows[j, 1] = ap_ready[j, 0]
@@ -586,15 +599,16 @@ def plan(S: Any, q: int, latency_weight: float, locations_out: np.ndarray) -> tu
     r1 = cf[CF_EDGE_DECODE]
     has_attachment = wl_f[q, 3] > 0
     prune = weight >= 0.0
-    ov_loc = np.full(k, -1, dtype=np.int64)
-    ov_finish = np.zeros(k)
-    att_eta = np.full(n_aps + 1, np.nan)
+    ov_loc = tmp_ints_filled(S, k, -1)
+    ov_finish = tmp_floats_filled(S, k, 0.0)
+    att_eta = tmp_floats_filled(S, n_aps + 1, np.nan)
     phone_extra_s = 0.0
-    ex_f = np.zeros((n_aps, 3, k))
-    ex_n = np.zeros(n_aps, dtype=np.int64)
-    ap_ready = np.zeros((n_aps, 2))
-    phone_est = np.zeros(3)
-    qualities = np.zeros(k)
+    ex_f = tmp_floats_filled(S, n_aps * 3 * k, 0.0).reshape((n_aps, 3, k))
+    ex_n = tmp_ints_filled(S, n_aps, 0)
+    ap_ready = tmp_floats_filled(S, 2 * n_aps, 0.0).reshape((n_aps, 2))
+    phone_est = tmp_floats_filled(S, 3, 0.0)
+    qualities = tmp_floats_filled(S, k, 0.0)
+    bounds = tmp_floats(S, 3 * n_aps).reshape((n_aps, 3))  # _sorted_bounds' rows, for every subtask
     order = subtask_order(S, q)
     locations = usable_locations(S, user)
     up, down = _links(S, user, locations)
@@ -607,7 +621,7 @@ def plan(S: Any, q: int, latency_weight: float, locations_out: np.ndarray) -> tu
         est_ready, est_finish, est_quality = phone_est[0], phone_est[1], phone_est[2]
         best = phone_est[2] / k - weight * (phone_est[1] - now)
         alone = prefill_s + pred_out / r1
-        rows = _sorted_bounds(ap_ready, n, alone)
+        rows = _sorted_bounds(ap_ready, n, alone, bounds)
         for j in range(n):
             bound, L, ready = rows[j, 0], int(rows[j, 1]), rows[j, 2]
             if prune and q_edge / k - weight * (bound - _bound_margin(bound) - now) < best:
@@ -638,7 +652,7 @@ def plan(S: Any, q: int, latency_weight: float, locations_out: np.ndarray) -> tu
     loc = PHONE
     finish_best, quality_best = phone_est[1], phone_est[2]
     alone = prefill_s + agg_out / r1
-    rows = _sorted_bounds(ap_ready, n, alone)
+    rows = _sorted_bounds(ap_ready, n, alone, bounds)
     for j in range(n):
         bound, L, ready = rows[j, 0], int(rows[j, 1]), rows[j, 2]
         back = down_s if L == own else bh_down

@@ -51,6 +51,8 @@ FIELDS: tuple[str, ...] = (
     "rng_access",  # 57 the random access delays' numpy Generator (numba draws numpy's numbers)
     # the edge projections' scratch (estimates._projection_scratch: the packed streams, floats, ints; they grow)
     "proj_x", "proj_buf", "proj_work",  # 58-60
+    # the decision's scratch of small arrays, floats and ints (engine.tmp_floats)
+    "tmp_f", "tmp_i",  # 61, 62
 )
 
 if JIT_ENABLED:

@@ -65,6 +65,7 @@ from offload_gym.core.engine import (
     pmin,
     run_until_decision,
     start_episode,
+    tmp_reset,
 )
 from offload_gym.core.estimates import (
     aggregation_estimates,
@@ -113,6 +114,7 @@ N_OF = 7
 @njit
 def _prepare(S: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_locs: np.ndarray, mask: np.ndarray) -> None:
     """The decision's mask, the estimates and (query step, K > 1) the plan."""
+    tmp_reset(S)  # the previous decision's scratch arrays are dead
     q = D[D_QUERY]
     n_aps = S.ci[CI_N_APS]
     user = S.qi[q, QI_USER]
@@ -488,7 +490,7 @@ def phone_state_entry(S: Any, user: int, out: np.ndarray, OI: np.ndarray, OF: np
     """What phone ``user`` knows of the network (into ``out``); returns the locations it can use."""
     B = borrow_state(S)
     _fill_state(B, out, user, OI, OF)
-    return usable_locations(B, user)
+    return usable_locations(B, user).copy()  # a view of the decision's scratch: Python gets its own array
 
 
 @njit
