@@ -4,7 +4,7 @@ The model of docs/model.md with the same floating-point operations in the same o
 replaced, so that it reproduces that engine's recorded trajectories bit for bit
 (``tests/test_golden_trajectories.py``; ``tests/test_core_engine.py`` replays placements against the Python
 engine's recorded values). State is explicit (gymnax-style): a
-:class:`CoreState` holds arrays and typed lists, every kernel takes them as one reference ``S``
+:class:`CoreState` holds arrays, every kernel takes them as one reference ``S``
 (:mod:`offload_gym.core.state`: ``S.qi``, ``S.events``...), and the only randomness (the workload) is drawn
 ahead by :class:`~offload_gym.sim.episode.EpisodeWorkload`.
 
