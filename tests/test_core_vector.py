@@ -25,8 +25,8 @@ INFO_KEYS = ("decision", "decision_query_id", "time_s", "elapsed_s", "invalid_ac
 
 def test_the_step_code_reads_the_cores_indices() -> None:
     assert (compiled._D_KIND, compiled._D_QUERY) == (cs.D_KIND, cs.D_QUERY)
-    assert (compiled._GF_NOW, compiled._GI_N_COMPLETED, compiled._GI_SCHEDULED) == (ce.GF_NOW, ce.GI_N_COMPLETED,
-                                                                                     ce.GI_SCHEDULED)
+    assert (compiled._GF_NOW, compiled._GI_N_COMPLETED, compiled._GI_SCHEDULED, compiled._GI_DRAINED) == (
+        ce.GF_NOW, ce.GI_N_COMPLETED, ce.GI_SCHEDULED, ce.GI_DRAINED)
 
 
 def _single_envs(env_id: str, n: int, config: dict[str, Any] | None) -> list[OffloadEnv]:
@@ -61,6 +61,9 @@ def _compare(env_id: str, n: int, steps: int, seed: int, config: dict[str, Any] 
             assert np.array_equal(info["action_mask"][i], inf["action_mask"]), (t, i)
             for key in INFO_KEYS:
                 assert info[key][i] == inf[key], (t, i, key)
+            if t % 5 == 0:  # what a sub-env says of its pending decision (its episode is stepped by the batch)
+                sub, single = venv.envs[i], singles[i]
+                assert (sub.expert_action(), sub.deciding_user()) == (single.expert_action(), single.deciding_user())
         actions = np.array([rng.choice(np.flatnonzero(m)) for m in info["action_mask"]])
         masked = np.flatnonzero(~info["action_mask"][0].astype(bool))
         if invalid_every and t % invalid_every == 0 and masked.size:
@@ -141,6 +144,30 @@ def test_batched_episodes_longer_than_a_workload_block_equal_single_envs() -> No
 
     config = {"topology": {"n_users": 2, "n_aps": 2}, "episode": {"queries": WORKLOAD_BLOCK + 40}}
     assert _compare(TINY, 2, 13_000, seed=1, config=config) >= 2
+
+
+def test_after_each_batched_step_no_env_is_owed_its_next_block_and_every_finished_query_is_seen(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch's call flags the envs whose next workload block is due and marks their finished queries seen
+    (Python asks only the flagged envs): no env is ever left behind, and the rows of seen queries are dropped."""
+    from offload_gym.sim import episode as sim_episode
+
+    monkeypatch.setattr(sim_episode, "WORKLOAD_BLOCK", 40)
+    venv = OffloadVectorEnv(3, config={"episode": {"queries": 300}}, core="compiled", threads=1)
+    _, info = venv.reset(seed=4)
+    rng = np.random.default_rng(4)
+    compacted = ended = 0
+    for _ in range(1200):
+        _, _, _, truncated, info = venv.step(np.array([rng.choice(np.flatnonzero(m)) for m in info["action_mask"]]))
+        ended += int(truncated.sum())
+        for env in venv.envs:
+            episode = env.episode
+            assert episode is not None
+            state, gi = episode.state, episode.S[2]
+            assert state.loaded == state.n_queries or int(gi[ce.GI_SCHEDULED]) + state.base < state.loaded
+            assert int(gi[ce.GI_DRAINED]) == int(gi[ce.GI_N_COMPLETED])
+            compacted += state.base > 0
+    assert ended >= 3 and compacted > 0  # whole episodes, and the seen queries' rows were dropped as blocks loaded
 
 
 def test_batched_message_arrays_that_grow_equal_single_envs(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -95,10 +95,11 @@ N_GF = 9
 # (GI_N_COMPLETED: queries in ``S.completed``, in finishing order; GI_REWARDED: how many of them are rewarded;
 # GI_DECOMPOSED_DONE: how many of those ran decomposed; GI_BASE: the episode's id of query row 0, whose earlier
 # queries' rows were dropped (CoreState.compact): GI_ARRIVED, GI_SCHEDULED, GI_FINISHED and CI_QUERIES count
-# from it; GI_TMP_F, GI_TMP_I: the floats and ints of the decision's scratch in use, tmp_floats)
+# from it; GI_TMP_F, GI_TMP_I: the floats and ints of the decision's scratch in use, tmp_floats; GI_DRAINED: how
+# many of ``S.completed``'s queries the env has seen, kept here so that a batch's call marks them without Python)
 (GI_EVENT_SEQ, GI_PLACE_SEQ, GI_ARRIVED, GI_SCHEDULED, GI_FINISHED, GI_N_MSGS, GI_N_COMPLETED, GI_REWARDED,
- GI_DECOMPOSED_DONE, GI_N_EVENTS, GI_FAILED, GI_REDISPATCHED, GI_BASE, GI_TMP_F, GI_TMP_I) = range(15)
-N_GI = 15
+ GI_DECOMPOSED_DONE, GI_N_EVENTS, GI_FAILED, GI_REDISPATCHED, GI_BASE, GI_TMP_F, GI_TMP_I, GI_DRAINED) = range(16)
+N_GI = 16
 
 
 # ---------------------------------------------------------------------------------------------------- helpers

@@ -43,9 +43,11 @@ from offload_gym.core.engine import (
     GI_ARRIVED,
     GI_BASE,
     GI_DECOMPOSED_DONE,
+    GI_DRAINED,
     GI_FINISHED,
     GI_N_COMPLETED,
     GI_REWARDED,
+    GI_SCHEDULED,
     II_LOCATION,
     PHONE,
     QF_ARRIVAL,
@@ -465,15 +467,20 @@ def batch_set(states: Any, i: int, S: Any) -> None:
 @njit_nogil
 def decide_batch(states: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_locs: np.ndarray, mask: np.ndarray,
                  g: np.ndarray, OI: np.ndarray, OF: np.ndarray, energy: bool, actions: np.ndarray, active: np.ndarray,
-                 rewards: np.ndarray, flags: np.ndarray, lo: int, hi: int) -> None:
+                 rewards: np.ndarray, flags: np.ndarray, blocks: np.ndarray, lo: int, hi: int) -> None:
     """:func:`decide_entry` for each env ``i`` in ``lo..hi-1`` with ``active[i]`` of a batch of one scenario: its
     state ``states[i]`` and row ``i`` of every other array; its reward into ``rewards[i]`` (0 if inactive), its flag
     into ``flags[i]``. It releases the GIL: Python threads step disjoint ranges of one batch at once (the envs share
-    nothing they write). The states and arrays are borrowed for the kernels, as in :func:`decide_entry`."""
+    nothing they write). The states and arrays are borrowed for the kernels, as in :func:`decide_entry`.
+
+    What Python would otherwise ask of each env after the call is done here: its finished queries are marked seen
+    (``GI_DRAINED``: the batch has rewarded them) and ``blocks[i]`` is 1 where its next arrival is beyond the loaded
+    queries (:meth:`offload_gym.envs.compiled.CompiledEpisode.grow_if_needed` then loads the next block), else 0."""
     D, DF, est, plan_locs, mask, g = borrowed(D), borrowed(DF), borrowed(est), borrowed(plan_locs), borrowed(mask), \
         borrowed(g)
     OI, OF = borrowed(OI), borrowed(OF)
     for i in range(lo, hi):
+        blocks[i] = 0
         if not active[i]:
             rewards[i] = 0.0
             flags[i] = 0
@@ -483,6 +490,12 @@ def decide_batch(states: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, pl
         flags[i] = apply_action(B, D[i], DF[i], est[i], plan_locs[i], mask[i], actions[i])
         rewards[i] = account(B)
         observe(B, D[i], DF[i], est[i], g[i], OI, OF, energy)
+        gi = B.gi
+        gi[GI_DRAINED] = gi[GI_N_COMPLETED]
+        # the arrivals scheduled so far reach the loaded ones and more are to come (rows count from the base)
+        scheduled = gi[GI_SCHEDULED]
+        if scheduled >= len(B.wl_arrival) and scheduled < B.ci[CI_QUERIES]:
+            blocks[i] = 1
 
 
 @njit

@@ -29,7 +29,7 @@ _KIND_NAMES = ("query", "subtask", "aggregation", "end")
 _KIND_END = 3
 # the core's indices the per-step code reads (equal to offload_gym.core's; tests/test_core_vector.py checks them), so
 # that a step does not look them up in the core's modules
-_D_KIND, _D_QUERY, _GF_NOW, _GI_N_COMPLETED, _GI_SCHEDULED = 0, 1, 0, 6, 3
+_D_KIND, _D_QUERY, _GF_NOW, _GI_N_COMPLETED, _GI_SCHEDULED, _GI_DRAINED = 0, 1, 0, 6, 3, 15
 
 @dataclass
 class EpisodeBuffers:
@@ -154,7 +154,6 @@ class CompiledEpisode:
         self.OI, self.OF = _observation_indices()
         self.OF[cs.OF_BACKGROUND] = cfg.wifi.background_stations
         self.energy = energy
-        self._drained = 0  # of the finished queries (in finishing order), how many the env has seen
         #: the episode's id of the core's query row 0 (:attr:`offload_gym.core.arrays.CoreState.base`): the ids
         #: Python hands out are the episode's (row + base)
         self.base = 0
@@ -192,6 +191,11 @@ class CompiledEpisode:
     @property
     def kind(self) -> str:
         return _KIND_NAMES[int(self.D[_D_KIND])]
+
+    @property
+    def ended(self) -> bool:
+        """Whether the episode is over (no decision pending)."""
+        return int(self.D[_D_KIND]) == _KIND_END
 
     @property
     def query_id(self) -> int:
@@ -248,6 +252,7 @@ class CompiledEpisode:
         if state.loaded == state.n_queries or int(self._gi[_GI_SCHEDULED]) + state.base < state.loaded:
             return False
         dropped, seen, rows = state.grow(self.setup, self._drained)
+        self._bind()  # the state's arrays are new
         if dropped:
             self._drained -= seen
             self._dropped_latencies.append(rows[:, 0].copy())
@@ -258,7 +263,6 @@ class CompiledEpisode:
             if int(self.D[_D_KIND]) != _KIND_END:
                 self.D[_D_QUERY] -= dropped
             self.base = state.base
-        self._bind()
         return True
 
     def move_to(self, buffers: EpisodeBuffers) -> None:
@@ -270,17 +274,28 @@ class CompiledEpisode:
             setattr(self, name, target)
         self._bind()
 
+    @property
+    def _drained(self) -> int:
+        """Of the finished queries (in finishing order), how many the env has seen (in the state: a batch's
+        compiled call marks them, :func:`offload_gym.core.step.decide_batch`)."""
+        return int(self._gi[_GI_DRAINED])
+
+    @_drained.setter
+    def _drained(self, n: int) -> None:
+        self._gi[_GI_DRAINED] = n
+
     def mark_drained(self) -> None:
         """Count every query finished so far as seen (a batch has already rewarded them)."""
         self._drained = int(self._gi[_GI_N_COMPLETED])
 
     def _drain(self) -> list[int]:
         """The queries finished since the last look, in finishing order."""
-        n = int(self._gi[_GI_N_COMPLETED])
-        if n == self._drained:
+        gi = self._gi
+        n, drained = int(gi[_GI_N_COMPLETED]), int(gi[_GI_DRAINED])
+        if n == drained:
             return []
-        done = self._completed[self._drained:n].tolist()
-        self._drained = n
+        done = self._completed[drained:n].tolist()
+        gi[_GI_DRAINED] = n
         base = self.base
         return [q + base for q in done] if base else done
 

@@ -225,11 +225,9 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         self._reset_state()
 
     def _reset_state(self) -> None:
-        self._kind = _END
         self._mask = np.zeros(self.n_aps + 2, dtype=bool)  # over the item actions (0..A+1)
         self._suggested: int | None = None  # the built-in scheduler's item action at this decision (cached)
         self._invalid_actions = 0
-        self._done = True
 
     # ------------------------------------------------------------------ Gymnasium API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
@@ -240,24 +238,25 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         self.episode = CompiledEpisode(self.config, self.np_random, self.observes_energy, previous=self.episode,
                                        buffers=self._episode_buffers)
         self._mask = self.episode.mask
-        self._done = False
         completed = [self._finished_record(q) for q in self.episode.advance()]
-        self._kind = self.episode.kind
         if completed:  # pragma: no cover - nothing can finish before the first decision
             raise RuntimeError("a query finished before the first decision")
         if self.render_mode == "human":
             self.render()
         return self._emit(self._observation()), self._info([], 0.0)
 
-    def _sync_compiled(self) -> None:
-        """Catch up with a compiled episode stepped from outside (a batch's one compiled call for all its envs)."""
+    @property
+    def _kind(self) -> str:
+        """The pending decision's kind (``"end"`` once the episode is over, and before the first reset): the
+        episode's, so that an episode stepped from outside (a batch's compiled call) needs no catching up."""
         episode = self.episode
-        assert episode is not None
-        self._kind = episode.kind
-        self._suggested = None
-        episode.mark_drained()  # the batch has rewarded them
-        if self._kind == _END:
-            self._done = True
+        return _END if episode is None else episode.kind
+
+    @property
+    def _done(self) -> bool:
+        """Whether no decision is pending: before the first reset, and after the episode's final step."""
+        episode = self.episode
+        return episode is None or episode.ended
 
     def _now(self) -> float:
         assert self.episode is not None
@@ -265,9 +264,10 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
 
     def deciding_user(self) -> int:
         """The phone whose query the pending decision belongs to (-1 when none is pending)."""
-        if self._done or self._kind == _END or self.episode is None:
+        episode = self.episode
+        if episode is None or episode.ended:
             return -1
-        return self.episode.pending_user()
+        return episode.pending_user()
 
     def _merged_config(self, overrides: Any) -> ScenarioConfig:
         if isinstance(overrides, ScenarioConfig):  # a whole scenario, as gym.make accepts
@@ -292,7 +292,8 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         return new
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
-        if self._done or self.episode is None:
+        episode = self.episode
+        if episode is None or episode.ended:
             raise RuntimeError("step() called after the episode ended (or before reset()); call reset() first")
         if self.follow_action is None and self.action_mode == "item":
             return self._step_compiled_item(action)
@@ -309,8 +310,6 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
             completed += self._apply(self._builtin_action())
         reward = float(sum(c["reward"] for c in completed))
         truncated = self._kind == _END
-        if truncated:
-            self._done = True
         obs = self._emit(self._observation())
         info = self._info(completed, self._now() - start_s)
         if self.render_mode == "human":
@@ -337,7 +336,6 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         start_s = episode.now
         done = episode.apply(a)
         kind = episode.kind
-        self._kind = kind
         self._suggested = None
         completed = []
         reward = 0.0  # summed in finishing order, as the general path sums them
@@ -347,7 +345,6 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
             completed.append(record)
         truncated = kind == _END
         if truncated:
-            self._done = True
             features = np.zeros(len(self.observation_names), dtype=np.float32)
         else:
             features = episode.g.astype(np.float32)
@@ -376,7 +373,6 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         """One item-level decision ``a`` (already allowed); returns the queries finished if the simulator advanced."""
         assert self.episode is not None
         done = self.episode.apply(a)
-        self._kind = self.episode.kind
         self._suggested = None
         return [self._finished_record(q) for q in done]
 
@@ -393,7 +389,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         this observation and mask. ``residual`` mode: :attr:`follow_action`. On the final step (no decision
         pending) it is 0. Used for behaviour cloning (``python -m agents.imitation``).
         """
-        if self._done or self._kind == _END:
+        if self._done:
             return PHONE
         if self.follow_action is not None:
             return self.follow_action
@@ -505,7 +501,7 @@ class OffloadEnv(gym.Env[np.ndarray, np.int64]):
         return out
 
     def _info(self, completed: list[dict[str, Any]], elapsed_s: float) -> dict[str, Any]:
-        pending = not self._done and self._kind != _END
+        pending = not self._done
         query_id = self.episode.query_id if pending and self.episode is not None else -1
         info: dict[str, Any] = {
             "action_mask": (self._mask if self.follow_action is None else self.action_masks()).astype(np.int8),

@@ -254,6 +254,7 @@ class _Batch:
         self.episodes = [env.episode for env in envs]
         self.rewards = np.zeros(self.n)
         self.flags = np.zeros(self.n, dtype=np.int64)
+        self.blocks = np.zeros(self.n, dtype=np.int64)  # which envs need their workload's next block (the call says)
         self.invalid_raises = first.config.invalid_action == "raise"
         self.n_actions = int(first.action_space.n)
         self.energy = first.observes_energy
@@ -293,7 +294,7 @@ class _Batch:
         its own env's state and rows, which the call does not touch (an inactive row is skipped)."""
         b = self.buffers
         args = (self.states, b.D, b.DF, b.est, b.plan_locations, b.mask, b.g, self.OI, self.OF, self.energy,
-                actions, active, self.rewards, self.flags)
+                actions, active, self.rewards, self.flags, self.blocks)
         if len(self.ranges) == 1:
             self._reset(envs, resets)
             self.step_fn(*args, 0, self.n)
@@ -391,28 +392,34 @@ class _Batch:
             for i in np.flatnonzero(invalid):
                 envs[i]._invalid_actions += 1
         episodes = self.episodes
-        for i in np.flatnonzero(active):
-            episode = envs[i].episode
-            if episode is None or episode is not episodes[i]:  # reset from outside the batch
-                if episode is None or episode.D.base is not self.buffers.D:
-                    raise RuntimeError(f"env {i} of the batch was reset outside it onto another engine; reset the "
-                                       "vector env instead")
-                self.readopt(envs, int(i))
+        if [env.episode for env in envs] != episodes:  # (by identity) a sub-env was reset from outside the batch
+            for i in np.flatnonzero(active):
+                episode = envs[i].episode
+                if episode is None or episode is not episodes[i]:
+                    if episode is None or episode.D.base is not self.buffers.D:
+                        raise RuntimeError(f"env {i} of the batch was reset outside it onto another engine; reset "
+                                           "the vector env instead")
+                    self.readopt(envs, int(i))
         b = self.buffers
         self.start_s = b.DF[:, self.df_now].copy()  # each decision's time (written with its observation)
         self._decide(envs, actions, active, list(resets))
         for i in resets:
             self.readopt(envs, i)
+        blocks = self.blocks
         for i in np.flatnonzero(self.flags == -2):  # its message arrays were full: they grow, and it goes on
             episode = envs[i].episode
             self.rewards[i] = episode.go_on(float(self.rewards[i]))
+            episode.mark_drained()  # the batch has rewarded them
             self._take_state(int(i), episode)
-        for i in np.flatnonzero(active):
-            env = envs[i]
-            env._sync_compiled()
-            episode = env.episode
-            if episode.grow_if_needed():  # its next workload block loaded
+            blocks[i] = 1  # the call's word on it is stale: ask the episode
+        # the call marked the finished queries seen and flagged the envs whose next workload block is due: the
+        # sub-envs read their decision from their rows, and only the built-in scheduler's cached action is stale
+        for i in np.flatnonzero(blocks):
+            episode = envs[i].episode
+            if episode.grow_if_needed():
                 self._take_state(int(i), episode)
+        for env in envs:
+            env._suggested = None
         truncated = active & (b.D[:, 0] == self.kind_end)
         return self.rewards.copy(), truncated
 
