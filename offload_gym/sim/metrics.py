@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-__all__ = ["FinishedSummary"]
+__all__ = ["FinishedSummary", "percentile"]
+
+
+def percentile(values: np.ndarray, q: float) -> float:
+    """``np.percentile(values, q)`` of a 1-D float array without NaNs, bit for bit (its default linear method:
+    the same virtual index, neighbours and interpolation), at a tenth of its cost: an episode's final step asks
+    for it, and numpy's general path took 40 us of the 0.1 ms a batched step of 64 envs has per env."""
+    n = values.size
+    if n == 0:
+        raise ValueError("percentile: values is empty")
+    virtual = (n - 1) * (q / 100)
+    if virtual >= n - 1:
+        return float(values.max())
+    lo = math.floor(virtual)
+    part = np.partition(values, (lo, lo + 1))
+    a, b = float(part[lo]), float(part[lo + 1])
+    t = virtual - lo
+    diff = b - a
+    return b - diff * (1 - t) if t >= 0.5 else a + diff * t  # numpy's _lerp, exact at both ends
 
 
 class FinishedSummary:
@@ -66,7 +86,7 @@ class FinishedSummary:
         return float(self.latencies.mean()) if self.count else 0.0
 
     def p95_latency_s(self) -> float:
-        return float(np.percentile(self.latencies, 95)) if self.count else 0.0
+        return percentile(self.latencies, 95) if self.count else 0.0
 
     def mean_energy_j(self) -> float:
         return self.energy_sum_j / self.count if self.count else 0.0
