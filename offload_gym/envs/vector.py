@@ -20,8 +20,9 @@ Both step all N envs in **one compiled call** (:func:`offload_gym.core.step.deci
 interface is ``item`` (the default): each sub-env keeps its episode's
 decision arrays in row ``i`` of the batch's arrays, so observations and masks are never copied env by env.
 That call releases the GIL: with ``threads=T`` (by default one per core, at most one per 16 envs) T threads each
-step a contiguous share of the envs at once (64 envs on 2 cores: 1.25-1.4x the decisions/s of one thread; the
-resets and the Python side of a step stay on the calling thread).
+step a contiguous share of the envs at once (64 envs on 2 cores: 0.94-1.1x the decisions/s of one thread in the latest
+measurements, whose kernel is faster than the threads' hand-off; the resets and the Python side of a step stay on
+the calling thread).
 Their infos then carry ``action_mask``, ``decision``, ``decision_query_id``, ``time_s``, ``elapsed_s`` and
 ``invalid_actions``, but not ``completed`` (the per-query records: ``vectorization_mode="sync"`` gives them).
 In the query and residual interfaces (whose built-in scheduler runs in Python) they step the envs one after
