@@ -134,8 +134,13 @@ def test_threads_step_their_ranges_of_the_batch_to_the_same_trajectories() -> No
         steps = [int(active[lo:hi].sum()) for lo, hi in ranges]
         assert sum(steps) == 5 and steps[0] == expected_first  # resets free: even shares; costly: none
         assert max(steps) - min(steps[1:]) <= 1
+    venv.step(np.zeros(7, dtype=np.int64))  # the phone: always allowed
+    workers = list(batch._workers)
+    assert len(workers) == 2 and all(worker.thread.is_alive() for worker in workers)
     venv.close()
-    assert venv._batch is None or venv._batch._pool is None
+    for worker in workers:  # closing ends the worker threads, whether they wait in compiled code or sleep
+        worker.thread.join(timeout=10.0)
+        assert not worker.thread.is_alive()
 
 
 def test_batched_episodes_longer_than_a_workload_block_equal_single_envs() -> None:
@@ -269,3 +274,63 @@ def test_a_sub_env_reset_from_outside_the_batch_is_followed() -> None:
         assert np.array_equal(obs[1], obs_ref) and rewards[1] == reward_ref and truncated[1] == truncated_ref
         if truncated.any():
             break
+
+
+def test_a_worker_asleep_between_steps_is_woken_by_the_next_one() -> None:
+    """A worker with no job for a while sleeps on its event; the next step's post wakes it, and the trajectories
+    are those of one thread."""
+    import time
+
+    config = {"episode": {"queries": 8}}
+    threaded = OffloadVectorEnv(32, config=config, threads=2)
+    single = OffloadVectorEnv(32, config=config, threads=1)
+    rng = np.random.default_rng(2)
+    (obs, info), (obs1, _) = threaded.reset(seed=2), single.reset(seed=2)
+    assert threaded._batch is not None
+    slept = 0
+    for t in range(40):
+        actions = np.array([rng.choice(np.flatnonzero(m)) for m in info["action_mask"]])
+        obs, rewards, _, truncated, info = threaded.step(actions)
+        obs1, rewards1, _, truncated1, _ = single.step(actions)
+        assert np.array_equal(obs, obs1) and np.array_equal(rewards, rewards1) and np.array_equal(truncated, truncated1)
+        if t % 10 == 9:
+            worker = threaded._batch._workers[0]
+            deadline = time.monotonic() + 5.0
+            while not worker.control[cs.CTL_SLEEPING] and time.monotonic() < deadline:
+                time.sleep(0.002)
+            slept += int(worker.control[cs.CTL_SLEEPING])
+    assert slept == 4
+    threaded.close()
+    single.close()
+
+
+def test_a_worker_that_fails_raises_in_the_calling_thread() -> None:
+    from offload_gym.envs.vector import _Worker
+
+    def failing(*args: Any) -> None:
+        if args[-1] > 0:  # the worker's serving call
+            raise ValueError("boom")
+
+    worker = _Worker(failing, cs.batch_wait, (), 0)
+    worker.thread.join(timeout=10.0)
+    with pytest.raises(RuntimeError, match=r"worker thread .* stopped") as raised:
+        worker.post(0, 1)
+    assert isinstance(raised.value.__cause__, ValueError)
+
+
+def test_a_worker_that_fails_in_a_job_raises_at_the_wait() -> None:
+    import time
+
+    from offload_gym.envs.vector import _Worker
+
+    def failing_in_a_job(*args: Any) -> None:
+        control = args[-2]
+        while control[cs.CTL_POSTED] == control[cs.CTL_DONE]:
+            time.sleep(0.001)
+        raise ValueError("boom")
+
+    worker = _Worker(failing_in_a_job, cs.batch_wait, (), 0)
+    job = worker.post(0, 1)
+    with pytest.raises(RuntimeError, match=r"worker thread .* failed") as raised:
+        worker.wait(job)
+    assert isinstance(raised.value.__cause__, ValueError)

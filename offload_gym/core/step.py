@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from offload_gym.core._jit import JIT_ENABLED, njit, njit_inline, njit_nogil
+from offload_gym.core.atomics import atomic_load, atomic_store
 from offload_gym.core.engine import (
     CF_CONTEXT,
     CF_P_DECODE_W,
@@ -90,7 +91,7 @@ else:  # pragma: no cover - a plain list stands in
     TypedList = list
 
 __all__ = ["KIND_AGGREGATION", "KIND_END", "KIND_QUERY", "KIND_SUBTASK", "account", "advance", "apply_action",
-           "decide_batch", "observe"]
+           "batch_wait", "decide_batch", "observe"]
 
 KIND_QUERY, KIND_SUBTASK, KIND_AGGREGATION, KIND_END = 0, 1, 2, 3
 # the decision context (int array): kind, query, position in the order, whether a plan exists, then the order
@@ -464,10 +465,17 @@ def batch_set(states: Any, i: int, S: Any) -> None:
     states[i] = S
 
 
+#: a batch worker's control row (``decide_batch`` with ``polls > 0``): the job the calling thread posted last and
+#: its range of envs, the job the worker finished last, whether to stop, and whether the worker sleeps (Python's)
+CTL_POSTED, CTL_LO, CTL_HI, CTL_DONE, CTL_STOP, CTL_SLEEPING = range(6)
+N_CTL = 6
+
+
 @njit_nogil
 def decide_batch(states: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, plan_locs: np.ndarray, mask: np.ndarray,
                  g: np.ndarray, OI: np.ndarray, OF: np.ndarray, energy: bool, actions: np.ndarray, active: np.ndarray,
-                 rewards: np.ndarray, flags: np.ndarray, blocks: np.ndarray, lo: int, hi: int) -> None:
+                 rewards: np.ndarray, flags: np.ndarray, blocks: np.ndarray, lo: int, hi: int, ctl: np.ndarray,
+                 polls: int) -> None:
     """:func:`decide_entry` for each env ``i`` in ``lo..hi-1`` with ``active[i]`` of a batch of one scenario: its
     state ``states[i]`` and row ``i`` of every other array; its reward into ``rewards[i]`` (0 if inactive), its flag
     into ``flags[i]``. It releases the GIL: Python threads step disjoint ranges of one batch at once (the envs share
@@ -475,27 +483,62 @@ def decide_batch(states: Any, D: np.ndarray, DF: np.ndarray, est: np.ndarray, pl
 
     What Python would otherwise ask of each env after the call is done here: its finished queries are marked seen
     (``GI_DRAINED``: the batch has rewarded them) and ``blocks[i]`` is 1 where its next arrival is beyond the loaded
-    queries (:meth:`offload_gym.envs.compiled.CompiledEpisode.grow_if_needed` then loads the next block), else 0."""
+    queries (:meth:`offload_gym.envs.compiled.CompiledEpisode.grow_if_needed` then loads the next block), else 0.
+
+    ``polls`` 0: that one range. ``polls`` > 0: a worker thread's wait for its shares, in compiled code (so no GIL
+    and no wake-up between steps): each job the calling thread posts in the control row ``ctl`` (``CTL_*``: its
+    range, then its number in ``CTL_POSTED``) is stepped and marked done (``CTL_DONE``); it returns after ``polls``
+    polls with no job, or when told to stop. The row is read and written atomically (:mod:`offload_gym.core.atomics`).
+    """
     D, DF, est, plan_locs, mask, g = borrowed(D), borrowed(DF), borrowed(est), borrowed(plan_locs), borrowed(mask), \
         borrowed(g)
     OI, OF = borrowed(OI), borrowed(OF)
-    for i in range(lo, hi):
-        blocks[i] = 0
-        if not active[i]:
-            rewards[i] = 0.0
-            flags[i] = 0
-            continue
-        S = states[i]
-        B = borrow_state(S)
-        flags[i] = apply_action(B, D[i], DF[i], est[i], plan_locs[i], mask[i], actions[i])
-        rewards[i] = account(B)
-        observe(B, D[i], DF[i], est[i], g[i], OI, OF, energy)
-        gi = B.gi
-        gi[GI_DRAINED] = gi[GI_N_COMPLETED]
-        # the arrivals scheduled so far reach the loaded ones and more are to come (rows count from the base)
-        scheduled = gi[GI_SCHEDULED]
-        if scheduled >= len(B.wl_arrival) and scheduled < B.ci[CI_QUERIES]:
-            blocks[i] = 1
+    idle = 0
+    job = -1
+    while True:
+        if polls == 0:
+            if job == 0:
+                return
+            job = 0
+        else:
+            posted = atomic_load(ctl, CTL_POSTED)
+            if posted == atomic_load(ctl, CTL_DONE):
+                if atomic_load(ctl, CTL_STOP) != 0 or idle >= polls:
+                    return
+                idle += 1
+                continue
+            idle = 0
+            job = posted
+            lo, hi = atomic_load(ctl, CTL_LO), atomic_load(ctl, CTL_HI)
+        for i in range(lo, hi):
+            blocks[i] = 0
+            if not active[i]:
+                rewards[i] = 0.0
+                flags[i] = 0
+                continue
+            S = states[i]
+            B = borrow_state(S)
+            flags[i] = apply_action(B, D[i], DF[i], est[i], plan_locs[i], mask[i], actions[i])
+            rewards[i] = account(B)
+            observe(B, D[i], DF[i], est[i], g[i], OI, OF, energy)
+            gi = B.gi
+            gi[GI_DRAINED] = gi[GI_N_COMPLETED]
+            # the arrivals scheduled so far reach the loaded ones and more are to come (rows count from the base)
+            scheduled = gi[GI_SCHEDULED]
+            if scheduled >= len(B.wl_arrival) and scheduled < B.ci[CI_QUERIES]:
+                blocks[i] = 1
+        if polls != 0:
+            atomic_store(ctl, CTL_DONE, job)
+
+
+@njit_nogil
+def batch_wait(ctl: np.ndarray, job: int, polls: int) -> bool:
+    """Whether a batch worker finished job ``job`` (``ctl``: its control row, :func:`decide_batch`), polling up to
+    ``polls`` times without the GIL."""
+    for _ in range(polls):
+        if atomic_load(ctl, CTL_DONE) == job:
+            return True
+    return atomic_load(ctl, CTL_DONE) == job
 
 
 @njit

@@ -20,9 +20,11 @@ Both step all N envs in **one compiled call** (:func:`offload_gym.core.step.deci
 interface is ``item`` (the default): each sub-env keeps its episode's
 decision arrays in row ``i`` of the batch's arrays, so observations and masks are never copied env by env.
 That call releases the GIL: with ``threads=T`` (by default one per core, at most one per 16 envs) T threads each
-step a contiguous share of the envs at once (64 envs on 2 cores: 0.94-1.1x the decisions/s of one thread in the latest
-measurements, whose kernel is faster than the threads' hand-off; the resets and the Python side of a step stay on
-the calling thread).
+step a contiguous share of the envs at once. The extra threads wait for their shares inside the compiled call
+(polling a control row, up to about 0.5 ms after each step before they sleep), so a step hands them out without
+waking a thread (64 envs on 2 cores: about 1.5x the decisions/s of one thread; with a thread pool's hand-off it
+was 0.94-1.1x). The resets and the Python side of a step stay on the calling thread, which resets the finished
+envs while the others step the rest.
 Their infos then carry ``action_mask``, ``decision``, ``decision_query_id``, ``time_s``, ``elapsed_s`` and
 ``invalid_actions``, but not ``completed`` (the per-query records: ``vectorization_mode="sync"`` gives them).
 In the query and residual interfaces (whose built-in scheduler runs in Python) they step the envs one after
@@ -36,13 +38,13 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
 
+from offload_gym.core._jit import JIT_ENABLED
 from offload_gym.envs.compiled import EpisodeBuffers
 from offload_gym.envs.offload_env import OffloadEnv
 
@@ -69,7 +71,8 @@ class OffloadVectorEnv(gym.vector.VectorEnv):
     :param threads: how many threads step a batched call (the compiled kernel releases the GIL, so each steps its
         own share of the envs at once; the trajectories do not depend on it). ``None``: one per CPU core this
         process may use, at most one per 16 envs (:func:`default_threads`). Give 1 where other processes already
-        use the cores (several vector envs in subprocesses, a learner training beside it).
+        use the cores (several vector envs in subprocesses, a learner training on several threads beside it): the
+        extra threads poll for their next share for up to about 0.5 ms after each step.
     """
 
     metadata: dict[str, Any] = {  # noqa: RUF012 - gymnasium reads it from the class
@@ -266,61 +269,64 @@ class _Batch:
         #: each env's :attr:`~offload_gym.envs.compiled.CompiledEpisode.base` (the decisions' query ids are rows)
         self.bases = np.zeros(self.n, dtype=np.int64)
         #: contiguous ranges of envs, one per thread (the first is stepped by the calling thread)
-        parts = min(threads, self.n)
+        parts = min(threads, self.n) if JIT_ENABLED else 1  # (the workers wait in compiled code)
         edges = [self.n * k // parts for k in range(parts + 1)]
         self.ranges = list(itertools.pairwise(edges))
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_pid = 0
+        #: what the compiled call steps besides the range: the actions and which envs step are copied in, so that
+        #: the worker threads (which wait inside one compiled call, :class:`_Worker`) always read the same arrays
+        self.actions = np.zeros(self.n, dtype=np.int64)
+        self.active = np.zeros(self.n, dtype=bool)
+        b = self.buffers
+        self.call_args = (self.states, b.D, b.DF, b.est, b.plan_locations, b.mask, b.g, self.OI, self.OF, self.energy,
+                          self.actions, self.active, self.rewards, self.flags, self.blocks)
+        self.no_control = np.zeros(cs.N_CTL, dtype=np.int64)
+        self.wait_fn = cs.batch_wait
+        self._workers: list[_Worker] = []
+        self._workers_pid = 0
         #: seconds per decision of the compiled call and per reset, as measured (they set the threads' shares)
         self._decision_s, self._reset_s = 25e-6, 1e-3
 
     def close(self) -> None:
-        """Stop the batch's threads (if any)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
-            self._pool = None
+        """Stop the batch's worker threads (if any)."""
+        for worker in getattr(self, "_workers", ()):
+            worker.stop()
+        self._workers = []
 
-    def _threads(self) -> ThreadPoolExecutor:
+    def __del__(self) -> None:
+        self.close()  # the workers hold the batch's arrays, not the batch: they end with it
+
+    def _started_workers(self) -> list[_Worker]:
         """The threads stepping every range but the first, started on first use in this process (a forked child
-        inherits the pool object but not its threads: it starts its own)."""
-        if self._pool is None or self._pool_pid != os.getpid():
-            self._pool = ThreadPoolExecutor(len(self.ranges) - 1, thread_name_prefix="offload_gym_batch")
-            self._pool_pid = os.getpid()
-        return self._pool
+        inherits the objects but not their threads: it starts its own)."""
+        if not self._workers or self._workers_pid != os.getpid():
+            self._workers = [_Worker(self.step_fn, self.wait_fn, self.call_args, k) for k in range(len(self.ranges) - 1)]
+            self._workers_pid = os.getpid()
+        return self._workers
 
     def _decide(self, envs: list[OffloadEnv], actions: np.ndarray, active: np.ndarray, resets: list[int]) -> None:
         """The compiled call over the active envs, one range per thread when there are several, and the resets of
         the ``resets`` envs (inactive in the call) on the calling thread meanwhile: a reset is Python (about as
         long as 30-40 decisions), which the other threads' compiled code does not wait for. A reset writes only
         its own env's state and rows, which the call does not touch (an inactive row is skipped)."""
-        b = self.buffers
-        args = (self.states, b.D, b.DF, b.est, b.plan_locations, b.mask, b.g, self.OI, self.OF, self.energy,
-                actions, active, self.rewards, self.flags, self.blocks)
+        self.actions[:] = actions
+        self.active[:] = active
         if len(self.ranges) == 1:
             self._reset(envs, resets)
-            self.step_fn(*args, 0, self.n)
+            self.step_fn(*self.call_args, 0, self.n, self.no_control, 0)
             return
         ranges = self._ranges(active, len(resets)) if resets else self.ranges
-        pool = self._threads()
-        started = [threading.Event() for _ in ranges[1:]]
-        futures: list[Future[None]] = [pool.submit(self._run_range, event, args, lo, hi)
-                                       for event, (lo, hi) in zip(started, ranges[1:], strict=True)]
+        workers = self._started_workers()
+        jobs = [worker.post(lo, hi) for worker, (lo, hi) in zip(workers, ranges[1:], strict=True)]
         try:
-            for event in started:  # each thread holds the GIL until its compiled call starts: let it get there
-                event.wait()
             self._reset(envs, resets)
             start = time.perf_counter()
-            self.step_fn(*args, *ranges[0])
+            self.step_fn(*self.call_args, *ranges[0], self.no_control, 0)
             stepped = int(np.count_nonzero(active[ranges[0][0]:ranges[0][1]]))
             if stepped and not resets:
                 self._decision_s = _ema(self._decision_s, (time.perf_counter() - start) / stepped)
         finally:
-            for future in futures:  # every range done (or its error raised) before the arrays are read
-                future.result()
-
-    def _run_range(self, started: threading.Event, args: tuple[Any, ...], lo: int, hi: int) -> None:
-        started.set()
-        self.step_fn(*args, lo, hi)
+            for worker, job in zip(workers, jobs, strict=True):  # every range done before the arrays are read
+                worker.wait(job)
 
     def _reset(self, envs: list[OffloadEnv], resets: list[int]) -> None:
         """Reset the ``resets`` envs (their states join the batch after the call: :meth:`readopt`)."""
@@ -445,6 +451,80 @@ class _Batch:
             "elapsed_s": now - self.start_s, "_elapsed_s": everywhere,
             "invalid_actions": np.array([env._invalid_actions for env in envs]), "_invalid_actions": everywhere,
         }
+
+
+#: polls of a worker with no job before it sleeps (about 0.5 ms on this project's machine: the gap between a
+#: learner's steps is usually shorter, so the next job finds it awake), and of the calling thread waiting for a job
+#: before it yields its CPU (a worker the machine descheduled gets it back) and looks at whether the worker is alive
+#: (about 25 us)
+_SERVE_POLLS, _WAIT_POLLS = 1_000_000, 100_000
+_yield_cpu: Any = getattr(os, "sched_yield", lambda: time.sleep(0))
+
+
+class _Worker:
+    """A thread that steps one range of a batch's envs per step. It waits for its next range inside the compiled
+    call (:func:`offload_gym.core.step.decide_batch` with ``polls``), so a step hands it its range in a memory
+    write: no GIL to take and no sleeping thread to wake (a thread pool's hand-off took about 50 us a step, a
+    seventh of a 64-env step). With no job for ``_SERVE_POLLS`` polls it sleeps on an event; the next job wakes it.
+
+    The control row's writes from Python happen under the GIL, so the sleep and the post of a job cannot miss each
+    other: the worker marks itself sleeping, then looks for a job once more; a post writes the job, then wakes a
+    worker marked sleeping."""
+
+    def __init__(self, step_fn: Any, wait_fn: Any, call_args: tuple[Any, ...], index: int) -> None:
+        from offload_gym.core import step as cs
+
+        self.cs = cs
+        self.step_fn, self.wait_fn, self.call_args = step_fn, wait_fn, call_args
+        self.control = np.zeros(cs.N_CTL, dtype=np.int64)
+        self.wake = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._serve, name=f"offload_gym_batch_{index}", daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        cs, control = self.cs, self.control
+        try:
+            while True:
+                self.step_fn(*self.call_args, 0, 0, control, _SERVE_POLLS)
+                if control[cs.CTL_STOP]:
+                    return
+                self.wake.clear()
+                control[cs.CTL_SLEEPING] = 1
+                while control[cs.CTL_POSTED] == control[cs.CTL_DONE] and not control[cs.CTL_STOP]:
+                    self.wake.wait(timeout=0.05)  # (a post sets it; the timeout only guards the protocol)
+                control[cs.CTL_SLEEPING] = 0
+        except BaseException as exc:  # the calling thread raises it
+            self.error = exc
+            control[cs.CTL_DONE] = control[cs.CTL_POSTED]
+
+    def post(self, lo: int, hi: int) -> int:
+        """Give the worker envs ``lo..hi-1`` to step; the job's number (for :meth:`wait`)."""
+        cs, control = self.cs, self.control
+        if self.error is not None or not self.thread.is_alive():
+            raise RuntimeError("a worker thread of the batched vector env stopped") from self.error
+        control[cs.CTL_LO], control[cs.CTL_HI] = lo, hi
+        job = int(control[cs.CTL_POSTED]) + 1
+        control[cs.CTL_POSTED] = job
+        if control[cs.CTL_SLEEPING]:
+            self.wake.set()
+        return job
+
+    def wait(self, job: int) -> None:
+        """Until the worker finished job ``job`` (it raises what the worker raised)."""
+        while not self.wait_fn(self.control, job, _WAIT_POLLS):
+            if self.error is not None or not self.thread.is_alive():
+                break
+            _yield_cpu()  # a while without the job done: let a worker the machine has descheduled run
+        if self.error is not None:
+            raise RuntimeError("a worker thread of the batched vector env failed") from self.error
+        if not self.thread.is_alive() and self.control[self.cs.CTL_DONE] != job:
+            raise RuntimeError("a worker thread of the batched vector env stopped")
+
+    def stop(self) -> None:
+        """End the thread (it finishes its job first)."""
+        self.control[self.cs.CTL_STOP] = 1
+        self.wake.set()
 
 
 class SB3VecEnv:
